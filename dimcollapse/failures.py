@@ -26,6 +26,10 @@ class VideoError(Exception):
         self.message = message
         super().__init__(f"{self.path}: {stage}: {message}")
 
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        # Worker processes (probing pools, DataLoader workers) send errors back pickled.
+        return (VideoError, (self.path, self.stage, self.message))
+
 
 @dataclass(frozen=True)
 class Failure:

@@ -50,3 +50,17 @@ def test_read_failures_rejects_other_csv(tmp_path: Path) -> None:
     out.write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="x.csv"):
         read_failures(out)
+
+
+def test_video_error_pickles_for_worker_processes() -> None:
+    import pickle
+
+    err = pickle.loads(pickle.dumps(VideoError("/a.mp4", "decode", "bad frame")))
+    assert (err.path, err.stage, err.message) == ("/a.mp4", "decode", "bad frame")
+
+
+def test_atomic_files_are_not_private(tmp_path: Path) -> None:
+    import os
+
+    write_json(tmp_path / "x.json", {})
+    assert os.stat(tmp_path / "x.json").st_mode & 0o044 == 0o044

@@ -1,0 +1,127 @@
+"""Shards of a dataset's manifest and the resumable store of finished rows.
+
+A dataset's manifest is split into K contiguous shards, each extracted by its own job
+(one GPU or one Slurm job each). Inside a shard, finished rows are flushed in chunks
+to a *partial store*: a directory outside Snakemake's declared outputs, because
+Snakemake deletes the outputs of a failed job and a killed job must not lose the clips
+it already computed. The store is keyed by a fingerprint of everything that affects
+the numbers (model, weights, protocol, precision, code), so a changed configuration
+never resumes from stale chunks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dimcollapse.atomic import atomic_path
+from dimcollapse.failures import Failure
+
+#: Arrays kept per row besides the features of each space.
+_ROWS = "rows"
+_OK = "ok"
+
+
+def shard_rows(n_rows: int, shard: int, n_shards: int) -> np.ndarray:
+    """Manifest row positions of one shard: contiguous, balanced, covering all rows once."""
+    if not 0 <= shard < n_shards:
+        raise ValueError(f"shard {shard} is not in 0..{n_shards - 1}")
+    bounds = np.linspace(0, n_rows, n_shards + 1).astype(np.int64)
+    return np.arange(bounds[shard], bounds[shard + 1], dtype=np.int64)
+
+
+@dataclass
+class ShardResult:
+    """Everything one shard computed, in manifest row order."""
+
+    rows: np.ndarray  # int64 manifest positions
+    ok: np.ndarray  # bool, False for videos that failed
+    features: dict[str, np.ndarray]  # space -> float32 (n_rows, D) (zeros where not ok)
+    failures: list[Failure]
+    meta: dict[str, Any] = field(default_factory=dict)  # run statistics for the sidecar
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write atomically as an uncompressed ``.npz`` (plus failures as arrays)."""
+        arrays = {_ROWS: self.rows, _OK: self.ok, **{f"feat_{k}": v for k, v in self.features.items()}}
+        arrays["fail_fields"] = np.array(
+            [[f.id, f.path, f.stage, f.error] for f in self.failures], dtype=str
+        ).reshape(-1, 4)
+        arrays["meta"] = np.array(json.dumps(self.meta, sort_keys=True, default=str))
+        with atomic_path(path, suffix=".npz") as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> "ShardResult":
+        with np.load(path, allow_pickle=False) as data:
+            features = {k[5:]: data[k] for k in data.files if k.startswith("feat_")}
+            failures = [Failure(*map(str, row)) for row in data["fail_fields"]]
+            meta = json.loads(str(data["meta"])) if "meta" in data.files else {}
+            return cls(rows=data[_ROWS], ok=data[_OK], features=features, failures=failures, meta=meta)
+
+
+class PartialStore:
+    """Chunks of finished rows of one shard, flushed as the extraction goes.
+
+    Each chunk is a complete ``.npz`` written atomically, so a SIGKILL at any moment
+    leaves only whole chunks behind; the next run skips their rows.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], fingerprint: str) -> None:
+        self.root = Path(root)
+        self.dir = self.root / fingerprint
+        self.dir.mkdir(parents=True, exist_ok=True)
+        # Chunks written under another configuration can never be resumed: drop them.
+        for other in self.root.iterdir():
+            if other.is_dir() and other.name != fingerprint:
+                shutil.rmtree(other, ignore_errors=True)
+
+    def _chunks(self) -> list[Path]:
+        return sorted(self.dir.glob("chunk-*.npz"))
+
+    def load(self) -> list[ShardResult]:
+        """All chunks flushed so far (unreadable ones are ignored and recomputed)."""
+        out = []
+        for chunk in self._chunks():
+            try:
+                out.append(ShardResult.load(chunk))
+            except (OSError, ValueError, KeyError):
+                chunk.unlink(missing_ok=True)
+        return out
+
+    def add(self, chunk: ShardResult) -> None:
+        index = len(self._chunks())
+        chunk.save(self.dir / f"chunk-{index:06d}.npz")
+
+    def clear(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            self.root.rmdir()
+        except OSError:
+            pass
+
+
+def concat_results(parts: list[ShardResult], spaces: tuple[str, ...]) -> ShardResult:
+    """Concatenate results and sort them by manifest row (rows must be distinct)."""
+    if not parts:
+        return ShardResult(np.zeros(0, np.int64), np.zeros(0, bool), {s: np.zeros((0, 0), np.float32) for s in spaces}, [])
+    rows = np.concatenate([p.rows for p in parts])
+    order = np.argsort(rows, kind="stable")
+    if len(np.unique(rows)) != len(rows):
+        raise ValueError("duplicate manifest rows across chunks")
+    ok = np.concatenate([p.ok for p in parts])[order]
+    features = {s: np.concatenate(_padded([p.features[s] for p in parts]))[order] for s in spaces}
+    failures = [f for p in parts for f in p.failures]
+    return ShardResult(rows[order], ok, features, failures)
+
+
+def _padded(arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """Give all-failure parts (width 0, no model output) the width of the others."""
+    dim = max(a.shape[1] for a in arrays)
+    return [a if a.shape[1] == dim else np.zeros((a.shape[0], dim), np.float32) for a in arrays]

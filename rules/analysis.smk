@@ -1,0 +1,161 @@
+# Statistics and presentation: spectrum per feature matrix -> metrics table ->
+# figures per dataset and overview -> report; plus the run's provenance record.
+
+SPECTRUM = config["spectrum"]
+FIGURES = config["figures"]
+
+
+rule spectrum:
+    input:
+        "results/features/{dataset}/{method}/{space}.npy",
+    output:
+        spectrum=report(
+            "results/spectra/{dataset}/{method}/{space}.csv",
+            caption="../report/spectrum.rst",
+            category="Spectra",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "method": "{method}", "space": "{space}"},
+        ),
+        metrics="results/spectra/{dataset}/{method}/{space}.json",
+    params:
+        spectrum=SPECTRUM,
+        code=code("spectrum.py", "metrics.py"),
+    log:
+        "logs/spectrum/{dataset}/{method}/{space}.log",
+    benchmark:
+        "results/benchmarks/spectrum/{dataset}/{method}/{space}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        ENVS["analysis"]
+    script:
+        "../scripts/spectrum.py"
+
+
+def study_metrics():
+    return [
+        f for ds in DATASETS for m in STUDY_MODELS for f in spectrum_files(ds, m, "json")
+    ]
+
+
+rule metrics:
+    input:
+        study_metrics(),
+    output:
+        table=report(
+            "results/metrics.csv", caption="../report/metrics.rst", category="Metrics"
+        ),
+        markdown="results/metrics.md",
+    params:
+        labels={m: MODELS[m].label for m in STUDY_MODELS},
+    log:
+        "logs/metrics.log",
+    benchmark:
+        "results/benchmarks/metrics.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        ENVS["analysis"]
+    script:
+        "../scripts/metrics.py"
+
+
+def figure_params():
+    return {
+        "figures": FIGURES,
+        "title": config["title"],
+        "models": {
+            m: {"label": MODELS[m].label, "untrained": MODELS[m].untrained}
+            for m in STUDY_MODELS
+        },
+    }
+
+
+rule figure:
+    input:
+        spectra=lambda w: [f for m in STUDY_MODELS for f in spectrum_files(w.dataset, m)],
+        metrics=lambda w: [f for m in STUDY_MODELS for f in spectrum_files(w.dataset, m, "json")],
+    output:
+        png=report(
+            "results/figures/{dataset}.png",
+            caption="../report/figure.rst",
+            category="Figures",
+            labels={"dataset": "{dataset}", "figure": "spectrum and CEV"},
+        ),
+        pdf="results/figures/{dataset}.pdf",
+    params:
+        view=figure_params(),
+        code=code("figures.py"),
+    log:
+        "logs/figure/{dataset}.log",
+    benchmark:
+        "results/benchmarks/figure/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENVS["analysis"]
+    script:
+        "../scripts/figure.py"
+
+
+rule overview:
+    input:
+        spectra=[f for ds in DATASETS for m in STUDY_MODELS for f in spectrum_files(ds, m)],
+        metrics="results/metrics.csv",
+    output:
+        overview_png=report(
+            "results/figures/overview.png",
+            caption="../report/overview.rst",
+            category="Figures",
+            labels={"dataset": "all", "figure": "overview"},
+        ),
+        overview_pdf="results/figures/overview.pdf",
+        metrics_png=report(
+            "results/figures/metrics.png",
+            caption="../report/metrics_chart.rst",
+            category="Figures",
+            labels={"dataset": "all", "figure": "metrics"},
+        ),
+        metrics_pdf="results/figures/metrics.pdf",
+    params:
+        view=figure_params(),
+        datasets=DATASETS,
+        code=code("figures.py"),
+    log:
+        "logs/overview.log",
+    benchmark:
+        "results/benchmarks/overview.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENVS["analysis"]
+    script:
+        "../scripts/overview.py"
+
+
+rule provenance:
+    output:
+        "results/provenance.json",
+    params:
+        config_hash=dcfg.stable_hash(config, length=16),
+        commit=git_commit(workflow.basedir),
+    log:
+        "logs/provenance.log",
+    benchmark:
+        "results/benchmarks/provenance.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        ENVS["extract"]
+    script:
+        "../scripts/provenance.py"

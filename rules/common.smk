@@ -1,0 +1,97 @@
+# Helpers shared by every rule file: resolved config, paths and per-rule parameters.
+# All resolution logic lives in dimcollapse.config so scripts and rules agree.
+
+import sys
+from pathlib import Path
+
+# The package sits beside the Snakefile; make it importable without installation.
+sys.path.insert(0, str(Path(workflow.basedir)))
+
+from dimcollapse import config as dcfg
+from dimcollapse.provenance import git_commit
+
+MODELS = dcfg.model_instances(config)
+DATASETS = dcfg.study_datasets(config)
+STUDY_MODELS = dcfg.study_models(config)
+EXTRACTION = config["extraction"]
+N_SHARDS = EXTRACTION["shards"]
+SPACES = ("representation", "embedding")
+ENVS = {f: f"../envs/{f}.yaml" for f in ("video", "extract", "analysis")}
+
+
+wildcard_constraints:
+    dataset="|".join(config["datasets"]),
+    method="|".join(config["models"]),
+    space="|".join(SPACES),
+    shard=r"\d+",
+    pkey=r"[A-Za-z0-9_.=-]+",
+
+
+def protocol(dataset, method):
+    """Sampling protocol of a (dataset, model instance) job."""
+    return dcfg.job_protocol(config, dataset, MODELS[method])
+
+
+# Clip caches: one per (dataset, protocol key), shared by every model using it.
+CLIP_PROTOCOLS = {
+    (ds, protocol(ds, m).key): protocol(ds, m) for ds in DATASETS for m in STUDY_MODELS
+}
+
+
+def spaces_of(method):
+    return MODELS[method].spaces
+
+
+def feature_files(dataset, method):
+    return [f"results/features/{dataset}/{method}/{s}.npy" for s in spaces_of(method)]
+
+
+def spectrum_files(dataset, method, ext="csv"):
+    return [f"results/spectra/{dataset}/{method}/{s}.{ext}" for s in spaces_of(method)]
+
+
+def shard_files(dataset, method):
+    return [
+        f"results/features/{dataset}/{method}/shards/{i}-of-{N_SHARDS}.npz"
+        for i in range(N_SHARDS)
+    ]
+
+
+def clip_cache_index(dataset, method):
+    return f"results/clips/{dataset}/{protocol(dataset, method).key}/index.csv"
+
+
+def dataset_clip_caches(dataset, name="index.csv"):
+    """Files ``name`` of every clip cache of the dataset (one per protocol in use)."""
+    return sorted(f"results/clips/{ds}/{key}/{name}" for ds, key in CLIP_PROTOCOLS if ds == dataset)
+
+
+def gpu_jobs():
+    """GPU resource of extraction jobs: 1 when they will run on CUDA.
+
+    `auto` asks for a GPU only when this process sees one; cluster profiles that submit
+    from a GPU-less login node set the resource explicitly (profiles/slurm).
+    """
+    device = EXTRACTION["device"]
+    if device == "auto":
+        import torch
+
+        return int(torch.cuda.is_available())
+    return int(device == "cuda")
+
+
+def code(*modules):
+    """Code-version param: Snakemake does not track modules that scripts import."""
+    return dcfg.code_version(*modules)
+
+
+def all_targets():
+    targets = ["results/metrics.csv", "results/metrics.md", "results/provenance.json"]
+    for ds in DATASETS:
+        targets += [f"results/figures/{ds}.png", f"results/figures/{ds}.pdf"]
+        targets.append(f"results/failures/{ds}.csv")
+        for m in STUDY_MODELS:
+            targets += feature_files(ds, m) + spectrum_files(ds, m)
+    targets += [f"results/figures/overview.{ext}" for ext in ("png", "pdf")]
+    targets += [f"results/figures/metrics.{ext}" for ext in ("png", "pdf")]
+    return targets

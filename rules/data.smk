@@ -1,0 +1,126 @@
+# Input side: demo videos -> manifest (listing + probing) -> clip cache -> failures.
+
+
+def demo_input(wildcards):
+    """A generated (demo) dataset's manifest waits for the generator."""
+    if "demo" in config["datasets"][wildcards.dataset]:
+        return f"resources/demo/{wildcards.dataset}.json"
+    return []
+
+
+def dataset_fingerprint(wildcards):
+    """Names, sizes and mtimes of a real dataset: the manifest reruns when they change.
+
+    Generated datasets are tracked through the generator's output instead (their
+    files do not exist when the DAG is first built).
+    """
+    cfg = config["datasets"][wildcards.dataset]
+    if "demo" in cfg:
+        return "generated"
+    from dimcollapse.datasets import fingerprint
+
+    return fingerprint(cfg)
+
+
+rule demo_videos:
+    output:
+        "resources/demo/{dataset}.json",
+    params:
+        root=lambda w: config["datasets"][w.dataset]["root"],
+        split=lambda w: config["datasets"][w.dataset].get("split"),
+        demo=lambda w: config["datasets"][w.dataset]["demo"],
+        code=code("demo.py"),
+    log:
+        "logs/demo_videos/{dataset}.log",
+    benchmark:
+        "results/benchmarks/demo_videos/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        ENVS["video"]
+    script:
+        "../scripts/demo_videos.py"
+
+
+rule manifest:
+    input:
+        demo_input,
+    output:
+        manifest="results/manifests/{dataset}.csv",
+        failures="results/manifests/{dataset}.failures.csv",
+    params:
+        dataset=lambda w: config["datasets"][w.dataset],
+        fingerprint=dataset_fingerprint,
+        code=code("datasets.py", "manifest.py"),
+    log:
+        "logs/manifest/{dataset}.log",
+    benchmark:
+        "results/benchmarks/manifest/{dataset}.tsv"
+    threads: 2
+    resources:
+        mem_mb=2000,
+        runtime=120,
+    conda:
+        ENVS["video"]
+    script:
+        "../scripts/manifest.py"
+
+
+rule clip_cache:
+    input:
+        manifest="results/manifests/{dataset}.csv",
+    output:
+        index="results/clips/{dataset}/{pkey}/index.csv",
+        failures="results/clips/{dataset}/{pkey}/failures.csv",
+    params:
+        protocol=lambda w: CLIP_PROTOCOLS[(w.dataset, w.pkey)].to_dict(),
+        on_error=EXTRACTION["on_error"],
+        code=code("video.py", "clips.py", "protocols.py"),
+    log:
+        "logs/clip_cache/{dataset}/{pkey}.log",
+    benchmark:
+        "results/benchmarks/clip_cache/{dataset}/{pkey}.tsv"
+    threads: max(1, EXTRACTION["workers"])
+    resources:
+        mem_mb=4000,
+        runtime=720,
+    conda:
+        ENVS["video"]
+    script:
+        "../scripts/clip_cache.py"
+
+
+def stage_failures(wildcards):
+    """Every table that can name a failed video of the dataset.
+
+    With the clip cache, decoding happens (once) there; without it, in the extraction
+    shards of every model instance.
+    """
+    ds = wildcards.dataset
+    tables = [f"results/manifests/{ds}.failures.csv"]
+    if EXTRACTION["clip_cache"]:
+        return tables + dataset_clip_caches(ds, "failures.csv")
+    return tables + [f for m in STUDY_MODELS for f in shard_files(ds, m)]
+
+
+rule failures:
+    input:
+        manifest="results/manifests/{dataset}.csv",
+        stages=stage_failures,
+    output:
+        failures="results/failures/{dataset}.csv",
+        index="results/features/{dataset}/index.csv",
+    log:
+        "logs/failures/{dataset}.log",
+    benchmark:
+        "results/benchmarks/failures/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        ENVS["video"]
+    script:
+        "../scripts/failures.py"

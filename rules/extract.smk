@@ -1,0 +1,75 @@
+# Feature extraction: one job per (dataset, model instance, shard), then a merge per
+# feature space that keeps the rows aligned across methods.
+
+
+def extract_input(wildcards):
+    ds, m = wildcards.dataset, wildcards.method
+    inputs = {"manifest": f"results/manifests/{ds}.csv"}
+    if EXTRACTION["clip_cache"]:
+        inputs["clips"] = clip_cache_index(ds, m)
+    if MODELS[m].checkpoint_path:
+        inputs["checkpoint"] = MODELS[m].checkpoint_path
+    return inputs
+
+
+def extraction_params(wildcards):
+    """Everything that changes the numbers of one instance's features (and nothing else,
+    so that e.g. a new loader worker count does not rerun extraction)."""
+    model = MODELS[wildcards.method]
+    proto = protocol(wildcards.dataset, wildcards.method)
+    return {
+        "model": {k: v for k, v in vars(model).items() if k != "label"},
+        "protocol": proto.to_dict(),
+        "build_options": dcfg.build_options(model, proto),
+        "precision": EXTRACTION["precision"],
+        "device": EXTRACTION["device"],
+        "keep_views": EXTRACTION["keep_views"],
+    }
+
+
+rule extract:
+    input:
+        unpack(extract_input),
+    output:
+        "results/features/{dataset}/{method}/shards/{shard}-of-{nshards}.npz",
+    params:
+        job=extraction_params,
+        code=code("models", "video.py", "clips.py", "protocols.py", "extract.py", "shards.py"),
+    log:
+        "logs/extract/{dataset}/{method}/{shard}-of-{nshards}.log",
+    benchmark:
+        "results/benchmarks/extract/{dataset}/{method}/{shard}-of-{nshards}.tsv"
+    threads: EXTRACTION["threads"]
+    resources:
+        gpu=gpu_jobs(),
+        mem_mb=8000,
+        runtime=720,
+    conda:
+        ENVS["extract"]
+    script:
+        "../scripts/extract.py"
+
+
+rule merge_features:
+    input:
+        shards=lambda w: shard_files(w.dataset, w.method),
+        index="results/features/{dataset}/index.csv",
+        manifest="results/manifests/{dataset}.csv",
+    output:
+        features="results/features/{dataset}/{method}/{space}.npy",
+        sidecar="results/features/{dataset}/{method}/{space}.json",
+    params:
+        job=extraction_params,
+        code=code("features.py", "shards.py"),
+    log:
+        "logs/merge_features/{dataset}/{method}/{space}.log",
+    benchmark:
+        "results/benchmarks/merge_features/{dataset}/{method}/{space}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        ENVS["extract"]
+    script:
+        "../scripts/merge_features.py"

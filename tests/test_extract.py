@@ -1,0 +1,178 @@
+"""Extraction loop: resume, precision validation, multi-view averaging, failures."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dimcollapse.extract import (
+    Batch,
+    PrecisionError,
+    check_precision,
+    forward_views,
+    resolve_device,
+    run_shard,
+)
+from dimcollapse.failures import Failure
+from dimcollapse.shards import PartialStore, ShardResult, concat_results, shard_rows
+
+CPU = torch.device("cpu")
+
+
+class TwoSpaceModel(torch.nn.Module):
+    """Deterministic stand-in for a model: representation = per-sample means, embedding = 2×."""
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        flat = x.flatten(2).mean(-1)  # (B, C)
+        return {"representation": flat, "embedding": torch.cat([flat, 2 * flat], dim=1)}
+
+
+def clips_for(rows: np.ndarray, views: int = 1) -> torch.Tensor:
+    """A clip whose content encodes its row number, so outputs identify their rows."""
+    base = torch.as_tensor(rows, dtype=torch.float32).reshape(-1, 1, 1, 1, 1, 1)
+    per_view = torch.arange(views, dtype=torch.float32).reshape(1, views, 1, 1, 1, 1)
+    return (base + per_view).expand(len(rows), views, 3, 2, 4, 4).clone() * torch.tensor([1.0, 10.0, 100.0]).reshape(1, 1, 3, 1, 1, 1)
+
+
+def batches_from(rows: np.ndarray, size: int = 4, fail: set[int] = frozenset(), views: int = 1, seen: list | None = None):
+    for i in range(0, len(rows), size):
+        chunk = rows[i : i + size]
+        good = np.array([r for r in chunk if r not in fail], dtype=np.int64)
+        bad = np.array([r for r in chunk if r in fail], dtype=np.int64)
+        if seen is not None:
+            seen.extend(chunk.tolist())
+        yield Batch(
+            rows=good,
+            video=clips_for(good, views) if len(good) else None,
+            failures=[Failure(f"v{r}", f"/d/v{r}.mp4", "decode", "broken") for r in bad],
+            failed_rows=bad,
+        )
+
+
+SPACES = ("representation", "embedding")
+
+
+def test_shard_rows_partition_all_rows() -> None:
+    for n, k in [(10, 1), (10, 3), (3, 3), (2, 3)]:
+        parts = [shard_rows(n, i, k) for i in range(k)]
+        assert np.array_equal(np.concatenate(parts), np.arange(n))
+    with pytest.raises(ValueError):
+        shard_rows(10, 3, 3)
+
+
+def test_run_shard_outputs_rows_in_order_with_failures(tmp_path: Path) -> None:
+    rows = np.arange(5, 15)
+    store = PartialStore(tmp_path / "partial", "cfg")
+    result, stats = run_shard(
+        TwoSpaceModel(), SPACES, rows, lambda r: batches_from(r, fail={7, 12}), store, device=CPU, flush_every=3
+    )
+    assert np.array_equal(result.rows, rows)
+    assert result.ok.tolist() == [r not in (7, 12) for r in rows]
+    rep = result.features["representation"]
+    assert rep.shape == (10, 3) and rep.dtype == np.float32
+    assert np.allclose(rep[result.ok][:, 0], rows[result.ok])
+    assert np.all(rep[~result.ok] == 0)
+    assert result.features["embedding"].shape == (10, 6)
+    assert {f.id for f in result.failures} == {"v7", "v12"}
+    assert stats.clips_computed == 8 and stats.failed == 2 and stats.clips_resumed == 0
+
+
+def test_multi_view_outputs_are_averaged(tmp_path: Path) -> None:
+    rows = np.arange(4)
+    result, _ = run_shard(
+        TwoSpaceModel(), SPACES, rows, lambda r: batches_from(r, views=3), PartialStore(tmp_path, "x"), device=CPU
+    )
+    # Views carry offsets 0, 1, 2 → mean offset 1.
+    assert np.allclose(result.features["representation"][:, 0], rows + 1)
+
+
+def test_resume_skips_finished_rows(tmp_path: Path) -> None:
+    rows = np.arange(20)
+    store_dir = tmp_path / "partial"
+    first_seen: list[int] = []
+
+    def interrupted(r):
+        for i, b in enumerate(batches_from(r, size=4, seen=first_seen)):
+            if i == 3:
+                raise KeyboardInterrupt  # killed after 3 batches (12 clips)
+            yield b
+
+    with pytest.raises(KeyboardInterrupt):
+        run_shard(TwoSpaceModel(), SPACES, rows, interrupted, PartialStore(store_dir, "cfg"), device=CPU, flush_every=4)
+    second_seen: list[int] = []
+    result, stats = run_shard(
+        TwoSpaceModel(), SPACES, rows, lambda r: batches_from(r, seen=second_seen), PartialStore(store_dir, "cfg"),
+        device=CPU, flush_every=4,
+    )
+    reference, _ = run_shard(
+        TwoSpaceModel(), SPACES, rows, batches_from, PartialStore(tmp_path / "fresh", "cfg"), device=CPU
+    )
+    assert stats.clips_resumed == 12 and stats.clips_computed == 8
+    assert sorted(second_seen) == list(range(12, 20))
+    for s in SPACES:
+        assert np.array_equal(result.features[s], reference.features[s])
+
+
+def test_changed_fingerprint_discards_stale_chunks(tmp_path: Path) -> None:
+    rows = np.arange(8)
+    run_shard(TwoSpaceModel(), SPACES, rows, batches_from, PartialStore(tmp_path, "old"), device=CPU, flush_every=4)
+    store = PartialStore(tmp_path, "new")
+    assert store.load() == []
+    assert not (tmp_path / "old").exists()
+
+
+def test_check_precision_raises_above_limit() -> None:
+    ref = {"representation": torch.ones(4, 8)}
+    close = {"representation": torch.ones(4, 8) * (1 + 1e-4)}
+    far = {"representation": torch.ones(4, 8) * 1.1}
+    assert check_precision(ref, close, "bf16", 1e-3) == pytest.approx(1e-4, rel=1e-3)
+    with pytest.raises(PrecisionError, match="bf16.*0.1.*max_rel_error"):
+        check_precision(ref, far, "bf16", 1e-2)
+    with pytest.raises(PrecisionError):
+        check_precision(ref, {"representation": torch.full((4, 8), float("nan"))}, "fp16", 1e-2)
+
+
+class NoisyUnderAutocast(TwoSpaceModel):
+    """Injects a large error only when autocast is active, like a precision-fragile model."""
+
+    def forward(self, x):
+        out = super().forward(x)
+        if torch.is_autocast_enabled("cpu"):
+            out = {k: v * 1.5 for k, v in out.items()}
+        return out
+
+
+def test_reduced_precision_validated_on_first_batch(tmp_path: Path) -> None:
+    rows = np.arange(4)
+    with pytest.raises(PrecisionError):
+        run_shard(NoisyUnderAutocast(), SPACES, rows, batches_from, PartialStore(tmp_path / "a", "c"),
+                  device=CPU, precision="bf16", max_rel_error=0.05)
+    _, stats = run_shard(TwoSpaceModel(), SPACES, rows, batches_from, PartialStore(tmp_path / "b", "c"),
+                         device=CPU, precision="bf16", max_rel_error=0.05)
+    assert stats.precision_rel_error is not None and stats.precision_rel_error < 0.05
+
+
+def test_forward_views_shapes() -> None:
+    out = forward_views(TwoSpaceModel(), clips_for(np.arange(2), views=5), SPACES, CPU)
+    assert out["representation"].shape == (2, 5, 3)
+
+
+def test_resolve_device() -> None:
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="cuda"):
+            resolve_device("cuda")
+
+
+def test_shard_result_roundtrip_and_concat(tmp_path: Path) -> None:
+    a = ShardResult(np.array([3, 1]), np.array([True, False]), {"representation": np.ones((2, 4), np.float32)},
+                    [Failure("x", "/p", "decode", "e")], meta={"wall_s": 1.5})
+    a.save(tmp_path / "a.npz")
+    b = ShardResult.load(tmp_path / "a.npz")
+    assert b.failures == a.failures and b.meta == {"wall_s": 1.5}
+    only_failed = ShardResult(np.array([2]), np.array([False]), {"representation": np.zeros((1, 0), np.float32)}, [])
+    merged = concat_results([b, only_failed], ("representation",))
+    assert merged.rows.tolist() == [1, 2, 3]
+    assert merged.features["representation"].shape == (3, 4)
