@@ -27,7 +27,8 @@ adapter does not know, such as per-dataset protocol overrides, are ignored):
       [,is_cc]``); each row is matched to a file named
       ``<youtube_id>_<start:06d>_<end:06d>.<ext>`` anywhere under ``root/<split>``;
       class index = position in the sorted label names of the CSV; rows without a
-      file are reported as missing (their id is the expected file stem).
+      file are reported as missing (their id is the expected file stem). Every row is
+      used (the official CSVs come one per split; the ``split`` column is not read).
 ``ucf101``
     Videos under ``videos_dir`` (default ``root``) in class folders; ``splits_dir``
     (default ``ucfTrainTestlist``) holds ``classInd.txt`` and ``trainlist0k.txt`` /
