@@ -78,10 +78,9 @@ def test_manifest_roundtrip(demo_root: Path, tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(read_manifest(out), frame)
 
 
+@needs_samples
 def test_manifest_of_sample_videos() -> None:
     """Header counts are not trusted: tree.avi claims 444 frames and holds 68."""
-    if not SAMPLES.is_dir():
-        pytest.skip("sample videos not available")
     tree = probe_video(SAMPLES / "tree.avi")
     with av.open(str(SAMPLES / "tree.avi")) as container:
         assert container.streams.video[0].frames == 444
