@@ -1,0 +1,618 @@
+"""Dataset adapters: turn a dataset's on-disk layout into a labelled list of videos.
+
+Every adapter takes a plain mapping of config values (``cfg["layout"]`` selects the
+adapter) and returns a :class:`DatasetListing`: the videos it selects, sorted by
+``(label, id)``, plus the listed videos whose file is missing (reported as
+:class:`~dimcollapse.failures.Failure` records with stage ``"missing"``, never dropped
+silently). Adapters only look at names on disk and read split/annotation files; they
+never open videos (that is :mod:`dimcollapse.probe`'s job).
+
+Layouts and their keys (file keys may be absolute or relative to ``root``; keys an
+adapter does not know, such as per-dataset protocol overrides, are ignored):
+
+``folder``
+    ``root/<class>/**/<video>``: every immediate sub-folder of ``root`` that holds at
+    least one video is a class; class index = position in the sorted class names;
+    videos are found recursively (as PyTorchVideo's ``LabeledVideoPaths.from_directory``
+    does).
+``kinetics``
+    Kinetics-400 in one of three forms, chosen by the keys present:
+
+    * class folders (default): ``folder`` layout on ``root/<split>`` (``split``
+      optional, e.g. ``val``);
+    * ``list_file``: SlowFast-style lines ``<path> <integer label>``, paths relative to
+      ``path_prefix`` (default ``root/<split>``); label names from ``class_names``
+      (optional; see :func:`_read_class_names`), else the integer as text;
+    * ``annotations``: the official CSV (``label,youtube_id,time_start,time_end,split
+      [,is_cc]``); each row is matched to a file named
+      ``<youtube_id>_<start:06d>_<end:06d>.<ext>`` anywhere under ``root/<split>``;
+      class index = position in the sorted label names of the CSV; rows without a
+      file are reported as missing (their id is the expected file stem). Every row is
+      used (the official CSVs come one per split; the ``split`` column is not read).
+``ucf101``
+    Videos under ``videos_dir`` (default ``root``) in class folders; ``splits_dir``
+    (default ``ucfTrainTestlist``) holds ``classInd.txt`` and ``trainlist0k.txt`` /
+    ``testlist0k.txt``. ``split`` is ``all`` (default: every video in every class
+    folder under ``videos_dir``, as the paper's PyTorchVideo ``Ucf101(data_path=root)``
+    read it) or 1, 2, 3 with ``subset`` ``train`` or ``test``. Labels are 0-based
+    classInd indices (classInd is not plain sorted order: ``Hammering`` precedes
+    ``HammerThrow``); in ``all`` mode without classInd they fall back to sorted
+    folder names, PyTorchVideo's own indices.
+``hmdb51``
+    ``splits_dir`` (default ``split/testTrainMulti_7030_splits``, the paper's
+    convention) holds ``<class>_test_split{k}.txt`` with lines ``<video>.avi <0|1|2>``
+    (0 unused, 1 train, 2 test); videos live in ``videos_dir/<class>/`` (default
+    ``videos``). ``split`` 1-3 (default 1), ``subset`` ``train``, ``test``, ``unused``
+    or ``all`` (default: the paper chained all three of split 1, i.e. every listed
+    video). Class index = position in the sorted class names.
+``csv``
+    A CSV file (key ``csv``) with header columns ``path`` and ``label``; paths
+    absolute or relative to ``root``. If every label is an integer, labels are taken
+    as class indices and names come from ``class_names`` (else the integer as text);
+    otherwise labels are class names and the class index is the position in their
+    sorted order.
+
+Video files are recognised by extension (case-insensitive; key ``extensions``,
+default :data:`VIDEO_EXTENSIONS`; PyTorchVideo itself only took ``mp4`` and ``avi``).
+A video's id is its path relative to the layout's video folder, POSIX separators,
+without extension; two files that would share an id are an error.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dimcollapse.failures import Failure
+
+VIDEO_EXTENSIONS: tuple[str, ...] = (
+    "mp4", "avi", "mkv", "webm", "mov", "m4v", "mpg", "mpeg", "ogv", "flv", "wmv", "3gp",
+)
+LAYOUTS: tuple[str, ...] = ("kinetics", "ucf101", "hmdb51", "folder", "csv")
+# The config keys any adapter reads; all others are ignored here.
+LISTING_KEYS: tuple[str, ...] = (
+    "layout", "root", "split", "subset", "extensions", "annotations", "list_file", "path_prefix",
+    "class_names", "splits_dir", "videos_dir", "csv",
+)
+MISSING_STAGE = "missing"
+
+_UCF_DEFAULT_SPLITS_DIR = "ucfTrainTestlist"
+_HMDB_DEFAULT_SPLITS_DIR = "split/testTrainMulti_7030_splits"
+_HMDB_DEFAULT_VIDEOS_DIR = "videos"
+_HMDB_FLAGS = {"unused": 0, "train": 1, "test": 2}
+
+
+class DatasetConfigError(ValueError):
+    """A dataset config or split/annotation file that cannot be used as given."""
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """One selected video: stable id, absolute path, class index and class name."""
+
+    id: str
+    path: str
+    label: int
+    label_name: str
+
+
+@dataclass(frozen=True)
+class DatasetListing:
+    """What an adapter selected.
+
+    ``records`` are sorted by ``(label, id)``; ``problems`` are listed videos without a
+    file (stage ``"missing"``), sorted by ``(id, path)``; ``classes[i]`` names label ``i``.
+    """
+
+    records: tuple[VideoRecord, ...]
+    problems: tuple[Failure, ...]
+    classes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DatasetSources:
+    """The files a listing depends on, for a stat-only fingerprint.
+
+    ``video_dirs`` are walked for video files (a superset of the selection, so that any
+    change there is noticed), skipping ``exclude_dirs``; ``meta_paths`` are the split,
+    list and annotation files, or folders whose every file counts as one.
+    """
+
+    video_dirs: tuple[Path, ...]
+    exclude_dirs: tuple[Path, ...]
+    meta_paths: tuple[Path, ...]
+    extensions: tuple[str, ...]
+
+
+# --------------------------------------------------------------------------- config
+
+
+def _require(cfg: Mapping[str, Any], key: str) -> Any:
+    if key not in cfg or cfg[key] is None or cfg[key] == "":
+        raise DatasetConfigError(
+            f"dataset config for layout {cfg.get('layout')!r} is missing required key {key!r}"
+        )
+    return cfg[key]
+
+
+def _root(cfg: Mapping[str, Any]) -> Path:
+    return Path(os.path.abspath(os.path.expanduser(str(_require(cfg, "root")))))
+
+
+def _resolve(root: Path, value: Any) -> Path:
+    """A file key: absolute, or relative to the dataset root."""
+    path = Path(os.path.expanduser(str(value)))
+    return Path(os.path.abspath(path if path.is_absolute() else root / path))
+
+
+def _extensions(cfg: Mapping[str, Any]) -> tuple[str, ...]:
+    raw = cfg.get("extensions")
+    if raw is None:
+        return VIDEO_EXTENSIONS
+    if isinstance(raw, str):
+        raw = [raw]
+    exts = tuple(sorted({"." + str(e).lower().lstrip(".") for e in raw}))
+    if not exts:
+        raise DatasetConfigError("dataset config key 'extensions' is empty")
+    return tuple(e[1:] for e in exts)
+
+
+def _is_video(name: str, extensions: tuple[str, ...]) -> bool:
+    lower = name.lower()
+    return any(lower.endswith("." + ext) for ext in extensions)
+
+
+def _existing_dir(path: Path, key: str) -> Path:
+    if not path.is_dir():
+        raise DatasetConfigError(f"{path}: not a directory (dataset config key {key!r})")
+    return path
+
+
+def _existing_file(path: Path, key: str) -> Path:
+    if not path.is_file():
+        raise DatasetConfigError(f"{path}: file not found (dataset config key {key!r})")
+    return path
+
+
+def _layout(cfg: Mapping[str, Any]) -> str:
+    layout = cfg.get("layout")
+    if layout is None:
+        raise DatasetConfigError("dataset config is missing required key 'layout'")
+    if layout not in LAYOUTS:
+        raise DatasetConfigError(
+            f"dataset config key 'layout' is {layout!r}; expected one of {', '.join(LAYOUTS)}"
+        )
+    return str(layout)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _video_id(path: Path, base: Path) -> str:
+    """Path relative to ``base`` (absolute if outside it), POSIX, without extension."""
+    try:
+        rel = path.relative_to(base).as_posix()
+    except ValueError:
+        rel = path.as_posix()
+    stem, _ = os.path.splitext(rel)
+    return stem
+
+
+def _walk_videos(directory: Path, extensions: tuple[str, ...]) -> Iterator[Path]:
+    """Video files under ``directory``, recursively (symlinked folders followed), sorted."""
+    for dirpath, dirnames, filenames in os.walk(directory, followlinks=True):
+        dirnames.sort()
+        for name in sorted(filenames):
+            if _is_video(name, extensions):
+                yield Path(dirpath) / name
+
+
+def _class_dirs(directory: Path, exclude: Iterable[Path] = ()) -> list[Path]:
+    excluded = {Path(os.path.abspath(p)) for p in exclude}
+    return sorted(
+        (entry for entry in directory.iterdir() if entry.is_dir() and entry not in excluded),
+        key=lambda p: p.name,
+    )
+
+
+def _missing(video_id: str, path: Path, message: str) -> Failure:
+    return Failure(video_id, str(path), MISSING_STAGE, message)
+
+
+def _finish(
+    records: Iterable[VideoRecord], problems: Iterable[Failure], classes: Iterable[str]
+) -> DatasetListing:
+    """Sort, and refuse duplicate ids (they would make feature rows ambiguous)."""
+    ordered = sorted(records, key=lambda r: (r.label, r.id))
+    seen: dict[str, str] = {}
+    for rec in ordered:
+        if rec.id in seen:
+            raise DatasetConfigError(
+                f"two videos share the id {rec.id!r}: {seen[rec.id]} and {rec.path} "
+                "(restrict 'extensions' or rename one)"
+            )
+        seen[rec.id] = rec.path
+    return DatasetListing(
+        records=tuple(ordered),
+        problems=tuple(sorted(set(problems), key=lambda f: (f.id, f.path))),
+        classes=tuple(classes),
+    )
+
+
+def _read_lines(path: Path) -> list[tuple[int, str]]:
+    """Non-blank lines with 1-based line numbers (CRLF-safe; UCF101 lists use CRLF)."""
+    with open(path, encoding="utf-8") as fh:
+        return [(i, line.strip()) for i, line in enumerate(fh.read().splitlines(), 1) if line.strip()]
+
+
+def _read_class_names(path: Path) -> tuple[str, ...]:
+    """Class names by index from a text file (line i names label i) or a JSON object.
+
+    The JSON form maps name to index, as SlowFast's ``classids.json`` does.
+    """
+    _existing_file(path, "class_names")
+    if path.suffix.lower() == ".json":
+        mapping = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(mapping, dict):
+            raise DatasetConfigError(f"{path}: expected a JSON object mapping class name to index")
+        by_index = {int(v): str(k) for k, v in mapping.items()}
+        if sorted(by_index) != list(range(len(by_index))):
+            raise DatasetConfigError(f"{path}: class indices are not 0..{len(by_index) - 1}")
+        return tuple(by_index[i] for i in range(len(by_index)))
+    return tuple(line for _, line in _read_lines(path))
+
+
+def _name_for(label: int, names: tuple[str, ...] | None, where: str) -> str:
+    if names is None:
+        return str(label)
+    if not 0 <= label < len(names):
+        raise DatasetConfigError(f"{where}: label {label} has no entry in class_names ({len(names)} names)")
+    return names[label]
+
+
+# --------------------------------------------------------------------------- folder
+
+
+def _list_folder(directory: Path, extensions: tuple[str, ...], exclude: Iterable[Path] = ()) -> DatasetListing:
+    per_class: list[tuple[str, list[Path]]] = []
+    for class_dir in _class_dirs(directory, exclude):
+        videos = list(_walk_videos(class_dir, extensions))
+        if videos:
+            per_class.append((class_dir.name, videos))
+    if not per_class:
+        raise DatasetConfigError(
+            f"{directory}: no class folders with video files ({', '.join(extensions)})"
+        )
+    records = [
+        VideoRecord(_video_id(v, directory), str(v), label, name)
+        for label, (name, videos) in enumerate(per_class)
+        for v in videos
+    ]
+    return _finish(records, (), (name for name, _ in per_class))
+
+
+def _kinetics_video_dir(cfg: Mapping[str, Any]) -> Path:
+    root = _root(cfg)
+    split = cfg.get("split")
+    return root / str(split) if split not in (None, "") else root
+
+
+# --------------------------------------------------------------------------- kinetics
+
+
+def _list_kinetics(cfg: Mapping[str, Any]) -> DatasetListing:
+    if cfg.get("annotations") and cfg.get("list_file"):
+        raise DatasetConfigError("dataset config: give either 'annotations' or 'list_file', not both")
+    video_dir = _kinetics_video_dir(cfg)
+    extensions = _extensions(cfg)
+    if cfg.get("annotations"):
+        return _list_kinetics_csv(cfg, video_dir, extensions)
+    if cfg.get("list_file"):
+        return _list_path_label_file(cfg, video_dir)
+    return _list_folder(_existing_dir(video_dir, "root/split"), extensions)
+
+
+def _list_path_label_file(cfg: Mapping[str, Any], video_dir: Path) -> DatasetListing:
+    root = _root(cfg)
+    list_file = _existing_file(_resolve(root, cfg["list_file"]), "list_file")
+    prefix = _resolve(root, cfg["path_prefix"]) if cfg.get("path_prefix") else video_dir
+    names = _read_class_names(_resolve(root, cfg["class_names"])) if cfg.get("class_names") else None
+    records, problems = [], []
+    for lineno, line in _read_lines(list_file):
+        parts = line.rsplit(None, 1)
+        where = f"{list_file}:{lineno}"
+        if len(parts) != 2:
+            raise DatasetConfigError(f"{where}: expected '<path> <label>', got {line!r}")
+        try:
+            label = int(parts[1])
+        except ValueError:
+            raise DatasetConfigError(f"{where}: label {parts[1]!r} is not an integer") from None
+        path = Path(os.path.abspath(prefix / parts[0]))
+        vid = _video_id(path, prefix)
+        if path.is_file():
+            records.append(VideoRecord(vid, str(path), label, _name_for(label, names, where)))
+        else:
+            problems.append(_missing(vid, path, f"listed in {where} but the file does not exist"))
+    n_classes = len(names) if names is not None else max((r.label for r in records), default=-1) + 1
+    classes = names if names is not None else tuple(str(i) for i in range(n_classes))
+    return _finish(records, problems, classes)
+
+
+_K400_COLUMNS = ("label", "youtube_id", "time_start", "time_end")
+
+
+def _list_kinetics_csv(cfg: Mapping[str, Any], video_dir: Path, extensions: tuple[str, ...]) -> DatasetListing:
+    annotations = _existing_file(_resolve(_root(cfg), cfg["annotations"]), "annotations")
+    _existing_dir(video_dir, "root/split")
+    by_stem: dict[str, Path] = {}
+    for video in _walk_videos(video_dir, extensions):
+        stem = os.path.splitext(video.name)[0]
+        if stem in by_stem:
+            raise DatasetConfigError(
+                f"two files match the same annotation stem {stem!r}: {by_stem[stem]} and {video}"
+            )
+        by_stem[stem] = video
+    rows: list[tuple[str, str, int]] = []
+    with open(annotations, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        absent = [c for c in _K400_COLUMNS if c not in (reader.fieldnames or ())]
+        if absent:
+            raise DatasetConfigError(f"{annotations}: missing CSV columns {absent}")
+        for lineno, row in enumerate(reader, 2):
+            try:
+                start = int(float(row["time_start"]))
+                end = int(float(row["time_end"]))
+            except (TypeError, ValueError):
+                raise DatasetConfigError(
+                    f"{annotations}:{lineno}: time_start/time_end are not numbers: {row}"
+                ) from None
+            stem = f"{row['youtube_id']}_{start:06d}_{end:06d}"
+            rows.append((row["label"], stem, lineno))
+    classes = sorted({label for label, _, _ in rows})
+    index = {name: i for i, name in enumerate(classes)}
+    records, problems, seen = [], [], set()
+    for label_name, stem, lineno in rows:
+        if stem in seen:
+            raise DatasetConfigError(f"{annotations}:{lineno}: duplicate annotation for {stem}")
+        seen.add(stem)
+        video = by_stem.get(stem)
+        if video is None:
+            problems.append(_missing(
+                stem, video_dir / stem,
+                f"annotation row {annotations}:{lineno} ({label_name}) has no video file named "
+                f"{stem}.<{'|'.join(extensions)}> under {video_dir}",
+            ))
+        else:
+            records.append(VideoRecord(_video_id(video, video_dir), str(video), index[label_name], label_name))
+    return _finish(records, problems, classes)
+
+
+# --------------------------------------------------------------------------- ucf101
+
+
+def _ucf_dirs(cfg: Mapping[str, Any]) -> tuple[Path, Path]:
+    root = _root(cfg)
+    videos = _resolve(root, cfg.get("videos_dir") or ".")
+    splits = _resolve(root, cfg.get("splits_dir") or _UCF_DEFAULT_SPLITS_DIR)
+    return videos, splits
+
+
+def _split_choice(cfg: Mapping[str, Any], allowed_all: bool) -> int | str:
+    raw = cfg.get("split", "all" if allowed_all else 1)
+    if allowed_all and str(raw).lower() == "all":
+        return "all"
+    try:
+        split = int(raw)
+    except (TypeError, ValueError):
+        split = 0
+    if split not in (1, 2, 3):
+        choices = "1, 2, 3" + (" or 'all'" if allowed_all else "")
+        raise DatasetConfigError(f"dataset config key 'split' is {raw!r}; expected {choices}")
+    return split
+
+
+def _read_class_ind(path: Path) -> dict[str, int]:
+    """classInd.txt lines ``<1-based index> <ClassName>`` → 0-based index by name."""
+    index: dict[str, int] = {}
+    for lineno, line in _read_lines(path):
+        parts = line.split()
+        if len(parts) != 2 or not parts[0].isdigit():
+            raise DatasetConfigError(f"{path}:{lineno}: expected '<index> <ClassName>', got {line!r}")
+        index[parts[1]] = int(parts[0]) - 1
+    if sorted(index.values()) != list(range(len(index))):
+        raise DatasetConfigError(f"{path}: class indices are not 1..{len(index)}")
+    return index
+
+
+def _list_ucf101(cfg: Mapping[str, Any]) -> DatasetListing:
+    videos_dir, splits_dir = _ucf_dirs(cfg)
+    _existing_dir(videos_dir, "root/videos_dir")
+    extensions = _extensions(cfg)
+    split = _split_choice(cfg, allowed_all=True)
+    class_ind_path = splits_dir / "classInd.txt"
+    if split == "all":
+        listing = _list_folder(videos_dir, extensions, exclude=[splits_dir])
+        if not class_ind_path.is_file():
+            return listing
+        index = _read_class_ind(class_ind_path)
+        unknown = sorted({r.label_name for r in listing.records} - set(index))
+        if unknown:
+            raise DatasetConfigError(f"{videos_dir}: class folders {unknown} are not in {class_ind_path}")
+        records = [VideoRecord(r.id, r.path, index[r.label_name], r.label_name) for r in listing.records]
+        return _finish(records, (), sorted(index, key=index.__getitem__))
+
+    subset = cfg.get("subset")
+    if subset not in ("train", "test"):
+        raise DatasetConfigError(
+            f"dataset config key 'subset' is {subset!r}; expected 'train' or 'test' for UCF101 split {split}"
+        )
+    index = _read_class_ind(_existing_file(class_ind_path, "splits_dir (classInd.txt)"))
+    list_path = _existing_file(splits_dir / f"{subset}list0{split}.txt", "splits_dir")
+    records, problems = [], []
+    for lineno, line in _read_lines(list_path):
+        where = f"{list_path}:{lineno}"
+        parts = line.split()
+        rel = parts[0]
+        class_name = rel.split("/")[0]
+        if class_name not in index or "/" not in rel:
+            raise DatasetConfigError(f"{where}: {rel!r} is not '<Class>/<video>' with a class from classInd.txt")
+        label = index[class_name]
+        if len(parts) > 1 and (not parts[1].isdigit() or int(parts[1]) - 1 != label):
+            raise DatasetConfigError(
+                f"{where}: label {parts[1]} disagrees with classInd.txt ({class_name} is {label + 1})"
+            )
+        path = Path(os.path.abspath(videos_dir / rel))
+        vid = _video_id(path, videos_dir)
+        if path.is_file():
+            records.append(VideoRecord(vid, str(path), label, class_name))
+        else:
+            problems.append(_missing(vid, path, f"listed in {where} but the file does not exist"))
+    return _finish(records, problems, sorted(index, key=index.__getitem__))
+
+
+# --------------------------------------------------------------------------- hmdb51
+
+
+def _hmdb_dirs(cfg: Mapping[str, Any]) -> tuple[Path, Path]:
+    root = _root(cfg)
+    videos = _resolve(root, cfg.get("videos_dir") or _HMDB_DEFAULT_VIDEOS_DIR)
+    splits = _resolve(root, cfg.get("splits_dir") or _HMDB_DEFAULT_SPLITS_DIR)
+    return videos, splits
+
+
+def _list_hmdb51(cfg: Mapping[str, Any]) -> DatasetListing:
+    videos_dir, splits_dir = _hmdb_dirs(cfg)
+    _existing_dir(splits_dir, "splits_dir")
+    split = _split_choice(cfg, allowed_all=False)
+    subset = cfg.get("subset", "all")
+    if subset != "all" and subset not in _HMDB_FLAGS:
+        raise DatasetConfigError(
+            f"dataset config key 'subset' is {subset!r}; expected train, test, unused or all"
+        )
+    suffix = f"_test_split{split}"
+    split_files = sorted(
+        p for p in splits_dir.iterdir() if p.is_file() and p.suffix == ".txt" and p.stem.endswith(suffix)
+    )
+    if not split_files:
+        raise DatasetConfigError(f"{splits_dir}: no '<class>{suffix}.txt' files (dataset config key 'splits_dir')")
+    classes = [p.stem[: -len(suffix)] for p in split_files]
+    records, problems = [], []
+    for label, (class_name, split_file) in enumerate(zip(classes, split_files)):
+        for lineno, line in _read_lines(split_file):
+            where = f"{split_file}:{lineno}"
+            parts = line.rsplit(None, 1)
+            if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+                raise DatasetConfigError(f"{where}: expected '<video> <0|1|2>', got {line!r}")
+            if subset != "all" and int(parts[1]) != _HMDB_FLAGS[subset]:
+                continue
+            path = Path(os.path.abspath(videos_dir / class_name / parts[0]))
+            vid = _video_id(path, videos_dir)
+            if path.is_file():
+                records.append(VideoRecord(vid, str(path), label, class_name))
+            else:
+                problems.append(_missing(vid, path, f"listed in {where} but the file does not exist"))
+    return _finish(records, problems, classes)
+
+
+# --------------------------------------------------------------------------- csv
+
+
+def _list_csv(cfg: Mapping[str, Any]) -> DatasetListing:
+    root = _root(cfg)
+    table = _existing_file(_resolve(root, _require(cfg, "csv")), "csv")
+    with open(table, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        absent = [c for c in ("path", "label") if c not in (reader.fieldnames or ())]
+        if absent:
+            raise DatasetConfigError(f"{table}: missing CSV columns {absent}")
+        rows = [(lineno, row["path"], (row["label"] or "").strip()) for lineno, row in enumerate(reader, 2)]
+    integer_labels = all(_is_int(label) for _, _, label in rows)
+    names = _read_class_names(_resolve(root, cfg["class_names"])) if cfg.get("class_names") else None
+    if integer_labels:
+        classes = names if names is not None else tuple(
+            str(i) for i in range(max((int(label) for _, _, label in rows), default=-1) + 1)
+        )
+        index = None
+    else:
+        if names is not None:
+            raise DatasetConfigError(f"{table}: 'class_names' only applies to integer labels")
+        classes = tuple(sorted({label for _, _, label in rows}))
+        index = {name: i for i, name in enumerate(classes)}
+    records, problems = [], []
+    for lineno, raw_path, raw_label in rows:
+        where = f"{table}:{lineno}"
+        if index is None:
+            label = int(raw_label)
+            if label < 0:
+                raise DatasetConfigError(f"{where}: negative label {label}")
+            name = _name_for(label, names, where)
+        else:
+            label, name = index[raw_label], raw_label
+        path = _resolve(root, raw_path)
+        vid = _video_id(path, root)
+        if path.is_file():
+            records.append(VideoRecord(vid, str(path), label, name))
+        else:
+            problems.append(_missing(vid, path, f"listed in {where} but the file does not exist"))
+    return _finish(records, problems, classes)
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- public
+
+
+def list_videos(cfg: Mapping[str, Any]) -> DatasetListing:
+    """List the videos a dataset config selects (see the module docstring for layouts).
+
+    Raises :class:`DatasetConfigError` naming the key or file for an unknown layout, a
+    missing required key, a missing folder or split file, or a malformed line.
+    """
+    layout = _layout(cfg)
+    if layout == "folder":
+        return _list_folder(_existing_dir(_root(cfg), "root"), _extensions(cfg))
+    if layout == "kinetics":
+        return _list_kinetics(cfg)
+    if layout == "ucf101":
+        return _list_ucf101(cfg)
+    if layout == "hmdb51":
+        return _list_hmdb51(cfg)
+    return _list_csv(cfg)
+
+
+def dataset_sources(cfg: Mapping[str, Any]) -> DatasetSources:
+    """The folders and split/annotation files a listing of ``cfg`` depends on.
+
+    Only resolves paths (no file is opened), so it works before the dataset exists.
+    """
+    layout = _layout(cfg)
+    root = _root(cfg)
+    exts = _extensions(cfg)
+    optional = [_resolve(root, cfg[k]) for k in ("class_names",) if cfg.get(k)]
+    if layout == "folder":
+        return DatasetSources((root,), (), (), exts)
+    if layout == "kinetics":
+        video_dir = _kinetics_video_dir(cfg)
+        metas = [_resolve(root, cfg[k]) for k in ("annotations", "list_file") if cfg.get(k)] + optional
+        dirs = [video_dir]
+        if cfg.get("list_file") and cfg.get("path_prefix"):
+            dirs = [_resolve(root, cfg["path_prefix"])]
+        return DatasetSources(tuple(dirs), (), tuple(metas), exts)
+    if layout == "ucf101":
+        videos_dir, splits_dir = _ucf_dirs(cfg)
+        return DatasetSources((videos_dir,), (splits_dir,), (splits_dir,), exts)
+    if layout == "hmdb51":
+        videos_dir, splits_dir = _hmdb_dirs(cfg)
+        return DatasetSources((videos_dir,), (splits_dir,), (splits_dir,), exts)
+    return DatasetSources((root,), (), (_resolve(root, _require(cfg, "csv")), *optional), exts)

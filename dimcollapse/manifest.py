@@ -1,0 +1,166 @@
+"""The dataset manifest: one row per usable video, in a fixed order.
+
+``results/manifests/{dataset}.csv`` is the contract between the input side and every
+method's features: feature row ``i`` belongs to manifest row ``i``. Rows are sorted by
+``(label, id)`` (class index, then the path-derived id, compared as Python strings, so
+the order does not depend on locale or file-system enumeration). Columns:
+
+``id``          path relative to the dataset's video folder, POSIX, no extension
+``path``        absolute path of the file
+``label``       class index (int)
+``label_name``  class name
+``duration``    seconds, from packet timestamps (see :mod:`dimcollapse.probe`)
+``fps``         frames / duration, the mean frame rate actually present
+``frames``      number of video packets (= decoded frames for the datasets' codecs)
+
+Videos the listing names but that are missing, and videos that fail probing, are left
+out and returned as :class:`~dimcollapse.failures.Failure` records (stages
+``"missing"`` and ``"probe"``) for ``results/failures/{dataset}.csv``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dimcollapse.atomic import atomic_path
+from dimcollapse.datasets import LISTING_KEYS, dataset_sources, list_videos
+from dimcollapse.failures import Failure, VideoError
+from dimcollapse.probe import STAGE as PROBE_STAGE
+from dimcollapse.probe import probe_many
+
+MANIFEST_COLUMNS: tuple[str, ...] = ("id", "path", "label", "label_name", "duration", "fps", "frames")
+_DTYPES = {"id": str, "path": str, "label": "int64", "label_name": str,
+           "duration": "float64", "fps": "float64", "frames": "int64"}
+ON_ERROR = ("skip", "fail")
+
+log = logging.getLogger(__name__)
+
+
+class ManifestError(RuntimeError):
+    """Videos failed and the policy is ``on_error: fail``."""
+
+
+def build_manifest(
+    cfg: Mapping[str, Any], *, workers: int = 1, progress: bool = True, on_error: str = "skip"
+) -> tuple[pd.DataFrame, list[Failure]]:
+    """List, probe and order a dataset's videos.
+
+    Returns the manifest (columns :data:`MANIFEST_COLUMNS`, sorted by ``(label, id)``)
+    and the failures sorted by ``(id, stage)``. ``on_error="skip"`` leaves failed videos
+    out with a warning that counts them; ``"fail"`` raises :class:`ManifestError`
+    listing them.
+    """
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+    listing = list_videos(cfg)
+    records = listing.records
+    results = probe_many([r.path for r in records], workers=workers, progress=progress)
+    rows, failures = [], list(listing.problems)
+    for rec, result in zip(records, results):
+        if isinstance(result, VideoError):
+            failures.append(Failure(rec.id, rec.path, PROBE_STAGE, result.message))
+        else:
+            rows.append((rec.id, rec.path, rec.label, rec.label_name,
+                         result.duration, result.fps, result.frames))
+    failures.sort(key=lambda f: (f.id, f.stage, f.path))
+    frame = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS)).astype(_DTYPES)
+    if failures:
+        summary = "; ".join(f"{f.id} ({f.stage}): {f.error}" for f in failures[:5])
+        more = f"; and {len(failures) - 5} more" if len(failures) > 5 else ""
+        if on_error == "fail":
+            raise ManifestError(f"{len(failures)} of {len(records) + len(listing.problems)} videos failed: {summary}{more}")
+        log.warning("%d of %d videos left out of the manifest: %s%s",
+                    len(failures), len(records) + len(listing.problems), summary, more)
+    return frame, failures
+
+
+def write_manifest(path: str | os.PathLike[str], frame: pd.DataFrame) -> None:
+    """Write a manifest CSV atomically (floats with full precision)."""
+    missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"manifest is missing columns {missing}")
+    with atomic_path(path, suffix=".csv") as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.17g")
+
+
+def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a manifest written by :func:`write_manifest`, with its column types."""
+    frame = pd.read_csv(path, dtype={"id": str, "path": str, "label_name": str}, keep_default_na=False)
+    missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path}: not a manifest, missing columns {missing}")
+    return frame.astype(_DTYPES)
+
+
+def fingerprint(cfg: Mapping[str, Any]) -> str:
+    """A cheap hash of what a manifest depends on, for a Snakemake ``params`` entry.
+
+    Hashes the listing keys of the config (:data:`~dimcollapse.datasets.LISTING_KEYS`;
+    other keys, such as protocol overrides, do not change the list), then the relative name, size and mtime of every video file under
+    the layout's video folders and of the split/list/annotation files, using only
+    ``stat`` (no file is opened or read), so it takes a fraction of a second for tens of
+    thousands of files. A folder or file that does not exist yet hashes as absent
+    rather than failing, so the workflow can be parsed before a dataset is generated.
+    """
+    sources = dataset_sources(cfg)
+    digest = hashlib.sha256()
+    listing_cfg = {k: cfg[k] for k in LISTING_KEYS if k in cfg}
+    digest.update(json.dumps(listing_cfg, sort_keys=True, default=str).encode())
+    excluded = {str(p) for p in sources.exclude_dirs}
+    suffixes = tuple("." + e for e in sources.extensions)
+    for directory in sources.video_dirs:
+        digest.update(f"\0videos {directory}\n".encode())
+        for entry in _stat_tree(directory, excluded, lambda n: n.lower().endswith(suffixes)):
+            digest.update(entry)
+    for meta in sources.meta_paths:
+        digest.update(f"\0meta {meta}\n".encode())
+        if meta.is_dir():
+            for entry in _stat_tree(meta, set(), lambda n: True):
+                digest.update(entry)
+        else:
+            digest.update(_stat_line(meta, meta.name))
+    return digest.hexdigest()[:16]
+
+
+def _stat_line(path: Path | str, name: str) -> bytes:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return f"{name}\tabsent\n".encode()
+    return f"{name}\t{st.st_size}\t{st.st_mtime_ns}\n".encode()
+
+
+def _stat_tree(directory: Path, excluded: set[str], wanted: Callable[[str], bool]) -> Iterator[bytes]:
+    """``name size mtime`` lines for the wanted files under ``directory``, in sorted order."""
+    if not directory.is_dir():
+        yield b"absent\n"
+        return
+    stack = [str(directory)]
+    lines: list[bytes] = []
+    base = len(str(directory)) + 1
+    while stack:
+        current = stack.pop()
+        try:
+            entries = list(os.scandir(current))
+        except OSError as err:
+            lines.append(f"{current[base:]}\tunreadable {err.errno}\n".encode())
+            continue
+        for entry in entries:
+            if entry.is_dir():
+                if entry.path not in excluded:
+                    stack.append(entry.path)
+            elif wanted(entry.name):
+                try:
+                    st = entry.stat()
+                    lines.append(f"{entry.path[base:]}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+                except OSError:
+                    lines.append(f"{entry.path[base:]}\tabsent\n".encode())
+    yield from sorted(lines)
