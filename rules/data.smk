@@ -17,7 +17,7 @@ def dataset_fingerprint(wildcards):
     cfg = config["datasets"][wildcards.dataset]
     if "demo" in cfg:
         return "generated"
-    from dimcollapse.datasets import fingerprint
+    from dimcollapse.manifest import fingerprint
 
     return fingerprint(cfg)
 
