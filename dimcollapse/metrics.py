@@ -161,6 +161,7 @@ CI_COLUMNS = tuple(f"{col}_ci_{end}" for col in CI_METRICS.values() for end in (
     "bootstrap_n",
     "bootstrap_seed",
     "ci_level",
+    "ci_method",
 )
 
 _INT_COLUMNS = {
@@ -168,7 +169,7 @@ _INT_COLUMNS = {
     "dims_90_lambda", "dims_95_lambda", "dims_99_lambda", "bootstrap_n", "bootstrap_seed",
 }
 _BOOL_COLUMNS = {"rank_limited", "normalized"}
-_STR_COLUMNS = set(ID_COLUMNS) | {"warning"}
+_STR_COLUMNS = set(ID_COLUMNS) | {"warning", "ci_method"}
 
 
 def metrics_row(spectrum: Spectrum, *, dataset: str, method: str, space: str, **extra: Any) -> dict[str, Any]:
@@ -210,6 +211,7 @@ def metrics_row(spectrum: Spectrum, *, dataset: str, method: str, space: str, **
         row["bootstrap_n"] = s.bootstrap.n_boot
         row["bootstrap_seed"] = s.bootstrap.seed
         row["ci_level"] = s.bootstrap.level
+        row["ci_method"] = s.bootstrap.method
     clash = set(extra) & (set(METRIC_COLUMNS) | set(CI_COLUMNS))
     if clash:
         raise ValueError(f"extra columns {sorted(clash)} would overwrite metric columns")
@@ -343,7 +345,8 @@ def metrics_markdown(rows: Iterable[Mapping[str, Any]]) -> str:
             "spectrum after index N−2 is a sampling limit, not dimensional collapse."
         )
     if level is not None:
-        notes.append(f"Brackets: {level:.0%} bootstrap percentile intervals over videos.")
+        methods = sorted({str(r["ci_method"]) for r in rows if r.get("ci_method")})
+        notes.append(f"Brackets: {level:.0%} bootstrap intervals over videos ({', '.join(methods)}).")
     return "\n".join(lines) + "\n" + "".join(f"\n{n}\n" for n in notes)
 
 

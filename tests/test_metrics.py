@@ -97,6 +97,7 @@ def test_metrics_row_has_intervals_when_bootstrapped():
     assert (row["auc_sigma_ci_low"], row["auc_sigma_ci_high"]) == spec.bootstrap.intervals["auc"]
     assert (row["rankme_ci_low"], row["rankme_ci_high"]) == spec.bootstrap.intervals["rankme"]
     assert row["bootstrap_n"] == 5 and row["bootstrap_seed"] == 2 and row["ci_level"] == 0.95
+    assert row["ci_method"] == "bias-corrected"
 
 
 def test_metrics_csv_and_json_round_trip(tmp_path):
@@ -138,7 +139,7 @@ def test_metrics_markdown_table(tmp_path):
     assert "[" in body[0]  # bootstrap interval
     assert body[1].startswith("| hmdb51 | MoCo | representation | 10† | 16 |")
     assert "| – |" in body[1]  # α-ReQ undefined for D=16
-    assert "† N ≤ D" in text and "95% bootstrap" in text
+    assert "† N ≤ D" in text and "95% bootstrap intervals over videos (bias-corrected)" in text
     path = tmp_path / "metrics.md"
     write_metrics_markdown(path, rows)
     assert path.read_text() == text

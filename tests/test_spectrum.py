@@ -351,12 +351,21 @@ def test_bootstrap_is_seeded_and_resamples_videos(tmp_path):
     np.testing.assert_allclose(from_file.replicates["auc"], a.replicates["auc"], rtol=1e-10)
 
 
-def test_analyze_attaches_bootstrap_intervals():
+def test_analyze_attaches_bias_corrected_bootstrap_intervals():
     x = features(100, 10, seed=12)
     spec = analyze(x, n_boot=20, seed=1, ci_level=0.9)
-    assert spec.bootstrap is not None and spec.bootstrap.n_boot == 20 and spec.bootstrap.level == 0.9
-    low, high = spec.bootstrap.intervals["auc"]
+    ci = spec.bootstrap
+    assert ci is not None and ci.n_boot == 20 and ci.level == 0.9 and ci.method == "bias-corrected"
+    vals = ci.replicates["auc"]
+    assert ci.bias["auc"] == pytest.approx(vals.mean() - spec.auc, rel=1e-12)
+    low, high = ci.intervals["auc"]
+    assert (low, high) == pytest.approx((np.quantile(vals, 0.05) - ci.bias["auc"], np.quantile(vals, 0.95) - ci.bias["auc"]))
     assert low < spec.auc < high
-    vals = spec.bootstrap.replicates["auc"]
-    assert (low, high) == (np.quantile(vals, 0.05), np.quantile(vals, 0.95))
+    # resampling with replacement repeats videos, and fewer distinct videos raise the AUC
+    assert ci.bias["auc"] > 0
+    plain = analyze(x, n_boot=20, seed=1, ci_level=0.9, ci_method="percentile").bootstrap
+    np.testing.assert_array_equal(plain.replicates["auc"], vals)
+    assert plain.intervals["auc"] == (np.quantile(vals, 0.05), np.quantile(vals, 0.95))
     assert analyze(x).bootstrap is None
+    with pytest.raises(ValueError, match="method"):
+        bootstrap(x, 5, method="bca")
