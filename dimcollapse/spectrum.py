@@ -8,8 +8,9 @@ matrix, CEV_k = Σ_{i<=k} σ_i / Σ σ_i, and its AUC is the mean of that curve.
 
 Everything here is computed from one set of streamed statistics — the count, the mean
 and the D×D centred co-moment, accumulated in float64 chunk by chunk and merged with
-Chan, Golub & LeVeque's pairwise update — followed by a single symmetric
-eigendecomposition. That gives the paper's numbers without ever holding the N×D matrix
+Chan, Golub & LeVeque's pairwise update — followed by one symmetric eigenvalue
+decomposition of the covariance (plus one of the uncentred second moment for RankMe),
+both D×D in float64. That gives the paper's numbers without ever holding the N×D matrix
 (or an N×D float64 copy, or an SVD of it) in memory, and makes statistics of shards
 merge exactly into those of the whole.
 
@@ -31,9 +32,10 @@ Conventions (each one is a field or a documented constant):
   limit, not collapse; ``rank_limited`` and ``warning`` say so.
 
 Rows are normalised in float64 (x / max(||x||, 1e-12), as ``torch.nn.functional.normalize``
-does). The paper normalised in float32; the element-wise rounding that adds perturbs
-eigenvalues below about 1e-7·lambda_max by more than 1e-6 in log, so on spectra that
-decay that far the paper's own numbers are the less accurate ones.
+does). The paper normalised in float32; the element-wise rounding that adds perturbed
+eigenvalues below about 1e-7·lambda_max by more than 1e-6 in log on a steeply decaying
+test spectrum, so on spectra that decay that far the paper's own numbers are the less
+accurate ones (and no float64 implementation can reproduce them there).
 """
 
 from __future__ import annotations
@@ -50,9 +52,8 @@ import numpy as np
 from dimcollapse.atomic import atomic_path
 
 DEFAULT_CHUNK_ROWS = 4096
-"""Rows per streamed chunk: 4096 × 2048 float64 is 64 MiB, big enough for BLAS to run
-at full speed, small enough that the chunk buffers stay far below the D×D statistics'
-own footprint for typical feature sizes."""
+"""Rows per streamed chunk: big enough for BLAS to run at full speed; the chunk's float64
+working copy is then 64 MiB at D = 2048, next to 32 MiB for each D×D matrix."""
 
 DEFAULT_ALPHA_RANGE = (10, 99)
 """α-ReQ fit range: 0-based indices into the descending eigenvalues, both ends included
