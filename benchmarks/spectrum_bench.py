@@ -39,6 +39,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from dimcollapse.spectrum import DEFAULT_CHUNK_ROWS  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -130,7 +132,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=20_000)
     ap.add_argument("--dim", type=int, default=2048)
     ap.add_argument("--big-rows", type=int, default=1_000_000, help="0 skips the large-file run")
-    ap.add_argument("--chunk-rows", type=int, default=4096)
+    ap.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS)
     ap.add_argument("--tmpdir", default=None)
     ap.add_argument("--worker", choices=("ours", "paper"), help=argparse.SUPPRESS)
     ap.add_argument("--input", help=argparse.SUPPRESS)

@@ -283,6 +283,13 @@ def test_merged_shard_statistics_equal_the_whole(tmp_path):
     np.testing.assert_allclose(merged.second_moment, z.T @ z, rtol=1e-11, atol=1e-13)
     assert_same_spectrum(merged.to_spectrum(), whole.to_spectrum())
     assert MomentStats(30).merge(whole).count == 700  # an empty shard merges as identity
+    # merging (in-place BLAS updates inside) leaves its inputs untouched
+    before = [(s.count, s.mean.copy(), s.m2.copy()) for s in loaded[:2]]
+    loaded[0].merge(loaded[1])
+    for s, (count, mean, m2) in zip(loaded[:2], before):
+        assert s.count == count
+        np.testing.assert_array_equal(s.mean, mean)
+        np.testing.assert_array_equal(s.m2, m2)
 
 
 def test_stats_refuse_incompatible_merges_and_bad_files(tmp_path):
