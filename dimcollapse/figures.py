@@ -216,6 +216,8 @@ def overview_figure(
         raise ValueError("overview_figure needs at least one dataset")
     labels = list(dict.fromkeys(m for by_method in spectra_by_dataset.values() for m in by_method))
     palette = _colors_for(labels, colors)
+    if colors is not None:
+        labels = [m for m in colors if m in labels]  # legend in the colour map's (config) order
     spaces = _ordered_spaces({s for by_method in spectra_by_dataset.values()
                               for by_space in by_method.values() for s in by_space})
     if not spaces:
