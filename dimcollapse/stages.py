@@ -65,3 +65,97 @@ def failures(smk: Any) -> None:
         log.warning("%d of %d manifest videos failed in a later stage and are left out for every method",
                     n_failed, len(manifest))
     log.info("%d videos kept; failures of every stage in %s", len(index), smk.output.failures)
+
+
+def spectrum(smk: Any) -> None:
+    from dimcollapse.metrics import metrics_row, write_metrics_json, write_spectrum_csv
+    from dimcollapse.spectrum import analyze_file
+
+    _start(smk)
+    p = smk.params.spectrum
+    spec = analyze_file(
+        smk.input[0], normalize=p["normalize"], chunk_rows=p["chunk_rows"],
+        alpha_range=tuple(p["alpha_req_range"]), n_boot=p["bootstrap"], seed=p["seed"],
+    )
+    if spec.warning:
+        log.warning("%s", spec.warning)
+    write_spectrum_csv(smk.output.spectrum, spec)
+    w = smk.wildcards
+    write_metrics_json(smk.output.metrics, metrics_row(spec, dataset=w.dataset, method=w.method, space=w.space))
+    log.info("N=%d D=%d AUC=%.4f RankMe=%.2f", spec.n_samples, spec.dim, spec.auc, spec.rankme)
+
+
+def metrics(smk: Any) -> None:
+    from dimcollapse.metrics import read_metrics_json, write_metrics_csv, write_metrics_markdown
+
+    _start(smk)
+    rows = [read_metrics_json(f) for f in smk.input]
+    for row in rows:
+        row["label"] = smk.params.labels[row["method"]]
+    write_metrics_csv(smk.output.table, rows)
+    write_metrics_markdown(smk.output.markdown, rows)
+
+
+def _figure_view(view: dict[str, Any]) -> tuple[dict[str, str], dict[str, str], str]:
+    """Labels, colours (same per method in every figure) and title of the study's figures."""
+    from dimcollapse.config import UNTRAINED
+    from dimcollapse.figures import method_colors
+
+    models = view["models"]
+    labels = {m: spec["label"] for m, spec in models.items()}
+    title = view["title"]
+    if any(spec["untrained"] for spec in models.values()):
+        title = f"{title} — {UNTRAINED}"
+    return labels, method_colors(list(labels.values())), title
+
+
+def _curves_by_label(paths: list[str], labels: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """``{label: {space: curves}}`` from ``results/spectra/<dataset>/<method>/<space>.csv`` paths."""
+    from pathlib import Path
+
+    from dimcollapse.metrics import read_spectrum_csv
+
+    out: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        p = Path(path)
+        out.setdefault(labels[p.parent.name], {})[p.stem] = read_spectrum_csv(p)
+    return out
+
+
+def figure(smk: Any) -> None:
+    from dimcollapse.figures import save_figure, spectrum_figure
+
+    _start(smk)
+    view = smk.params.view
+    labels, colors, title = _figure_view(view)
+    curves = _curves_by_label(list(smk.input.spectra), labels)
+    fig = spectrum_figure(curves, title=f"{title}: {smk.wildcards.dataset}", colors=colors,
+                          y_range=view["figures"]["y_range"])
+    save_figure(fig, smk.output.png, smk.output.pdf, dpi=view["figures"]["dpi"])
+
+
+def overview(smk: Any) -> None:
+    from pathlib import Path
+
+    from dimcollapse.figures import metrics_figure, overview_figure, save_figure
+    from dimcollapse.metrics import read_metrics_csv
+
+    _start(smk)
+    view = smk.params.view
+    labels, colors, title = _figure_view(view)
+    by_dataset = {ds: _curves_by_label([p for p in smk.input.spectra if Path(p).parts[-3] == ds], labels)
+                  for ds in smk.params.datasets}
+    fig = overview_figure(by_dataset, normalized_rank=view["figures"]["normalized_rank"], title=title,
+                          colors=colors, y_range=view["figures"]["y_range"])
+    save_figure(fig, smk.output.overview_png, smk.output.overview_pdf, dpi=view["figures"]["dpi"])
+    chart = metrics_figure(read_metrics_csv(smk.input.metrics), title=title, colors=colors)
+    save_figure(chart, smk.output.metrics_png, smk.output.metrics_pdf, dpi=view["figures"]["dpi"])
+
+
+def provenance(smk: Any) -> None:
+    from pathlib import Path
+
+    from dimcollapse.provenance import provenance as record
+
+    _start(smk)
+    write_json(smk.output[0], record(smk.config, Path(smk.scriptdir).parent))
