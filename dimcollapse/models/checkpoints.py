@@ -97,16 +97,17 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Any:
         with torch.serialization.safe_globals(_numpy_safe_globals()):
             return torch.load(path, map_location="cpu", weights_only=True, mmap=use_mmap)
     except Exception as err:  # torch.load raises many types for bad input; all mean the same here
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        if "Weights only load failed" in str(err):
-            detail = next((ln.strip() for ln in str(err).splitlines() if "Unsupported global" in ln), first_line)
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        unsupported = next((ln for ln in lines if "Unsupported global" in ln), None)
+        if unsupported is not None:
             raise CheckpointError(
                 f"{path}: holds Python objects other than tensors and plain containers, refusing to unpickle "
-                f"it (weights_only): {detail}"
+                f"it (weights_only): {unsupported.split('. Please use')[0]}"
             ) from err
+        detail = next((ln for ln in lines if ln.startswith("Unsupported operand")), lines[0] if lines else "")
         raise CheckpointError(
             f"{path}: not a readable PyTorch checkpoint ({size} bytes; truncated or corrupt?): "
-            f"{type(err).__name__}: {first_line}"
+            f"{type(err).__name__}: {detail}"
         ) from err
 
 
@@ -153,25 +154,29 @@ def load_strict(
     *,
     ignore: Iterable[str] = (),
     keep_fresh: Callable[[str], bool] = lambda key: False,
+    file_key: Callable[[str], str] = lambda key: key,
 ) -> list[str]:
     """Load ``state`` into ``model`` under the strict rule of the module docstring.
 
     ``ignore``: regular expressions of file entries that are training-only (skipped).
     ``keep_fresh``: model entries that the format never stores (kept as initialised).
-    Returns the ignored file keys.
+    ``file_key``: the name under which the file stores a model entry; comparisons and
+    error messages use the file's naming. Returns the ignored file keys.
     """
     ignore = tuple(ignore)
-    expected = model.state_dict()
+    model_state = model.state_dict()
+    expected = {file_key(k): k for k in model_state}
     ignored = [k for k in state if k not in expected and _matches(k, ignore)]
-    used = {k: v for k, v in state.items() if k in expected}
-    unexpected = [k for k in state if k not in expected and k not in set(ignored)]
+    skipped = set(ignored)
+    unexpected = [k for k in state if k not in expected and k not in skipped]
     missing = [
-        k for k in expected if k not in used and not k.endswith("num_batches_tracked") and not keep_fresh(k)
+        f for f, k in expected.items()
+        if f not in state and not k.endswith("num_batches_tracked") and not keep_fresh(k)
     ]
     mismatched = [
-        f"{k}: file {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
-        for k, v in used.items()
-        if v.shape != expected[k].shape
+        f"{f}: file {tuple(state[f].shape)} vs model {tuple(model_state[k].shape)}"
+        for f, k in expected.items()
+        if f in state and state[f].shape != model_state[k].shape
     ]
     if missing or unexpected or mismatched:
         parts = []
@@ -182,43 +187,44 @@ def load_strict(
         if mismatched:
             parts.append(f"shape mismatches ({len(mismatched)}): {_short(mismatched)}")
         raise CheckpointError(f"{path}: does not match the {what}: " + "; ".join(parts))
-    merged = dict(expected)
-    merged.update(used)
+    merged = dict(model_state)
+    merged.update({k: state[f] for f, k in expected.items() if f in state})
     model.load_state_dict(merged, strict=True)
     return ignored
 
 
 # --------------------------------------------------------------------------- PyTorchVideo
 
-_PTV_BRANCH2 = {"conv_a": "a", "norm_a": "a_bn", "conv_b": "b", "norm_b": "b_bn", "conv_c": "c", "norm_c": "c_bn"}
+_PTV_NAMES = {
+    "branch1": "branch1_conv", "branch1_bn": "branch1_norm",
+    "branch2.a": "branch2.conv_a", "branch2.a_bn": "branch2.norm_a",
+    "branch2.b": "branch2.conv_b", "branch2.b_bn": "branch2.norm_b",
+    "branch2.c": "branch2.conv_c", "branch2.c_bn": "branch2.norm_c",
+}
 
 
-def _ptv_key(key: str) -> str:
-    """Map a PyTorchVideo ``slow_r50`` key to this package's (SlowFast) naming; unknown keys pass through."""
-    m = re.fullmatch(r"blocks\.0\.(conv|norm)\.(.+)", key)
+def pytorchvideo_key(key: str) -> str:
+    """The PyTorchVideo ``slow_r50`` name of a :class:`SlowR50Supervised` entry.
+
+    ``s1.pathway0_stem.conv/bn`` → ``blocks.0.conv/norm``; ``s{k}.pathway0_res{i}`` →
+    ``blocks.{k-1}.res_blocks.{i}``; ``branch1/branch1_bn`` → ``branch1_conv/branch1_norm``;
+    ``branch2.a/a_bn/b/b_bn/c/c_bn`` → ``branch2.conv_a/norm_a/conv_b/norm_b/conv_c/norm_c``.
+    """
+    m = re.fullmatch(r"backbone\.s1\.pathway0_stem\.(conv|bn)\.(\w+)", key)
     if m:
-        return f"backbone.s1.pathway0_stem.{'conv' if m[1] == 'conv' else 'bn'}.{m[2]}"
-    m = re.fullmatch(r"blocks\.([1-4])\.res_blocks\.(\d+)\.(branch1_conv|branch1_norm|branch2\.(\w+))\.(.+)", key)
-    if m:
-        stage, block, part, sub, leaf = int(m[1]) + 1, m[2], m[3], m[4], m[5]
-        if part == "branch1_conv":
-            name = "branch1"
-        elif part == "branch1_norm":
-            name = "branch1_bn"
-        elif sub in _PTV_BRANCH2:
-            name = f"branch2.{_PTV_BRANCH2[sub]}"
-        else:
-            return key
-        return f"backbone.s{stage}.pathway0_res{block}.{name}.{leaf}"
-    return key
+        return f"blocks.0.{'conv' if m[1] == 'conv' else 'norm'}.{m[2]}"
+    m = re.fullmatch(r"backbone\.s([2-5])\.pathway0_res(\d+)\.(.+)\.(\w+)", key)
+    if m and m[3] in _PTV_NAMES:
+        return f"blocks.{int(m[1]) - 1}.res_blocks.{m[2]}.{_PTV_NAMES[m[3]]}.{m[4]}"
+    raise ValueError(f"no PyTorchVideo name for {key!r}")
 
 
 def load_pytorchvideo(model: nn.Module, raw: Any, path: Path) -> dict[str, Any]:
     """Load a PyTorchVideo ``slow_r50`` checkpoint into :class:`SlowR50Supervised`."""
     state = _take_state(raw, "model_state", path, "PyTorchVideo")
-    renamed = {_ptv_key(key): value for key, value in state.items()}
     ignored = load_strict(
-        model, renamed, path, "supervised Slow R50 (PyTorchVideo slow_r50)", ignore=PYTORCHVIDEO_UNUSED
+        model, state, path, "supervised Slow R50 (PyTorchVideo slow_r50)",
+        ignore=PYTORCHVIDEO_UNUSED, file_key=pytorchvideo_key,
     )
     return {"format": "pytorchvideo", "epoch": _epoch(raw), "ignored": ignored}
 
