@@ -253,7 +253,7 @@ def _fetch_once(url: str, dest: Path, part: Path, timeout: float, progress: bool
         received = 0
         with open(part, mode) as out, tqdm(
             total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-            desc=part.name.removesuffix(".part"), disable=not progress,
+            desc=dest.name, disable=not progress, mininterval=1.0,
         ) as bar:
             try:
                 while chunk := response.read(CHUNK):

@@ -201,6 +201,8 @@ def test_bn_stats_option(files: dict, blocks: torch.Tensor) -> None:
         running = build(files["stats"][0])(blocks)["representation"]
         batch = build(files["stats"][0], bn_stats="batch")(blocks)["representation"]
     assert explicit.provenance["bn_stats"] == "batch"
+    assert build(files["stats"][0], bn_stats="batch").provenance["ignored"] == [
+        "BatchNorm running statistics (60)", "network_pred.* (4)"]
     assert not torch.allclose(running, batch)
     with pytest.raises(ValueError, match="bn_stats must be one of"):
         build_model("DPC", bn_stats="fresh")

@@ -369,8 +369,14 @@ def test_shape_mismatch_is_listed(tmp_path: Path) -> None:
 
 def test_training_entries_of_another_method_are_not_ignored(tmp_path: Path) -> None:
     state = skeleton_state("MoCo")
-    with pytest.raises(CheckpointError, match="CONTRASTIVE.TYPE is 'moco', but method SimCLR"):
-        build_model("SimCLR", save(released_layout(state, "MoCo"), tmp_path / "moco.pyth"))
+    moco = save(released_layout(state, "MoCo"), tmp_path / "moco.pyth")
+    with pytest.raises(CheckpointError, match=r"\(embedded cfg\): CONTRASTIVE.TYPE is 'moco', but method SimCLR .* config="):
+        build_model("SimCLR", moco)
+    config = tmp_path / "SimCLR_SlowR50_8x8.yaml"
+    config.write_text(slowfast_cfg("SimCLR"))
+    with pytest.warns(UserWarning, match="CONTRASTIVE.TYPE is 'moco'.*following the config file"):
+        with pytest.raises(CheckpointError, match=r"unexpected keys \(327\): backbone_hist\."):
+            build_model("SimCLR", moco, config=config)
     without_cfg = save({"epoch": 199, "model_state": state}, tmp_path / "moco_without_cfg.pyth")
     with pytest.raises(CheckpointError, match=r"unexpected keys \(327\): backbone_hist\.s1\.pathway0_stem\.conv\.weight"):
         build_model("SimCLR", without_cfg)
@@ -401,11 +407,16 @@ def test_config_describing_another_network_is_refused(edit, message: str, tmp_pa
         build_model("SimCLR", config=config)
 
 
-def test_embedded_cfg_describing_another_network_is_refused(tmp_path: Path) -> None:
+def test_embedded_cfg_describing_another_network_is_refused_unless_a_config_is_given(tmp_path: Path) -> None:
     cfg = slowfast_cfg("SimCLR").replace("ARCH: slow", "ARCH: i3d")
     path = save(released_layout(skeleton_state("SimCLR"), "SimCLR", cfg=cfg), tmp_path / "i3d.pyth")
     with pytest.raises(CheckpointError, match=r"\(embedded cfg\): describes a model other than .* MODEL.ARCH is 'i3d'"):
         build_model("SimCLR", path)
+    config = tmp_path / "SimCLR_SlowR50_8x8.yaml"
+    config.write_text(slowfast_cfg("SimCLR"))
+    with pytest.warns(UserWarning, match="ignoring the embedded config: .*MODEL.ARCH is 'i3d'"):
+        model = build_model("SimCLR", path, config=config)
+    assert model.provenance["head"]["source"] == "config"
 
 
 def test_both_head_namings_in_one_file_are_refused(tmp_path: Path) -> None:

@@ -52,6 +52,9 @@ def build_model(
     ``config``: optional SlowFast YAML (``configs/contrastive_ssl/*.yaml``) for the four
     contrastive methods; the head is taken from it, else from the checkpoint's own
     ``cfg`` string, else from the state-dict shapes, else from the released models' head.
+    The checkpoint's ``cfg`` is also checked against the method (``CONTRASTIVE.TYPE``) and
+    the Slow R50 architecture; passing ``config`` makes the config file authoritative, as
+    in the paper's script, and turns disagreements of the embedded ``cfg`` into warnings.
 
     Options (all keyword):
 
@@ -153,13 +156,20 @@ def _build_ssl(
         except OSError as err:
             raise CheckpointError(f"{config_path}: cannot read the SlowFast config: {err}") from err
         cfg = ck.parse_slowfast_config(text, str(config_path))
-    embedded = ck.embedded_slowfast_config(raw, path) if path is not None else None
+    embedded = ck.embedded_slowfast_config(raw, path, authoritative=cfg is None) if path is not None else None
     for source in (cfg, embedded):
-        if source is not None and source.contrastive_type != info.contrastive_type:
-            raise CheckpointError(
-                f"{source.source}: CONTRASTIVE.TYPE is {source.contrastive_type!r}, "
-                f"but method {info.name} ({info.contrastive_type!r}) was requested"
-            )
+        if source is None or source.contrastive_type == info.contrastive_type:
+            continue
+        message = (
+            f"{source.source}: CONTRASTIVE.TYPE is {source.contrastive_type!r}, "
+            f"but method {info.name} ({info.contrastive_type!r}) was requested"
+        )
+        if source is embedded and cfg is not None:
+            warnings.warn(f"{message}; following the config file {cfg.source}", stacklevel=3)
+        elif source is embedded:
+            raise CheckpointError(f"{message}; if the file is right, pass its configs/contrastive_ssl YAML as config=")
+        else:
+            raise CheckpointError(message)
     if cfg is not None:
         head, head_source = cfg.head, "config"
     elif embedded is not None:

@@ -370,16 +370,21 @@ def load_slowfast(model: nn.Module, state: Mapping[str, torch.Tensor], raw: Any,
     return {"format": "slowfast", "epoch": _epoch(raw), "ignored": _summarise(ignored)}
 
 
-def embedded_slowfast_config(raw: Any, path: Path) -> SlowFastConfig | None:
-    """The checkpoint's own ``cfg`` YAML string, parsed; None when absent or unreadable (warned)."""
+def embedded_slowfast_config(raw: Any, path: Path, authoritative: bool) -> SlowFastConfig | None:
+    """The checkpoint's own ``cfg`` YAML string, parsed; None when absent or unreadable (warned).
+
+    With ``authoritative`` (no config file was given) a cfg describing another network is
+    an error; otherwise the config file decides, as in the paper's script, which builds
+    the model from the repository YAML, and a disagreeing embedded cfg is only warned about.
+    """
     text = raw.get("cfg") if isinstance(raw, Mapping) else None
     if not isinstance(text, str):
         return None
     try:
         return parse_slowfast_config(text, f"{path} (embedded cfg)")
     except CheckpointError as err:
-        if "describes a model other than" in str(err):
-            raise
+        if authoritative and "describes a model other than" in str(err):
+            raise CheckpointError(f"{err}; pass the matching configs/contrastive_ssl YAML as config= to override it") from err
         warnings.warn(f"ignoring the embedded config: {err}", stacklevel=3)
         return None
 
@@ -445,9 +450,14 @@ def _epoch(raw: Any) -> int | None:
 
 
 def _summarise(keys: list[str]) -> list[str]:
-    """Ignored keys grouped by prefix (``backbone_hist.* (320)`` instead of 320 names)."""
+    """Ignored keys grouped (``backbone_hist.* (320)`` instead of 320 names)."""
     groups: dict[str, list[str]] = {}
     for key in keys:
-        prefix = "backbone.head.predictors" if key.startswith("backbone.head.predictors.") else key.split(".")[0]
-        groups.setdefault(prefix, []).append(key)
-    return [g if members == [g] else f"{g}.* ({len(members)})" for g, members in groups.items()]
+        if key.startswith("backbone.head.predictors."):
+            label = "backbone.head.predictors.*"
+        elif key.startswith("backbone.") and re.search(r"\.(running_mean|running_var|num_batches_tracked)$", key):
+            label = "BatchNorm running statistics"
+        else:
+            label = key.split(".")[0] + (".*" if "." in key else "")
+        groups.setdefault(label, []).append(key)
+    return [label if members == [label] else f"{label} ({len(members)})" for label, members in groups.items()]
