@@ -127,12 +127,22 @@ def test_changing_one_weight_in_the_file_changes_the_output(
     assert not torch.allclose(changed, ours)
 
 
-def test_frames_set_the_temporal_pool_and_the_expected_input() -> None:
-    model = build_model("supervised", frames=16)
-    assert tuple(model.head_pool.kernel_size) == (16, 7, 7)
-    assert model.expected_input_shape == (3, 16, 224, 224)
-    with pytest.raises(ValueError, match=r"expects input B×3×16×224×224 .* got \(1, 3, 8, 224, 224\)"):
-        model(torch.zeros(1, 3, 8, 224, 224))
+@pytest.mark.parametrize(("frames", "kernel"), [(16, (8, 7, 7)), (4, (4, 7, 7))])
+def test_frames_set_the_expected_input_and_shrink_the_pool_only_where_it_does_not_fit(
+    frames: int, kernel: tuple[int, ...], hub: tuple[nn.Module, Path]
+) -> None:
+    model = build_model("supervised", frames=frames)
+    assert tuple(model.head_pool.kernel_size) == kernel
+    assert model.expected_input_shape == (3, frames, 224, 224)
+    with pytest.raises(ValueError, match=rf"expects input B×3×{frames}×224×224 .* got \(1, 3, 5, 224, 224\)"):
+        model(torch.zeros(1, 3, 5, 224, 224))
+    if frames == 16:  # the hub's own head on a 16-frame map: overlapping 8-frame windows, then the mean
+        fmap = torch.randn(1, 2048, 16, 7, 7, generator=torch.Generator().manual_seed(16))
+        model.backbone = _FixedMap(fmap)
+        head = hub[0].blocks[-1]
+        head.pool = nn.AvgPool3d(kernel, stride=1)
+        with torch.no_grad():
+            torch.testing.assert_close(model(torch.zeros(1, 3, 16, 224, 224))["representation"], head(fmap))
 
 
 @pytest.mark.parametrize(

@@ -16,13 +16,13 @@ from torch import nn
 from dimcollapse.models import checkpoints as ck
 from dimcollapse.models.checkpoints import CheckpointError
 from dimcollapse.models.dpc import ARCH_BLOCKS, DEFAULT_SAMPLE_SIZE, DPCContext
-from dimcollapse.models.registry import METHODS, HeadSpec, MethodInfo, canonical_method
+from dimcollapse.models.registry import METHODS, MethodInfo, canonical_method
 from dimcollapse.models.slow_r50 import SlowR50SSL, SlowR50Supervised
 
 #: Scale on He (fan-in) initialisation of convolutions for seeded random models. BN is an
 #: identity in eval mode with fresh statistics, so plain He initialisation grows
 #: activations about 10x per stage (pooled Slow R50 features ~1e2) and 0.5 shrinks them
-#: to ~1e-2; 0.7 keeps both Slow R50 and DPC outputs O(1) (mean |x| about 0.5 at a 64
+#: to ~3e-2; 0.7 keeps both Slow R50 and DPC outputs O(1) (mean |x| about 0.5 at a 64
 #: crop), so random-weight features differ between inputs in a measurable way.
 RANDOM_CONV_SCALE = 0.7
 
@@ -73,7 +73,7 @@ def build_model(
       DPC's pretraining did (``track_running_stats=False``); ``"auto"`` (default) uses
       running statistics when the file has them and batch statistics otherwise, with a
       :class:`BatchStatisticsWarning`. DPC's own LC code would run such files on fresh
-      0/1 statistics, a mode that matches neither training nor any published number,
+      0/1 statistics, which matches neither how the weights were trained nor DPC's own evaluations,
       so it is not offered. Inputs must be B×num_seq×3×seq_len×sample×sample.
 
     The returned module's ``forward(x)`` gives ``{"representation": B×2048 (Slow R50) or
@@ -296,4 +296,4 @@ def seeded_init_(model: nn.Module, seed: int) -> dict[str, Any]:
     return {"init": "seeded random", "conv_scale": RANDOM_CONV_SCALE}
 
 
-__all__ = ["BN_STATS_CHOICES", "BatchStatisticsWarning", "HeadSpec", "build_model", "seeded_init_"]
+__all__ = ["BN_STATS_CHOICES", "BatchStatisticsWarning", "build_model", "seeded_init_"]

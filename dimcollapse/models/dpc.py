@@ -188,5 +188,6 @@ class DPCContext(nn.Module):
         feature = self.backbone(x.reshape(b * n, *x.shape[2:]))
         feature = F.avg_pool3d(F.relu(feature), (self.last_duration, 1, 1), stride=1)
         feature = feature.reshape(b, n, FEATURE_DIM, self.last_size, self.last_size)
-        context = self.agg(feature).mean(dim=(2, 3))
+        hidden = self.agg(feature).unsqueeze(1)  # LC pools the B×1×256×s×s tensor with a (1, s, s) kernel
+        context = F.avg_pool3d(hidden, (1, self.last_size, self.last_size), stride=1).flatten(1)
         return {"representation": self.final_bn(context)}

@@ -36,8 +36,8 @@ STAGE_DEPTHS = (3, 4, 6, 3)
 STAGE_TEMPORAL_KERNELS = (1, 1, 3, 3)
 STAGE_SPATIAL_STRIDES = (1, 2, 2, 2)
 FEATURE_DIM = 2048
-#: Spatial extent of PyTorchVideo's head pool kernel (8, 7, 7) for ``slow_r50``.
-PTV_HEAD_SPATIAL_KERNEL = 7
+#: PyTorchVideo's head pool kernel for ``slow_r50`` (T, H, W).
+PTV_HEAD_POOL_KERNEL = (8, 7, 7)
 
 
 def _bn3d(channels: int) -> nn.BatchNorm3d:
@@ -140,25 +140,26 @@ def check_clip(x: torch.Tensor, frames: int, crop_size: int, model: str) -> None
 class SlowR50Supervised(nn.Module):
     """PyTorchVideo ``slow_r50`` with the classifier replaced by identity (the paper's baseline).
 
-    PyTorchVideo's head is AvgPool3d(kernel (T,7,7), stride 1) → dropout → proj →
+    PyTorchVideo's head is AvgPool3d(kernel (8,7,7), stride 1) → dropout → proj →
     AdaptiveAvgPool3d(1). With ``proj = Identity`` and dropout inactive in eval mode this
-    is the pool followed by a global average. At the 224 crop the s5 map is T×7×7, so
-    the pool is already global and the result equals ``slow_r50`` with
-    ``blocks[-1].proj = Identity`` exactly. For crops whose s5 map is smaller than 7×7
-    (the CPU demo uses 128 → 4×4) the 7×7 kernel does not fit and the original raises;
-    there the kernel shrinks to the map size, which keeps the same meaning (a global
-    average). For larger crops (e.g. the 256 "official" test crop, 8×8 map) the original
-    7×7 kernel is kept, so the output stays exactly what the original model computes
-    (average over the overlapping 7×7 windows).
+    is the pool followed by a global average. For the paper's 8-frame 224 clips the s5
+    map is 8×7×7, so the pool is already global and the result equals ``slow_r50`` with
+    ``blocks[-1].proj = Identity`` exactly. Where the s5 map is smaller than the kernel
+    (the CPU demo's 128 crop gives 4×4; clips shorter than 8 frames) the original raises;
+    there the kernel shrinks to the map, which keeps its meaning, a global average.
+    Where the map is larger (the 256 "official" test crop gives 8×8; 16-frame clips) the
+    original kernel is kept, so the output stays what the original model computes (an
+    average over the overlapping windows, which weights the border less).
     """
 
     def __init__(self, frames: int = 8, crop_size: int = 224) -> None:
         super().__init__()
         self.frames = frames
         self.crop_size = crop_size
-        spatial = min(PTV_HEAD_SPATIAL_KERNEL, final_spatial_size(crop_size))
+        spatial = final_spatial_size(crop_size)
+        kernel_t, kernel_h, kernel_w = PTV_HEAD_POOL_KERNEL
         self.backbone = SlowR50Trunk()
-        self.head_pool = nn.AvgPool3d((frames, spatial, spatial), stride=1)
+        self.head_pool = nn.AvgPool3d((min(kernel_t, frames), min(kernel_h, spatial), min(kernel_w, spatial)), stride=1)
 
     @property
     def expected_input_shape(self) -> tuple[int, ...]:
