@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import shutil
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -92,14 +93,15 @@ def save_dpc(state: dict[str, torch.Tensor], path: Path, arch: str, legacy: bool
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict[str, torch.Tensor]]]:
+def files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tuple[Path, dict[str, torch.Tensor]]]]:
     """Random-weight R18 checkpoints, without (as published) and with BN running statistics."""
     root = tmp_path_factory.mktemp("dpc")
     out = {}
     for name, stats in (("nostats", False), ("stats", True)):
         state = pretraining_state("resnet18", stats, 5)
         out[name] = (save_dpc(state, root / f"r18_{name}.pth.tar", "resnet18"), state)
-    return out
+    yield out
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -215,13 +217,16 @@ def test_changing_one_weight_in_the_file_changes_the_output(files: dict, blocks:
     weight[0, 0] += 1.0
     changed = save_dpc({**state, key: weight}, tmp_path / "changed.pth.tar", "resnet18")
     with torch.no_grad():
-        assert not torch.allclose(build(changed)(blocks)["representation"], build(path)(blocks)["representation"])
+        different = not torch.allclose(build(changed)(blocks)["representation"], build(path)(blocks)["representation"])
+    changed.unlink()
+    assert different
 
 
 def test_zip_format_loads_like_the_legacy_format(files: dict, tmp_path: Path) -> None:
     _, state = files["stats"]
     legacy = build(files["stats"][0])
     modern = build(save_dpc(state, tmp_path / "zip.pth.tar", "resnet18", legacy=False))
+    (tmp_path / "zip.pth.tar").unlink()
     for (k1, v1), (k2, v2) in zip(legacy.state_dict().items(), modern.state_dict().items(), strict=True):
         assert k1 == k2 and torch.equal(v1, v2)
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -146,8 +147,15 @@ def save(raw: dict, path: Path) -> Path:
     return path
 
 
+@pytest.fixture()
+def scratch(tmp_path: Path) -> Iterator[Path]:
+    """A directory for full-size (160 MB) checkpoint files, emptied after the test."""
+    yield tmp_path
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
-def released(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict[str, torch.Tensor]]]:
+def released(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, tuple[Path, dict[str, torch.Tensor]]]]:
     """method -> (random-weight checkpoint in the released layout, its state in ``head`` naming).
 
     The same seed gives all four the same backbone weights (the backbone's modules come
@@ -159,7 +167,8 @@ def released(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, 
         state = contrastive_state(method, lambda module: randomize_(module, 1))
         path = save(released_layout(state, method, cfg=slowfast_cfg(method, frames=FRAMES)), root / f"{method}.pyth")
         out[method] = (path, state)
-    return out
+    yield out
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -271,13 +280,13 @@ def test_outputs_match_an_independent_computation(
 
 @pytest.mark.parametrize("method", SSL_METHODS)
 def test_changing_one_head_weight_in_the_file_changes_only_the_embedding(
-    method: str, released: dict, outputs: dict, clip: torch.Tensor, tmp_path: Path
+    method: str, released: dict, outputs: dict, clip: torch.Tensor, scratch: Path
 ) -> None:
     _, state = released[method]
     spec = METHODS[method].default_head
     bias = f"backbone.head.projection.projection.{3 * (spec.num_layers - 1) if spec.bn else 2 * (spec.num_layers - 1)}.bias"
     changed = {**state, bias: state[bias] + torch.linspace(0.0, 1.0, spec.dim_out)}
-    path = save(released_layout(changed, method, cfg=slowfast_cfg(method, frames=FRAMES)), tmp_path / "head.pyth")
+    path = save(released_layout(changed, method, cfg=slowfast_cfg(method, frames=FRAMES)), scratch / "head.pyth")
     with torch.no_grad():
         after = build_model(method, path, crop_size=CROP)(clip)
     torch.testing.assert_close(after["representation"], outputs[method]["representation"], rtol=0, atol=0)
@@ -285,13 +294,13 @@ def test_changing_one_head_weight_in_the_file_changes_only_the_embedding(
 
 
 def test_changing_one_backbone_weight_in_the_file_changes_both_outputs(
-    released: dict, outputs: dict, clip: torch.Tensor, tmp_path: Path
+    released: dict, outputs: dict, clip: torch.Tensor, scratch: Path
 ) -> None:
     _, state = released["MoCo"]
     key = "backbone.s5.pathway0_res2.branch2.c.weight"
     weight = state[key].clone()
     weight[0, 0] += 1.0
-    path = save(released_layout({**state, key: weight}, "MoCo", cfg=slowfast_cfg("MoCo", FRAMES)), tmp_path / "b.pyth")
+    path = save(released_layout({**state, key: weight}, "MoCo", cfg=slowfast_cfg("MoCo", FRAMES)), scratch / "b.pyth")
     with torch.no_grad():
         after = build_model("MoCo", path, crop_size=CROP)(clip)
     for space in ("representation", "embedding"):

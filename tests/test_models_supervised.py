@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,14 +45,15 @@ class _FixedMap(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> tuple[nn.Module, Path]:
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[nn.Module, Path]]:
     """PyTorchVideo's slow_r50 with random weights, and those weights as a ``SLOW_8x8_R50.pyth`` file."""
     model = slow_r50(pretrained=False)
     randomize_(model, 3)
     path = tmp_path_factory.mktemp("ptv") / "SLOW_8x8_R50.pyth"
     torch.save({"model_state": model.state_dict()}, path)
     model.blocks[-1].proj = nn.Identity()
-    return model.eval(), path
+    yield model.eval(), path
+    shutil.rmtree(path.parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -117,13 +120,15 @@ def test_every_pytorchvideo_key_lands_in_exactly_one_weight(tmp_path: Path) -> N
 def test_changing_one_weight_in_the_file_changes_the_output(
     hub: tuple[nn.Module, Path], clip: torch.Tensor, ours: torch.Tensor, tmp_path: Path
 ) -> None:
+    path = tmp_path / "changed.pyth"
     raw = torch.load(hub[1], weights_only=True)
     key = "blocks.4.res_blocks.2.branch2.conv_c.weight"
     raw["model_state"][key] = raw["model_state"][key].clone()
     raw["model_state"][key][0, 0] += 1.0
-    torch.save(raw, tmp_path / "changed.pyth")
+    torch.save(raw, path)
     with torch.no_grad():
-        changed = build_model("supervised", tmp_path / "changed.pyth", crop_size=CROP)(clip)["representation"]
+        changed = build_model("supervised", path, crop_size=CROP)(clip)["representation"]
+    path.unlink()  # 130 MB
     assert not torch.allclose(changed, ours)
 
 
