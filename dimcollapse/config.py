@@ -129,11 +129,11 @@ def _check_known(key: str, chosen: Iterable[str], known: Mapping[str, Any]) -> N
         raise ValueError(f"config key {key}: unknown names {unknown}; configured: {sorted(known)}")
 
 
-#: Protocol fields that are also build options of the model (the model must be built
-#: for the input the protocol produces).
-_SHARED_WITH_MODEL = {
+#: Protocol fields that are also ``build_model`` options, per model family: the model
+#: must be built for exactly the input the protocol produces.
+_PROTOCOL_TO_MODEL = {
     "slow_r50": {"frames": "frames", "crop_size": "crop_size"},
-    "dpc": {"sample_size": "sample_size", "num_seq": "num_seq", "seq_len": "seq_len"},
+    "dpc": {"crop_size": "sample_size", "num_seq": "num_seq", "seq_len": "seq_len"},
 }
 
 
@@ -141,9 +141,8 @@ def job_protocol(config: Mapping[str, Any], dataset: str, model: ModelInstance) 
     """The sampling protocol of one (dataset, model instance) job.
 
     Overrides apply from general to specific: the model's frames × rate, then the
-    study-wide ``protocols:`` entry, then the dataset's, then the instance's
-    ``protocol_options`` (and, for DPC, the instance's sample_size/num_seq/seq_len
-    options, so the model and its input cannot disagree).
+    study-wide ``protocols:`` entry, then the dataset's, then (for DPC) the instance's
+    ``sample_size``/``num_seq``/``seq_len`` options, then its ``protocol_options``.
     """
     overrides: dict[str, Any] = {}
     if model.family == "slow_r50":
@@ -151,21 +150,20 @@ def job_protocol(config: Mapping[str, Any], dataset: str, model: ModelInstance) 
     overrides.update(config.get("protocols", {}).get(model.protocol, {}))
     overrides.update(config["datasets"][dataset].get("protocols", {}).get(model.protocol, {}))
     if model.family == "dpc":
-        overrides.update({k: v for k, v in model.options.items() if k in _SHARED_WITH_MODEL["dpc"]})
+        to_protocol = {opt: field for field, opt in _PROTOCOL_TO_MODEL["dpc"].items()}
+        overrides.update({to_protocol[k]: v for k, v in model.options.items() if k in to_protocol})
     overrides.update(model.protocol_options)
     try:
         return resolve_protocol(model.protocol, **overrides)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"model {model.name!r} on dataset {dataset!r}: bad protocol options: {err}") from err
+    except ValueError as err:
+        raise ValueError(f"model {model.name!r} on dataset {dataset!r}: {err}") from err
 
 
 def build_options(model: ModelInstance, protocol: Protocol) -> dict[str, Any]:
     """Keyword options for ``build_model`` that match the protocol's input."""
     opts = dict(model.options)
-    proto = protocol.to_dict()
-    for proto_key, opt_key in _SHARED_WITH_MODEL[model.family].items():
-        if proto_key in proto:
-            opts[opt_key] = proto[proto_key]
+    for field, opt in _PROTOCOL_TO_MODEL[model.family].items():
+        opts[opt] = getattr(protocol, field)
     if model.checkpoint is None:
         opts["seed"] = model.seed
     return opts

@@ -159,3 +159,12 @@ def provenance(smk: Any) -> None:
 
     _start(smk)
     write_json(smk.output[0], record(smk.config, Path(smk.scriptdir).parent))
+
+
+def download_checkpoint(smk: Any) -> None:
+    from dimcollapse.download import fetch_checkpoint
+
+    _start(smk)
+    record = fetch_checkpoint(smk.params.source, smk.output.checkpoint, smk.params.sha256)
+    log.info("%s: %d bytes, SHA-256 %s (%s)", record["path"], record["size"], record["sha256"],
+             "verified" if record["verified"] else "not pinned: add it to the config as sha256")

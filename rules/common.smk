@@ -32,10 +32,12 @@ def protocol(dataset, method):
     return dcfg.job_protocol(config, dataset, MODELS[method])
 
 
-# Clip caches: one per (dataset, protocol key), shared by every model using it.
-CLIP_PROTOCOLS = {
-    (ds, protocol(ds, m).key): protocol(ds, m) for ds in DATASETS for m in STUDY_MODELS
-}
+# Clip caches: one per (dataset, sampling key), shared by every model whose protocol
+# decodes the same frames (crop and normalisation are applied when reading).
+CLIP_PROTOCOLS = {}
+for _ds in DATASETS:
+    for _m in STUDY_MODELS:
+        CLIP_PROTOCOLS.setdefault((_ds, protocol(_ds, _m).sampling_key), protocol(_ds, _m))
 
 
 def spaces_of(method):
@@ -57,13 +59,14 @@ def shard_files(dataset, method):
     ]
 
 
-def clip_cache_index(dataset, method):
-    return f"results/clips/{dataset}/{protocol(dataset, method).key}/index.csv"
+def clip_cache(dataset, method):
+    """Clip cache directory that a (dataset, model instance) job reads."""
+    return f"results/clips/{dataset}/{protocol(dataset, method).sampling_key}"
 
 
-def dataset_clip_caches(dataset, name="index.csv"):
-    """Files ``name`` of every clip cache of the dataset (one per protocol in use)."""
-    return sorted(f"results/clips/{ds}/{key}/{name}" for ds, key in CLIP_PROTOCOLS if ds == dataset)
+def dataset_clip_failures(dataset):
+    """Failure tables of every clip cache of the dataset (one per sampling in use)."""
+    return sorted(f"results/clips/{ds}/{key}.failures.csv" for ds, key in CLIP_PROTOCOLS if ds == dataset)
 
 
 def gpu_jobs():

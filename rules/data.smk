@@ -72,8 +72,8 @@ rule clip_cache:
     input:
         manifest="results/manifests/{dataset}.csv",
     output:
-        index="results/clips/{dataset}/{pkey}/index.csv",
-        failures="results/clips/{dataset}/{pkey}/failures.csv",
+        cache=directory("results/clips/{dataset}/{pkey}"),
+        failures="results/clips/{dataset}/{pkey}.failures.csv",
     params:
         protocol=lambda w: CLIP_PROTOCOLS[(w.dataset, w.pkey)].to_dict(),
         on_error=EXTRACTION["on_error"],
@@ -101,7 +101,7 @@ def stage_failures(wildcards):
     ds = wildcards.dataset
     tables = [f"results/manifests/{ds}.failures.csv"]
     if EXTRACTION["clip_cache"]:
-        return tables + dataset_clip_caches(ds, "failures.csv")
+        return tables + dataset_clip_failures(ds)
     return tables + [f for m in STUDY_MODELS for f in shard_files(ds, m)]
 
 

@@ -6,7 +6,7 @@ def extract_input(wildcards):
     ds, m = wildcards.dataset, wildcards.method
     inputs = {"manifest": f"results/manifests/{ds}.csv"}
     if EXTRACTION["clip_cache"]:
-        inputs["clips"] = clip_cache_index(ds, m)
+        inputs["clips"] = clip_cache(ds, m)
     if MODELS[m].checkpoint_path:
         inputs["checkpoint"] = MODELS[m].checkpoint_path
     return inputs
