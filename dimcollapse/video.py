@@ -245,6 +245,14 @@ class _Source:
             yield frame
 
 
+def ensure_openable(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`VideoError` unless ``path`` opens as a video with a decodable stream.
+
+    Used to name the real problem of a manifest row that has no usable duration.
+    """
+    _Source(Path(path)).close()
+
+
 @dataclass
 class _Window:
     start: int
