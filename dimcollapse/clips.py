@@ -296,9 +296,11 @@ def build_clip_cache(
         partial.mkdir(parents=True)
         write_json(meta_path, {**start_meta, "complete": False})
     data_path = partial / DATA_FILE
-    committed = max((e.offset + e.nbytes for e in done.values()), default=0)
     with open(data_path, "ab"):
         pass
+    written = data_path.stat().st_size
+    done = {i: e for i, e in done.items() if e.offset + e.nbytes <= written}  # data that reached the file
+    committed = max((e.offset + e.nbytes for e in done.values()), default=0)
     os.truncate(data_path, committed)
     if done:
         log.info("%s: resuming clip cache build, %d of %d rows already decoded", final, len(done), len(rows))

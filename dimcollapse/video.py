@@ -154,7 +154,6 @@ class _Source:
         self.start_pts: int = int(stream.start_time) if stream.start_time is not None else 0
         rate = stream.average_rate or stream.guessed_rate
         self.fps: float | None = float(rate) if rate else None
-        self.fresh = True  # no packet read since opening: decoding starts at the file start
 
     def _open(self) -> None:
         if self.container is not None:
@@ -177,7 +176,7 @@ class _Source:
             raise VideoError(self.path, STAGE, "unsupported video codec: FFmpeg has no decoder for it")
         stream.thread_type = "SLICE"
         self.stream = stream
-        self.fresh = True
+        self.fresh = True  # no packet read since opening: decoding starts at the file start
 
     def close(self) -> None:
         if self.container is not None:
@@ -200,10 +199,12 @@ class _Source:
 
     # ------------------------------------------------------------------ decoding
     def frames_from(self, start_pts: int) -> Iterator[Any]:
-        """Decoded frames from a keyframe at or before ``start_pts`` onwards.
+        """Decoded frames, in decode order, from a keyframe at or before ``start_pts`` on.
 
-        Frames before that keyframe's successors that lie before ``start_pts`` are dropped;
-        everything from the anchor keyframe on is yielded in decode order.
+        After a seek, frames decoded before that anchor keyframe (all earlier than
+        ``start_pts``) are dropped; if a frame at or after ``start_pts`` comes before any
+        such keyframe, the seek landed too late and is retried further back, down to
+        decoding from the start of the file.
         """
         floor = self.start_pts
         target = start_pts
@@ -445,7 +446,9 @@ def load_clip(
     """
     p = resolve_protocol(protocol, **overrides)
     decoded = read_frames(path, [start_sec], p)
-    return frames_to_views(decoded.frames, p)[p.crops // 2]
+    if p.crops > 1:  # the centre crop alone (same offsets as the middle of SlowFast's three)
+        p = resolve_protocol(p, spatial_views=1)
+    return frames_to_views(decoded.frames, p)[0]
 
 
 # ------------------------------------------------------------------------- reference

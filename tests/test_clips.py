@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 from pathlib import Path
 
 import av
@@ -138,6 +139,31 @@ def test_interrupted_build_resumes_without_redecoding(tmp_path: Path, manifest: 
     build_clip_cache(manifest, "paper", fresh, workers=0)
     assert (fresh / "frames.u8").read_bytes() == (cache_dir / "frames.u8").read_bytes()
     assert ClipCache(fresh).entries == ClipCache(cache_dir).entries
+
+
+def test_resume_redecodes_rows_whose_frames_did_not_reach_the_file(
+    tmp_path: Path, manifest: pd.DataFrame, monkeypatch
+) -> None:
+    def stop_after_three(done: int, total: int) -> None:
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_clip_cache(manifest, "paper", tmp_path / "c", workers=0, progress=stop_after_three)
+    data = tmp_path / ".c.partial" / "frames.u8"
+    os.truncate(data, data.stat().st_size - 1)  # tree.avi's frames were not fully written
+    decoded: list[str] = []
+    original = clips.read_frames
+
+    def counting(path, starts, protocol):  # type: ignore[no-untyped-def]
+        decoded.append(Path(path).name)
+        return original(path, starts, protocol)
+
+    monkeypatch.setattr(clips, "read_frames", counting)
+    build_clip_cache(manifest, "paper", tmp_path / "c", workers=0)
+    assert decoded == ["tree.avi", "vtest.avi"]
+    cache = ClipCache(tmp_path / "c")
+    assert torch.equal(ClipDataset(manifest, "paper", cache=cache)[2]["video"], ClipDataset(manifest, "paper")[2]["video"])
 
 
 def test_rebuild_replaces_a_cache_of_other_rows(tmp_path: Path, manifest: pd.DataFrame) -> None:
