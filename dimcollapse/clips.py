@@ -1,0 +1,472 @@
+"""Decode once: the uint8 clip cache and the torch data layer that feeds extractors.
+
+Decoding is the bottleneck of feature extraction, and several methods share one protocol
+(every Slow R50 of the paper sees the same ``paper`` clips). :func:`build_clip_cache`
+decodes a dataset once into a memory-mapped store of the *selected* frames, and every
+method's :class:`ClipDataset` reads from it.
+
+The cache stores frames **before** scaling and normalisation: scaling uint8 frames gives
+non-integer values, so a uint8 cache after scaling could not reproduce the on-the-fly clip
+to 1e-5, while the native-resolution frames reproduce it bit for bit. (With
+``resize="ffmpeg"`` FFmpeg's scaler already outputs uint8, so the scaled frames are stored.)
+The store therefore depends only on :attr:`Protocol.sampling_key`: protocols that differ
+only in crop or normalisation share it.
+
+Layout of a cache directory (complete when, and only when, it exists under its final name):
+
+``frames.u8``
+    The frames of every decoded row, concatenated (``K×H×W×3`` uint8, C order; ragged:
+    each row has its own ``H×W``).
+``index.json``
+    One entry per manifest row, in manifest order: ``id, path, ok, short, offset`` (bytes
+    into ``frames.u8``), ``shape`` (``[K, H, W, 3]``), ``error``.
+``meta.json``
+    Format version, the protocol (``Protocol.to_dict()``), its ``sampling_key``, the row
+    fingerprint (ids, paths, durations, fps) and the total size.
+
+It is built in ``.<name>.partial`` next to it (progress appended per row, so an
+interrupted build resumes where it stopped) and renamed into place at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import multiprocessing
+import os
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from dimcollapse.atomic import write_json
+from dimcollapse.failures import Failure, VideoError
+from dimcollapse.protocols import Protocol, clip_starts, resolve_protocol
+from dimcollapse.video import STAGE, ensure_openable, frames_to_views, read_frames
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+DATA_FILE = "frames.u8"
+INDEX_FILE = "index.json"
+META_FILE = "meta.json"
+PROGRESS_FILE = "progress.jsonl"
+ON_ERROR = ("skip", "fail")
+
+
+# ------------------------------------------------------------------------------ rows
+@dataclass(frozen=True)
+class Row:
+    """What the data layer needs from a manifest row."""
+
+    id: str
+    path: str
+    duration: float
+    fps: float
+
+
+def as_rows(rows: Any) -> list[Row]:
+    """Manifest rows (a pandas DataFrame or mappings with ``id, path, duration, fps``)."""
+    if hasattr(rows, "to_dict") and hasattr(rows, "columns"):
+        missing = {"id", "path", "duration", "fps"} - set(rows.columns)
+        if missing:
+            raise ValueError(f"manifest is missing columns {sorted(missing)}")
+        records: Iterable[Mapping[str, Any]] = rows.to_dict("records")
+    else:
+        records = rows
+    out = []
+    for i, r in enumerate(records):
+        if isinstance(r, Row):
+            out.append(r)
+            continue
+        missing = {"id", "path", "duration", "fps"} - set(r)
+        if missing:
+            raise ValueError(f"manifest row {i} is missing {sorted(missing)}")
+        out.append(Row(str(r["id"]), str(r["path"]), _float(r["duration"]), _float(r["fps"])))
+    return out
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def rows_fingerprint(rows: Sequence[Row]) -> str:
+    """Changes when any row's id, path, duration or fps changes (they decide the clips)."""
+    h = hashlib.sha256()
+    for r in rows:
+        h.update(f"{r.id}\t{r.path}\t{r.duration!r}\t{r.fps!r}\n".encode())
+    return h.hexdigest()
+
+
+def decode_row(row: Row, protocol: Protocol) -> tuple[np.ndarray, bool]:
+    """The protocol's uint8 frames for one manifest row and its short flag.
+
+    Raises :class:`VideoError` (stage ``decode``) for any problem, including a manifest row
+    whose duration is unusable.
+    """
+    try:
+        starts = clip_starts(protocol, row.duration, fps=row.fps, video_id=row.id)
+    except ValueError as err:
+        ensure_openable(row.path)  # a broken file explains a missing duration best
+        raise VideoError(row.path, STAGE, f"cannot place the clip: {err}") from None
+    decoded = read_frames(row.path, starts, protocol)
+    return decoded.frames, decoded.short
+
+
+# ------------------------------------------------------------------------------ cache
+@dataclass(frozen=True)
+class CacheEntry:
+    """Index record of one manifest row in a clip cache."""
+
+    id: str
+    path: str
+    ok: bool
+    short: bool
+    offset: int
+    shape: tuple[int, ...]
+    error: str
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) if self.ok else 0
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["shape"] = list(self.shape)
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "CacheEntry":
+        return cls(str(d["id"]), str(d["path"]), bool(d["ok"]), bool(d["short"]), int(d["offset"]),
+                   tuple(int(x) for x in d["shape"]), str(d["error"]))
+
+    def failure(self) -> Failure:
+        return Failure(self.id, self.path, STAGE, self.error)
+
+
+class ClipCache:
+    """Read side of a complete clip cache directory (memory-mapped, fork/pickle safe)."""
+
+    def __init__(self, cache_dir: str | os.PathLike[str]) -> None:
+        self.dir = Path(cache_dir)
+        meta_path = self.dir / META_FILE
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{self.dir}: not a complete clip cache (no {META_FILE})")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format") != CACHE_FORMAT or not meta.get("complete"):
+            raise ValueError(f"{self.dir}: unsupported or incomplete clip cache (format {meta.get('format')!r})")
+        self.meta = meta
+        self.protocol = Protocol.from_dict(meta["protocol"])
+        self.entries = [CacheEntry.from_json(e) for e in json.loads((self.dir / INDEX_FILE).read_text())]
+        size = (self.dir / DATA_FILE).stat().st_size
+        if size != meta["data_bytes"]:
+            raise ValueError(f"{self.dir}: {DATA_FILE} has {size} bytes, index says {meta['data_bytes']}")
+        self._mm: np.memmap | None = None
+        self._pid = -1
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_mm"], state["_pid"] = None, -1  # each process maps the file itself
+        return state
+
+    def frames(self, i: int) -> np.ndarray:
+        """``K×H×W×3`` uint8 frames of row ``i``, mapped from disk (raises if that row failed)."""
+        e = self.entries[i]
+        if not e.ok:
+            raise VideoError(e.path, STAGE, e.error)
+        if self._mm is None or self._pid != os.getpid():
+            # copy-on-write: writable views (torch wants them) that never change the file
+            self._mm = np.memmap(self.dir / DATA_FILE, dtype=np.uint8, mode="c")
+            self._pid = os.getpid()
+        return self._mm[e.offset:e.offset + e.nbytes].reshape(e.shape)
+
+    def failures(self) -> list[Failure]:
+        return [e.failure() for e in self.entries if not e.ok]
+
+    def check_compatible(self, rows: Sequence[Row], protocol: Protocol) -> None:
+        """Raise unless this cache holds exactly ``rows`` decoded as ``protocol`` decodes them."""
+        if self.protocol.sampling_key != protocol.sampling_key:
+            raise ValueError(
+                f"{self.dir}: cache was built for sampling {self.protocol.sampling_key} "
+                f"({self.protocol.name}), not {protocol.sampling_key} ({protocol.name})"
+            )
+        if self.meta["rows_fingerprint"] != rows_fingerprint(rows):
+            raise ValueError(f"{self.dir}: cache was built from other manifest rows; rebuild it")
+
+
+def _read_progress(partial: Path, rows: Sequence[Row]) -> dict[int, CacheEntry]:
+    """Committed rows of an interrupted build (a torn last line is ignored)."""
+    done: dict[int, CacheEntry] = {}
+    progress = partial / PROGRESS_FILE
+    if not progress.exists():
+        return done
+    for line in progress.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+            i, entry = int(rec["i"]), CacheEntry.from_json(rec)
+        except (ValueError, KeyError, TypeError):
+            break
+        if 0 <= i < len(rows) and entry.id == rows[i].id and entry.ok:
+            done[i] = entry
+    return done
+
+
+def _decode_task(task: tuple[int, Row, Protocol]) -> tuple[int, np.ndarray | None, bool, str]:
+    i, row, protocol = task
+    try:
+        frames, short = decode_row(row, protocol)
+        return i, frames, short, ""
+    except VideoError as err:
+        return i, None, False, err.message
+    except Exception as err:  # a bug or an unexpected library error must not stop the build
+        return i, None, False, f"{type(err).__name__}: {err}"
+
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)
+
+
+def _loader_worker_init(worker_id: int) -> None:
+    _worker_init()
+
+
+def build_clip_cache(
+    rows: Any,
+    protocol: str | Protocol,
+    cache_dir: str | os.PathLike[str],
+    *,
+    workers: int,
+    on_error: str = "skip",
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Failure]:
+    """Decode every manifest row once into ``cache_dir``; return the failures (stage ``decode``).
+
+    ``rows``: manifest records with ``id, path, duration, fps`` (a DataFrame is fine).
+    ``workers``: decoding processes (0 decodes in this process). ``on_error``: ``"skip"``
+    records failing videos and goes on (a warning counts them); ``"fail"`` raises the first
+    :class:`VideoError`, naming the file. ``progress(done, total)`` is called per row.
+
+    A complete cache built from the same rows and sampling is reused without decoding. An
+    interrupted build resumes from its ``.partial`` directory; the final directory only
+    ever appears complete (rename at the end).
+    """
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    p = resolve_protocol(protocol)
+    rows = as_rows(rows)
+    final = Path(cache_dir)
+    fingerprint = rows_fingerprint(rows)
+    try:
+        existing = ClipCache(final)
+        existing.check_compatible(rows, p)
+    except (FileNotFoundError, ValueError, KeyError):
+        pass
+    else:
+        failures = existing.failures()
+        if failures and on_error == "fail":
+            f = failures[0]
+            raise VideoError(f.path, f.stage, f.error)
+        if progress:
+            progress(len(rows), len(rows))
+        return failures
+
+    partial = final.parent / f".{final.name}.partial"
+    start_meta = {"format": CACHE_FORMAT, "sampling_key": p.sampling_key, "rows_fingerprint": fingerprint}
+    done: dict[int, CacheEntry] = {}
+    meta_path = partial / META_FILE
+    if meta_path.is_file() and _same_build(meta_path, start_meta):
+        done = _read_progress(partial, rows)
+    else:
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        write_json(meta_path, {**start_meta, "complete": False})
+    data_path = partial / DATA_FILE
+    with open(data_path, "ab"):
+        pass
+    written = data_path.stat().st_size
+    done = {i: e for i, e in done.items() if e.offset + e.nbytes <= written}  # data that reached the file
+    committed = max((e.offset + e.nbytes for e in done.values()), default=0)
+    os.truncate(data_path, committed)
+    if done:
+        log.info("%s: resuming clip cache build, %d of %d rows already decoded", final, len(done), len(rows))
+    # Rewrite the progress log with only the committed rows (drops a torn tail).
+    with open(partial / PROGRESS_FILE, "w") as fh:
+        for i, e in sorted(done.items()):
+            fh.write(json.dumps({"i": i, **e.to_json()}) + "\n")
+
+    entries: dict[int, CacheEntry] = dict(done)
+    tasks = [(i, r, p) for i, r in enumerate(rows) if i not in done]
+    offset = committed
+    results = _run(tasks, workers)
+    with open(data_path, "r+b") as data, open(partial / PROGRESS_FILE, "a") as prog:
+        data.seek(offset)
+        for i, frames, short, error in results:
+            row = rows[i]
+            if frames is None:
+                if on_error == "fail":
+                    results.close()  # stop the worker pool before raising
+                    raise VideoError(row.path, STAGE, error)
+                entry = CacheEntry(row.id, row.path, False, False, 0, (0, 0, 0, 0), error)
+            else:
+                frames = np.ascontiguousarray(frames, dtype=np.uint8)
+                data.write(frames.tobytes())
+                data.flush()
+                entry = CacheEntry(row.id, row.path, True, bool(short), offset, tuple(frames.shape), "")
+                offset += frames.nbytes
+            entries[i] = entry
+            prog.write(json.dumps({"i": i, **entry.to_json()}) + "\n")
+            prog.flush()
+            if progress:
+                progress(len(entries), len(rows))
+        os.fsync(data.fileno())
+
+    ordered = [entries[i] for i in range(len(rows))]
+    write_json(partial / INDEX_FILE, [e.to_json() for e in ordered])
+    (partial / PROGRESS_FILE).unlink()
+    write_json(meta_path, {**start_meta, "complete": True, "protocol": p.to_dict(), "rows": len(rows),
+                           "data_bytes": offset, "failed": sum(not e.ok for e in ordered)})
+    _replace_dir(partial, final)
+    failures = [e.failure() for e in ordered if not e.ok]
+    if failures:
+        log.warning("%s: %d of %d videos failed to decode and are excluded (first: %s: %s)",
+                    final, len(failures), len(rows), failures[0].path, failures[0].error)
+    return failures
+
+
+def _same_build(meta_path: Path, start_meta: Mapping[str, Any]) -> bool:
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return False
+    return all(meta.get(k) == v for k, v in start_meta.items())
+
+
+def _run(tasks: list[tuple[int, Row, Protocol]], workers: int) -> Iterator[tuple[int, np.ndarray | None, bool, str]]:
+    if workers == 0 or len(tasks) <= 1:
+        for t in tasks:
+            yield _decode_task(t)
+        return
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(min(workers, len(tasks)), initializer=_worker_init) as pool:
+        yield from pool.imap_unordered(_decode_task, tasks, chunksize=1)
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Move a finished directory into place; an older version is removed only afterwards."""
+    old = None
+    if dst.exists():
+        old = dst.parent / f".{dst.name}.old-{os.getpid()}"
+        os.replace(dst, old)
+    os.replace(src, dst)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+# ---------------------------------------------------------------------------- dataset
+class ClipDataset(Dataset):
+    """Model-ready views of every manifest row, from the clip cache or decoded on the fly.
+
+    Item ``i`` is a dict: ``index`` (row position), ``video`` (float32
+    ``(views, *protocol.clip_shape)``: 1 view for ``paper`` and ``dpc``, 30 for
+    ``slowfast_test``; an empty tensor when the row failed), ``ok``, ``short`` and
+    ``error`` (``""`` when ok). A failing video never raises: it comes back with
+    ``ok=False`` and the error message, so a DataLoader worker survives it.
+    """
+
+    def __init__(
+        self,
+        rows: Any,
+        protocol: str | Protocol = "paper",
+        *,
+        cache: ClipCache | str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.rows = as_rows(rows)
+        self.protocol = resolve_protocol(protocol)
+        if cache is not None and not isinstance(cache, ClipCache):
+            cache = ClipCache(cache)
+        if cache is not None:
+            cache.check_compatible(self.rows, self.protocol)
+        self.cache = cache
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        try:
+            if self.cache is not None:
+                frames = self.cache.frames(i)
+                short = self.cache.entries[i].short
+            else:
+                frames, short = decode_row(self.rows[i], self.protocol)
+            video = frames_to_views(frames, self.protocol)
+            return {"index": i, "video": video, "ok": True, "short": bool(short), "error": ""}
+        except Exception as err:  # noqa: BLE001 - reported per item, never kills the loader
+            return {"index": i, "video": torch.empty(0), "ok": False, "short": False, "error": _message(err)}
+
+
+def _message(err: BaseException) -> str:
+    if isinstance(err, VideoError):
+        return str(err)
+    return f"{type(err).__name__}: {err}"
+
+
+def collate_clips(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Batch the ok items; failed ones are reported beside the tensor batch, never inside it.
+
+    Returns ``index`` (long, rows of ``video``), ``video`` (``B×views×...``; empty when
+    every item failed), ``short`` (bool), ``failed_index`` (long) and ``failed_error``
+    (list of messages).
+    """
+    ok = [it for it in items if it["ok"]]
+    bad = [it for it in items if not it["ok"]]
+    return {
+        "index": torch.tensor([it["index"] for it in ok], dtype=torch.long),
+        "video": torch.stack([it["video"] for it in ok]) if ok else torch.empty(0),
+        "short": torch.tensor([it["short"] for it in ok], dtype=torch.bool),
+        "failed_index": torch.tensor([it["index"] for it in bad], dtype=torch.long),
+        "failed_error": [it["error"] for it in bad],
+    }
+
+
+def make_loader(
+    dataset: ClipDataset,
+    *,
+    batch_size: int = 16,
+    workers: int = 2,
+    pin_memory: bool | None = None,
+    persistent_workers: bool = True,
+    prefetch_factor: int = 2,
+) -> DataLoader:
+    """A sequential DataLoader over ``dataset`` (row order kept, so feature row i = manifest row i).
+
+    ``pin_memory`` defaults to whether CUDA is available. Workers run one torch thread each
+    (decoding parallelism comes from the workers; PyAV uses SLICE threading only).
+    """
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=collate_clips,
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+        persistent_workers=persistent_workers and workers > 0,
+        prefetch_factor=prefetch_factor if workers > 0 else None,
+        worker_init_fn=_loader_worker_init if workers > 0 else None,
+    )

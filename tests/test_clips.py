@@ -1,0 +1,217 @@
+"""Clip cache (decode once), dataset and loader."""
+
+import json
+import math
+import os
+from pathlib import Path
+
+import av
+import pandas as pd
+import pytest
+import torch
+
+from dimcollapse import clips
+from dimcollapse.clips import ClipCache, ClipDataset, build_clip_cache, collate_clips, make_loader
+from dimcollapse.failures import Failure, VideoError
+from dimcollapse.protocols import clip_starts, resolve_protocol
+from dimcollapse.video import load_clip
+
+VIDEOS = Path("/work/shared/testdata/videos")
+
+
+def _row(vid: str, path: Path) -> dict:
+    try:
+        with av.open(str(path)) as c:
+            s = c.streams.video[0]
+            return {"id": vid, "path": str(path), "duration": float(s.duration * s.time_base),
+                    "fps": float(s.average_rate)}
+    except (av.FFmpegError, OSError):
+        return {"id": vid, "path": str(path), "duration": math.nan, "fps": math.nan}
+
+
+@pytest.fixture
+def manifest(tmp_path: Path) -> pd.DataFrame:
+    (tmp_path / "empty.avi").touch()
+    rows = [
+        _row("megamind", VIDEOS / "Megamind.avi"),
+        _row("empty", tmp_path / "empty.avi"),
+        _row("tree", VIDEOS / "tree.avi"),
+        _row("gone", tmp_path / "gone.avi"),
+        _row("vtest", VIDEOS / "vtest.avi"),
+    ]
+    return pd.DataFrame(rows)
+
+
+def _forbid_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_decoding(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("decoded although the clip cache holds the clip")
+
+    monkeypatch.setattr(clips, "read_frames", no_decoding)
+
+
+def test_cache_build_then_read_equals_on_the_fly(tmp_path: Path, manifest: pd.DataFrame, monkeypatch) -> None:
+    paper = resolve_protocol("paper")
+    cache_dir = tmp_path / "cache" / paper.sampling_key
+    seen: list[tuple[int, int]] = []
+    failures = build_clip_cache(manifest, "paper", cache_dir, workers=2, progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1] == (5, 5)
+    assert [(f.id, f.stage) for f in failures] == [("empty", "decode"), ("gone", "decode")]
+    assert "empty (0 bytes)" in failures[0].error and "does not exist" in failures[1].error
+    assert sorted(p.name for p in cache_dir.iterdir()) == ["frames.u8", "index.json", "meta.json"]
+    assert not list(cache_dir.parent.glob(".*"))  # no partial or old directory left
+
+    cache = ClipCache(cache_dir)
+    assert [e.ok for e in cache.entries] == [True, False, True, False, True]
+    assert cache.entries[0].shape == (8, 528, 720, 3)  # native resolution, 8 selected frames
+    assert [e.short for e in cache.entries] == [False, False, True, False, False]  # tree: < 8 frames/window
+    meta = json.loads((cache_dir / "meta.json").read_text())
+    assert meta["data_bytes"] == sum(e.nbytes for e in cache.entries) == (cache_dir / "frames.u8").stat().st_size
+
+    fly = ClipDataset(manifest, "paper")
+    cached = ClipDataset(manifest, "paper", cache=cache_dir)
+    for i in (0, 2, 4):
+        a, b = fly[i], cached[i]
+        assert a["ok"] and b["ok"] and a["short"] == b["short"]
+        assert a["video"].shape == (1, 3, 8, 224, 224) and torch.equal(a["video"], b["video"])
+        row = manifest.iloc[i]
+        start = clip_starts(paper, row.duration, fps=row.fps, video_id=row.id)[0]
+        assert torch.equal(a["video"][0], load_clip(row.path, start))
+    for i in (1, 3):
+        assert not cached[i]["ok"] and cached[i]["error"] == fly[i]["error"]
+        assert str(manifest.iloc[i].path) in cached[i]["error"]
+
+    # decode once: a second build and a second consumer read the cache, never the videos
+    _forbid_decoding(monkeypatch)
+    assert build_clip_cache(manifest, "paper", cache_dir, workers=2) == failures
+    other = ClipDataset(manifest, resolve_protocol("paper", crop_size=256, mean=[0.45] * 3, std=[0.225] * 3),
+                        cache=cache_dir)  # another method with the same sampling
+    item = other[4]
+    assert item["ok"] and item["video"].shape == (1, 3, 8, 256, 256)
+    assert not fly[0]["ok"]  # proof that decoding really was forbidden
+
+
+def test_cache_refuses_other_sampling_or_rows(tmp_path: Path, manifest: pd.DataFrame) -> None:
+    rows = manifest.iloc[[2]]
+    build_clip_cache(rows, "paper", tmp_path / "c", workers=0)
+    with pytest.raises(ValueError, match="built for sampling"):
+        ClipDataset(rows, resolve_protocol("paper", frames=16, rate=4), cache=tmp_path / "c")
+    with pytest.raises(ValueError, match="other manifest rows"):
+        ClipDataset(manifest.iloc[[4]], "paper", cache=tmp_path / "c")
+    with pytest.raises(FileNotFoundError, match="not a complete clip cache"):
+        ClipCache(tmp_path / "missing")
+
+
+def test_on_error_fail_raises_naming_the_file(tmp_path: Path, manifest: pd.DataFrame) -> None:
+    with pytest.raises(VideoError, match="empty.avi: decode: file is empty"):
+        build_clip_cache(manifest, "paper", tmp_path / "c", workers=0, on_error="fail")
+    assert not (tmp_path / "c").exists()  # nothing that looks complete
+    with pytest.raises(ValueError, match="on_error"):
+        build_clip_cache(manifest, "paper", tmp_path / "c", workers=0, on_error="ignore")
+
+
+def test_interrupted_build_resumes_without_redecoding(tmp_path: Path, manifest: pd.DataFrame, monkeypatch) -> None:
+    cache_dir = tmp_path / "c"
+
+    def stop_after_three(done: int, total: int) -> None:
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_clip_cache(manifest, "paper", cache_dir, workers=0, progress=stop_after_three)
+    assert not cache_dir.exists() and (tmp_path / ".c.partial").is_dir()
+    with pytest.raises(ValueError, match="incomplete clip cache"):
+        ClipCache(tmp_path / ".c.partial")  # a partial build never reads as a cache
+
+    decoded: list[str] = []
+    original = clips.read_frames
+
+    def counting(path, starts, protocol):  # type: ignore[no-untyped-def]
+        decoded.append(Path(path).name)
+        return original(path, starts, protocol)
+
+    monkeypatch.setattr(clips, "read_frames", counting)
+    failures = build_clip_cache(manifest, "paper", cache_dir, workers=0)
+    # Megamind and tree were committed before the interruption; only vtest is decoded again
+    # (failed rows are retried: a file may have been fixed meanwhile)
+    assert decoded == ["vtest.avi"]
+    assert [f.id for f in failures] == ["empty", "gone"]
+    fresh = tmp_path / "fresh"
+    build_clip_cache(manifest, "paper", fresh, workers=0)
+    assert (fresh / "frames.u8").read_bytes() == (cache_dir / "frames.u8").read_bytes()
+    assert ClipCache(fresh).entries == ClipCache(cache_dir).entries
+
+
+def test_resume_redecodes_rows_whose_frames_did_not_reach_the_file(
+    tmp_path: Path, manifest: pd.DataFrame, monkeypatch
+) -> None:
+    def stop_after_three(done: int, total: int) -> None:
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_clip_cache(manifest, "paper", tmp_path / "c", workers=0, progress=stop_after_three)
+    data = tmp_path / ".c.partial" / "frames.u8"
+    os.truncate(data, data.stat().st_size - 1)  # tree.avi's frames were not fully written
+    decoded: list[str] = []
+    original = clips.read_frames
+
+    def counting(path, starts, protocol):  # type: ignore[no-untyped-def]
+        decoded.append(Path(path).name)
+        return original(path, starts, protocol)
+
+    monkeypatch.setattr(clips, "read_frames", counting)
+    build_clip_cache(manifest, "paper", tmp_path / "c", workers=0)
+    assert decoded == ["tree.avi", "vtest.avi"]
+    cache = ClipCache(tmp_path / "c")
+    assert torch.equal(ClipDataset(manifest, "paper", cache=cache)[2]["video"], ClipDataset(manifest, "paper")[2]["video"])
+
+
+def test_rebuild_replaces_a_cache_of_other_rows(tmp_path: Path, manifest: pd.DataFrame) -> None:
+    build_clip_cache(manifest.iloc[[2]], "paper", tmp_path / "c", workers=0)
+    build_clip_cache(manifest.iloc[[2, 4]], "paper", tmp_path / "c", workers=0)
+    assert [e.id for e in ClipCache(tmp_path / "c").entries] == ["tree", "vtest"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "empty.avi"]
+
+
+def test_slowfast_and_dpc_items(tmp_path: Path, manifest: pd.DataFrame) -> None:
+    rows = manifest.iloc[[2]]  # tree.avi: small frames, so 30 views stay cheap
+    sf = ClipDataset(rows, "slowfast_test")[0]
+    assert sf["ok"] and sf["video"].shape == (30, 3, 8, 256, 256) and sf["short"]
+    build_clip_cache(rows, "slowfast_test", tmp_path / "sf", workers=0)
+    assert torch.equal(ClipDataset(rows, "slowfast_test", cache=tmp_path / "sf")[0]["video"], sf["video"])
+    dpc = ClipDataset(rows, "dpc")[0]
+    assert dpc["ok"] and dpc["video"].shape == (1, 5, 3, 5, 224, 224)
+
+
+def test_loader_with_two_workers_reports_failures_and_keeps_order(manifest: pd.DataFrame, monkeypatch) -> None:
+    def crash_on_tree(path, starts, protocol):  # type: ignore[no-untyped-def]
+        if Path(path).name == "tree.avi":
+            raise RuntimeError("decoder crashed")
+        return original(path, starts, protocol)
+
+    original = clips.read_frames
+    monkeypatch.setattr(clips, "read_frames", crash_on_tree)  # inherited by the forked workers
+    loader = make_loader(ClipDataset(manifest, "paper"), batch_size=2, workers=2)
+    ok_index, failed = [], {}
+    for batch in loader:
+        assert batch["video"].shape[0] == len(batch["index"]) == len(batch["short"])
+        if len(batch["index"]):
+            assert batch["video"].shape[1:] == (1, 3, 8, 224, 224) and batch["video"].dtype == torch.float32
+        ok_index += batch["index"].tolist()
+        failed.update(zip(batch["failed_index"].tolist(), batch["failed_error"]))
+    assert ok_index == [0, 4]
+    assert sorted(failed) == [1, 2, 3]
+    assert "RuntimeError: decoder crashed" in failed[2] and "file does not exist" in failed[3]
+
+
+def test_collate_of_only_failures() -> None:
+    batch = collate_clips([{"index": 3, "video": torch.empty(0), "ok": False, "short": False, "error": "bad"}])
+    assert batch["video"].numel() == 0 and batch["index"].tolist() == [] and batch["failed_index"].tolist() == [3]
+    assert batch["failed_error"] == ["bad"]
+
+
+def test_rows_need_the_manifest_columns() -> None:
+    with pytest.raises(ValueError, match=r"missing columns \['duration', 'fps'\]"):
+        ClipDataset(pd.DataFrame({"id": ["a"], "path": ["/x.mp4"]}), "paper")
+    failure = Failure("a", "/x", "decode", "boom")
+    assert clips.CacheEntry("a", "/x", False, False, 0, (0, 0, 0, 0), "boom").failure() == failure

@@ -1,0 +1,145 @@
+import json
+import math
+
+import pytest
+
+from dimcollapse.protocols import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PRESETS,
+    Protocol,
+    clip_starts,
+    resolve_protocol,
+)
+
+
+def test_presets_match_the_original_protocols() -> None:
+    paper = resolve_protocol("paper")
+    assert (paper.frames, paper.rate, paper.target_fps) == (8, 8, 30.0)
+    assert (paper.side_size, paper.crop_size, paper.crop_rounding) == (256, 224, "round")
+    assert (paper.mean, paper.std) == (IMAGENET_MEAN, IMAGENET_STD)
+    assert paper.views == 1 and paper.clip_shape == (3, 8, 224, 224)
+    assert paper.window_seconds() == 64 / 30
+
+    sf = resolve_protocol("slowfast_test")
+    assert (sf.temporal_views, sf.spatial_views, sf.views) == (10, 3, 30)
+    assert (sf.side_size, sf.crop_size, sf.crop_rounding) == (256, 256, "ceil")
+    assert sf.mean == (0.45,) * 3 and sf.std == (0.225,) * 3
+    assert sf.clip_shape == (3, 8, 256, 256)
+
+    dpc = resolve_protocol("dpc")
+    assert (dpc.num_seq, dpc.seq_len, dpc.downsample, dpc.crop_size) == (5, 5, 3, 224)
+    assert dpc.clip_shape == (5, 3, 5, 224, 224) and dpc.views == 1
+    assert dpc.window_seconds(fps=25.0) == 75 / 25.0
+    assert dpc.frames is None and paper.num_seq is None
+
+
+def test_overrides_apply_and_are_coerced() -> None:
+    p = resolve_protocol("paper", frames=16, rate=4, clip_position="center", mean=[0.45, 0.45, 0.45], target_fps=25)
+    assert (p.frames, p.rate, p.clip_position, p.mean, p.target_fps) == (16, 4, "centre", (0.45, 0.45, 0.45), 25.0)
+    assert p.window_seconds() == 64 / 25
+    assert resolve_protocol("dpc", downsample=1, crop_size=128, side_size=150).clip_shape == (5, 3, 5, 128, 128)
+    assert resolve_protocol(p, seed=3).seed == 3 and resolve_protocol(p, seed=3).frames == 16
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides", "message"),
+    [
+        ("nope", {}, "unknown protocol 'nope'"),
+        ("paper", {"framez": 8}, "unknown protocol setting 'framez'"),
+        ("paper", {"num_seq": 4}, "'num_seq' does not apply"),
+        ("dpc", {"frames": 8}, "'frames' does not apply"),
+        ("paper", {"family": "dpc"}, "cannot be overridden"),
+        ("paper", {"frames": 0}, "frames must be a positive integer"),
+        ("paper", {"frames": 2.5}, "frames must be a positive integer"),
+        ("paper", {"crop_size": 300}, "larger than side_size"),
+        ("paper", {"mean": [0.5, 0.5]}, "mean must be three"),
+        ("paper", {"std": [0.2, 0.0, 0.2]}, "std must be positive"),
+        ("paper", {"clip_position": "middle"}, "clip_position must be one of"),
+        ("paper", {"temporal_views": 4}, "use 'uniform'"),
+        ("slowfast_test", {"spatial_views": 2}, "spatial_views must be 1"),
+        ("paper", {"resize": "cubic"}, "resize must be one of"),
+        ("paper", {"seed": -1}, "seed must be a non-negative"),
+        ("dpc", {"clip_position": "uniform"}, "one window per video"),
+    ],
+)
+def test_bad_settings_raise_clear_errors(name: str, overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        resolve_protocol(name, **overrides)
+
+
+def test_key_changes_with_anything_that_changes_pixels() -> None:
+    base = resolve_protocol("paper")
+    assert base.key == resolve_protocol("paper").key
+    assert base.key.startswith("paper-") and all(c.isalnum() or c in "-_" for c in base.key)
+    variants = [
+        dict(frames=16), dict(rate=4), dict(target_fps=25.0), dict(side_size=320), dict(crop_size=256),
+        dict(crop_rounding="ceil"), dict(mean=[0.45] * 3), dict(std=[0.225] * 3), dict(clip_position="random"),
+        dict(resize="ffmpeg"),
+    ]
+    keys = {resolve_protocol("paper", **v).key for v in variants}
+    assert len(keys) == len(variants) and base.key not in keys
+    # the seed only matters for random clips
+    assert resolve_protocol("paper", seed=5).key == base.key
+    assert resolve_protocol("paper", clip_position="random", seed=5).key != resolve_protocol(
+        "paper", clip_position="random", seed=6).key
+
+
+def test_sampling_key_is_shared_by_protocols_that_decode_the_same_frames() -> None:
+    paper = resolve_protocol("paper")
+    assert resolve_protocol("paper", crop_size=256, mean=[0.45] * 3, std=[0.225] * 3).sampling_key == paper.sampling_key
+    # slowfast_test's 10 windows are other frames; its 3 crops are not part of the sampling
+    sf = resolve_protocol("slowfast_test")
+    assert sf.sampling_key != paper.sampling_key
+    assert resolve_protocol("slowfast_test", spatial_views=1).sampling_key == sf.sampling_key
+    assert resolve_protocol("paper", frames=16, rate=4).sampling_key != paper.sampling_key
+    # FFmpeg scaling happens before caching, so its size is part of the sampling
+    ff = resolve_protocol("paper", resize="ffmpeg")
+    assert ff.sampling_key != paper.sampling_key
+    assert resolve_protocol("paper", resize="ffmpeg", side_size=320).sampling_key != ff.sampling_key
+
+
+def test_to_dict_is_json_and_round_trips() -> None:
+    for name in PRESETS:
+        p = resolve_protocol(name)
+        d = json.loads(json.dumps(p.to_dict()))
+        assert d["key"] == p.key and d["sampling_key"] == p.sampling_key
+        assert Protocol.from_dict(d) == p
+    with pytest.raises(ValueError, match="unknown entries"):
+        Protocol.from_dict({**resolve_protocol("paper").to_dict(), "bogus": 1})
+
+
+def test_centre_and_uniform_starts() -> None:
+    paper = resolve_protocol("paper")
+    w = 64 / 30
+    assert clip_starts(paper, 10.0) == [(10.0 - w) / 2]
+    assert clip_starts(paper, 1.0) == [0.0]  # shorter than the window: start at 0
+    sf = resolve_protocol("slowfast_test")
+    starts = clip_starts(sf, 12.0)
+    assert len(starts) == 10
+    # SlowFast: start_i = delta * i / num_clips with delta = max(len - clip, 0)
+    assert starts == [(12.0 - w) * i / 10 for i in range(10)]
+    assert clip_starts(sf, 1.0) == [0.0] * 10
+    dpc = resolve_protocol("dpc")
+    assert clip_starts(dpc, 10.0, fps=30.0) == [(10.0 - 2.5) / 2]
+    assert clip_starts(resolve_protocol("dpc", downsample=1), 10.0, fps=25.0) == [(10.0 - 1.0) / 2]
+    with pytest.raises(ValueError, match="frame rate"):
+        clip_starts(dpc, 10.0)
+
+
+def test_random_starts_are_seeded_per_video() -> None:
+    p = resolve_protocol("paper", clip_position="random", seed=7)
+    a = [clip_starts(p, 20.0, video_id=f"v{i}")[0] for i in range(50)]
+    assert a == [clip_starts(p, 20.0, video_id=f"v{i}")[0] for i in range(50)]  # reproducible
+    assert len(set(a)) == 50 and all(0 <= s <= 20.0 - 64 / 30 for s in a)
+    assert max(a) - min(a) > 10  # spread over the video, not clustered
+    b = [clip_starts(resolve_protocol(p, seed=8), 20.0, video_id=f"v{i}")[0] for i in range(50)]
+    assert a != b
+    with pytest.raises(ValueError, match="video id"):
+        clip_starts(p, 20.0)
+
+
+@pytest.mark.parametrize("duration", [math.nan, -1.0, None, "10"])
+def test_unusable_durations_raise(duration: object) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        clip_starts(resolve_protocol("paper"), duration)  # type: ignore[arg-type]
