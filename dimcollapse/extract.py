@@ -10,16 +10,20 @@ clips so that a killed job resumes where it stopped.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from dimcollapse.failures import Failure
-from dimcollapse.shards import PartialStore, ShardResult, concat_results
+from dimcollapse.shards import PartialStore, ShardResult, concat_results, shard_rows
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,7 @@ class Batch:
     video: torch.Tensor | None
     failures: list[Failure] = field(default_factory=list)
     failed_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    short: np.ndarray | None = None  # bool per row of ``rows``: frames were repeated
 
 
 @dataclass
@@ -208,16 +213,113 @@ def _batch_result(batch: Batch, feats: dict[str, np.ndarray], spaces: tuple[str,
     n_ok, n_bad = len(batch.rows), len(batch.failed_rows)
     rows = np.concatenate([batch.rows, batch.failed_rows]).astype(np.int64)
     ok = np.concatenate([np.ones(n_ok, bool), np.zeros(n_bad, bool)])
+    short = np.concatenate([batch.short if batch.short is not None else np.zeros(n_ok, bool), np.zeros(n_bad, bool)])
     features = {}
     for s in spaces:
         good = feats.get(s)
         dim = good.shape[1] if good is not None else 0
         bad = np.zeros((n_bad, dim), np.float32)
         features[s] = np.concatenate([good, bad]) if good is not None else bad
-    return ShardResult(rows, ok, features, list(batch.failures))
+    return ShardResult(rows, ok, features, list(batch.failures), short)
 
 
-def iter_in_batches(items: np.ndarray, size: int) -> Iterator[np.ndarray]:
-    """Consecutive slices of ``items`` of at most ``size`` elements."""
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
+
+def _checkpoint_identity(checkpoint: str | None) -> dict[str, Any]:
+    """SHA-256 recorded by the download rule (sidecar), plus size and mtime of the file."""
+    if checkpoint is None:
+        return {}
+    path = Path(checkpoint)
+    stat = path.stat()
+    sidecar = Path(f"{checkpoint}.json")
+    sha = json.loads(sidecar.read_text()).get("sha256") if sidecar.is_file() else None
+    return {"checkpoint_path": str(path), "checkpoint_sha256": sha, "checkpoint_size": stat.st_size,
+            "checkpoint_mtime": stat.st_mtime}
+
+
+def extract_shard(
+    *,
+    job: dict[str, Any],
+    code_version: str,
+    manifest_path: str,
+    shard: int,
+    n_shards: int,
+    output: str,
+    partial_root: str,
+    clip_cache: str | None,
+    checkpoint: str | None,
+    threads: int,
+    batch_size: int,
+    workers: int,
+    flush_every: int,
+    max_rel_error: float,
+) -> RunStats:
+    """Extract one shard of a dataset for one model instance and write its ``.npz``.
+
+    ``job`` is the rule's ``extraction_params`` (model instance, protocol, build options,
+    precision, device); with the code version, the manifest and the checkpoint it keys
+    the partial store, so only an identical configuration resumes.
+    """
+    from torch.utils.data import Subset
+
+    from dimcollapse.clips import ClipDataset, make_loader
+    from dimcollapse.config import stable_hash
+    from dimcollapse.manifest import read_manifest
+    from dimcollapse.models import METHODS, build_model
+    from dimcollapse.protocols import Protocol
+
+    torch.set_num_threads(threads)
+    manifest = read_manifest(manifest_path)
+    rows = shard_rows(len(manifest), shard, n_shards)
+    protocol = Protocol.from_dict(job["protocol"])
+    model_cfg = job["model"]
+    spaces = tuple(METHODS[model_cfg["method"]].spaces)
+    device = resolve_device(job["device"])
+    precision = job["precision"]
+    ckpt = _checkpoint_identity(checkpoint)
+    fingerprint = stable_hash({
+        "job": job, "code": code_version, "checkpoint": ckpt,
+        "manifest": hashlib.sha256(Path(manifest_path).read_bytes()).hexdigest(),
+    })
+    store = PartialStore(partial_root, fingerprint)
+    log.info("shard %d/%d: %d of %d manifest rows; model %s (%s) on %s, %s; protocol %s",
+             shard, n_shards, len(rows), len(manifest), model_cfg["name"], model_cfg["method"], device,
+             precision, protocol.key)
+    model = prepare_model(
+        build_model(model_cfg["method"], checkpoint=checkpoint, config=model_cfg["config"], **job["build_options"]),
+        device,
+    )
+    dataset = ClipDataset(manifest, protocol, cache=clip_cache)
+    ids, paths = manifest["id"].tolist(), manifest["path"].tolist()
+
+    def make_batches(remaining: np.ndarray) -> Iterable[Batch]:
+        if len(remaining) == 0:
+            return
+        loader = make_loader(Subset(dataset, remaining.tolist()), batch_size=batch_size, workers=workers,
+                             pin_memory=device.type == "cuda")
+        for b in loader:
+            failed = b["failed_index"].numpy()
+            yield Batch(
+                rows=b["index"].numpy(),
+                video=b["video"] if len(b["index"]) else None,
+                failures=[Failure(ids[i], paths[i], "decode", msg) for i, msg in zip(failed, b["failed_error"])],
+                failed_rows=failed,
+                short=b["short"].numpy(),
+            )
+
+    result, stats = run_shard(model, spaces, rows, make_batches, store, device=device, precision=precision,
+                              max_rel_error=max_rel_error, flush_every=flush_every)
+    result.meta = {
+        **asdict(stats), "clips_per_s": stats.clips_per_s, "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "precision": precision, "batch_size": batch_size, "workers": workers, "threads": threads,
+        "shard": shard, "n_shards": n_shards, "clip_cache": clip_cache, **ckpt,
+        "weights": getattr(model, "provenance", {}),
+    }
+    if result.failures:
+        log.warning("%d of %d videos of this shard failed to decode; they are left out for every method",
+                    len(result.failures), len(rows))
+    result.save(output)
+    store.clear()
+    log.info("wrote %s: %d clips (%d resumed, %d computed) in %.1f s, %.2f clips/s", output, len(rows),
+             stats.clips_resumed, stats.clips_computed, stats.wall_s, stats.clips_per_s)
+    return stats

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -61,3 +62,50 @@ def save_npy(path: str | os.PathLike[str], array: np.ndarray) -> None:
     with atomic_path(path, suffix=".npy") as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, np.ascontiguousarray(array, dtype=np.float32))
+
+
+def sidecar(
+    features: np.ndarray,
+    shards: Sequence[ShardResult],
+    job: dict[str, Any],
+    *,
+    dataset: str,
+    space: str,
+    n_manifest: int,
+    rows_file: str,
+) -> dict[str, Any]:
+    """The JSON sidecar of one feature matrix: what produced it, how, and how fast."""
+    from dimcollapse.config import UNTRAINED
+    from dimcollapse.provenance import package_versions
+
+    metas = [s.meta for s in shards]
+    model = job["model"]
+    wall = sum(m.get("wall_s", 0.0) for m in metas)
+    computed = sum(m.get("clips_computed", 0) for m in metas)
+    errors = [m["precision_rel_error"] for m in metas if m.get("precision_rel_error") is not None]
+    first = metas[0] if metas else {}
+    return {
+        "dataset": dataset,
+        "space": space,
+        "model": model,
+        "weights": model["checkpoint"] or UNTRAINED,
+        "checkpoint_sha256": first.get("checkpoint_sha256"),
+        "protocol": job["protocol"],
+        "build_options": job["build_options"],
+        "n": int(features.shape[0]),
+        "d": int(features.shape[1]),
+        "dtype": str(features.dtype),
+        "rows": rows_file,
+        "manifest_rows": n_manifest,
+        "failed": n_manifest - int(features.shape[0]),
+        "short_clips": int(sum(int(s.short[s.ok].sum()) for s in shards)),
+        "device": sorted({m.get("device_name", m.get("device", "?")) for m in metas}),
+        "precision": job["precision"],
+        "precision_rel_error": max(errors) if errors else None,
+        "batch_size": first.get("batch_size"),
+        "shards": len(shards),
+        "wall_s": wall,
+        "clips_per_s": computed / wall if wall > 0 else None,
+        "versions": package_versions(),
+        "provenance": "results/provenance.json",
+    }

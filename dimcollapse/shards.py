@@ -44,11 +44,17 @@ class ShardResult:
     ok: np.ndarray  # bool, False for videos that failed
     features: dict[str, np.ndarray]  # space -> float32 (n_rows, D) (zeros where not ok)
     failures: list[Failure]
+    short: np.ndarray | None = None  # bool, True where the clip had to repeat frames
     meta: dict[str, Any] = field(default_factory=dict)  # run statistics for the sidecar
+
+    def __post_init__(self) -> None:
+        if self.short is None:
+            self.short = np.zeros(len(self.rows), bool)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write atomically as an uncompressed ``.npz`` (plus failures as arrays)."""
-        arrays = {_ROWS: self.rows, _OK: self.ok, **{f"feat_{k}": v for k, v in self.features.items()}}
+        arrays = {_ROWS: self.rows, _OK: self.ok, "short": self.short,
+                  **{f"feat_{k}": v for k, v in self.features.items()}}
         arrays["fail_fields"] = np.array(
             [[f.id, f.path, f.stage, f.error] for f in self.failures], dtype=str
         ).reshape(-1, 4)
@@ -63,7 +69,8 @@ class ShardResult:
             features = {k[5:]: data[k] for k in data.files if k.startswith("feat_")}
             failures = [Failure(*map(str, row)) for row in data["fail_fields"]]
             meta = json.loads(str(data["meta"])) if "meta" in data.files else {}
-            return cls(rows=data[_ROWS], ok=data[_OK], features=features, failures=failures, meta=meta)
+            return cls(rows=data[_ROWS], ok=data[_OK], features=features, failures=failures,
+                       short=data["short"], meta=meta)
 
 
 class PartialStore:
@@ -116,9 +123,10 @@ def concat_results(parts: list[ShardResult], spaces: tuple[str, ...]) -> ShardRe
     if len(np.unique(rows)) != len(rows):
         raise ValueError("duplicate manifest rows across chunks")
     ok = np.concatenate([p.ok for p in parts])[order]
+    short = np.concatenate([p.short for p in parts])[order]
     features = {s: np.concatenate(_padded([p.features[s] for p in parts]))[order] for s in spaces}
     failures = [f for p in parts for f in p.failures]
-    return ShardResult(rows[order], ok, features, failures)
+    return ShardResult(rows[order], ok, features, failures, short)
 
 
 def _padded(arrays: list[np.ndarray]) -> list[np.ndarray]:

@@ -42,6 +42,10 @@ def manifest(smk: Any) -> None:
     frame, failures = build_manifest(
         smk.params.dataset, workers=smk.threads, on_error=smk.config["extraction"]["on_error"]
     )
+    if frame.empty:
+        examples = "; ".join(f"{f.path}: {f.error}" for f in failures[:3])
+        raise RuntimeError(f"dataset {smk.wildcards.dataset!r}: no usable video ({len(failures)} failed, "
+                           f"e.g. {examples})")
     write_manifest(smk.output.manifest, frame)
     write_failures(smk.output.failures, failures)
     log.info("manifest: %d videos, %d left out (see %s)", len(frame), len(failures), smk.output.failures)
@@ -96,14 +100,17 @@ def metrics(smk: Any) -> None:
     write_metrics_markdown(smk.output.markdown, rows)
 
 
-def _figure_view(view: dict[str, Any]) -> tuple[dict[str, str], dict[str, str], str]:
-    """Labels, colours (same per method in every figure) and title of the study's figures."""
+def _figure_view(view: dict[str, Any], subject: str | None = None) -> tuple[dict[str, str], dict[str, str], str]:
+    """Labels, colours (same per method in every figure) and title of the study's figures.
+
+    A study with any untrained model says so in every title.
+    """
     from dimcollapse.config import UNTRAINED
     from dimcollapse.figures import method_colors
 
     models = view["models"]
     labels = {m: spec["label"] for m, spec in models.items()}
-    title = view["title"]
+    title = f"{view['title']}: {subject}" if subject else view["title"]
     if any(spec["untrained"] for spec in models.values()):
         title = f"{title} — {UNTRAINED}"
     return labels, method_colors(list(labels.values())), title
@@ -127,9 +134,9 @@ def figure(smk: Any) -> None:
 
     _start(smk)
     view = smk.params.view
-    labels, colors, title = _figure_view(view)
+    labels, colors, title = _figure_view(view, smk.wildcards.dataset)
     curves = _curves_by_label(list(smk.input.spectra), labels)
-    fig = spectrum_figure(curves, title=f"{title}: {smk.wildcards.dataset}", colors=colors,
+    fig = spectrum_figure(curves, title=title, colors=colors,
                           y_range=view["figures"]["y_range"])
     save_figure(fig, smk.output.png, smk.output.pdf, dpi=view["figures"]["dpi"])
 
@@ -168,3 +175,79 @@ def download_checkpoint(smk: Any) -> None:
     record = fetch_checkpoint(smk.params.source, smk.output.checkpoint, smk.params.sha256)
     log.info("%s: %d bytes, SHA-256 %s (%s)", record["path"], record["size"], record["sha256"],
              "verified" if record["verified"] else "not pinned: add it to the config as sha256")
+
+
+def clip_cache(smk: Any) -> None:
+    from dimcollapse.clips import build_clip_cache
+    from dimcollapse.manifest import read_manifest
+    from dimcollapse.protocols import Protocol
+
+    _start(smk)
+    rows = read_manifest(smk.input.manifest)
+    protocol = Protocol.from_dict(smk.params.protocol)
+    progress = _progress_logger("decoded")
+    found = build_clip_cache(rows, protocol, smk.output.cache, workers=smk.threads,
+                             on_error=smk.params.on_error, progress=progress)
+    write_failures(smk.output.failures, found)
+
+
+def _progress_logger(verb: str, every_s: float = 10.0):  # type: ignore[no-untyped-def]
+    """A ``progress(done, total)`` callback that logs at most every ``every_s`` seconds."""
+    import time
+
+    start = last = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        if now - last >= every_s or done == total:
+            last = now
+            rate = done / max(now - start, 1e-9)
+            log.info("%s %d/%d clips, %.2f clips/s, ETA %.0f s", verb, done, total, rate,
+                     (total - done) / rate if rate > 0 else float("inf"))
+
+    return progress
+
+
+def extract(smk: Any) -> None:
+    from dimcollapse.extract import extract_shard
+
+    _start(smk)
+    w = smk.wildcards
+    ex = smk.config["extraction"]
+    extract_shard(
+        job=smk.params.job,
+        code_version=smk.params.code,
+        manifest_path=smk.input.manifest,
+        shard=int(w.shard),
+        n_shards=int(w.nshards),
+        output=smk.output[0],
+        partial_root=f"results/.partial/{w.dataset}/{w.method}/{w.shard}-of-{w.nshards}",
+        clip_cache=smk.input.get("clips"),
+        checkpoint=smk.input.get("checkpoint"),
+        threads=smk.threads,
+        batch_size=ex["batch_size"],
+        workers=ex["workers"],
+        flush_every=ex["flush_every"],
+        max_rel_error=ex["max_rel_error"],
+    )
+
+
+def merge_features(smk: Any) -> None:
+    import pandas as pd
+
+    from dimcollapse.features import merge_space, save_npy, sidecar
+    from dimcollapse.manifest import read_manifest
+    from dimcollapse.shards import ShardResult
+
+    _start(smk)
+    shards = [ShardResult.load(p) for p in smk.input.shards]
+    n_manifest = len(read_manifest(smk.input.manifest))
+    index = pd.read_csv(smk.input.index, dtype={"id": str})
+    features = merge_space(shards, index, n_manifest, smk.wildcards.space)
+    save_npy(smk.output.features, features)
+    write_json(smk.output.sidecar, sidecar(
+        features, shards, smk.params.job, dataset=smk.wildcards.dataset, space=smk.wildcards.space,
+        n_manifest=n_manifest, rows_file=smk.input.index,
+    ))
+    log.info("%s: %d × %d", smk.output.features, *features.shape)

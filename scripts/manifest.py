@@ -2,8 +2,8 @@
 
 import sys
 
-sys.path.insert(0, snakemake.scriptdir + "/..")  # the package sits beside scripts/
+if __name__ == "__main__":  # worker processes (spawn) re-import this file: run only once
+    sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821 - the package sits beside scripts/
+    from dimcollapse import stages
 
-from dimcollapse import stages  # noqa: E402
-
-stages.manifest(snakemake)  # noqa: F821
+    stages.manifest(snakemake)  # noqa: F821
