@@ -269,7 +269,7 @@ def extract_shard(
 
     torch.set_num_threads(threads)
     manifest = read_manifest(manifest_path)
-    rows = shard_rows(len(manifest), shard, n_shards)
+    rows = shard_rows(len(manifest), shard, n_shards, align=batch_size)
     protocol = Protocol.from_dict(job["protocol"])
     model_cfg = job["model"]
     spaces = tuple(METHODS[model_cfg["method"]].spaces)
@@ -277,7 +277,7 @@ def extract_shard(
     precision = job["precision"]
     ckpt = _checkpoint_identity(checkpoint)
     fingerprint = stable_hash({
-        "job": job, "code": code_version, "checkpoint": ckpt,
+        "job": job, "code": code_version, "checkpoint": ckpt, "batch_size": batch_size,
         "manifest": hashlib.sha256(Path(manifest_path).read_bytes()).hexdigest(),
     })
     store = PartialStore(partial_root, fingerprint)

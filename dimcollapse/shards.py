@@ -28,12 +28,22 @@ _ROWS = "rows"
 _OK = "ok"
 
 
-def shard_rows(n_rows: int, shard: int, n_shards: int) -> np.ndarray:
-    """Manifest row positions of one shard: contiguous, balanced, covering all rows once."""
+def shard_rows(n_rows: int, shard: int, n_shards: int, align: int = 1) -> np.ndarray:
+    """Manifest row positions of one shard: contiguous, balanced, covering all rows once.
+
+    Shard boundaries fall on multiples of ``align`` (the batch size), so every shard
+    runs exactly the batches an unsharded run would: results are then bit-identical for
+    any number of shards (CPU kernels may round differently for other batch sizes).
+    A shard can be empty when there are more shards than batches.
+    """
     if not 0 <= shard < n_shards:
         raise ValueError(f"shard {shard} is not in 0..{n_shards - 1}")
-    bounds = np.linspace(0, n_rows, n_shards + 1).astype(np.int64)
-    return np.arange(bounds[shard], bounds[shard + 1], dtype=np.int64)
+    if align < 1:
+        raise ValueError(f"align must be >= 1, got {align}")
+    n_blocks = -(-n_rows // align)
+    block_bounds = np.linspace(0, n_blocks, n_shards + 1).astype(np.int64)
+    start, stop = (min(int(b) * align, n_rows) for b in block_bounds[shard : shard + 2])
+    return np.arange(start, stop, dtype=np.int64)
 
 
 @dataclass

@@ -1,10 +1,6 @@
 # Statistics and presentation: spectrum per feature matrix -> metrics table ->
 # figures per dataset and overview -> report; plus the run's provenance record.
 
-SPECTRUM = config["spectrum"]
-FIGURES = config["figures"]
-
-
 rule spectrum:
     input:
         "results/features/{dataset}/{method}/{space}.npy",
@@ -34,12 +30,6 @@ rule spectrum:
         "../scripts/spectrum.py"
 
 
-def study_metrics():
-    return [
-        f for ds in DATASETS for m in STUDY_MODELS for f in spectrum_files(ds, m, "json")
-    ]
-
-
 rule metrics:
     input:
         study_metrics(),
@@ -62,17 +52,6 @@ rule metrics:
         ENVS["analysis"]
     script:
         "../scripts/metrics.py"
-
-
-def figure_params():
-    return {
-        "figures": FIGURES,
-        "title": config["title"],
-        "models": {
-            m: {"label": MODELS[m].label, "untrained": MODELS[m].untrained}
-            for m in STUDY_MODELS
-        },
-    }
 
 
 rule figure:

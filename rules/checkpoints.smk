@@ -3,10 +3,6 @@
 # copy of a local file) with a JSON sidecar recording its hash.
 
 
-def checkpoint_source(wildcards):
-    return MODELS[wildcards.method].checkpoint
-
-
 rule download_checkpoint:
     output:
         checkpoint="resources/checkpoints/{method}/{filename}",

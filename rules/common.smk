@@ -1,5 +1,5 @@
-# Helpers shared by every rule file: resolved config, paths and per-rule parameters.
-# All resolution logic lives in dimcollapse.config so scripts and rules agree.
+# Helpers shared by all rule files (resolved config, paths, input functions and
+# params). Resolution logic lives in dimcollapse.config so scripts and workflow agree.
 
 import sys
 from pathlib import Path
@@ -98,3 +98,89 @@ def all_targets():
     targets += [f"results/figures/overview.{ext}" for ext in ("png", "pdf")]
     targets += [f"results/figures/metrics.{ext}" for ext in ("png", "pdf")]
     return targets
+
+
+def demo_input(wildcards):
+    """A generated (demo) dataset's manifest waits for the generator."""
+    if "demo" in config["datasets"][wildcards.dataset]:
+        return f"resources/demo/{wildcards.dataset}.json"
+    return []
+
+
+def dataset_fingerprint(wildcards):
+    """Names, sizes and mtimes of a real dataset: the manifest reruns when they change.
+
+    Generated datasets are tracked through the generator's output instead (their
+    files do not exist when the DAG is first built).
+    """
+    cfg = config["datasets"][wildcards.dataset]
+    if "demo" in cfg:
+        return "generated"
+    from dimcollapse.manifest import fingerprint
+
+    return fingerprint(cfg)
+
+
+def stage_failures(wildcards):
+    """Every table that can name a failed video of the dataset.
+
+    With the clip cache, decoding happens (once) there; without it, in the extraction
+    shards of every model instance.
+    """
+    ds = wildcards.dataset
+    tables = [f"results/manifests/{ds}.failures.csv"]
+    if EXTRACTION["clip_cache"]:
+        return tables + dataset_clip_failures(ds)
+    return tables + [f for m in STUDY_MODELS for f in shard_files(ds, m)]
+
+
+def checkpoint_source(wildcards):
+    return MODELS[wildcards.method].checkpoint
+
+
+def extract_input(wildcards):
+    ds, m = wildcards.dataset, wildcards.method
+    inputs = {"manifest": f"results/manifests/{ds}.csv"}
+    if EXTRACTION["clip_cache"]:
+        inputs["clips"] = clip_cache(ds, m)
+    if MODELS[m].checkpoint_path:
+        inputs["checkpoint"] = MODELS[m].checkpoint_path
+    return inputs
+
+
+def extraction_params(wildcards):
+    """Everything that changes the numbers of one instance's features (and nothing else,
+    so that e.g. a new loader worker count does not rerun extraction)."""
+    model = MODELS[wildcards.method]
+    proto = protocol(wildcards.dataset, wildcards.method)
+    return {
+        "model": {k: v for k, v in vars(model).items() if k != "label"},
+        "protocol": proto.to_dict(),
+        "build_options": dcfg.build_options(model, proto),
+        "precision": EXTRACTION["precision"],
+        "device": EXTRACTION["device"],
+        "keep_views": EXTRACTION["keep_views"],
+    }
+
+
+SPECTRUM = config["spectrum"]
+
+
+FIGURES = config["figures"]
+
+
+def study_metrics():
+    return [
+        f for ds in DATASETS for m in STUDY_MODELS for f in spectrum_files(ds, m, "json")
+    ]
+
+
+def figure_params():
+    return {
+        "figures": FIGURES,
+        "title": config["title"],
+        "models": {
+            m: {"label": MODELS[m].label, "untrained": MODELS[m].untrained}
+            for m in STUDY_MODELS
+        },
+    }

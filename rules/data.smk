@@ -1,27 +1,6 @@
 # Input side: demo videos -> manifest (listing + probing) -> clip cache -> failures.
 
 
-def demo_input(wildcards):
-    """A generated (demo) dataset's manifest waits for the generator."""
-    if "demo" in config["datasets"][wildcards.dataset]:
-        return f"resources/demo/{wildcards.dataset}.json"
-    return []
-
-
-def dataset_fingerprint(wildcards):
-    """Names, sizes and mtimes of a real dataset: the manifest reruns when they change.
-
-    Generated datasets are tracked through the generator's output instead (their
-    files do not exist when the DAG is first built).
-    """
-    cfg = config["datasets"][wildcards.dataset]
-    if "demo" in cfg:
-        return "generated"
-    from dimcollapse.manifest import fingerprint
-
-    return fingerprint(cfg)
-
-
 rule demo_videos:
     output:
         "resources/demo/{dataset}.json",
@@ -90,19 +69,6 @@ rule clip_cache:
         ENVS["video"]
     script:
         "../scripts/clip_cache.py"
-
-
-def stage_failures(wildcards):
-    """Every table that can name a failed video of the dataset.
-
-    With the clip cache, decoding happens (once) there; without it, in the extraction
-    shards of every model instance.
-    """
-    ds = wildcards.dataset
-    tables = [f"results/manifests/{ds}.failures.csv"]
-    if EXTRACTION["clip_cache"]:
-        return tables + dataset_clip_failures(ds)
-    return tables + [f for m in STUDY_MODELS for f in shard_files(ds, m)]
 
 
 rule failures:

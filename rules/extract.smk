@@ -2,31 +2,6 @@
 # feature space that keeps the rows aligned across methods.
 
 
-def extract_input(wildcards):
-    ds, m = wildcards.dataset, wildcards.method
-    inputs = {"manifest": f"results/manifests/{ds}.csv"}
-    if EXTRACTION["clip_cache"]:
-        inputs["clips"] = clip_cache(ds, m)
-    if MODELS[m].checkpoint_path:
-        inputs["checkpoint"] = MODELS[m].checkpoint_path
-    return inputs
-
-
-def extraction_params(wildcards):
-    """Everything that changes the numbers of one instance's features (and nothing else,
-    so that e.g. a new loader worker count does not rerun extraction)."""
-    model = MODELS[wildcards.method]
-    proto = protocol(wildcards.dataset, wildcards.method)
-    return {
-        "model": {k: v for k, v in vars(model).items() if k != "label"},
-        "protocol": proto.to_dict(),
-        "build_options": dcfg.build_options(model, proto),
-        "precision": EXTRACTION["precision"],
-        "device": EXTRACTION["device"],
-        "keep_views": EXTRACTION["keep_views"],
-    }
-
-
 rule extract:
     input:
         unpack(extract_input),

@@ -54,9 +54,13 @@ SPACES = ("representation", "embedding")
 
 
 def test_shard_rows_partition_all_rows() -> None:
-    for n, k in [(10, 1), (10, 3), (3, 3), (2, 3)]:
-        parts = [shard_rows(n, i, k) for i in range(k)]
+    for n, k, align in [(10, 1, 1), (10, 3, 1), (3, 3, 1), (2, 3, 1), (10, 3, 4), (37, 2, 8), (5, 4, 4)]:
+        parts = [shard_rows(n, i, k, align) for i in range(k)]
         assert np.array_equal(np.concatenate(parts), np.arange(n))
+        for p in parts:
+            if len(p):
+                assert p[0] % align == 0  # every shard starts on a batch boundary
+    assert [len(shard_rows(10, i, 3)) for i in range(3)] == [3, 3, 4]
     with pytest.raises(ValueError):
         shard_rows(10, 3, 3)
 

@@ -1,0 +1,168 @@
+"""End to end: the workflow on a tiny study, its outputs, and what reruns when something changes."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workflow_helpers import REPO, copy_workflow, make_videos, planned_jobs, snakemake, tiny_config, write_config
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("workflow")]
+
+DATASETS = ("real", "gen")
+MODELS = {"sup": ("representation",), "simclr": ("representation", "embedding"), "dpc": ("representation",)}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One complete run of the tiny study; tests only read it or dry-run variants of it."""
+    workdir = tmp_path_factory.mktemp("study")
+    videos = make_videos(workdir / "videos")
+    config = tiny_config(workdir, videos)
+    cfg_file = write_config(workdir / "config.yaml", config)
+    proc = snakemake(workdir, "--configfile", str(cfg_file), "--cores", "2", "--resources", "gpu=1")
+    return {"workdir": workdir, "config": config, "configfile": cfg_file, "videos": videos, "log": proc.stderr}
+
+
+def changed(**jobs: int) -> dict[str, int]:
+    """Expected jobs after a config change: the provenance record (config hash) always reruns."""
+    return {**jobs, "provenance": 1}
+
+
+def variant(study: dict, name: str, change) -> Path:  # type: ignore[no-untyped-def]
+    """A config file with ``change(config)`` applied, next to the study's."""
+    config = copy.deepcopy(study["config"])
+    change(config)
+    return write_config(study["workdir"] / f"{name}.yaml", config)
+
+
+def test_every_output_exists_and_rows_align(study: dict) -> None:
+    w = study["workdir"]
+    for ds in DATASETS:
+        manifest = pd.read_csv(w / f"results/manifests/{ds}.csv")
+        index = pd.read_csv(w / f"results/features/{ds}/index.csv", dtype={"id": str})
+        assert len(index) == len(manifest) > 0
+        for method, spaces in MODELS.items():
+            for space in spaces:
+                feats = np.load(w / f"results/features/{ds}/{method}/{space}.npy")
+                assert feats.dtype == np.float32 and feats.shape[0] == len(index)
+                assert np.isfinite(feats).all()
+                assert feats.std(axis=0).max() > 0, "features are constant across videos"
+                sidecar = json.loads((w / f"results/features/{ds}/{method}/{space}.json").read_text())
+                assert sidecar["n"] == len(index) and sidecar["d"] == feats.shape[1]
+                assert sidecar["weights"] == "untrained weights (demo)"
+                assert sidecar["protocol"]["crop_size"] == 64
+                assert sidecar["versions"]["torch"] == "2.14.1"
+                assert sidecar["provenance"] == "results/provenance.json"
+                spectrum = pd.read_csv(w / f"results/spectra/{ds}/{method}/{space}.csv")
+                assert len(spectrum) == feats.shape[1]
+                assert {"eigenvalue", "log_eigenvalue", "cev_sigma", "cev_lambda"} <= set(spectrum.columns)
+        for ext in ("png", "pdf"):
+            assert (w / f"results/figures/{ds}.{ext}").stat().st_size > 10_000
+    dims = {m: np.load(w / f"results/features/real/{m}/representation.npy").shape[1] for m in MODELS}
+    assert dims == {"sup": 2048, "simclr": 2048, "dpc": 256}
+    assert np.load(w / "results/features/real/simclr/embedding.npy").shape[1] == 128
+    metrics = pd.read_csv(w / "results/metrics.csv")
+    assert len(metrics) == 2 * 4  # (sup, simclr×2, dpc) per dataset
+    assert json.loads((w / "results/provenance.json").read_text())["versions"]["snakemake"] == "9.27.1"
+
+
+def test_figure_is_a_valid_png(study: dict) -> None:
+    png = (study["workdir"] / "results/figures/real.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert width >= 1600 and height >= 800  # 12-inch-wide figure at 200 dpi
+
+
+def test_bad_videos_are_reported_and_excluded_for_every_method(study: dict) -> None:
+    w = study["workdir"]
+    failures = pd.read_csv(w / "results/failures/real.csv")
+    assert {"move_left/zero_bytes", "move_up/random_bytes"} <= set(failures["id"])
+    assert set(failures.columns) == {"id", "path", "stage", "error"}
+    assert failures["error"].str.len().min() > 5
+    index = pd.read_csv(w / "results/features/real/index.csv", dtype={"id": str})
+    assert not set(failures["id"]) & set(index["id"])
+    assert "left out" in study["log"] or "failed" in study["log"]
+
+
+def test_demo_dataset_is_generated(study: dict) -> None:
+    manifest = pd.read_csv(study["workdir"] / "results/manifests/gen.csv")
+    assert len(manifest) == 5 and manifest["label_name"].nunique() == 5
+
+
+def test_second_run_does_nothing(study: dict) -> None:
+    assert planned_jobs(study["workdir"], study["configfile"]) == {}
+
+
+def test_figure_option_reruns_only_figures(study: dict) -> None:
+    cfg = variant(study, "dpi", lambda c: c.setdefault("figures", {}).update(dpi=150))
+    assert planned_jobs(study["workdir"], cfg) == changed(figure=2, overview=1)
+
+
+def test_one_method_extraction_change_reruns_only_its_branch(study: dict) -> None:
+    cfg = variant(study, "crop", lambda c: c["models"]["simclr"].update(protocol_options={"crop_size": 56}))
+    jobs = planned_jobs(study["workdir"], cfg)
+    # Cropping is applied when reading the shared clip cache: no decoding, no other model.
+    assert jobs == changed(extract=4, merge_features=4, spectrum=4, metrics=1, figure=2, overview=1)
+
+
+def test_checkpoint_change_reruns_only_that_instance(study: dict) -> None:
+    cfg = variant(study, "ckpt", lambda c: c["models"]["sup"].update(checkpoint="/weights/SLOW_8x8_R50.pyth"))
+    jobs = planned_jobs(study["workdir"], cfg)
+    assert jobs == changed(download_checkpoint=1, extract=4, merge_features=2, spectrum=2, metrics=1, figure=2,
+                           overview=1)
+
+
+def test_adding_a_method_adds_only_its_jobs(study: dict) -> None:
+    cfg = variant(study, "add", lambda c: c["models"].update(moco={"method": "MoCo", "seed": 7}))
+    jobs = planned_jobs(study["workdir"], cfg)
+    assert jobs == changed(extract=4, merge_features=4, spectrum=4, metrics=1, figure=2, overview=1)
+
+
+def test_spectrum_option_reruns_analysis_but_no_extraction(study: dict) -> None:
+    cfg = variant(study, "alpha", lambda c: c["spectrum"].update(alpha_req_range=[5, 50]))
+    jobs = planned_jobs(study["workdir"], cfg)
+    assert jobs == changed(spectrum=8, metrics=1, figure=2, overview=1)
+
+
+def test_editing_a_video_reruns_its_dataset(study: dict, tmp_path: Path) -> None:
+    w, videos = study["workdir"], study["videos"]
+    victim = sorted((videos / "val" / "move_right").iterdir())[0]
+    original, stat = victim.read_bytes(), victim.stat()
+    try:
+        victim.write_bytes(original + b"\0")  # same name, new size and mtime
+        jobs = planned_jobs(w, study["configfile"])
+    finally:
+        victim.write_bytes(original)
+        os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert jobs["manifest"] == 1 and jobs["extract"] == 6
+    assert jobs["merge_features"] == 4 and jobs["spectrum"] == 4  # only the "real" dataset
+
+
+def test_package_code_change_reruns_the_rules_that_use_it(study: dict, tmp_path: Path) -> None:
+    snakefile = copy_workflow(tmp_path)
+    spectrum_py = tmp_path / "dimcollapse" / "spectrum.py"
+    spectrum_py.write_text(spectrum_py.read_text() + "\n# changed\n")
+    proc = snakemake(study["workdir"], "--snakefile", str(snakefile), "--configfile", str(study["configfile"]),
+                     "--dry-run", "--nolock", "--cores", "1")
+    text = proc.stdout
+    assert "rule spectrum" in text and "rule extract" not in text and "rule manifest" not in text
+
+
+def test_lint_is_clean() -> None:
+    for cfg in ("config.yaml", "config.demo.yaml"):
+        proc = snakemake(REPO, "--configfile", str(REPO / cfg), "--lint", check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_report_builds(study: dict) -> None:
+    report = study["workdir"] / "results" / "report.html"
+    snakemake(study["workdir"], "--configfile", str(study["configfile"]), "--nolock", "--report", str(report))
+    html = report.read_text(errors="replace")
+    assert report.stat().st_size > 50_000 and "RankMe" in html

@@ -1,0 +1,106 @@
+"""Running the Snakemake workflow from tests: tiny configurations and job listings."""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "Snakefile"
+
+#: Files every tiny-dataset video set gets besides the generated videos, to exercise the
+#: failure table: (relative path, content).
+BAD_FILES = {
+    "val/move_left/zero_bytes.mp4": b"",
+    "val/move_up/random_bytes.avi": bytes(range(256)) * 64,
+}
+
+
+def make_videos(root: Path, *, videos_per_class: int = 2, seed: int = 0, bad: bool = True) -> Path:
+    """A small real dataset (Kinetics layout) of demo videos, plus unusable files."""
+    from dimcollapse.demo import generate_demo
+
+    generate_demo(root, seed=seed, videos_per_class=videos_per_class, duration_range=(2.2, 2.5), short_seconds=0.8)
+    if bad:
+        for rel, content in BAD_FILES.items():
+            (root / rel).write_bytes(content)
+    return root
+
+
+def tiny_config(workdir: Path, videos: Path) -> dict[str, Any]:
+    """A complete study that runs in about a minute on 2 cores.
+
+    Two datasets (a real folder with bad files, and a generated one), three model
+    instances of both families, 64-pixel crops, two shards.
+    """
+    return {
+        "title": "Tiny test study",
+        "datasets": {
+            "real": {"layout": "kinetics", "root": str(videos), "split": "val"},
+            "gen": {"layout": "kinetics", "root": "resources/gen", "split": "val",
+                    "demo": {"seed": 3, "videos_per_class": 1}},
+        },
+        "models": {
+            "sup": {"method": "supervised", "label": "Supervised", "seed": 0},
+            "simclr": {"method": "SimCLR", "label": "SimCLR", "seed": 1},
+            "dpc": {"method": "DPC", "label": "DPC", "seed": 2, "options": {"arch": "resnet18"}},
+        },
+        "protocols": {
+            "paper": {"side_size": 64, "crop_size": 64},
+            "dpc": {"side_size": 64, "crop_size": 64},
+        },
+        "extraction": {"batch_size": 4, "workers": 0, "shards": 2, "flush_every": 4, "threads": 1},
+        "spectrum": {"bootstrap": 0},
+    }
+
+
+def write_config(path: Path, config: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def snakemake(workdir: Path, *args: str, timeout: float = 900, check: bool = True,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the workflow (this repository's Snakefile) in ``workdir``."""
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def planned_jobs(workdir: Path, configfile: Path, *args: str) -> collections.Counter[str]:
+    """Jobs a dry run would execute, by rule (``all`` excluded)."""
+    proc = snakemake(workdir, "--configfile", str(configfile), "--dry-run", "--nolock", "--cores", "1", *args)
+    text = proc.stdout + proc.stderr
+    if "Nothing to be done" in text:
+        return collections.Counter()
+    table = text[text.index("Job stats:"):]
+    counts: collections.Counter[str] = collections.Counter()
+    for line in table.splitlines()[3:]:
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not m or m.group(1) == "total":
+            break
+        if m.group(1) != "all":
+            counts[m.group(1)] = int(m.group(2))
+    return counts
+
+
+def copy_workflow(dest: Path) -> Path:
+    """A copy of the workflow (Snakefile, rules, scripts, package, ...) to edit in a test."""
+    for name in ("Snakefile", "rules", "scripts", "dimcollapse", "schemas", "envs", "report"):
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dest / name)
+    return dest / "Snakefile"
