@@ -1,0 +1,125 @@
+"""Configuration: schema validation messages, model instances, protocols, env pins."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dimcollapse.config import build_options, code_version, job_protocol, model_instances, study_models
+from workflow_helpers import REPO, snakemake, write_config
+
+ZOO = "https://dl.fbaipublicfiles.com/pyslowfast/videomoco_models/"
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((REPO / name).read_text())
+
+
+def test_study_config_lists_every_checkpoint_of_the_paper() -> None:
+    models = model_instances(load("config.yaml"))
+    sources = {m.checkpoint for m in models.values()}
+    assert "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/kinetics/SLOW_8x8_R50.pyth" in sources
+    for f in ["MoCo_SlowR50_8x8_T2", "BYOL_SlowR50_8x8_T2", "SimCLR_SlowR50_8x8_T2", "SwAV_SlowR50_8x8_T2",
+              "MoCo_SlowR50_8x8_T4", "BYOL_SlowR50_8x8_T4", "BYOL_SlowR50_16x4_T4"]:
+        assert f"{ZOO}{f}_epoch_00200.pyth" in sources, f
+    assert {m.options.get("arch") for m in models.values() if m.method == "DPC"} == {"resnet18", "resnet34"}
+    assert models["byol_t4_16x4"].frames == 16 and models["byol_t4_16x4"].rate == 4
+    assert models["moco"].checkpoint_path == "resources/checkpoints/moco/MoCo_SlowR50_8x8_T2_epoch_00200.pyth"
+
+
+def test_demo_config_needs_no_checkpoint() -> None:
+    models = model_instances(load("config.demo.yaml"))
+    assert all(m.checkpoint is None and m.untrained for m in models.values())
+    assert len({m.seed for m in models.values()}) == len(models)  # untrained backbones differ
+
+
+def test_protocol_and_build_options_agree() -> None:
+    cfg = load("config.yaml")
+    cfg["protocols"] = {"paper": {"crop_size": 160, "side_size": 182}}
+    models = model_instances(cfg)
+    p = job_protocol(cfg, "kinetics400", models["byol_t4_16x4"])
+    assert (p.frames, p.rate, p.crop_size) == (16, 4, 160)
+    assert build_options(models["byol_t4_16x4"], p) == {"frames": 16, "crop_size": 160}
+    dpc = job_protocol(cfg, "hmdb51", models["dpc_r18"])
+    assert (dpc.crop_size, dpc.side_size, dpc.downsample) == (128, 150, 1)  # dataset override: HMDB51 downsample 1
+    assert build_options(models["dpc_r18"], dpc)["sample_size"] == 128
+    assert job_protocol(cfg, "ucf101", models["dpc_r34"]).downsample == 3
+
+
+def test_bad_protocol_option_names_model_and_dataset() -> None:
+    cfg = load("config.demo.yaml")
+    cfg["models"]["moco"]["protocol_options"] = {"crop_sise": 100}
+    with pytest.raises(ValueError, match=r"'moco'.*'demo'.*crop_sise"):
+        job_protocol(cfg, "demo", model_instances(cfg)["moco"])
+
+
+def test_unknown_study_model_is_named() -> None:
+    cfg = load("config.demo.yaml")
+    cfg["study"] = {"models": ["moco", "mocov3"]}
+    with pytest.raises(ValueError, match="study.models.*mocov3"):
+        study_models(cfg)
+
+
+def test_code_version_follows_source(tmp_path: Path) -> None:
+    assert code_version("spectrum.py") == code_version("spectrum.py")
+    assert code_version("spectrum.py") != code_version("figures.py")
+    assert code_version("models") != code_version("models", "extract.py")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c["models"]["moco"].update(method="MoCoV3"), r"'MoCoV3' is not one of(.|\n)*instance\['models'\]\['moco'\]\['method'\]"),
+        (lambda c: c["extraction"].update(batch_size="sixteen"), r"'sixteen' is not of type 'integer'(.|\n)*\['extraction'\]\['batch_size'\]"),
+        (lambda c: c["extraction"].update(shard=2), r"'shard' was unexpected(.|\n)*instance\['extraction'\]"),
+    ],
+)
+def test_schema_errors_name_the_key(tmp_path: Path, change, message: str) -> None:  # type: ignore[no-untyped-def]
+    cfg = load("config.demo.yaml")
+    change(cfg)
+    path = write_config(tmp_path / "bad.yaml", cfg)
+    proc = snakemake(tmp_path, "--configfile", str(path), "--dry-run", "--cores", "1", check=False)
+    assert proc.returncode != 0
+    text = proc.stdout + proc.stderr
+    assert "Error validating config" in text or "ValidationError" in text
+    assert re.search(message, text), text[-2000:]
+
+
+def _pins(lines: list[str]) -> dict[str, str]:
+    pins = {}
+    for line in lines:
+        m = re.fullmatch(r"\s*-?\s*([A-Za-z0-9_.-]+)==([^\s#]+)\s*", line)
+        if m:
+            pins[m.group(1).lower()] = m.group(2)
+    return pins
+
+
+def test_conda_envs_pin_the_same_versions_as_pyproject() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = _pins(project["dependencies"])
+    lock = _pins((REPO / "requirements.lock").read_text().splitlines())
+    envs = sorted((REPO / "envs").glob("*.yaml"))
+    assert envs
+    for env in envs:
+        spec = yaml.safe_load(env.read_text())
+        pip = next(d["pip"] for d in spec["dependencies"] if isinstance(d, dict) and "pip" in d)
+        pins = _pins(pip)
+        assert pins, env
+        for name, version in pins.items():
+            assert declared.get(name) == version, f"{env.name}: {name}=={version}, pyproject pins {declared.get(name)}"
+        assert "python=3.11" in spec["dependencies"]
+    for name, version in declared.items():
+        assert lock.get(name) == version, f"requirements.lock pins {name}=={lock.get(name)}, pyproject {version}"
+
+
+def test_every_rule_has_an_env_log_and_benchmark() -> None:
+    text = "\n".join(p.read_text() for p in (REPO / "rules").glob("*.smk"))
+    rules = re.findall(r"^rule (\w+):\n(.*?)(?=^rule |\Z)", text, flags=re.S | re.M)
+    assert len(rules) >= 12
+    for name, body in rules:
+        for directive in ("log:", "benchmark:", "threads:", "resources:", "conda:"):
+            assert directive in body, f"rule {name} lacks {directive}"
