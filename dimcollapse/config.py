@@ -150,7 +150,7 @@ def job_protocol(config: Mapping[str, Any], dataset: str, model: ModelInstance) 
     overrides.update(config.get("protocols", {}).get(model.protocol, {}))
     overrides.update(config["datasets"][dataset].get("protocols", {}).get(model.protocol, {}))
     if model.family == "dpc":
-        to_protocol = {opt: field for field, opt in _PROTOCOL_TO_MODEL["dpc"].items()}
+        to_protocol = {opt: name for name, opt in _PROTOCOL_TO_MODEL["dpc"].items()}
         overrides.update({to_protocol[k]: v for k, v in model.options.items() if k in to_protocol})
     overrides.update(model.protocol_options)
     try:
@@ -162,8 +162,8 @@ def job_protocol(config: Mapping[str, Any], dataset: str, model: ModelInstance) 
 def build_options(model: ModelInstance, protocol: Protocol) -> dict[str, Any]:
     """Keyword options for ``build_model`` that match the protocol's input."""
     opts = dict(model.options)
-    for field, opt in _PROTOCOL_TO_MODEL[model.family].items():
-        opts[opt] = getattr(protocol, field)
+    for name, opt in _PROTOCOL_TO_MODEL[model.family].items():
+        opts[opt] = getattr(protocol, name)
     if model.checkpoint is None:
         opts["seed"] = model.seed
     return opts

@@ -24,6 +24,7 @@ from torch import nn
 
 from dimcollapse.models import BatchStatisticsWarning, CheckpointError, build_model
 from dimcollapse.models.dpc import DPCContext
+from model_fixtures import randomize_
 
 #: (number of keys, sha256 of the sorted key list, first 16 hex digits) of DPC_RNN.state_dict()
 #: (backbone built with track_running_stats=False) and of the R34 "runningStats" re-upload.
@@ -35,20 +36,6 @@ REAL_KEYSETS = {
 SIZE, NUM_SEQ, SEQ_LEN = 64, 5, 5
 
 
-def randomize_(model: nn.Module, seed: int) -> None:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.Conv3d, nn.Conv2d)):
-                m.weight.normal_(0.0, 0.7 * math.sqrt(2.0 / m.weight[0].numel()), generator=g)
-                if m.bias is not None:
-                    m.bias.normal_(0.0, 0.1, generator=g)
-            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.weight.uniform_(0.5, 1.5, generator=g)
-                m.bias.normal_(0.0, 0.1, generator=g)
-                if m.running_mean is not None:
-                    m.running_mean.normal_(0.0, 0.1, generator=g)
-                    m.running_var.uniform_(0.5, 1.5, generator=g)
 
 
 def skeleton(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -18,7 +18,6 @@ Numerical checks use 4-frame 64×64 clips.
 from __future__ import annotations
 
 import hashlib
-import math
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +31,7 @@ from torch import nn
 from dimcollapse.models import METHODS, CheckpointError, build_model
 from dimcollapse.models.registry import HeadSpec
 from dimcollapse.models.slow_r50 import MLPProjection, SlowR50SSL
+from model_fixtures import randomize_
 
 SSL_METHODS = ("SimCLR", "MoCo", "SwAV", "BYOL")
 #: (number of keys, sha256 of the sorted key list, first 16 hex digits) of
@@ -45,20 +45,6 @@ REAL_KEYSETS = {
 FRAMES, CROP = 4, 64
 
 
-def randomize_(model: nn.Module, seed: int) -> None:
-    """Random weights and BN statistics that keep activations O(1) through the network."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.Conv3d, nn.Linear)):
-                m.weight.normal_(0.0, 0.7 * math.sqrt(2.0 / m.weight[0].numel()), generator=g)
-                if m.bias is not None:
-                    m.bias.normal_(0.0, 0.1, generator=g)
-            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.weight.uniform_(0.5, 1.5, generator=g)
-                m.bias.normal_(0.0, 0.1, generator=g)
-                m.running_mean.normal_(0.0, 0.1, generator=g)
-                m.running_var.uniform_(0.5, 1.5, generator=g)
 
 
 def slowfast_cfg(method: str, frames: int = 8) -> str:

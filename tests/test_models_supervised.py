@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,24 +12,11 @@ from pytorchvideo.models.hub import slow_r50
 from torch import nn
 
 from dimcollapse.models import CheckpointError, build_model
+from model_fixtures import randomize_
 
 CROP = 64  # s5 map 2×2: the hub's 7×7 pool does not fit, so both sides use (8, 2, 2)
 
 
-def randomize_(model: nn.Module, seed: int) -> None:
-    """Random weights and BN statistics that keep activations O(1) through 50 layers."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.Conv3d, nn.Linear)):
-                m.weight.normal_(0.0, 0.7 * math.sqrt(2.0 / m.weight[0].numel()), generator=g)
-                if m.bias is not None:
-                    m.bias.normal_(0.0, 0.1, generator=g)
-            elif isinstance(m, nn.BatchNorm3d):
-                m.weight.uniform_(0.5, 1.5, generator=g)
-                m.bias.normal_(0.0, 0.1, generator=g)
-                m.running_mean.normal_(0.0, 0.1, generator=g)
-                m.running_var.uniform_(0.5, 1.5, generator=g)
 
 
 class _FixedMap(nn.Module):
