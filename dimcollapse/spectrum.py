@@ -649,14 +649,7 @@ def analyze(
     two agree; ``n_boot > 0`` adds bootstrap confidence intervals (see :func:`bootstrap`).
     """
     stats = MomentStats.from_array(features, normalize, chunk_rows=chunk_rows)
-    spec = stats.to_spectrum(alpha_range=alpha_range, rankme_eps=rankme_eps)
-    if n_boot:
-        ci = bootstrap(
-            features, n_boot, seed, normalize=normalize, level=ci_level, method=ci_method, estimate=spec,
-            chunk_rows=chunk_rows, alpha_range=alpha_range, rankme_eps=rankme_eps,
-        )
-        spec = dataclasses.replace(spec, bootstrap=ci)
-    return spec
+    return _finish(stats, features, normalize, chunk_rows, alpha_range, rankme_eps, n_boot, seed, ci_level, ci_method)
 
 
 def analyze_file(
@@ -676,10 +669,19 @@ def analyze_file(
     Memory is O(chunk_rows·D + D²), independent of N.
     """
     stats = MomentStats.from_file(path, normalize, chunk_rows=chunk_rows)
+    return _finish(stats, path, normalize, chunk_rows, alpha_range, rankme_eps, n_boot, seed, ci_level, ci_method)
+
+
+def _finish(
+    stats: MomentStats, source: np.ndarray | str | os.PathLike[str], normalize: bool, chunk_rows: int,
+    alpha_range: tuple[int, int],
+    rankme_eps: float, n_boot: int, seed: int, ci_level: float, ci_method: str,
+) -> Spectrum:
+    """The spectrum of ``stats``, with bootstrap intervals over ``source``'s rows when asked."""
     spec = stats.to_spectrum(alpha_range=alpha_range, rankme_eps=rankme_eps)
     if n_boot:
         ci = bootstrap(
-            path, n_boot, seed, normalize=normalize, level=ci_level, method=ci_method, estimate=spec,
+            source, n_boot, seed, normalize=normalize, level=ci_level, method=ci_method, estimate=spec,
             chunk_rows=chunk_rows, alpha_range=alpha_range, rankme_eps=rankme_eps,
         )
         spec = dataclasses.replace(spec, bootstrap=ci)

@@ -247,17 +247,9 @@ def slowfast_state(raw: Any, path: Path) -> dict[str, torch.Tensor]:
     return renamed
 
 
-#: SlowFast ``config/defaults.py`` values of the keys read here, for YAML files that omit them.
-_SLOWFAST_DEFAULTS: dict[tuple[str, str], Any] = {
-    ("MODEL", "NUM_CLASSES"): 400,
-    ("MODEL", "ARCH"): "slowfast",
-    ("MODEL", "MODEL_NAME"): "SlowFast",
-    ("MODEL", "HEAD_ACT"): "softmax",
-    ("CONTRASTIVE", "TYPE"): "mem",
-    ("CONTRASTIVE", "NUM_MLP_LAYERS"): 1,
-    ("CONTRASTIVE", "MLP_DIM"): 2048,
-    ("CONTRASTIVE", "BN_MLP"): False,
-    ("DATA", "NUM_FRAMES"): 8,
+#: SlowFast backbone settings of the Slow R50 of :mod:`dimcollapse.models.slow_r50`; they
+#: are also SlowFast's defaults, so a YAML file may omit them.
+_SLOW_R50_BACKBONE: dict[tuple[str, str], Any] = {
     ("RESNET", "DEPTH"): 50,
     ("RESNET", "NUM_GROUPS"): 1,
     ("RESNET", "WIDTH_PER_GROUP"): 64,
@@ -269,21 +261,25 @@ _SLOWFAST_DEFAULTS: dict[tuple[str, str], Any] = {
     ("NONLOCAL", "LOCATION"): [[[]], [[]], [[]], [[]]],
     ("DETECTION", "ENABLE"): False,
 }
+#: SlowFast ``config/defaults.py`` values of the keys read here, for YAML files that omit them.
+_SLOWFAST_DEFAULTS: dict[tuple[str, str], Any] = {
+    ("MODEL", "NUM_CLASSES"): 400,
+    ("MODEL", "ARCH"): "slowfast",
+    ("MODEL", "MODEL_NAME"): "SlowFast",
+    ("MODEL", "HEAD_ACT"): "softmax",
+    ("CONTRASTIVE", "TYPE"): "mem",
+    ("CONTRASTIVE", "NUM_MLP_LAYERS"): 1,
+    ("CONTRASTIVE", "MLP_DIM"): 2048,
+    ("CONTRASTIVE", "BN_MLP"): False,
+    ("DATA", "NUM_FRAMES"): 8,
+    **_SLOW_R50_BACKBONE,
+}
 #: Settings under which SlowFast builds exactly the network of :mod:`dimcollapse.models.slow_r50`.
 _SLOWFAST_REQUIRED: dict[tuple[str, str], Any] = {
     ("MODEL", "ARCH"): "slow",
     ("MODEL", "MODEL_NAME"): "ContrastiveModel",
     ("MODEL", "HEAD_ACT"): "none",
-    ("RESNET", "DEPTH"): 50,
-    ("RESNET", "NUM_GROUPS"): 1,
-    ("RESNET", "WIDTH_PER_GROUP"): 64,
-    ("RESNET", "TRANS_FUNC"): "bottleneck_transform",
-    ("RESNET", "STRIDE_1X1"): False,
-    ("RESNET", "NUM_BLOCK_TEMP_KERNEL"): [[3], [4], [6], [3]],
-    ("RESNET", "SPATIAL_STRIDES"): [[1], [2], [2], [2]],
-    ("RESNET", "SPATIAL_DILATIONS"): [[1], [1], [1], [1]],
-    ("NONLOCAL", "LOCATION"): [[[]], [[]], [[]], [[]]],
-    ("DETECTION", "ENABLE"): False,
+    **_SLOW_R50_BACKBONE,
 }
 
 
