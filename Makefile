@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/snakemake --workflow-profile profiles/default --configfile config.demo.yaml --cores $(CORES) all
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(CORES) --durations=15 -rs
+	$(BIN)/python -m pytest -n $(CORES) --dist loadgroup --durations=15 -rs
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint

@@ -277,7 +277,7 @@ def extract_shard(
     precision = job["precision"]
     ckpt = _checkpoint_identity(checkpoint)
     fingerprint = stable_hash({
-        "job": job, "code": code_version, "checkpoint": ckpt, "batch_size": batch_size,
+        "job": job, "code": code_version, "checkpoint": ckpt, "batch_size": batch_size, "shard": [shard, n_shards],
         "manifest": hashlib.sha256(Path(manifest_path).read_bytes()).hexdigest(),
     })
     store = PartialStore(partial_root, fingerprint)

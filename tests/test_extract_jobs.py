@@ -44,6 +44,10 @@ from dimcollapse.shards import ShardResult
 
 N_VIDEOS = 10
 
+# The module fixtures (videos, manifests, reference runs) are built once: keep the
+# tests on one xdist worker.
+pytestmark = pytest.mark.xdist_group("extract_jobs")
+
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
