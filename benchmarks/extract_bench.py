@@ -13,16 +13,25 @@ random model (``--method``, default the supervised Slow R50), same device; clips
 * **naive**, written like the paper's ``supervised_baseline.py``: one process, a
   ``DataLoader`` without workers over PyTorchVideo's ``EncodedVideo(decoder="pyav")`` +
   the paper's transforms (:func:`~dimcollapse.video.pytorchvideo_clip`), ``torch.no_grad``,
-  features ``torch.concat``-ed on the device every batch; its (a), (b) and (c). It runs
-  with the torch threads chosen for ours (``--naive-threads`` to change: the script as
-  written gets torch's default, all cores, which on a loaded 2-core machine is much slower).
+  features ``torch.concat``-ed on the device every batch; its (a), (b) and (c). On CPU it
+  runs with the torch threads chosen for ours, the same compute budget (the script as
+  written gets torch's default, all cores; ``--naive-threads`` to choose).
 
 On a CPU the model's intra-op threads T and the loader workers W share the cores, so by
 default the bench sweeps T × W (``--threads 1,2 --workers 1,2``), picks the best end to
 end and reports everything else at that choice. Every rate is the best of ``--repeat``
-runs, worker start-up included. The features of ours and naive are compared (same clips,
-same weights: they must agree). Ratios are printed last; the CPU target is
-ours end-to-end ≥ 0.8 × min(ours data-only, ours model-only).
+runs, worker start-up included; rounds interleave the compared figures, so a burst of
+load from other work on a shared machine hits all of them. Beside clips/s it prints CPU
+seconds per clip (all processes) and, end to end, how long the model loop waited for
+batches: the profile that says whether a shortfall is a stalled pipeline (waiting) or
+cores shared between decoding and compute (CPU per clip). The features of ours and
+naive are compared (same clips, same weights: they must agree). Ratios are printed last;
+the CPU target is ours end-to-end ≥ 0.8 × min(ours data-only, ours model-only).
+
+OpenMP: with torch's default (GNU OpenMP, threads spin while they wait), a model with
+T=2 threads on 2 cores that it shares with loader workers or other jobs burns CPU
+spinning and slows down badly; ``OMP_WAIT_POLICY=PASSIVE`` (set before torch is
+imported) avoids that. The header shows the setting in force; the bench does not change it.
 
     python benchmarks/extract_bench.py                 # full: 40 demo videos, sweep, best of 2
     python benchmarks/extract_bench.py --quick         # 10 demo videos, T=1, W=1, one run
@@ -34,6 +43,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -51,7 +61,14 @@ from torch.utils.data import DataLoader, IterableDataset
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from dimcollapse.clips import ClipDataset, build_clip_cache, make_loader  # noqa: E402
-from dimcollapse.extract import Batch, forward_views, prepare_model, relative_error, resolve_device, run_shard  # noqa: E402
+from dimcollapse.extract import (  # noqa: E402
+    Batch,
+    forward_views,
+    prepare_model,
+    relative_error,
+    resolve_device,
+    run_shard,
+)
 from dimcollapse.failures import Failure, VideoError  # noqa: E402
 from dimcollapse.models import METHODS, build_model  # noqa: E402
 from dimcollapse.probe import probe_video  # noqa: E402
@@ -73,15 +90,37 @@ CPU_TARGET = 0.8
 # --------------------------------------------------------------------------- figures
 @dataclass(frozen=True)
 class Rate:
-    """``clips`` processed in ``seconds`` of wall time."""
+    """``clips`` processed in ``seconds`` of wall time (and ``cpu`` seconds of CPU)."""
 
     clips: int
     seconds: float
     wait: float = 0.0  # end to end: time the model loop spent waiting for the loader
+    cpu: float = 0.0  # CPU seconds of this process and of the workers it reaped meanwhile
 
     @property
     def per_s(self) -> float:
         return self.clips / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_per_clip(self) -> float:
+        return self.cpu / self.clips if self.clips else 0.0
+
+
+def _cpu_seconds() -> float:
+    """User + system time of this process and its finished children (loader workers are
+    joined when their loader is exhausted, so their time is in by then)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+class _Clock:
+    """Wall and CPU time since creation, turned into a :class:`Rate`."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), _cpu_seconds()
+
+    def rate(self, clips: int, wait: float = 0.0) -> Rate:
+        return Rate(clips, time.perf_counter() - self.wall, wait, _cpu_seconds() - self.cpu)
 
 
 def best(rates: Iterable[Rate]) -> Rate:
@@ -162,11 +201,11 @@ def preload(dataset: ClipDataset, batch_size: int) -> list[torch.Tensor]:
 # ------------------------------------------------------------------------------- ours
 def time_data(dataset: Any, batch_size: int, workers: int, pin: bool) -> Rate:
     """Iterate the real loader and do nothing else (worker start-up included)."""
-    t0 = time.perf_counter()
+    clock = _Clock()
     clips = 0
     for b in make_loader(dataset, batch_size=batch_size, workers=workers, pin_memory=pin, persistent_workers=False):
         clips += len(b["index"])
-    return Rate(clips, time.perf_counter() - t0)
+    return clock.rate(clips)
 
 
 def _sync(device: torch.device) -> None:
@@ -178,7 +217,7 @@ def time_model(model: torch.nn.Module, spaces: tuple[str, ...], batches: Sequenc
                device: torch.device, precision: str) -> Rate:
     """``forward_views`` over preloaded batches, features brought back as ``run_shard`` does."""
     _sync(device)
-    t0 = time.perf_counter()
+    clock = _Clock()
     clips = 0
     for video in batches:
         out = forward_views(model, video, spaces, device, precision)
@@ -186,7 +225,7 @@ def time_model(model: torch.nn.Module, spaces: tuple[str, ...], batches: Sequenc
             out[s].mean(dim=1).cpu().numpy()
         clips += len(video)
     _sync(device)
-    return Rate(clips, time.perf_counter() - t0)
+    return clock.rate(clips)
 
 
 def pipeline_batches(dataset: ClipDataset, batch_size: int, workers: int,
@@ -253,14 +292,13 @@ def time_e2e(model: torch.nn.Module, spaces: tuple[str, ...], dataset: ClipDatas
         watches.append(_Stopwatch(make(remaining)))
         return watches[-1]
 
-    t0 = time.perf_counter()
+    clock = _Clock()
     store = PartialStore(store_root, "bench")
     result, stats = run_shard(model, spaces, rows, timed, store, device=device, precision=precision,
                               flush_every=flush_every)
-    seconds = time.perf_counter() - t0
+    rate = clock.rate(stats.clips_computed, sum(w.wait for w in watches))
     store.clear()
-    wait = sum(w.wait for w in watches)
-    return Rate(stats.clips_computed, seconds, wait), result.features[spaces[0]][result.ok]
+    return rate, result.features[spaces[0]][result.ok]
 
 
 # ------------------------------------------------------------------------------ naive
@@ -284,35 +322,35 @@ class NaiveClips(IterableDataset):
 
 
 def naive_data(rows: pd.DataFrame, protocol: Protocol, batch_size: int) -> Rate:
-    t0 = time.perf_counter()
+    clock = _Clock()
     clips = sum(len(b["video"]) for b in DataLoader(NaiveClips(rows, protocol), batch_size=batch_size))
-    return Rate(clips, time.perf_counter() - t0)
+    return clock.rate(clips)
 
 
 def naive_model(model: torch.nn.Module, batches: Sequence[torch.Tensor], device: torch.device) -> Rate:
     """The paper's loop on preloaded batches: ``no_grad``, ``torch.concat`` on the device."""
     _sync(device)
-    t0 = time.perf_counter()
+    clock = _Clock()
     reps = torch.empty((0, 0), device=device)
     with torch.no_grad():
         for video in batches:
             out = model(video[:, 0].to(device))["representation"]
             reps = out if reps.numel() == 0 else torch.concat((reps, out), dim=0)
     _sync(device)
-    return Rate(len(reps), time.perf_counter() - t0)
+    return clock.rate(len(reps))
 
 
 def naive_e2e(model: torch.nn.Module, rows: pd.DataFrame, protocol: Protocol, batch_size: int,
               device: torch.device) -> tuple[Rate, np.ndarray]:
     """The paper's script end to end (features end on the device, brought back at the end)."""
-    t0 = time.perf_counter()
+    clock = _Clock()
     reps = torch.empty((0, 0), device=device)
     with torch.no_grad():
         for batch in DataLoader(NaiveClips(rows, protocol), batch_size=batch_size):
             out = model(batch["video"].to(device))["representation"]
             reps = out if reps.numel() == 0 else torch.concat((reps, out), dim=0)
     features = reps.cpu().numpy()
-    return Rate(len(features), time.perf_counter() - t0), features
+    return clock.rate(len(features)), features
 
 
 # ------------------------------------------------------------------------------ driver
@@ -340,8 +378,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--workers", type=_int_list, default=None,
                     help="loader workers to try, e.g. 1,2 (default: 1,2 on CPU, min(8, cores) on CUDA)")
     ap.add_argument("--naive-threads", type=int, default=None,
-                    help="torch threads of the naive script (default: the T chosen for ours; the script as "
-                         f"written would get torch's default, {DEFAULT_TORCH_THREADS} here)")
+                    help="torch threads of the naive script (default: on CPU the T chosen for ours; on CUDA "
+                         f"torch's default, {DEFAULT_TORCH_THREADS} here, which the script as written gets)")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="ours only")
     ap.add_argument("--repeat", type=int, default=None, help="best of N runs per figure (default 2; --quick 1)")
@@ -403,8 +441,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"model {args.method} Slow R50 (seeded random weights, seed {args.seed}), input 3x{args.frames}x"
               f"{args.crop}x{args.crop}; paper protocol, short side {args.side}, {position} clip; "
               f"batch {args.batch_size}; "
-              f"device {device}{' (' + torch.cuda.get_device_name(device) + ')' if cuda else ''}; ours {args.precision}; "
-              f"{cores} CPU cores; best of {args.repeat}")
+              f"device {device}{' (' + torch.cuda.get_device_name(device) + ')' if cuda else ''}; "
+              f"ours {args.precision}; "
+              f"{cores} CPU cores; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}; "
+              f"best of {args.repeat}")
 
         def build() -> torch.nn.Module:
             return build_model(args.method, seed=args.seed, frames=args.frames, crop_size=args.crop)
@@ -413,9 +453,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         paper_model = build().eval().to(device)  # the paper's script: no channels-last, no cudnn flags of its own
 
         cache_dir = tmp / "cache" / protocol.sampling_key
-        t0 = time.perf_counter()
+        clock = _Clock()
         build_clip_cache(manifest, protocol, cache_dir, workers=max(workers))
-        cache_build = Rate(n, time.perf_counter() - t0)
+        cache_build = clock.rate(n)
         fly = ClipDataset(manifest, protocol)
         cached = ClipDataset(manifest, protocol, cache=cache_dir)
         batches = preload(cached, args.batch_size)
@@ -467,17 +507,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         e2e_rate = {k: best(r) for k, r in e2e_runs.items()}
         t_best, w_best = max(e2e_rate, key=lambda k: e2e_rate[k].per_s)
 
-        print("\nsweep, ours decoding on the fly (clips/s): torch threads T of the model process x loader workers W")
+        print("\nsweep, ours decoding on the fly (clips/s): torch threads T of the model process x loader workers W;"
+              " CPU s/clip = CPU seconds (all processes) per clip")
         print(f"  {'T':>2} {'W':>2}  {'data only':>10} {'model only':>11} {'end to end':>11} {'e2e/min':>8}"
-              f"  {'waiting for batches':>20}")
+              f"  {'CPU s/clip data+model, e2e':>27}  {'waiting for batches':>20}")
         for (t, w), e in e2e_rate.items():
-            f = Figures(data_rate[w].per_s, model_rate[t].per_s, e.per_s)
+            d, m = data_rate[w], model_rate[t]
+            f = Figures(d.per_s, m.per_s, e.per_s)
             print(f"  {t:>2} {w:>2}  {f.data:10.2f} {f.model:11.2f} {f.e2e:11.2f} {f.overlap:8.2f}"
-                  f"  {e.wait:6.2f} of {e.seconds:6.2f} s")
+                  f"  {d.cpu_per_clip:9.3f}+{m.cpu_per_clip:.3f}, {e.cpu_per_clip:.3f}"
+                  f"  {e.wait:8.2f} of {e.seconds:6.2f} s")
         print(f"chosen: T={t_best} torch threads, W={w_best} loader workers (best end to end)")
 
         # the clip cache and the naive script, at the chosen settings
-        naive_threads = args.naive_threads or t_best
+        # CPU: the naive script gets the model threads ours has; CUDA: torch's default, as
+        # the script as written would (there they only serve its CPU-side transforms)
+        naive_threads = args.naive_threads or (DEFAULT_TORCH_THREADS if cuda else t_best)
         cache_runs: list[Rate] = []
         cache_e2e_runs: list[Rate] = []
         naive_runs: dict[str, list[Rate]] = {"data": [], "model": [], "e2e": []}
@@ -508,10 +553,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     print(f"\nclips/s at the chosen settings ({n} clips; ours T={t_best} W={w_best}, "
           f"naive T={naive_threads} W=0)")
-    print(f"  {'':40s} {'data only':>10} {'model only':>11} {'end to end':>11}")
-    for label, f in (("ours, decoding on the fly", ours), ("ours, from the clip cache", from_cache),
-                     ("naive (paper-style script, one process)", naive)):
-        print(f"  {label:40s} {f.data:10.2f} {f.model:11.2f} {f.e2e:11.2f}")
+    print(f"  {'':40s} {'data only':>10} {'model only':>11} {'end to end':>11}   CPU s/clip: data, model, e2e")
+    rows = (("ours, decoding on the fly", (data_rate[w_best], model_rate[t_best], e2e_rate[t_best, w_best])),
+            ("ours, from the clip cache", (cache_data, model_rate[t_best], cache_e2e)),
+            ("naive (paper-style script, one process)", (naive_d, naive_m, naive_r)))
+    for label, rates in rows:
+        print(f"  {label:40s} {rates[0].per_s:10.2f} {rates[1].per_s:11.2f} {rates[2].per_s:11.2f}   "
+              + ", ".join(f"{r.cpu_per_clip:.3f}" for r in rates))
     print(f"  clip cache build, {max(workers)} processes (once per dataset and sampling, shared by methods): "
           f"{cache_build.per_s:.2f} clips/s")
     print(f"features, ours vs naive (same clips and weights): relative error {agreement:.2e} "
@@ -528,7 +576,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         note = f"  (target >= {CPU_TARGET} on CPU: {'met' if value >= CPU_TARGET else 'NOT met'})" if i == 0 else ""
         print(f"  {label:68s} = {value:.2f}{note}")
     return {"ours": ours, "cached": from_cache, "naive": naive, "ratios": table, "threads": t_best,
-            "workers": w_best, "agreement": agreement, "clips": n, "peak_gpu_bytes": peak_gpu, "sweep": {k: v.per_s for k, v in e2e_rate.items()}}
+            "workers": w_best, "agreement": agreement, "clips": n, "peak_gpu_bytes": peak_gpu,
+            "sweep": {k: v.per_s for k, v in e2e_rate.items()}}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

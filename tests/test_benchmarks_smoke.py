@@ -136,7 +136,8 @@ def test_gpu_check_measures_one_model_on_cpu() -> None:
     args = gpu.parse_args(["--device", "cpu", "--quick"])
     row = gpu.check_model(gpu.study_models(32, 32, 32)[-1], 2, torch.device("cpu"), args)
     assert row.error == ""
-    assert set(row.results) == {"fp32", "bf16"} and all(m.iters == 2 and m.clips_per_s > 0 for m in row.results.values())
+    assert set(row.results) == {"fp32", "bf16"}
+    assert all(m.iters == 2 and m.clips_per_s > 0 for m in row.results.values())
     assert 0 < row.bf16_error < 0.1  # bf16 changes the features, a little
     assert row.tf32_error == 0.0  # no TF32 on CPU
     line = gpu.format_table([row], [], cuda=False)[1]
