@@ -200,7 +200,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--warmup", type=int, default=None, help="untimed calls first (default 3; --quick 1)")
     ap.add_argument("--iters", type=int, default=None, help="timed calls (default 20; --quick 2)")
     ap.add_argument("--time-box", type=float, default=8.0, help="stop timing a measurement after this many s")
-    ap.add_argument("--budget", type=float, default=150.0, help="seconds for part 1; later models are skipped")
+    ap.add_argument("--budget", type=float, default=120.0, help="seconds for part 1; later models are skipped")
     ap.add_argument("--workers", type=int, default=None,
                     help="loader workers of the end-to-end run (default min(12, cores - 2); --quick 1)")
     ap.add_argument("--clips-per-video", type=int, default=3, help="end-to-end clips per demo video")
