@@ -104,3 +104,17 @@ def copy_workflow(dest: Path) -> Path:
         else:
             shutil.copy2(src, dest / name)
     return dest / "Snakefile"
+
+
+def job_stats(output: str) -> collections.Counter[str]:
+    """Jobs by rule from the ``Job stats:`` table that a Snakemake run prints first (``all`` included)."""
+    if "Job stats:" not in output:
+        raise AssertionError(f"no 'Job stats:' table in Snakemake's output:\n{output[-3000:]}")
+    table = output[output.index("Job stats:"):]
+    counts: collections.Counter[str] = collections.Counter()
+    for line in table.splitlines()[3:]:
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not m or m.group(1) == "total":
+            break
+        counts[m.group(1)] = int(m.group(2))
+    return counts
