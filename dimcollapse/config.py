@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import posixpath
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -167,6 +168,18 @@ def build_options(model: ModelInstance, protocol: Protocol) -> dict[str, Any]:
     if model.checkpoint is None:
         opts["seed"] = model.seed
     return opts
+
+
+def nvidia_gpu_visible() -> bool:
+    """Whether an NVIDIA GPU is visible here, from the driver's /proc entries.
+
+    A cheap stand-in for ``torch.cuda.is_available()`` when only a resource request
+    depends on it; ``CUDA_VISIBLE_DEVICES=""`` (or ``-1``) hides the GPUs as CUDA does.
+    """
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return gpus.is_dir() and any(gpus.iterdir())
 
 
 def stable_hash(obj: Any, length: int = 12) -> str:

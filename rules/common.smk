@@ -72,14 +72,13 @@ def dataset_clip_failures(dataset):
 def gpu_jobs():
     """GPU resource of extraction jobs: 1 when they will run on CUDA.
 
-    `auto` asks for a GPU only when this process sees one; cluster profiles that submit
-    from a GPU-less login node set the resource explicitly (profiles/slurm).
+    `auto` asks for a GPU only when an NVIDIA GPU is visible to this process (checked
+    without importing torch); cluster profiles that submit from a GPU-less login node
+    set the resource explicitly (profiles/slurm).
     """
     device = EXTRACTION["device"]
     if device == "auto":
-        import torch
-
-        return int(torch.cuda.is_available())
+        return int(dcfg.nvidia_gpu_visible())
     return int(device == "cuda")
 
 

@@ -123,3 +123,22 @@ def test_every_rule_has_an_env_log_and_benchmark() -> None:
     for name, body in rules:
         for directive in ("log:", "benchmark:", "threads:", "resources:", "conda:"):
             assert directive in body, f"rule {name} lacks {directive}"
+
+
+def test_workflow_parsing_does_not_load_torch() -> None:
+    """The Snakefile imports dimcollapse.config at every Snakemake start (twice per Slurm job)."""
+    import subprocess
+    import sys
+
+    code = "import sys, dimcollapse.config, dimcollapse.provenance; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_hidden_gpus_are_not_visible(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dimcollapse.config import nvidia_gpu_visible
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert nvidia_gpu_visible() is False
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert nvidia_gpu_visible() == Path("/proc/driver/nvidia/gpus").is_dir()

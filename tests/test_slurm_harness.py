@@ -135,6 +135,7 @@ def test_other_install_failure_is_an_error(tmp_path: Path, monkeypatch: pytest.M
 
 @pytest.mark.slow
 @pytest.mark.slurm
+@pytest.mark.xdist_group("slurm")  # one worker, one session cluster for all Slurm tests
 def test_toy_workflow_runs_each_rule_as_a_slurm_job(slurm: SlurmCluster, tmp_path: Path) -> None:  # noqa: F811
     threads = min(2, os.cpu_count() or 1)
     snakefile = write_toy_workflow(tmp_path, threads)
