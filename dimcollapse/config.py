@@ -160,6 +160,21 @@ def job_protocol(config: Mapping[str, Any], dataset: str, model: ModelInstance) 
         raise ValueError(f"model {model.name!r} on dataset {dataset!r}: {err}") from err
 
 
+def sampling_protocols(config: Mapping[str, Any], dataset: str) -> dict[str, Protocol]:
+    """One protocol per clip cache of a dataset, keyed by ``Protocol.sampling_key``.
+
+    Protocols that decode the same frames share a cache; the first study model (in
+    config order) with a given sampling key supplies the representative protocol. Its
+    crop and normalisation do not matter: the cache stores frames before them.
+    """
+    instances = model_instances(config)
+    out: dict[str, Protocol] = {}
+    for name in study_models(config):
+        proto = job_protocol(config, dataset, instances[name])
+        out.setdefault(proto.sampling_key, proto)
+    return out
+
+
 def build_options(model: ModelInstance, protocol: Protocol) -> dict[str, Any]:
     """Keyword options for ``build_model`` that match the protocol's input."""
     opts = dict(model.options)

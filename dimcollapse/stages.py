@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from dimcollapse.atomic import write_json
+from dimcollapse.atomic import atomic_path, write_json
 from dimcollapse.failures import read_failures, write_failures
 from dimcollapse.logs import setup_logging
 
@@ -63,7 +63,8 @@ def failures(smk: Any) -> None:
     manifest = read_manifest(smk.input.manifest)
     index = aligned_index(manifest, found)
     write_failures(smk.output.failures, found)
-    index.to_csv(smk.output.index, index=False)
+    with atomic_path(smk.output.index, suffix=".csv") as tmp:
+        index.to_csv(tmp, index=False)
     n_failed = len(manifest) - len(index)
     if n_failed:
         log.warning("%d of %d manifest videos failed in a later stage and are left out for every method",
@@ -179,12 +180,13 @@ def download_checkpoint(smk: Any) -> None:
 
 def clip_cache(smk: Any) -> None:
     from dimcollapse.clips import build_clip_cache
+    from dimcollapse.config import sampling_protocols
     from dimcollapse.manifest import read_manifest
-    from dimcollapse.protocols import Protocol
 
     _start(smk)
     rows = read_manifest(smk.input.manifest)
-    protocol = Protocol.from_dict(smk.params.protocol)
+    # The output path names the sampling key, which covers everything the cache holds.
+    protocol = sampling_protocols(smk.config, smk.wildcards.dataset)[smk.wildcards.pkey]
     progress = _progress_logger("decoded")
     found = build_clip_cache(rows, protocol, smk.output.cache, workers=smk.threads,
                              on_error=smk.params.on_error, progress=progress)

@@ -34,10 +34,7 @@ def protocol(dataset, method):
 
 # Clip caches: one per (dataset, sampling key), shared by every model whose protocol
 # decodes the same frames (crop and normalisation are applied when reading).
-CLIP_PROTOCOLS = {}
-for _ds in DATASETS:
-    for _m in STUDY_MODELS:
-        CLIP_PROTOCOLS.setdefault((_ds, protocol(_ds, _m).sampling_key), protocol(_ds, _m))
+CLIP_CACHES = sorted((ds, key) for ds in DATASETS for key in dcfg.sampling_protocols(config, ds))
 
 
 def spaces_of(method):
@@ -66,7 +63,7 @@ def clip_cache(dataset, method):
 
 def dataset_clip_failures(dataset):
     """Failure tables of every clip cache of the dataset (one per sampling in use)."""
-    return sorted(f"results/clips/{ds}/{key}.failures.csv" for ds, key in CLIP_PROTOCOLS if ds == dataset)
+    return [f"results/clips/{ds}/{key}.failures.csv" for ds, key in CLIP_CACHES if ds == dataset]
 
 
 def gpu_jobs():
@@ -97,6 +94,14 @@ def all_targets():
     targets += [f"results/figures/overview.{ext}" for ext in ("png", "pdf")]
     targets += [f"results/figures/metrics.{ext}" for ext in ("png", "pdf")]
     return targets
+
+
+def listing_config(wildcards):
+    """The dataset keys that decide which videos are listed (not e.g. protocol overrides)."""
+    from dimcollapse.datasets import LISTING_KEYS
+
+    cfg = config["datasets"][wildcards.dataset]
+    return {k: v for k, v in cfg.items() if k in LISTING_KEYS or k == "demo"}
 
 
 def demo_input(wildcards):

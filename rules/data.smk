@@ -30,7 +30,7 @@ rule manifest:
         manifest="results/manifests/{dataset}.csv",
         failures="results/manifests/{dataset}.failures.csv",
     params:
-        dataset=lambda w: config["datasets"][w.dataset],
+        dataset=listing_config,
         fingerprint=dataset_fingerprint,
         code=code("datasets.py", "manifest.py"),
     log:
@@ -54,7 +54,6 @@ rule clip_cache:
         cache=directory("results/clips/{dataset}/{pkey}"),
         failures="results/clips/{dataset}/{pkey}.failures.csv",
     params:
-        protocol=lambda w: CLIP_PROTOCOLS[(w.dataset, w.pkey)].to_dict(),
         on_error=EXTRACTION["on_error"],
         code=code("video.py", "clips.py", "protocols.py"),
     log:

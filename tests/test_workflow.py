@@ -105,11 +105,15 @@ def test_figure_option_reruns_only_figures(study: dict) -> None:
     assert planned_jobs(study["workdir"], cfg) == changed(figure=2, overview=1)
 
 
-def test_one_method_extraction_change_reruns_only_its_branch(study: dict) -> None:
-    cfg = variant(study, "crop", lambda c: c["models"]["simclr"].update(protocol_options={"crop_size": 56}))
+@pytest.mark.parametrize("method", ["simclr", "sup"])
+def test_one_method_extraction_change_reruns_only_its_branch(study: dict, method: str) -> None:
+    cfg = variant(study, f"crop-{method}", lambda c: c["models"][method].update(protocol_options={"crop_size": 56}))
     jobs = planned_jobs(study["workdir"], cfg)
-    # Cropping is applied when reading the shared clip cache: no decoding, no other model.
-    assert jobs == changed(extract=4, merge_features=4, spectrum=4, metrics=1, figure=2, overview=1)
+    # Cropping is applied when reading the shared clip cache: no decoding, no other model
+    # (also when the changed model is the one whose protocol stands for the cache).
+    spaces = len(MODELS[method])
+    assert jobs == changed(extract=4, merge_features=2 * spaces, spectrum=2 * spaces, metrics=1, figure=2,
+                           overview=1)
 
 
 def test_checkpoint_change_reruns_only_that_instance(study: dict) -> None:
