@@ -48,7 +48,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,12 +64,13 @@ from dimcollapse.clips import ClipDataset, build_clip_cache, make_loader  # noqa
 from dimcollapse.extract import (  # noqa: E402
     Batch,
     forward_views,
+    loader_batches,
     prepare_model,
     relative_error,
     resolve_device,
     run_shard,
 )
-from dimcollapse.failures import Failure, VideoError  # noqa: E402
+from dimcollapse.failures import VideoError  # noqa: E402
 from dimcollapse.models import METHODS, build_model  # noqa: E402
 from dimcollapse.probe import probe_video  # noqa: E402
 from dimcollapse.protocols import Protocol, clip_starts, resolve_protocol  # noqa: E402
@@ -228,32 +229,6 @@ def time_model(model: torch.nn.Module, spaces: tuple[str, ...], batches: Sequenc
     return clock.rate(clips)
 
 
-def pipeline_batches(dataset: ClipDataset, batch_size: int, workers: int,
-                     device: torch.device) -> Callable[[np.ndarray], Iterable[Batch]]:
-    """``make_batches`` for :func:`run_shard`, built the way ``extract_shard`` builds it."""
-    from torch.utils.data import Subset
-
-    ids = [r.id for r in dataset.rows]
-    paths = [r.path for r in dataset.rows]
-
-    def make_batches(remaining: np.ndarray) -> Iterator[Batch]:
-        if len(remaining) == 0:
-            return
-        loader = make_loader(Subset(dataset, remaining.tolist()), batch_size=batch_size, workers=workers,
-                             pin_memory=device.type == "cuda")
-        for b in loader:
-            failed = b["failed_index"].numpy()
-            yield Batch(
-                rows=b["index"].numpy(),
-                video=b["video"] if len(b["index"]) else None,
-                failures=[Failure(ids[i], paths[i], "decode", m) for i, m in zip(failed, b["failed_error"])],
-                failed_rows=failed,
-                short=b["short"].numpy(),
-            )
-
-    return make_batches
-
-
 class _Stopwatch:
     """Wraps a batch iterable and adds up the time its consumer waits for each batch."""
 
@@ -285,7 +260,7 @@ def time_e2e(model: torch.nn.Module, spaces: tuple[str, ...], dataset: ClipDatas
     """
     shutil.rmtree(store_root, ignore_errors=True)
     rows = np.arange(len(dataset))
-    make = pipeline_batches(dataset, batch_size, workers, device)
+    make = loader_batches(dataset, batch_size, workers, device)
     watches: list[_Stopwatch] = []
 
     def timed(remaining: np.ndarray) -> Iterable[Batch]:

@@ -232,6 +232,36 @@ def _batch_result(batch: Batch, feats: dict[str, np.ndarray], spaces: tuple[str,
 
 
 
+def loader_batches(
+    dataset: Any, batch_size: int, workers: int, device: torch.device
+) -> Callable[[np.ndarray], Iterable[Batch]]:
+    """``make_batches`` for :func:`run_shard`: a DataLoader over the given rows of a
+    :class:`~dimcollapse.clips.ClipDataset`, whose failed items become failure records."""
+    from torch.utils.data import Subset
+
+    from dimcollapse.clips import make_loader
+
+    ids = [r.id for r in dataset.rows]
+    paths = [r.path for r in dataset.rows]
+
+    def make_batches(remaining: np.ndarray) -> Iterable[Batch]:
+        if len(remaining) == 0:
+            return
+        loader = make_loader(Subset(dataset, remaining.tolist()), batch_size=batch_size, workers=workers,
+                             pin_memory=device.type == "cuda")
+        for b in loader:
+            failed = b["failed_index"].numpy()
+            yield Batch(
+                rows=b["index"].numpy(),
+                video=b["video"] if len(b["index"]) else None,
+                failures=[Failure(ids[i], paths[i], "decode", msg) for i, msg in zip(failed, b["failed_error"])],
+                failed_rows=failed,
+                short=b["short"].numpy(),
+            )
+
+    return make_batches
+
+
 def _checkpoint_identity(checkpoint: str | None) -> dict[str, Any]:
     """SHA-256 recorded by the download rule (sidecar), plus size and mtime of the file."""
     if checkpoint is None:
@@ -267,9 +297,7 @@ def extract_shard(
     precision, device); with the code version, the manifest and the checkpoint it keys
     the partial store, so only an identical configuration resumes.
     """
-    from torch.utils.data import Subset
-
-    from dimcollapse.clips import ClipDataset, make_loader
+    from dimcollapse.clips import ClipDataset
     from dimcollapse.config import stable_hash
     from dimcollapse.manifest import read_manifest
     from dimcollapse.models import METHODS, build_model
@@ -298,23 +326,7 @@ def extract_shard(
         precision,
     )
     dataset = ClipDataset(manifest, protocol, cache=clip_cache)
-    ids, paths = manifest["id"].tolist(), manifest["path"].tolist()
-
-    def make_batches(remaining: np.ndarray) -> Iterable[Batch]:
-        if len(remaining) == 0:
-            return
-        loader = make_loader(Subset(dataset, remaining.tolist()), batch_size=batch_size, workers=workers,
-                             pin_memory=device.type == "cuda")
-        for b in loader:
-            failed = b["failed_index"].numpy()
-            yield Batch(
-                rows=b["index"].numpy(),
-                video=b["video"] if len(b["index"]) else None,
-                failures=[Failure(ids[i], paths[i], "decode", msg) for i, msg in zip(failed, b["failed_error"])],
-                failed_rows=failed,
-                short=b["short"].numpy(),
-            )
-
+    make_batches = loader_batches(dataset, batch_size, workers, device)
     result, stats = run_shard(model, spaces, rows, make_batches, store, device=device, precision=precision,
                               max_rel_error=max_rel_error, flush_every=flush_every)
     result.meta = {
