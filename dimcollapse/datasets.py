@@ -224,6 +224,17 @@ def _missing(video_id: str, path: Path, message: str) -> Failure:
     return Failure(video_id, str(path), MISSING_STAGE, message)
 
 
+def _add_listed(
+    records: list[VideoRecord], problems: list[Failure], path: Path, base: Path, label: int, name: str, where: str
+) -> None:
+    """A video named by a list, split or CSV file: a record if the file exists, else a problem."""
+    vid = _video_id(path, base)
+    if path.is_file():
+        records.append(VideoRecord(vid, str(path), label, name))
+    else:
+        problems.append(_missing(vid, path, f"listed in {where} but the file does not exist"))
+
+
 def _finish(
     records: Iterable[VideoRecord], problems: Iterable[Failure], classes: Iterable[str]
 ) -> DatasetListing:
@@ -333,11 +344,7 @@ def _list_path_label_file(cfg: Mapping[str, Any], video_dir: Path) -> DatasetLis
         except ValueError:
             raise DatasetConfigError(f"{where}: label {parts[1]!r} is not an integer") from None
         path = Path(os.path.abspath(prefix / parts[0]))
-        vid = _video_id(path, prefix)
-        if path.is_file():
-            records.append(VideoRecord(vid, str(path), label, _name_for(label, names, where)))
-        else:
-            problems.append(_missing(vid, path, f"listed in {where} but the file does not exist"))
+        _add_listed(records, problems, path, prefix, label, _name_for(label, names, where), where)
     n_classes = len(names) if names is not None else max((r.label for r in records), default=-1) + 1
     classes = names if names is not None else tuple(str(i) for i in range(n_classes))
     return _finish(records, problems, classes)
@@ -467,11 +474,7 @@ def _list_ucf101(cfg: Mapping[str, Any]) -> DatasetListing:
                 f"{where}: label {parts[1]} disagrees with classInd.txt ({class_name} is {label + 1})"
             )
         path = Path(os.path.abspath(videos_dir / rel))
-        vid = _video_id(path, videos_dir)
-        if path.is_file():
-            records.append(VideoRecord(vid, str(path), label, class_name))
-        else:
-            problems.append(_missing(vid, path, f"listed in {where} but the file does not exist"))
+        _add_listed(records, problems, path, videos_dir, label, class_name, where)
     return _finish(records, problems, sorted(index, key=index.__getitem__))
 
 
@@ -511,11 +514,7 @@ def _list_hmdb51(cfg: Mapping[str, Any]) -> DatasetListing:
             if subset != "all" and int(parts[1]) != _HMDB_FLAGS[subset]:
                 continue
             path = Path(os.path.abspath(videos_dir / class_name / parts[0]))
-            vid = _video_id(path, videos_dir)
-            if path.is_file():
-                records.append(VideoRecord(vid, str(path), label, class_name))
-            else:
-                problems.append(_missing(vid, path, f"listed in {where} but the file does not exist"))
+            _add_listed(records, problems, path, videos_dir, label, class_name, where)
     return _finish(records, problems, classes)
 
 
@@ -554,11 +553,7 @@ def _list_csv(cfg: Mapping[str, Any]) -> DatasetListing:
         else:
             label, name = index[raw_label], raw_label
         path = _resolve(root, raw_path)
-        vid = _video_id(path, root)
-        if path.is_file():
-            records.append(VideoRecord(vid, str(path), label, name))
-        else:
-            problems.append(_missing(vid, path, f"listed in {where} but the file does not exist"))
+        _add_listed(records, problems, path, root, label, name, where)
     return _finish(records, problems, classes)
 
 

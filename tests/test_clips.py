@@ -19,6 +19,19 @@ from dimcollapse.video import load_clip
 VIDEOS = Path("/work/shared/testdata/videos")
 
 
+def count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the file name of every video the clip layer decodes from now on."""
+    decoded: list[str] = []
+    original = clips.read_frames
+
+    def counting(path, starts, protocol):  # type: ignore[no-untyped-def]
+        decoded.append(Path(path).name)
+        return original(path, starts, protocol)
+
+    monkeypatch.setattr(clips, "read_frames", counting)
+    return decoded
+
+
 def _row(vid: str, path: Path) -> dict:
     try:
         with av.open(str(path)) as c:
@@ -122,14 +135,7 @@ def test_interrupted_build_resumes_without_redecoding(tmp_path: Path, manifest: 
     with pytest.raises(ValueError, match="incomplete clip cache"):
         ClipCache(tmp_path / ".c.partial")  # a partial build never reads as a cache
 
-    decoded: list[str] = []
-    original = clips.read_frames
-
-    def counting(path, starts, protocol):  # type: ignore[no-untyped-def]
-        decoded.append(Path(path).name)
-        return original(path, starts, protocol)
-
-    monkeypatch.setattr(clips, "read_frames", counting)
+    decoded = count_decodes(monkeypatch)
     failures = build_clip_cache(manifest, "paper", cache_dir, workers=0)
     # Megamind and tree were committed before the interruption; only vtest is decoded again
     # (failed rows are retried: a file may have been fixed meanwhile)
@@ -152,14 +158,7 @@ def test_resume_redecodes_rows_whose_frames_did_not_reach_the_file(
         build_clip_cache(manifest, "paper", tmp_path / "c", workers=0, progress=stop_after_three)
     data = tmp_path / ".c.partial" / "frames.u8"
     os.truncate(data, data.stat().st_size - 1)  # tree.avi's frames were not fully written
-    decoded: list[str] = []
-    original = clips.read_frames
-
-    def counting(path, starts, protocol):  # type: ignore[no-untyped-def]
-        decoded.append(Path(path).name)
-        return original(path, starts, protocol)
-
-    monkeypatch.setattr(clips, "read_frames", counting)
+    decoded = count_decodes(monkeypatch)
     build_clip_cache(manifest, "paper", tmp_path / "c", workers=0)
     assert decoded == ["tree.avi", "vtest.avi"]
     cache = ClipCache(tmp_path / "c")
