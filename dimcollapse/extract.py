@@ -162,12 +162,16 @@ def run_shard(
     precision: str = "fp32",
     max_rel_error: float = 0.01,
     flush_every: int = 256,
+    keep_views: bool = False,
 ) -> tuple[ShardResult, RunStats]:
     """Extract features for ``rows``, resuming from ``store``; return them in row order.
 
     ``make_batches(remaining_rows)`` builds the loader for the rows not yet in the store,
-    so finished clips are neither decoded nor run again.
+    so finished clips are neither decoded nor run again. Features are averaged over a
+    protocol's views; ``keep_views`` also keeps every view, as ``<space>_views`` arrays of
+    shape (rows, views × D) (see :func:`views_key`).
     """
+    kept = spaces + tuple(views_key(s) for s in spaces) if keep_views else spaces
     t0 = time.perf_counter()
     stats = RunStats(clips_total=len(rows))
     parts = store.load()
@@ -183,7 +187,7 @@ def run_shard(
     def flush() -> None:
         nonlocal pending, n_pending
         if pending:
-            chunk = concat_results(pending, spaces)
+            chunk = concat_results(pending, kept)
             store.add(chunk)
             parts.append(chunk)
             pending, n_pending = [], 0
@@ -198,7 +202,9 @@ def run_shard(
                 stats.precision_rel_error = check_precision(ref, out, precision, max_rel_error)
             first = False
             feats = {s: out[s].mean(dim=1).cpu().numpy().astype(np.float32) for s in spaces}
-        pending.append(_batch_result(batch, feats, spaces))
+            if keep_views:
+                feats |= {views_key(s): out[s].flatten(1).cpu().numpy() for s in spaces}
+        pending.append(_batch_result(batch, feats, kept))
         n = len(batch.rows) + len(batch.failed_rows)
         n_pending += n
         stats.clips_computed += len(batch.rows)
@@ -207,13 +213,18 @@ def run_shard(
             flush()
     flush()
     progress.update(0, force=True)
-    result = concat_results(parts, spaces)
+    result = concat_results(parts, kept)
     if not np.array_equal(result.rows, np.sort(rows)):
         missing = np.setdiff1d(rows, result.rows)
         raise RuntimeError(f"extraction finished without {len(missing)} rows (first: {missing[:5].tolist()})")
     stats.failed = int((~result.ok).sum())
     stats.wall_s = time.perf_counter() - t0
     return result, stats
+
+
+def views_key(space: str) -> str:
+    """Name of the per-view features of ``space`` in shard results and output files."""
+    return f"{space}_views"
 
 
 def _batch_result(batch: Batch, feats: dict[str, np.ndarray], spaces: tuple[str, ...]) -> ShardResult:
@@ -328,7 +339,8 @@ def extract_shard(
     dataset = ClipDataset(manifest, protocol, cache=clip_cache)
     make_batches = loader_batches(dataset, batch_size, workers, device)
     result, stats = run_shard(model, spaces, rows, make_batches, store, device=device, precision=precision,
-                              max_rel_error=max_rel_error, flush_every=flush_every)
+                              max_rel_error=max_rel_error, flush_every=flush_every,
+                              keep_views=job["keep_views"])
     result.meta = {
         **asdict(stats), "clips_per_s": stats.clips_per_s, "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",

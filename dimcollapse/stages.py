@@ -238,6 +238,7 @@ def extract(smk: Any) -> None:
 def merge_features(smk: Any) -> None:
     import pandas as pd
 
+    from dimcollapse.extract import views_key
     from dimcollapse.features import merge_space, save_npy, sidecar
     from dimcollapse.manifest import read_manifest
     from dimcollapse.shards import ShardResult
@@ -248,6 +249,9 @@ def merge_features(smk: Any) -> None:
     index = pd.read_csv(smk.input.index, dtype={"id": str})
     features = merge_space(shards, index, n_manifest, smk.wildcards.space)
     save_npy(smk.output.features, features)
+    if getattr(smk.output, "views", None):
+        views = merge_space(shards, index, n_manifest, views_key(smk.wildcards.space))
+        save_npy(smk.output.views, views.reshape(len(features), -1, features.shape[1]))
     write_json(smk.output.sidecar, sidecar(
         features, shards, smk.params.job, dataset=smk.wildcards.dataset, space=smk.wildcards.space,
         n_manifest=n_manifest, rows_file=smk.input.index,

@@ -17,6 +17,12 @@ EXTRACTION = config["extraction"]
 N_SHARDS = EXTRACTION["shards"]
 SPACES = ("representation", "embedding")
 ENVS = {f: f"../envs/{f}.yaml" for f in ("video", "extract", "analysis")}
+# Per-view features (N × views × D) beside the view-averaged ones, when asked for.
+VIEWS_OUTPUT = (
+    {"views": "results/features/{dataset}/{method}/{space}_views.npy"}
+    if EXTRACTION["keep_views"]
+    else {}
+)
 
 
 wildcard_constraints:

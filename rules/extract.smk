@@ -33,6 +33,7 @@ rule merge_features:
     output:
         features="results/features/{dataset}/{method}/{space}.npy",
         sidecar="results/features/{dataset}/{method}/{space}.json",
+        **VIEWS_OUTPUT,
     params:
         job=extraction_params,
         code=code("features.py", "shards.py"),

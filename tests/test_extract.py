@@ -91,6 +91,16 @@ def test_multi_view_outputs_are_averaged(tmp_path: Path) -> None:
     assert np.allclose(result.features["representation"][:, 0], rows + 1)
 
 
+def test_keep_views_stores_every_view(tmp_path: Path) -> None:
+    rows = np.arange(4)
+    result, _ = run_shard(TwoSpaceModel(), SPACES, rows, lambda r: batches_from(r, views=3, fail={2}),
+                          PartialStore(tmp_path, "x"), device=CPU, keep_views=True, flush_every=2)
+    views = result.features["representation_views"].reshape(4, 3, 3)
+    assert np.allclose(views[result.ok][:, :, 0], rows[result.ok, None] + np.arange(3))
+    assert np.allclose(views.mean(axis=1), result.features["representation"])
+    assert result.features["embedding_views"].shape == (4, 18)
+
+
 def test_resume_skips_finished_rows(tmp_path: Path) -> None:
     rows = np.arange(20)
     store_dir = tmp_path / "partial"

@@ -402,3 +402,30 @@ def test_methods_keep_the_same_rows_when_videos_fail(
             np.testing.assert_allclose(features, reference.features[space][clean_rows], rtol=1e-4, atol=1e-5)
             sidecar = json.loads(out["sidecar"].read_text())
             assert (sidecar["n"], sidecar["manifest_rows"], sidecar["failed"]) == (N_VIDEOS - 1, n, 2)
+
+
+@pytest.mark.slow
+def test_multi_view_protocol_keeps_every_view_when_asked(dataset: dict[str, Any], tmp_path: Path) -> None:
+    """SlowFast's test protocol (here 2 temporal × 3 spatial views): the merged features are
+    the mean over views, and ``keep_views`` writes the views themselves beside them."""
+    name = "simclr"
+    overrides = {"protocol": "slowfast_test",
+                 "protocol_options": {"side_size": 64, "crop_size": 64, "temporal_views": 2}}
+    job = {**job_for(name, overrides=overrides), "keep_views": True}
+    assert job["protocol"]["spatial_views"] == 3
+    shard = tmp_path / "0-of-1.npz"
+    run_extract(job=job, manifest=dataset["manifest"], output=shard, partial_root=tmp_path / ".partial")
+    run_stage(stages.failures, tmp_path / "failures.log",
+              input={"manifest": dataset["manifest"], "stages": []},
+              output={"failures": tmp_path / "failures.csv", "index": tmp_path / "index.csv"},
+              wildcards={"dataset": "tiny"})
+    for space, dim in (("representation", 2048), ("embedding", 128)):
+        out = {"features": tmp_path / f"{space}.npy", "sidecar": tmp_path / f"{space}.json",
+               "views": tmp_path / f"{space}_views.npy"}
+        run_stage(stages.merge_features, tmp_path / f"merge-{space}.log",
+                  input={"shards": [shard], "index": tmp_path / "index.csv", "manifest": dataset["manifest"]},
+                  output=out, params={"job": job}, wildcards={"dataset": "tiny", "method": name, "space": space})
+        features, views = np.load(out["features"]), np.load(out["views"])
+        assert features.shape == (N_VIDEOS, dim) and views.shape == (N_VIDEOS, 6, dim)
+        np.testing.assert_allclose(views.mean(axis=1), features, rtol=1e-5, atol=1e-6)
+        assert np.abs(views[:, 0] - views[:, 5]).max() > 1e-4  # the views do differ
