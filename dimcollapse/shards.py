@@ -77,10 +77,20 @@ class ShardResult:
     def load(cls, path: str | os.PathLike[str]) -> "ShardResult":
         with np.load(path, allow_pickle=False) as data:
             features = {k[5:]: data[k] for k in data.files if k.startswith("feat_")}
-            failures = [Failure(*map(str, row)) for row in data["fail_fields"]]
+            failures = _failures(data)
             meta = json.loads(str(data["meta"])) if "meta" in data.files else {}
             return cls(rows=data[_ROWS], ok=data[_OK], features=features, failures=failures,
                        short=data["short"], meta=meta)
+
+
+def load_failures(path: str | os.PathLike[str]) -> list[Failure]:
+    """The failure records of a saved shard, without reading its feature arrays."""
+    with np.load(path, allow_pickle=False) as data:
+        return _failures(data)
+
+
+def _failures(data: Any) -> list[Failure]:
+    return [Failure(*map(str, row)) for row in data["fail_fields"]]
 
 
 class PartialStore:

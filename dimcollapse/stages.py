@@ -54,12 +54,12 @@ def manifest(smk: Any) -> None:
 def failures(smk: Any) -> None:
     from dimcollapse.features import aligned_index
     from dimcollapse.manifest import read_manifest
-    from dimcollapse.shards import ShardResult
+    from dimcollapse.shards import load_failures
 
     _start(smk)
     found = []
     for path in smk.input.stages:
-        found += ShardResult.load(path).failures if str(path).endswith(".npz") else read_failures(path)
+        found += load_failures(path) if str(path).endswith(".npz") else read_failures(path)
     manifest = read_manifest(smk.input.manifest)
     index = aligned_index(manifest, found)
     write_failures(smk.output.failures, found)

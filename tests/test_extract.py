@@ -15,7 +15,7 @@ from dimcollapse.extract import (
     run_shard,
 )
 from dimcollapse.failures import Failure
-from dimcollapse.shards import PartialStore, ShardResult, concat_results, shard_rows
+from dimcollapse.shards import PartialStore, ShardResult, concat_results, load_failures, shard_rows
 
 CPU = torch.device("cpu")
 
@@ -186,6 +186,7 @@ def test_shard_result_roundtrip_and_concat(tmp_path: Path) -> None:
     a.save(tmp_path / "a.npz")
     b = ShardResult.load(tmp_path / "a.npz")
     assert b.failures == a.failures and b.meta == {"wall_s": 1.5}
+    assert load_failures(tmp_path / "a.npz") == a.failures
     only_failed = ShardResult(np.array([2]), np.array([False]), {"representation": np.zeros((1, 0), np.float32)}, [])
     merged = concat_results([b, only_failed], ("representation",))
     assert merged.rows.tolist() == [1, 2, 3]
