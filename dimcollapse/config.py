@@ -58,11 +58,6 @@ class ModelInstance:
         return self.checkpoint is None
 
     @property
-    def weights(self) -> str:
-        """Human-readable weights source, as recorded in sidecars and figures."""
-        return UNTRAINED if self.checkpoint is None else self.checkpoint
-
-    @property
     def checkpoint_path(self) -> str | None:
         """Where the download rule puts the checkpoint (relative to the workdir)."""
         if self.checkpoint is None:
