@@ -4,9 +4,9 @@ For every video in ``--videos`` it draws ``--clips-per-video`` clip starts (the 
 protocol with ``clip_position=random``, seed 0, so starts are spread over each video), then
 
 * times PyTorchVideo's ``EncodedVideo(decoder="pyav").get_clip`` + the paper's transforms
-  (:func:`dimcollapse.video.pytorchvideo_clip`) and :func:`dimcollapse.video.load_clip`
+  (:func:`dimcollapse.data.video.pytorchvideo_clip`) and :func:`dimcollapse.data.video.load_clip`
   clip by clip (alternating which goes first), checking the two clips agree to 1e-5;
-* times the :class:`~dimcollapse.clips.ClipDataset` loader with ``--workers`` workers
+* times the :class:`~dimcollapse.data.clips.ClipDataset` loader with ``--workers`` workers
   decoding on the fly (worker start-up included) and checks its clips are bit-identical
   to ``load_clip``'s;
 * builds the uint8 clip cache and times the loader reading it, and reports the cache's
@@ -30,10 +30,10 @@ import av
 import pandas as pd
 import torch
 
-from dimcollapse.clips import ClipCache, ClipDataset, build_clip_cache, make_loader
+from dimcollapse.data.clips import ClipCache, ClipDataset, build_clip_cache, make_loader
 from dimcollapse.failures import VideoError
-from dimcollapse.protocols import clip_starts, resolve_protocol
-from dimcollapse.video import load_clip, pytorchvideo_clip
+from dimcollapse.data.protocols import clip_starts, resolve_protocol
+from dimcollapse.data.video import load_clip, pytorchvideo_clip
 
 VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v"}
 

@@ -3,16 +3,16 @@
 Same clips (the ``paper`` protocol at ``--side``/``--crop``, centre clip), same seeded
 random model (``--method``, default the supervised Slow R50), same device; clips/s of
 
-* **ours** — (a) data only: :class:`~dimcollapse.clips.ClipDataset` +
-  :func:`~dimcollapse.clips.make_loader` with W worker processes, decoding on the fly
+* **ours** — (a) data only: :class:`~dimcollapse.data.clips.ClipDataset` +
+  :func:`~dimcollapse.data.clips.make_loader` with W worker processes, decoding on the fly
   and, separately, reading the uint8 clip cache (whose one-off build is timed too);
-  (b) model only: :func:`~dimcollapse.extract.forward_views` on preloaded host batches
-  (the copy to the device included); (c) end to end: :func:`~dimcollapse.extract.run_shard`
+  (b) model only: :func:`~dimcollapse.extraction.extract.forward_views` on preloaded host batches
+  (the copy to the device included); (c) end to end: :func:`~dimcollapse.extraction.extract.run_shard`
   with the real loader (decoding in the workers, overlapped with the model in the main
   process; partial-store flushes included);
 * **naive**, written like the paper's ``supervised_baseline.py``: one process, a
   ``DataLoader`` without workers over PyTorchVideo's ``EncodedVideo(decoder="pyav")`` +
-  the paper's transforms (:func:`~dimcollapse.video.pytorchvideo_clip`), ``torch.no_grad``,
+  the paper's transforms (:func:`~dimcollapse.data.video.pytorchvideo_clip`), ``torch.no_grad``,
   features ``torch.concat``-ed on the device every batch; its (a), (b) and (c). On CPU it
   runs with the torch threads chosen for ours, the same compute budget (the script as
   written gets torch's default, all cores; ``--naive-threads`` to choose).
@@ -60,8 +60,8 @@ from torch.utils.data import DataLoader, IterableDataset
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from dimcollapse.clips import ClipDataset, build_clip_cache, make_loader  # noqa: E402
-from dimcollapse.extract import (  # noqa: E402
+from dimcollapse.data.clips import ClipDataset, build_clip_cache, make_loader  # noqa: E402
+from dimcollapse.extraction.extract import (  # noqa: E402
     Batch,
     forward_views,
     loader_batches,
@@ -72,10 +72,10 @@ from dimcollapse.extract import (  # noqa: E402
 )
 from dimcollapse.failures import VideoError  # noqa: E402
 from dimcollapse.models import METHODS, build_model  # noqa: E402
-from dimcollapse.probe import probe_video  # noqa: E402
-from dimcollapse.protocols import Protocol, clip_starts, resolve_protocol  # noqa: E402
-from dimcollapse.shards import PartialStore  # noqa: E402
-from dimcollapse.video import pytorchvideo_clip  # noqa: E402
+from dimcollapse.data.probe import probe_video  # noqa: E402
+from dimcollapse.data.protocols import Protocol, clip_starts, resolve_protocol  # noqa: E402
+from dimcollapse.extraction.shards import PartialStore  # noqa: E402
+from dimcollapse.data.video import pytorchvideo_clip  # noqa: E402
 
 VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v"}
 SLOW_METHODS = tuple(m for m, info in METHODS.items() if info.family == "slow_r50")
@@ -394,7 +394,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="extract-bench-") as tmp_name:
         tmp = Path(tmp_name)
         if args.videos is None:
-            from dimcollapse.demo import FULL, generate_demo
+            from dimcollapse.data.demo import FULL, generate_demo
 
             base = tmp / "demo"
             generate_demo(base, videos_per_class=args.videos_per_class, duration_range=FULL["duration_range"],

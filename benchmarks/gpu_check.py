@@ -3,14 +3,14 @@
 Part 1, synthetic clips (seeded random weights, seeded random inputs already on the
 device, so this is the model alone): for each model of the study — the Slow R50s
 (supervised, SimCLR, MoCo, SwAV, BYOL at 8×224², BYOL 16×4) and DPC (R34 at 224, R18 at
-128) — prepared as extraction prepares them (:func:`~dimcollapse.extract.prepare_model`:
+128) — prepared as extraction prepares them (:func:`~dimcollapse.extraction.extract.prepare_model`:
 cuDNN autotuning, channels-last 3D) and run through
-:func:`~dimcollapse.extract.forward_views`:
+:func:`~dimcollapse.extraction.extract.forward_views`:
 
 * clips/s at fp32 and at bf16 autocast: ``--warmup`` calls, then ``--iters`` timed calls
   (synchronised each), cut short after ``--time-box`` seconds;
 * the relative error of bf16 features against fp32
-  (:func:`~dimcollapse.extract.relative_error`, the figure extraction's precision check
+  (:func:`~dimcollapse.extraction.extract.relative_error`, the figure extraction's precision check
   compares with ``extraction.max_rel_error``), and of the default fp32 (TF32 convolutions
   on Ampere and later) against strict fp32;
 * peak GPU memory (``torch.cuda.max_memory_allocated``) per measurement.
@@ -48,7 +48,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 import extract_bench  # noqa: E402
 
-from dimcollapse.extract import forward_views, prepare_model, relative_error  # noqa: E402
+from dimcollapse.extraction.extract import forward_views, prepare_model, relative_error  # noqa: E402
 from dimcollapse.models import METHODS, build_model  # noqa: E402
 
 PRECISIONS = ("fp32", "bf16")

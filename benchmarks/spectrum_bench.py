@@ -4,7 +4,7 @@ Two measurements, each path in its own subprocess so that peak resident memory
 (the kernel's high-water mark ``VmHWM``) belongs to that path alone:
 
 1. An N × D float32 feature file (default 20,000 × 2048): wall time and peak memory of
-   ``dimcollapse.spectrum.analyze_file`` against the paper's path on the in-memory
+   ``dimcollapse.analysis.spectrum.analyze_file`` against the paper's path on the in-memory
    matrix (load, ``torch.nn.functional.normalize``, ``np.cov`` + ``np.linalg.svd`` + log,
    sklearn ``PCA().fit_transform`` singular values → CEV and AUC), and the largest
    deviations between their results.
@@ -40,7 +40,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from dimcollapse.spectrum import DEFAULT_CHUNK_ROWS  # noqa: E402
+from dimcollapse.analysis.spectrum import DEFAULT_CHUNK_ROWS  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -79,7 +79,7 @@ def write_features(path: Path, rows: int, dim: int, seed: int = 0, chunk: int = 
 
 
 def worker_ours(path: str, out: str, chunk_rows: int) -> dict:
-    from dimcollapse.spectrum import analyze_file
+    from dimcollapse.analysis.spectrum import analyze_file
 
     base = rss_mb()
     t0 = time.perf_counter()

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from dimcollapse.models import METHODS, canonical_method
-from dimcollapse.protocols import Protocol, resolve_protocol
+from dimcollapse.data.protocols import Protocol, resolve_protocol
 
 #: What figures, sidecars and the report say about a model without a checkpoint.
 UNTRAINED = "untrained weights (demo)"

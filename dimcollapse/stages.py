@@ -24,7 +24,7 @@ def _start(smk: Any) -> None:
 
 
 def demo_videos(smk: Any) -> None:
-    from dimcollapse.demo import generate_demo
+    from dimcollapse.data.demo import generate_demo
 
     _start(smk)
     demo = smk.params.demo
@@ -36,7 +36,7 @@ def demo_videos(smk: Any) -> None:
 
 
 def manifest(smk: Any) -> None:
-    from dimcollapse.manifest import build_manifest, write_manifest
+    from dimcollapse.data.manifest import build_manifest, write_manifest
 
     _start(smk)
     frame, failures = build_manifest(
@@ -52,9 +52,9 @@ def manifest(smk: Any) -> None:
 
 
 def failures(smk: Any) -> None:
-    from dimcollapse.features import aligned_index
-    from dimcollapse.manifest import read_manifest
-    from dimcollapse.shards import load_failures
+    from dimcollapse.extraction.features import aligned_index
+    from dimcollapse.data.manifest import read_manifest
+    from dimcollapse.extraction.shards import load_failures
 
     _start(smk)
     found = []
@@ -73,8 +73,8 @@ def failures(smk: Any) -> None:
 
 
 def spectrum(smk: Any) -> None:
-    from dimcollapse.metrics import metrics_row, write_metrics_json, write_spectrum_csv
-    from dimcollapse.spectrum import analyze_file
+    from dimcollapse.analysis.metrics import metrics_row, write_metrics_json, write_spectrum_csv
+    from dimcollapse.analysis.spectrum import analyze_file
 
     _start(smk)
     p = smk.params.spectrum
@@ -91,7 +91,7 @@ def spectrum(smk: Any) -> None:
 
 
 def metrics(smk: Any) -> None:
-    from dimcollapse.metrics import read_metrics_json, write_metrics_csv, write_metrics_markdown
+    from dimcollapse.analysis.metrics import read_metrics_json, write_metrics_csv, write_metrics_markdown
 
     _start(smk)
     rows = [read_metrics_json(f) for f in smk.input]
@@ -107,7 +107,7 @@ def _figure_view(view: dict[str, Any], subject: str | None = None) -> tuple[dict
     A study with any untrained model says so in every title.
     """
     from dimcollapse.config import UNTRAINED
-    from dimcollapse.figures import method_colors
+    from dimcollapse.analysis.figures import method_colors
 
     models = view["models"]
     labels = {m: spec["label"] for m, spec in models.items()}
@@ -121,7 +121,7 @@ def _curves_by_label(paths: list[str], labels: dict[str, str]) -> dict[str, dict
     """``{label: {space: curves}}`` from ``results/spectra/<dataset>/<method>/<space>.csv`` paths."""
     from pathlib import Path
 
-    from dimcollapse.metrics import read_spectrum_csv
+    from dimcollapse.analysis.metrics import read_spectrum_csv
 
     out: dict[str, dict[str, Any]] = {}
     for path in paths:
@@ -131,7 +131,7 @@ def _curves_by_label(paths: list[str], labels: dict[str, str]) -> dict[str, dict
 
 
 def figure(smk: Any) -> None:
-    from dimcollapse.figures import save_figure, spectrum_figure
+    from dimcollapse.analysis.figures import save_figure, spectrum_figure
 
     _start(smk)
     view = smk.params.view
@@ -145,8 +145,8 @@ def figure(smk: Any) -> None:
 def overview(smk: Any) -> None:
     from pathlib import Path
 
-    from dimcollapse.figures import metrics_figure, overview_figure, save_figure
-    from dimcollapse.metrics import read_metrics_csv
+    from dimcollapse.analysis.figures import metrics_figure, overview_figure, save_figure
+    from dimcollapse.analysis.metrics import read_metrics_csv
 
     _start(smk)
     view = smk.params.view
@@ -170,7 +170,7 @@ def provenance(smk: Any) -> None:
 
 
 def download_checkpoint(smk: Any) -> None:
-    from dimcollapse.download import fetch_checkpoint
+    from dimcollapse.models.download import fetch_checkpoint
 
     _start(smk)
     record = fetch_checkpoint(smk.params.source, smk.output.checkpoint, smk.params.sha256)
@@ -179,9 +179,9 @@ def download_checkpoint(smk: Any) -> None:
 
 
 def clip_cache(smk: Any) -> None:
-    from dimcollapse.clips import build_clip_cache
+    from dimcollapse.data.clips import build_clip_cache
     from dimcollapse.config import sampling_protocols
-    from dimcollapse.manifest import read_manifest
+    from dimcollapse.data.manifest import read_manifest
 
     _start(smk)
     rows = read_manifest(smk.input.manifest)
@@ -212,7 +212,7 @@ def _progress_logger(verb: str, every_s: float = 10.0):  # type: ignore[no-untyp
 
 
 def extract(smk: Any) -> None:
-    from dimcollapse.extract import extract_shard
+    from dimcollapse.extraction.extract import extract_shard
 
     _start(smk)
     w = smk.wildcards
@@ -238,10 +238,10 @@ def extract(smk: Any) -> None:
 def merge_features(smk: Any) -> None:
     import pandas as pd
 
-    from dimcollapse.extract import views_key
-    from dimcollapse.features import merge_space, save_npy, sidecar
-    from dimcollapse.manifest import read_manifest
-    from dimcollapse.shards import ShardResult
+    from dimcollapse.extraction.extract import views_key
+    from dimcollapse.extraction.features import merge_space, save_npy, sidecar
+    from dimcollapse.data.manifest import read_manifest
+    from dimcollapse.extraction.shards import ShardResult
 
     _start(smk)
     shards = [ShardResult.load(p) for p in smk.input.shards]

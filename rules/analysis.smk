@@ -15,7 +15,7 @@ rule spectrum:
         metrics="results/spectra/{dataset}/{method}/{space}.json",
     params:
         spectrum=SPECTRUM,
-        code=code("spectrum.py", "metrics.py"),
+        code=code("analysis/spectrum.py", "analysis/metrics.py"),
     log:
         "logs/spectrum/{dataset}/{method}/{space}.log",
     benchmark:
@@ -68,7 +68,7 @@ rule figure:
         pdf="results/figures/{dataset}.pdf",
     params:
         view=figure_params(),
-        code=code("figures.py"),
+        code=code("analysis/figures.py"),
     log:
         "logs/figure/{dataset}.log",
     benchmark:
@@ -105,7 +105,7 @@ rule overview:
     params:
         view=figure_params(),
         datasets=DATASETS,
-        code=code("figures.py"),
+        code=code("analysis/figures.py"),
     log:
         "logs/overview.log",
     benchmark:

@@ -104,7 +104,7 @@ def all_targets():
 
 def listing_config(wildcards):
     """The dataset keys that decide which videos are listed (not e.g. protocol overrides)."""
-    from dimcollapse.datasets import LISTING_KEYS
+    from dimcollapse.data.datasets import LISTING_KEYS
 
     cfg = config["datasets"][wildcards.dataset]
     return {k: v for k, v in cfg.items() if k in LISTING_KEYS or k == "demo"}
@@ -126,7 +126,7 @@ def dataset_fingerprint(wildcards):
     cfg = config["datasets"][wildcards.dataset]
     if "demo" in cfg:
         return "generated"
-    from dimcollapse.manifest import fingerprint
+    from dimcollapse.data.manifest import fingerprint
 
     return fingerprint(cfg)
 

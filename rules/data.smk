@@ -8,7 +8,7 @@ rule demo_videos:
         root=lambda w: config["datasets"][w.dataset]["root"],
         split=lambda w: config["datasets"][w.dataset].get("split"),
         demo=lambda w: config["datasets"][w.dataset]["demo"],
-        code=code("demo.py"),
+        code=code("data/demo.py"),
     log:
         "logs/demo_videos/{dataset}.log",
     benchmark:
@@ -32,7 +32,7 @@ rule manifest:
     params:
         dataset=listing_config,
         fingerprint=dataset_fingerprint,
-        code=code("datasets.py", "manifest.py"),
+        code=code("data/datasets.py", "data/manifest.py"),
     log:
         "logs/manifest/{dataset}.log",
     benchmark:
@@ -55,7 +55,7 @@ rule clip_cache:
         failures="results/clips/{dataset}/{pkey}.failures.csv",
     params:
         on_error=EXTRACTION["on_error"],
-        code=code("video.py", "clips.py", "protocols.py"),
+        code=code("data/video.py", "data/clips.py", "data/protocols.py"),
     log:
         "logs/clip_cache/{dataset}/{pkey}.log",
     benchmark:

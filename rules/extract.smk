@@ -9,7 +9,7 @@ rule extract:
         "results/features/{dataset}/{method}/shards/{shard}-of-{nshards}.npz",
     params:
         job=extraction_params,
-        code=code("models", "video.py", "clips.py", "protocols.py", "extract.py", "shards.py"),
+        code=code("models", "data/video.py", "data/clips.py", "data/protocols.py", "extraction/extract.py", "extraction/shards.py"),
     log:
         "logs/extract/{dataset}/{method}/{shard}-of-{nshards}.log",
     benchmark:
@@ -36,7 +36,7 @@ rule merge_features:
         **VIEWS_OUTPUT,
     params:
         job=extraction_params,
-        code=code("features.py", "shards.py"),
+        code=code("extraction/features.py", "extraction/shards.py"),
     log:
         "logs/merge_features/{dataset}/{method}/{space}.log",
     benchmark:

@@ -41,15 +41,15 @@ MODELS: dict[str, dict[str, Any]] = {
 }
 
 #: The ``code`` param of the extract rule (it keys the partial store like the workflow's).
-CODE_MODULES = ("models", "video.py", "clips.py", "protocols.py", "extract.py", "shards.py")
+CODE_MODULES = ("models", "data/video.py", "data/clips.py", "data/protocols.py", "extraction/extract.py", "extraction/shards.py")
 
 BATCH_SIZE = 2
 
 
 def make_dataset(root: Path, *, videos_per_class: int = 2) -> Path:
     """Demo videos (5 classes) under ``root/videos`` and their manifest; returns the manifest path."""
-    from dimcollapse.demo import generate_demo
-    from dimcollapse.manifest import build_manifest, write_manifest
+    from dimcollapse.data.demo import generate_demo
+    from dimcollapse.data.manifest import build_manifest, write_manifest
 
     videos = root / "videos"
     generate_demo(videos, seed=0, videos_per_class=videos_per_class, duration_range=(2.2, 2.5), short_seconds=0.8)
@@ -124,7 +124,7 @@ def extract_kwargs(
 
 def run_extract(**kwargs: Any):  # type: ignore[no-untyped-def]
     """``extract_shard(**extract_kwargs(...))`` in this process; returns its ``RunStats``."""
-    from dimcollapse.extract import extract_shard
+    from dimcollapse.extraction.extract import extract_shard
 
     return extract_shard(**extract_kwargs(**kwargs))
 
@@ -179,7 +179,7 @@ def run_stage(stage: Callable[[Any], None], log: Path, *, input: Mapping[str, An
 
 
 def _main(args_file: str) -> None:
-    import dimcollapse.extract as extract
+    import dimcollapse.extraction.extract as extract
     from dimcollapse.logs import setup_logging
 
     spec = json.loads(Path(args_file).read_text())

@@ -17,7 +17,7 @@ from types import ModuleType
 import pytest
 import torch
 
-from dimcollapse.demo import generate_demo
+from dimcollapse.data.demo import generate_demo
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
-from dimcollapse import clips
-from dimcollapse.clips import ClipCache, ClipDataset, build_clip_cache, collate_clips, make_loader
+from dimcollapse.data import clips
+from dimcollapse.data.clips import ClipCache, ClipDataset, build_clip_cache, collate_clips, make_loader
 from dimcollapse.failures import Failure, VideoError
-from dimcollapse.protocols import clip_starts, resolve_protocol
-from dimcollapse.video import load_clip
+from dimcollapse.data.protocols import clip_starts, resolve_protocol
+from dimcollapse.data.video import load_clip
 
 VIDEOS = Path("/work/shared/testdata/videos")
 

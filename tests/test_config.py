@@ -65,9 +65,9 @@ def test_unknown_study_model_is_named() -> None:
 
 
 def test_code_version_follows_source(tmp_path: Path) -> None:
-    assert code_version("spectrum.py") == code_version("spectrum.py")
-    assert code_version("spectrum.py") != code_version("figures.py")
-    assert code_version("models") != code_version("models", "extract.py")
+    assert code_version("analysis/spectrum.py") == code_version("analysis/spectrum.py")
+    assert code_version("analysis/spectrum.py") != code_version("analysis/figures.py")
+    assert code_version("models") != code_version("models", "extraction/extract.py")
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dimcollapse.datasets import (
+from dimcollapse.data.datasets import (
     LAYOUTS,
     DatasetConfigError,
     dataset_sources,

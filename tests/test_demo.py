@@ -10,8 +10,8 @@ import av
 import numpy as np
 import pytest
 
-from dimcollapse.datasets import list_videos
-from dimcollapse.demo import DEMO_CLASSES, TINY, generate_demo, main, plan_demo, render_frames
+from dimcollapse.data.datasets import list_videos
+from dimcollapse.data.demo import DEMO_CLASSES, TINY, generate_demo, main, plan_demo, render_frames
 
 WINDOW_S = 64 / 30  # the paper's clip: 8 frames × rate 8 at 30 fps
 

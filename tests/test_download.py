@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dimcollapse.download import DownloadError, fetch_checkpoint, gdrive_id, partial_path, sidecar_path
+from dimcollapse.models.download import DownloadError, fetch_checkpoint, gdrive_id, partial_path, sidecar_path
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 SHA = hashlib.sha256(PAYLOAD).hexdigest()

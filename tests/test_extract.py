@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dimcollapse.extract import (
+from dimcollapse.extraction.extract import (
     Batch,
     PrecisionError,
     check_precision,
@@ -15,7 +15,7 @@ from dimcollapse.extract import (
     run_shard,
 )
 from dimcollapse.failures import Failure
-from dimcollapse.shards import PartialStore, ShardResult, concat_results, load_failures, shard_rows
+from dimcollapse.extraction.shards import PartialStore, ShardResult, concat_results, load_failures, shard_rows
 
 CPU = torch.device("cpu")
 

@@ -33,14 +33,14 @@ from extract_fixtures import (
 )
 
 from dimcollapse import stages
-from dimcollapse.clips import build_clip_cache
+from dimcollapse.data.clips import build_clip_cache
 from dimcollapse.config import UNTRAINED
-from dimcollapse.extract import PrecisionError, relative_error
+from dimcollapse.extraction.extract import PrecisionError, relative_error
 from dimcollapse.failures import read_failures, write_failures
-from dimcollapse.features import aligned_index, merge_space
-from dimcollapse.manifest import read_manifest, write_manifest
-from dimcollapse.protocols import Protocol
-from dimcollapse.shards import ShardResult
+from dimcollapse.extraction.features import aligned_index, merge_space
+from dimcollapse.data.manifest import read_manifest, write_manifest
+from dimcollapse.data.protocols import Protocol
+from dimcollapse.extraction.shards import ShardResult
 
 N_VIDEOS = 10
 
@@ -171,7 +171,7 @@ def test_killed_extraction_resumes_and_never_shows_a_partial_output(
             assert same_bytes(values, references["simclr"].features[space][c.rows])
 
     # Rerun to completion in this process; the output must not exist at any batch.
-    import dimcollapse.extract as extract
+    import dimcollapse.extraction.extract as extract
 
     forward = extract.forward_views
     seen: list[bool] = []
@@ -207,7 +207,7 @@ def _checkpoint(tmp_path: Path) -> tuple[str, Path]:
     """
     from pytorchvideo.models.hub import slow_r50
 
-    from dimcollapse.download import fetch_checkpoint
+    from dimcollapse.models.download import fetch_checkpoint
 
     with torch.device("meta"):
         shapes = slow_r50(pretrained=False).state_dict()

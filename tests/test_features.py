@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from dimcollapse.failures import Failure
-from dimcollapse.features import aligned_index, merge_space
-from dimcollapse.shards import ShardResult
+from dimcollapse.extraction.features import aligned_index, merge_space
+from dimcollapse.extraction.shards import ShardResult
 
 
 def manifest(n: int) -> pd.DataFrame:

@@ -10,7 +10,7 @@ import pytest
 from matplotlib.colors import to_hex
 from matplotlib.patches import Rectangle
 
-from dimcollapse.figures import (
+from dimcollapse.analysis.figures import (
     CEV_LABEL,
     LOG_LABEL,
     NORMALIZED_RANK_LABEL,
@@ -21,8 +21,8 @@ from dimcollapse.figures import (
     save_figure,
     spectrum_figure,
 )
-from dimcollapse.metrics import SpectrumCurves, metrics_row
-from dimcollapse.spectrum import RankLimitedWarning, analyze
+from dimcollapse.analysis.metrics import SpectrumCurves, metrics_row
+from dimcollapse.analysis.spectrum import RankLimitedWarning, analyze
 
 
 def spec(n: int, d: int, seed: int, rank: int | None = None, **kwargs):

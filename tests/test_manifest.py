@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dimcollapse.demo import TINY, generate_demo, plan_demo
+from dimcollapse.data.demo import TINY, generate_demo, plan_demo
 from dimcollapse.failures import VideoError
-from dimcollapse.manifest import (
+from dimcollapse.data.manifest import (
     MANIFEST_COLUMNS,
     ManifestError,
     build_manifest,
@@ -24,7 +24,7 @@ from dimcollapse.manifest import (
     read_manifest,
     write_manifest,
 )
-from dimcollapse.probe import ProbeResult, probe_many, probe_video
+from dimcollapse.data.probe import ProbeResult, probe_many, probe_video
 
 SAMPLES = Path("/work/shared/testdata/videos")
 needs_samples = pytest.mark.skipif(not SAMPLES.is_dir(), reason="sample videos not available")
@@ -185,7 +185,7 @@ def test_unreadable_file_is_a_probe_failure(demo_root: Path, tmp_path: Path) -> 
     if shutil.which("unshare") is None or subprocess.run(["unshare", "--user", "true"]).returncode != 0:
         pytest.skip("running as root without unprivileged user namespaces")
     script = (
-        "import sys; from dimcollapse.probe import probe_video; from dimcollapse.failures import VideoError\n"
+        "import sys; from dimcollapse.data.probe import probe_video; from dimcollapse.failures import VideoError\n"
         "try: probe_video(sys.argv[1])\nexcept VideoError as e: print(e.message)\n"
     )
     out = subprocess.run(["unshare", "--user", sys.executable, "-c", script, str(locked)],
@@ -205,7 +205,7 @@ def test_bad_videos_are_left_out_and_reported(demo_root: Path, tmp_path: Path, c
     _audio_only(root / "run" / "sound.mp4")
     shutil.copy(good[0], root / "run" / "fine.avi")
     cfg = {"layout": "folder", "root": str(root)}
-    with caplog.at_level(logging.WARNING, logger="dimcollapse.manifest"):
+    with caplog.at_level(logging.WARNING, logger="dimcollapse.data.manifest"):
         frame, failures = build_manifest(cfg, workers=2, progress=False)
     assert list(frame["id"]) == ["jump/ok0", "jump/ok1", "jump/ok2", "run/fine"]
     assert [(f.id, f.stage) for f in failures] == [("run/empty", "probe"), ("run/noise", "probe"), ("run/sound", "probe")]
@@ -280,7 +280,7 @@ def test_fingerprint_covers_split_folders_and_absent_datasets(tmp_path: Path) ->
 
 def _crashing_probe(path: str):
     """Stands in for a decoder that kills its process on one file (runs in spawned workers)."""
-    from dimcollapse.probe import probe_video as real_probe
+    from dimcollapse.data.probe import probe_video as real_probe
 
     if "crash" in path:
         os._exit(3)
@@ -288,7 +288,7 @@ def _crashing_probe(path: str):
 
 
 def test_a_crashing_worker_costs_only_its_file(demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import dimcollapse.probe as probe_module
+    import dimcollapse.data.probe as probe_module
 
     monkeypatch.setattr(probe_module, "_probe_or_message", _crashing_probe)
     good = [str(p) for p in sorted((demo_root / "val").rglob("*.mp4"))[:3]]

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from dimcollapse.metrics import (
+from dimcollapse.analysis.metrics import (
     CI_COLUMNS,
     METRIC_COLUMNS,
     SPECTRUM_COLUMNS,
@@ -23,7 +23,7 @@ from dimcollapse.metrics import (
     write_metrics_markdown,
     write_spectrum_csv,
 )
-from dimcollapse.spectrum import RankLimitedWarning, analyze
+from dimcollapse.analysis.spectrum import RankLimitedWarning, analyze
 
 
 def spectrum_of(n: int, d: int, data_seed: int = 0, **kwargs):

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from dimcollapse.protocols import (
+from dimcollapse.data.protocols import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     PRESETS,

@@ -125,7 +125,7 @@ def without_timing(sidecar_file: Path) -> dict[str, Any]:
 
 
 def shard_meta(path: Path) -> dict[str, Any]:
-    from dimcollapse.shards import ShardResult
+    from dimcollapse.extraction.shards import ShardResult
 
     return ShardResult.load(path).meta
 

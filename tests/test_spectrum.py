@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from dimcollapse.spectrum import (
+from dimcollapse.analysis.spectrum import (
     DEFAULT_ALPHA_RANGE,
     RANKME_EPS,
     MomentStats,

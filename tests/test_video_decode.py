@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from dimcollapse import video
-from dimcollapse.protocols import resolve_protocol
-from dimcollapse.video import frame_indices, frames_to_views, load_clip, read_frames, scaled_size
+from dimcollapse.data import video
+from dimcollapse.data.protocols import resolve_protocol
+from dimcollapse.data.video import frame_indices, frames_to_views, load_clip, read_frames, scaled_size
 
 VIDEOS = Path("/work/shared/testdata/videos")
 

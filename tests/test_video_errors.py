@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from dimcollapse.failures import VideoError
-from dimcollapse.video import load_clip
+from dimcollapse.data.video import load_clip
 
 VIDEOS = Path("/work/shared/testdata/videos")
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dimcollapse.video import load_clip, pytorchvideo_clip
+from dimcollapse.data.video import load_clip, pytorchvideo_clip
 
 VIDEOS = Path("/work/shared/testdata/videos")
 

@@ -26,7 +26,7 @@ BAD_FILES = {
 
 def make_videos(root: Path, *, videos_per_class: int = 2, seed: int = 0, bad: bool = True) -> Path:
     """A small real dataset (Kinetics layout) of demo videos, plus unusable files."""
-    from dimcollapse.demo import generate_demo
+    from dimcollapse.data.demo import generate_demo
 
     generate_demo(root, seed=seed, videos_per_class=videos_per_class, duration_range=(2.2, 2.5), short_seconds=0.8)
     if bad:

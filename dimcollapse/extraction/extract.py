@@ -3,7 +3,7 @@
 The loop is deliberately small: a data loader (decoding or reading the clip cache in
 worker processes) yields batches of clips; the model runs under ``inference_mode`` on
 the chosen device; outputs of multi-view protocols are averaged per video; finished
-rows are flushed to a :class:`~dimcollapse.shards.PartialStore` every ``flush_every``
+rows are flushed to a :class:`~dimcollapse.extraction.shards.PartialStore` every ``flush_every``
 clips so that a killed job resumes where it stopped.
 """
 
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from dimcollapse.failures import Failure
-from dimcollapse.shards import PartialStore, ShardResult, concat_results, shard_rows
+from dimcollapse.extraction.shards import PartialStore, ShardResult, concat_results, shard_rows
 
 log = logging.getLogger(__name__)
 
@@ -247,10 +247,10 @@ def loader_batches(
     dataset: Any, batch_size: int, workers: int, device: torch.device
 ) -> Callable[[np.ndarray], Iterable[Batch]]:
     """``make_batches`` for :func:`run_shard`: a DataLoader over the given rows of a
-    :class:`~dimcollapse.clips.ClipDataset`, whose failed items become failure records."""
+    :class:`~dimcollapse.data.clips.ClipDataset`, whose failed items become failure records."""
     from torch.utils.data import Subset
 
-    from dimcollapse.clips import make_loader
+    from dimcollapse.data.clips import make_loader
 
     ids = [r.id for r in dataset.rows]
     paths = [r.path for r in dataset.rows]
@@ -308,11 +308,11 @@ def extract_shard(
     precision, device); with the code version, the manifest and the checkpoint it keys
     the partial store, so only an identical configuration resumes.
     """
-    from dimcollapse.clips import ClipDataset
+    from dimcollapse.data.clips import ClipDataset
     from dimcollapse.config import stable_hash
-    from dimcollapse.manifest import read_manifest
+    from dimcollapse.data.manifest import read_manifest
     from dimcollapse.models import METHODS, build_model
-    from dimcollapse.protocols import Protocol
+    from dimcollapse.data.protocols import Protocol
 
     torch.set_num_threads(threads)
     manifest = read_manifest(manifest_path)

@@ -5,7 +5,7 @@ adapter) and returns a :class:`DatasetListing`: the videos it selects, sorted by
 ``(label, id)``, plus the listed videos whose file is missing (reported as
 :class:`~dimcollapse.failures.Failure` records with stage ``"missing"``, never dropped
 silently). Adapters only look at names on disk and read split/annotation files; they
-never open videos (that is :mod:`dimcollapse.probe`'s job).
+never open videos (that is :mod:`dimcollapse.data.probe`'s job).
 
 Layouts and their keys (file keys may be absolute or relative to ``root``; keys an
 adapter does not know, such as per-dataset protocol overrides, are ignored):

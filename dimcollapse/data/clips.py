@@ -48,8 +48,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from dimcollapse.atomic import write_json
 from dimcollapse.failures import Failure, VideoError
-from dimcollapse.protocols import Protocol, clip_starts, resolve_protocol
-from dimcollapse.video import STAGE, ensure_openable, frames_to_views, read_frames
+from dimcollapse.data.protocols import Protocol, clip_starts, resolve_protocol
+from dimcollapse.data.video import STAGE, ensure_openable, frames_to_views, read_frames
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ the order does not depend on locale or file-system enumeration). Columns:
 ``path``        absolute path of the file
 ``label``       class index (int)
 ``label_name``  class name
-``duration``    seconds, from packet timestamps (see :mod:`dimcollapse.probe`)
+``duration``    seconds, from packet timestamps (see :mod:`dimcollapse.data.probe`)
 ``fps``         frames / duration, the mean frame rate actually present
 ``frames``      number of video packets (= decoded frames for the datasets' codecs)
 
@@ -31,10 +31,10 @@ from typing import Any
 import pandas as pd
 
 from dimcollapse.atomic import atomic_path
-from dimcollapse.datasets import LISTING_KEYS, dataset_sources, list_videos
+from dimcollapse.data.datasets import LISTING_KEYS, dataset_sources, list_videos
 from dimcollapse.failures import Failure, VideoError
-from dimcollapse.probe import STAGE as PROBE_STAGE
-from dimcollapse.probe import probe_many
+from dimcollapse.data.probe import STAGE as PROBE_STAGE
+from dimcollapse.data.probe import probe_many
 
 MANIFEST_COLUMNS: tuple[str, ...] = ("id", "path", "label", "label_name", "duration", "fps", "frames")
 _DTYPES = {"id": str, "path": str, "label": "int64", "label_name": str,
@@ -103,7 +103,7 @@ def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
 def fingerprint(cfg: Mapping[str, Any]) -> str:
     """A cheap hash of what a manifest depends on, for a Snakemake ``params`` entry.
 
-    Hashes the listing keys of the config (:data:`~dimcollapse.datasets.LISTING_KEYS`;
+    Hashes the listing keys of the config (:data:`~dimcollapse.data.datasets.LISTING_KEYS`;
     other keys, such as protocol overrides, do not change the list), then the relative name, size and mtime of every video file under
     the layout's video folders and of the split/list/annotation files, using only
     ``stat`` (no file is opened or read), so it takes a fraction of a second for tens of

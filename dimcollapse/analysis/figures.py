@@ -1,7 +1,7 @@
 """Figures in the paper's style: log spectrum and cumulative explained variance.
 
 Every function takes plain data — a mapping from method label to space to curves
-(:class:`dimcollapse.spectrum.Spectrum` or :class:`dimcollapse.metrics.SpectrumCurves`),
+(:class:`dimcollapse.analysis.spectrum.Spectrum` or :class:`dimcollapse.analysis.metrics.SpectrumCurves`),
 or metrics rows — and returns a :class:`matplotlib.figure.Figure` built without pyplot,
 so nothing depends on a GUI backend or global figure state and tests can inspect the
 artists. :func:`save_figure` writes PNG and PDF atomically.

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from dimcollapse.failures import VideoError
-from dimcollapse.protocols import Protocol, resolve_protocol
+from dimcollapse.data.protocols import Protocol, resolve_protocol
 
 STAGE = "decode"
 
@@ -440,7 +440,7 @@ def load_clip(
     Returns float32 ``3×T×H×W`` for the Slow protocols and ``N×3×SL×H×W`` for ``dpc``.
     For ``slowfast_test`` (3 spatial crops per temporal window) it returns the **centre**
     crop of that window (SlowFast's spatial index 1); all 30 views of a video come from
-    :class:`dimcollapse.clips.ClipDataset`. For ``paper`` the result equals PyTorchVideo's
+    :class:`dimcollapse.data.clips.ClipDataset`. For ``paper`` the result equals PyTorchVideo's
     ``get_clip(start_sec, start_sec + window)`` + the paper's transforms (see
     :func:`pytorchvideo_clip`). ``overrides`` are protocol settings (``frames=16, rate=4``...).
     """

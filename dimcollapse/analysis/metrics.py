@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from dimcollapse.atomic import atomic_path, write_json, write_text
-from dimcollapse.spectrum import Spectrum
+from dimcollapse.analysis.spectrum import Spectrum
 
 SPECTRUM_COLUMNS = (
     "index",
@@ -43,7 +43,7 @@ SPECTRUM_COLUMNS = (
 class SpectrumCurves:
     """The curves of a spectrum as stored in its CSV (what the figures need).
 
-    Attribute names match :class:`dimcollapse.spectrum.Spectrum`, so figure functions
+    Attribute names match :class:`dimcollapse.analysis.spectrum.Spectrum`, so figure functions
     accept either.
     """
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from dimcollapse.atomic import atomic_path
 from dimcollapse.failures import Failure
-from dimcollapse.shards import ShardResult
+from dimcollapse.extraction.shards import ShardResult
 
 
 def aligned_index(manifest: pd.DataFrame, failures: Iterable[Failure]) -> pd.DataFrame:

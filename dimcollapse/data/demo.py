@@ -224,7 +224,7 @@ def generate_demo(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m dimcollapse.demo OUT [--seed N] [--videos-per-class N] [--tiny]``."""
+    """``python -m dimcollapse.data.demo OUT [--seed N] [--videos-per-class N] [--tiny]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--seed", type=int, default=0)
