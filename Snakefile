@@ -25,6 +25,13 @@ include: "rules/extract.smk"
 include: "rules/analysis.smk"
 
 
+onstart:
+    # Temporary files and empty partial folders of jobs killed in an earlier run.
+    from dimcollapse.atomic import clean_stray
+
+    clean_stray("results")
+
+
 rule all:
     input:
         all_targets(),

@@ -17,6 +17,11 @@ from dimcollapse.logs import setup_logging
 
 log = logging.getLogger("dimcollapse.stages")
 
+#: Content hashes of video files, shared by every dataset (see dimcollapse.data.content).
+HASH_CACHE = "results/manifests/.content-hashes"
+#: The clip-level feature store (see dimcollapse.extraction.store).
+FEATURE_STORE = "results/store"
+
 
 def _start(smk: Any) -> None:
     setup_logging(smk.log[0] if smk.log else None)
@@ -40,7 +45,8 @@ def manifest(smk: Any) -> None:
 
     _start(smk)
     frame, failures = build_manifest(
-        smk.params.dataset, workers=smk.threads, on_error=smk.config["extraction"]["on_error"]
+        smk.params.dataset, workers=smk.threads, on_error=smk.config["extraction"]["on_error"],
+        hash_cache=HASH_CACHE,
     )
     if frame.empty:
         examples = "; ".join(f"{f.path}: {f.error}" for f in failures[:3])
@@ -219,12 +225,12 @@ def extract(smk: Any) -> None:
     ex = smk.config["extraction"]
     extract_shard(
         job=smk.params.job,
-        code_version=smk.params.code,
         manifest_path=smk.input.manifest,
         shard=int(w.shard),
         n_shards=int(w.nshards),
         output=smk.output[0],
-        partial_root=f"results/.partial/{w.dataset}/{w.method}/{w.shard}-of-{w.nshards}",
+        store_root=FEATURE_STORE,
+        device=ex["device"],
         clip_cache=smk.input.get("clips"),
         checkpoint=smk.input.get("checkpoint"),
         threads=smk.threads,

@@ -8,6 +8,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir)))
 
 from dimcollapse import config as dcfg
+from dimcollapse.extraction.numerics import NUMERICS_VERSION
 from dimcollapse.provenance import git_commit
 
 MODELS = dcfg.model_instances(config)
@@ -160,7 +161,10 @@ def extract_input(wildcards):
 
 def extraction_params(wildcards):
     """Everything that changes the numbers of one instance's features (and nothing else,
-    so that e.g. a new loader worker count does not rerun extraction)."""
+    so that e.g. a new loader worker count, device or sharding does not rerun extraction).
+
+    `device` is not here (it only changes float rounding, see README); extraction jobs
+    read it from the config."""
     model = MODELS[wildcards.method]
     proto = protocol(wildcards.dataset, wildcards.method)
     return {
@@ -168,7 +172,6 @@ def extraction_params(wildcards):
         "protocol": proto.to_dict(),
         "build_options": dcfg.build_options(model, proto),
         "precision": EXTRACTION["precision"],
-        "device": EXTRACTION["device"],
         "keep_views": EXTRACTION["keep_views"],
     }
 

@@ -12,10 +12,13 @@ the order does not depend on locale or file-system enumeration). Columns:
 ``duration``    seconds, from packet timestamps (see :mod:`dimcollapse.data.probe`)
 ``fps``         frames / duration, the mean frame rate actually present
 ``frames``      number of video packets (= decoded frames for the datasets' codecs)
+``content``     BLAKE2b-128 of the file's bytes (see :mod:`dimcollapse.data.content`):
+                the feature store keys clips by it, so renamed, copied or touched
+                videos are not computed again
 
 Videos the listing names but that are missing, and videos that fail probing, are left
 out and returned as :class:`~dimcollapse.failures.Failure` records (stages
-``"missing"`` and ``"probe"``) for ``results/failures/{dataset}.csv``.
+``"missing"``, ``"probe"`` and ``"read"``) for ``results/failures/{dataset}.csv``.
 """
 
 from __future__ import annotations
@@ -36,9 +39,11 @@ from dimcollapse.failures import Failure, VideoError
 from dimcollapse.data.probe import STAGE as PROBE_STAGE
 from dimcollapse.data.probe import probe_many
 
-MANIFEST_COLUMNS: tuple[str, ...] = ("id", "path", "label", "label_name", "duration", "fps", "frames")
+MANIFEST_COLUMNS: tuple[str, ...] = ("id", "path", "label", "label_name", "duration", "fps", "frames", "content")
 _DTYPES = {"id": str, "path": str, "label": "int64", "label_name": str,
-           "duration": "float64", "fps": "float64", "frames": "int64"}
+           "duration": "float64", "fps": "float64", "frames": "int64", "content": str}
+#: Failure stage of a video that probed fine but whose bytes could not be read for hashing.
+READ_STAGE = "read"
 ON_ERROR = ("skip", "fail")
 
 log = logging.getLogger(__name__)
@@ -49,9 +54,13 @@ class ManifestError(RuntimeError):
 
 
 def build_manifest(
-    cfg: Mapping[str, Any], *, workers: int = 1, progress: bool = True, on_error: str = "skip"
+    cfg: Mapping[str, Any], *, workers: int = 1, progress: bool = True, on_error: str = "skip",
+    hash_cache: str | os.PathLike[str] | None = None,
 ) -> tuple[pd.DataFrame, list[Failure]]:
-    """List, probe and order a dataset's videos.
+    """List, probe, hash and order a dataset's videos.
+
+    Content hashes are cached in ``hash_cache`` (a directory shared by every dataset;
+    ``None`` hashes every file without caching).
 
     Returns the manifest (columns :data:`MANIFEST_COLUMNS`, sorted by ``(label, id)``)
     and the failures sorted by ``(id, stage)``. ``on_error="skip"`` leaves failed videos
@@ -70,6 +79,8 @@ def build_manifest(
         else:
             rows.append((rec.id, rec.path, rec.label, rec.label_name,
                          result.duration, result.fps, result.frames))
+    rows, unreadable = _with_content(rows, hash_cache, workers)
+    failures += unreadable
     failures.sort(key=lambda f: (f.id, f.stage, f.path))
     frame = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS)).astype(_DTYPES)
     if failures:
@@ -80,6 +91,30 @@ def build_manifest(
         log.warning("%d of %d videos left out of the manifest: %s%s",
                     len(failures), len(records) + len(listing.problems), summary, more)
     return frame, failures
+
+
+def _with_content(
+    rows: list[tuple[Any, ...]], hash_cache: str | os.PathLike[str] | None, workers: int
+) -> tuple[list[tuple[Any, ...]], list[Failure]]:
+    """Append each row's content hash; rows whose file cannot be read become failures."""
+    from dimcollapse.data.content import ContentHashCache, file_digest
+
+    paths = [r[1] for r in rows]
+    try:
+        if hash_cache is None:
+            digests = [file_digest(p) for p in paths]
+        else:
+            digests = ContentHashCache(hash_cache).digests(paths, workers=workers)
+        return [(*r, d) for r, d in zip(rows, digests)], []
+    except OSError:
+        pass  # find which files (rare: a file vanished or became unreadable after probing)
+    kept, failures = [], []
+    for r in rows:
+        try:
+            kept.append((*r, file_digest(r[1])))
+        except OSError as err:
+            failures.append(Failure(r[0], r[1], READ_STAGE, f"cannot read the file to hash it: {err}"))
+    return kept, failures
 
 
 def write_manifest(path: str | os.PathLike[str], frame: pd.DataFrame) -> None:
