@@ -162,14 +162,14 @@ class InstanceStore:
             all_pos.append(p["pos"][usable])
             segments += [str(s) for s in p["segments"]]
         query = np.asarray(keys, dtype=KEY_DTYPE)
-        if not all_keys:
+        k = np.concatenate(all_keys) if all_keys else np.zeros(0, KEY_DTYPE)
+        if not len(k):
             none = np.zeros(len(query), np.int64)
             return Lookup(np.zeros(len(query), bool), none, none, segments)
-        k = np.concatenate(all_keys)
-        order = np.argsort(k, kind="stable")
+        order = np.argsort(k, kind="stable")  # near-linear on a compacted (sorted) index
         k = k[order]
-        at = np.minimum(np.searchsorted(k, query), max(len(k) - 1, 0))
-        found = (k[at] == query) if len(k) else np.zeros(len(query), bool)
+        at = _search(k, query)
+        found = k[at] == query
         seg = np.concatenate(all_seg)[order][at]
         pos = np.concatenate(all_pos)[order][at]
         return Lookup(found, seg, pos, segments)
@@ -259,25 +259,52 @@ class InstanceStore:
         parts, read = self._read_index(files)
         if len(read) < 2:
             return False
-        segments: list[str] = []
-        spaces: list[str] = []
-        merged: dict[str, list[np.ndarray]] = {"keys": [], "seg": [], "pos": [], "ok": []}
-        for p in parts:
-            merged["keys"].append(p["keys"])
-            merged["seg"].append(p["seg"].astype(np.int32) + len(segments))
-            merged["pos"].append(p["pos"])
-            merged["ok"].append(p["ok"])
-            segments += [str(s) for s in p["segments"]]
-            spaces += [str(s) for s in p["spaces"]]
+        names = np.concatenate([p["segments"].astype(str) for p in parts])
+        spaces = np.concatenate([p["spaces"].astype(str) for p in parts])
+        # Concurrent compactions can leave the same entries in two files: keep one copy.
+        segments, first, inverse = np.unique(names, return_index=True, return_inverse=True)
+        offsets = np.cumsum([0] + [len(p["segments"]) for p in parts])
+        keys = np.concatenate([p["keys"] for p in parts])
+        seg = np.concatenate([inverse[p["seg"].astype(np.int64) + o] for p, o in zip(parts, offsets)]).astype(np.int32)
+        pos = np.concatenate([p["pos"] for p in parts])
+        ok = np.concatenate([p["ok"] for p in parts])
+        order = np.lexsort((pos, seg, keys))  # sorted by key: the next lookup sorts in linear time
+        keys, seg, pos, ok = keys[order], seg[order], pos[order], ok[order]
+        keep = np.ones(len(keys), bool)
+        keep[1:] = (keys[1:] != keys[:-1]) | (seg[1:] != seg[:-1]) | (pos[1:] != pos[:-1])
         self._write_keys(unique_name("index"), {
-            **{k: np.concatenate(v) for k, v in merged.items()},
-            "segments": np.array(segments), "spaces": np.array(spaces),
+            "keys": keys[keep], "seg": seg[keep], "pos": pos[keep], "ok": ok[keep],
+            "segments": segments, "spaces": spaces[first],
         })
         for f in read:
             f.unlink(missing_ok=True)
-        log.info("feature store %s: merged %d index files (%d clips)", self.dir.name, len(read),
-                 sum(len(k) for k in merged["keys"]))
+        log.info("feature store %s: merged %d index files (%d entries)", self.dir.name, len(read), int(keep.sum()))
         return True
+
+
+def _high_words(keys: np.ndarray) -> np.ndarray:
+    """The first 8 bytes of each key as a big-endian integer (same order as the bytes)."""
+    return np.frombuffer(np.ascontiguousarray(keys).tobytes(), dtype=">u8")[::2].astype(np.uint64)
+
+
+def _search(sorted_keys: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """``np.searchsorted(sorted_keys, query)`` clipped to valid positions, done on integers.
+
+    Searching 16-byte strings is slow (1.5 s for 10⁶ in 10⁶); the first 8 bytes as an
+    integer give the same answer whenever they differ, and the rare queries that share
+    them with a different stored key are searched again on the full key.
+    """
+    if len(sorted_keys) == 0:
+        return np.zeros(len(query), np.int64)
+    high = _high_words(sorted_keys)
+    qhigh = _high_words(query)
+    order = np.argsort(qhigh)  # sorted queries search about twice as fast (memory locality)
+    at = np.empty(len(query), np.int64)
+    at[order] = np.minimum(np.searchsorted(high, qhigh[order]), len(sorted_keys) - 1)
+    tie = (high[at] == qhigh) & (sorted_keys[at] != query)
+    if tie.any():
+        at[tie] = np.minimum(np.searchsorted(sorted_keys, query[tie]), len(sorted_keys) - 1)
+    return at
 
 
 class FeatureStore:
