@@ -220,3 +220,45 @@ def test_shard_result_roundtrip_and_concat(tmp_path: Path) -> None:
     merged = concat_results([b, only_failed], ("representation",))
     assert merged.rows.tolist() == [1, 2, 3]
     assert merged.features["representation"].shape == (3, 4)
+
+
+class BatchStatisticsModel(torch.nn.Module):
+    """Like DPC's published R18 files: BatchNorm without running statistics (batch-dependent)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = torch.nn.BatchNorm1d(3, track_running_stats=False, affine=False)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        flat = self.norm(x.flatten(2).mean(-1) + torch.arange(3.0))
+        return {"representation": flat, "embedding": 2 * flat}
+
+
+def test_batch_dependent_models_reuse_whole_blocks_only(tmp_path: Path) -> None:
+    """Under batch statistics a clip's features depend on its batch: batches are the
+    manifest's aligned blocks (never padded), and a clip is reused only in the same block."""
+    from dimcollapse.extraction.extract import uses_batch_statistics
+
+    model = BatchStatisticsModel().eval()
+    assert uses_batch_statistics(model) and not uses_batch_statistics(TwoSpaceModel())
+    rows = np.arange(10)
+
+    def run(keys: np.ndarray, store: Path, seen: list[int] | None = None):  # type: ignore[no-untyped-def]
+        return run_shard(model, SPACES, rows, lambda r: batches_from(r, seen=seen), InstanceStore(store),
+                         keys=keys, ids=IDS, paths=PATHS, device=CPU, batch_size=4, batch_dependent=True)
+
+    keys = KEYS[:10]  # a 10-row manifest: blocks 0-3, 4-7 and 8-9
+    first, _ = run(keys, tmp_path / "s")
+    seen: list[int] = []
+    again, stats = run(keys, tmp_path / "s", seen)
+    assert seen == [] and stats.clips_reused == 10
+    assert np.array_equal(again.features["representation"], first.features["representation"])
+    # Clip 5 changes: its whole block (4..7) is recomputed; other blocks are reused.
+    changed = keys.copy()
+    changed[5] = clip_keys(["other"], [2.0], [25.0])[0]
+    seen.clear()
+    _, stats = run(changed, tmp_path / "s", seen)
+    assert seen == [4, 5, 6, 7] and (stats.clips_reused, stats.clips_computed) == (6, 4)
+    # The last block (2 clips) is not padded: its statistics come from its own clips.
+    alone = model(clips_for(np.arange(8, 10))[:, 0])["representation"].numpy()
+    assert np.array_equal(first.features["representation"][8:], alone)

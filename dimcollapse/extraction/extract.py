@@ -24,7 +24,13 @@ import torch
 
 from dimcollapse.failures import Failure
 from dimcollapse.extraction.shards import ShardResult, concat_results, shard_rows
-from dimcollapse.extraction.store import FeatureStore, InstanceStore, clip_keys, instance_identity
+from dimcollapse.extraction.store import (
+    FeatureStore,
+    InstanceStore,
+    batch_context_keys,
+    clip_keys,
+    instance_identity,
+)
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +174,16 @@ def run_shard(
     max_rel_error: float = 0.01,
     flush_every: int = 256,
     keep_views: bool = False,
+    batch_dependent: bool = False,
 ) -> tuple[ShardResult, RunStats]:
     """Features of manifest ``rows``: stored clips are reused, missing ones computed and stored.
+
+    A ``batch_dependent`` model (BatchNorm on batch statistics, see
+    :func:`uses_batch_statistics`) gives a clip features that depend on the other clips
+    of its batch. Its batches are then the manifest's aligned blocks of ``batch_size``
+    rows, never padded, and a clip is stored under a key that includes its block's
+    clips (:func:`~dimcollapse.extraction.store.batch_context_keys`): reused exactly when
+    the same batch would be formed again.
 
     ``keys``, ``ids`` and ``paths`` are per manifest row (store keys, and what names a
     failure). ``make_batches(remaining_rows)`` builds the loader for the rows not in the
@@ -180,9 +194,18 @@ def run_shard(
     kept = spaces + tuple(views_key(s) for s in spaces) if keep_views else spaces
     t0 = time.perf_counter()
     stats = RunStats(clips_total=len(rows))
+    if batch_dependent:
+        keys = batch_context_keys(keys, batch_size)
     reused, _ = store.read(store.lookup(keys[rows], kept), rows, ids, paths, kept)
-    stats.clips_reused = len(reused.rows)
     remaining = np.setdiff1d(rows, reused.rows)
+    if batch_dependent and len(remaining):  # recompute whole blocks only
+        blocks = np.unique(remaining // batch_size)
+        remaining = rows[np.isin(rows // batch_size, blocks)]
+        keep = ~np.isin(reused.rows, remaining)
+        recomputed = {ids[r] for r in reused.rows[~keep]}
+        reused = ShardResult(reused.rows[keep], reused.ok[keep], {s: v[keep] for s, v in reused.features.items()},
+                             [f for f in reused.failures if f.id not in recomputed], reused.short[keep])
+    stats.clips_reused = len(reused.rows)
     log.info("%d of %d clips are in the feature store; computing %d", stats.clips_reused, len(rows), len(remaining))
     parts = [reused] if len(reused.rows) else []
     progress = Progress(len(remaining))
@@ -200,10 +223,13 @@ def run_shard(
     first = True
     for batch in make_batches(remaining):
         feats: dict[str, np.ndarray] = {}
+        if batch_dependent:
+            _check_block(batch, batch_size, len(keys))
+        pad_to = 0 if batch_dependent else batch_size
         if batch.video is not None and len(batch.rows):
-            out = _forward_full_batch(model, batch.video, spaces, device, precision, batch_size)
+            out = _forward_full_batch(model, batch.video, spaces, device, precision, pad_to)
             if first and precision != "fp32":
-                ref = _forward_full_batch(model, batch.video, spaces, device, "fp32", batch_size)
+                ref = _forward_full_batch(model, batch.video, spaces, device, "fp32", pad_to)
                 stats.precision_rel_error = check_precision(ref, out, precision, max_rel_error)
             first = False
             feats = {s: out[s].mean(dim=1).cpu().numpy().astype(np.float32) for s in spaces}
@@ -231,7 +257,7 @@ def _forward_full_batch(
     model: torch.nn.Module, video: torch.Tensor, spaces: tuple[str, ...], device: torch.device, precision: str,
     batch_size: int,
 ) -> dict[str, torch.Tensor]:
-    """:func:`forward_views` on exactly ``batch_size`` clips (the last clip repeated as padding).
+    """:func:`forward_views` on at least ``batch_size`` clips (the last clip repeated as padding).
 
     CPU kernels round differently for different batch sizes (measured: up to 7e-7 on a
     Slow R50 representation between a clip alone and in a batch of 8) but not for
@@ -244,6 +270,23 @@ def _forward_full_batch(
         video = torch.cat([video, video[-1:].expand(batch_size - n, *video.shape[1:])])
     out = forward_views(model, video, spaces, device, precision)
     return {s: v[:n] for s, v in out.items()}
+
+
+def _check_block(batch: Batch, batch_size: int, n_rows: int) -> None:
+    """A batch of a batch-dependent model must be one whole aligned block of the manifest."""
+    rows = np.sort(np.concatenate([batch.rows, batch.failed_rows]))
+    start = int(rows[0]) // batch_size * batch_size if len(rows) else 0
+    if not np.array_equal(rows, np.arange(start, min(start + batch_size, n_rows))):
+        raise RuntimeError(f"batch of rows {rows[:3].tolist()}... is not the aligned block of {batch_size} rows at "
+                           f"{start}: features under batch statistics would not match their store key")
+
+
+def uses_batch_statistics(model: torch.nn.Module) -> bool:
+    """Whether some BatchNorm normalises with the statistics of the batch in eval mode
+    (DPC's published R18 files): a clip's features then depend on its batch."""
+    from torch.nn.modules.batchnorm import _NormBase
+
+    return any(isinstance(m, _NormBase) and m.running_mean is None for m in model.modules())
 
 
 def views_key(space: str) -> str:
@@ -350,7 +393,7 @@ def extract_shard(
     result, stats = run_shard(model, spaces, rows, make_batches, store, keys=keys, ids=manifest["id"].tolist(),
                               paths=manifest["path"].tolist(), device=dev, batch_size=batch_size,
                               precision=precision, max_rel_error=max_rel_error, flush_every=flush_every,
-                              keep_views=job["keep_views"])
+                              keep_views=job["keep_views"], batch_dependent=uses_batch_statistics(model))
     result.meta = {
         **asdict(stats), "clips_per_s": stats.clips_per_s, "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",

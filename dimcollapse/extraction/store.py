@@ -73,6 +73,21 @@ def clip_keys(content: Sequence[str], duration: Sequence[float], fps: Sequence[f
     return np.array(keys, dtype=KEY_DTYPE).reshape(len(keys))
 
 
+def batch_context_keys(keys: np.ndarray, batch_size: int) -> np.ndarray:
+    """Keys of clips whose features depend on their batch: the clip plus its whole block.
+
+    Row ``r`` belongs to the block of rows ``[⌊r/B⌋·B, ⌊r/B⌋·B + B)`` (cut at the end of
+    the manifest); the key hashes the clip's own key and the keys of the block in order.
+    """
+    raw = np.ascontiguousarray(np.asarray(keys, dtype=KEY_DTYPE)).view(np.uint8).reshape(-1, KEY_BYTES)
+    out = []
+    for start in range(0, len(raw), batch_size):
+        block = raw[start : start + batch_size]
+        context = block.tobytes()
+        out += [hashlib.blake2b(b"batch\0" + k.tobytes() + context, digest_size=KEY_BYTES).digest() for k in block]
+    return np.array(out, dtype=KEY_DTYPE).reshape(len(out))
+
+
 def file_sha256(path: str | os.PathLike[str]) -> str:
     """SHA-256 of a file (checkpoints, model config files), streamed."""
     digest = hashlib.sha256()
