@@ -87,6 +87,8 @@ def test_an_entry_without_a_requested_space_counts_as_missing(tmp_path: Path) ->
     # A stored failure satisfies any spaces: the video does not decode for this sampling.
     add(store, np.array([7]), {"representation": 3}, failed={7})
     assert store.lookup(keys_of(np.array([7])), wanted).found.all()
+    failed = read_all(store, np.array([7]), wanted)
+    assert failed.rows.tolist() == [7] and not failed.ok.any() and failed.failures[0].error == "broken 7"
 
 
 def _job(**changes: object) -> dict:

@@ -209,7 +209,9 @@ class InstanceStore:
                     seg_short = data["short"][pos]
                     errors = data["error"][pos]
                     stages = data["stage"][pos]
-                    seg_feats = {s: data[f"feat_{s}"][pos] for s in spaces}
+                    # A space the segment lacks can only be asked of its failures (see lookup).
+                    seg_feats = {s: data[f"feat_{s}"][pos] if f"feat_{s}" in data.files
+                                 else np.zeros((len(sel), 0), np.float32) for s in spaces}
             except (OSError, ValueError, KeyError) as err:
                 log.warning("feature store: segment %s unreadable (%s); %d clips are recomputed", name, err, len(sel))
                 unreadable.append(rows[sel])
