@@ -111,9 +111,11 @@ def test_instance_identity_covers_what_changes_numbers_and_nothing_else(tmp_path
     same.write_bytes(b"weights")
     other.write_bytes(b"other weights")
     base = identity_key(instance_identity(_job(), str(ckpt)))
-    # Name, checkpoint path and mtime, keep_views (more spaces, same numbers): same key.
+    # Name, checkpoint path and mtime, keep_views and layers read (more spaces, same
+    # numbers): same key.
     os.utime(same, (1, 1))
-    renamed = _job(model={**_job()["model"], "name": "b", "checkpoint": "/elsewhere/a.pth"}, keep_views=True)
+    renamed = _job(model={**_job()["model"], "name": "b", "checkpoint": "/elsewhere/a.pth"}, keep_views=True,
+                   build_options={"arch": "resnet18", "seed": 2, "layers": ["backbone.layer1"]})
     assert identity_key(instance_identity(renamed, str(same))) == base
     # Checkpoint content, build options (seed), sampling, precision: new keys.
     changed = [

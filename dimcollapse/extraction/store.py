@@ -103,7 +103,9 @@ def instance_identity(job: Mapping[str, Any], checkpoint: str | None) -> dict[st
     ``job`` is the extract rule's ``extraction_params``. The checkpoint counts by its
     SHA-256 (not its path or mtime) and a model config file by its content; the instance
     name, label, shards, batch size, device, workers and threads are left out (the latter
-    three only change float rounding; see the README).
+    three only change float rounding; see the README). So is the ``layers`` build option:
+    which layers are read does not change any number, and a layer's features are one more
+    space of the clip's entries (a lookup asking for a layer an entry lacks misses).
     """
     model = job["model"]
     config = model.get("config")
@@ -111,7 +113,7 @@ def instance_identity(job: Mapping[str, Any], checkpoint: str | None) -> dict[st
         "method": model["method"],
         "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None,
         "config_sha256": file_sha256(config) if config and Path(config).is_file() else config,
-        "build_options": job["build_options"],
+        "build_options": {k: v for k, v in job["build_options"].items() if k != "layers"},
         "protocol": job["protocol"],
         "precision": job["precision"],
         "numerics_version": NUMERICS_VERSION,
