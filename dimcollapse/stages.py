@@ -212,11 +212,15 @@ def _progress_logger(verb: str, every_s: float = 10.0):  # type: ignore[no-untyp
 
 
 def extract(smk: Any) -> None:
-    from dimcollapse.extraction.extract import extract_shard
-
     _start(smk)
     w = smk.wildcards
     ex = smk.config["extraction"]
+    if ex["device"] != "cpu":  # before torch is imported: CUDA reads CUDA_VISIBLE_DEVICES once
+        from dimcollapse.extraction.gpu_slots import acquire_gpu
+
+        acquire_gpu(ex.get("gpu_lock_dir"))
+    from dimcollapse.extraction.extract import extract_shard
+
     extract_shard(
         job=smk.params.job,
         code_version=smk.params.code,
