@@ -8,7 +8,9 @@ hold no computation of their own.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from dimcollapse.atomic import atomic_path, write_json
@@ -211,6 +213,26 @@ def _progress_logger(verb: str, every_s: float = 10.0):  # type: ignore[no-untyp
     return progress
 
 
+def _checkpoint_errors_name_the_source(stage: Callable[[Any], None]) -> Callable[[Any], None]:
+    """A checkpoint problem found in the pipeline's copy is reported on the user's file it came from."""
+
+    @functools.wraps(stage)
+    def run(smk: Any) -> None:
+        try:
+            stage(smk)
+        except Exception as err:
+            from dimcollapse.models.checkpoints import CheckpointError
+            from dimcollapse.models.download import name_the_source
+
+            checkpoint = smk.input.get("checkpoint")
+            if not isinstance(err, CheckpointError) or checkpoint is None:
+                raise
+            raise CheckpointError(name_the_source(str(err), checkpoint)) from err
+
+    return run
+
+
+@_checkpoint_errors_name_the_source
 def extract(smk: Any) -> None:
     _start(smk)
     w = smk.wildcards
