@@ -388,7 +388,8 @@ def test_every_layout_has_sources(tmp_path: Path) -> None:
     extra = {"csv": {"csv": "list.csv"}}
     for layout in LAYOUTS:
         sources = dataset_sources({"layout": layout, "root": str(tmp_path / "absent"), **extra.get(layout, {})})
-        assert sources.video_dirs and all(p.is_absolute() for p in sources.video_dirs)
+        assert sources.video_dirs or layout == "csv"  # csv: only the files its table names
+        assert all(p.is_absolute() for p in sources.video_dirs + sources.meta_paths)
     hmdb = dataset_sources({"layout": "hmdb51", "root": str(tmp_path)})
     assert hmdb.video_dirs == (tmp_path / "videos",)
     assert hmdb.meta_paths == (tmp_path / "split" / "testTrainMulti_7030_splits",)
