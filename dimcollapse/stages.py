@@ -44,10 +44,10 @@ def manifest(smk: Any) -> None:
     frame, failures = build_manifest(
         smk.params.dataset, workers=smk.threads, on_error=smk.config["extraction"]["on_error"]
     )
-    if frame.empty:
+    if len(frame) < 2:  # a spectrum of one row is empty: stop before any clip is decoded or extracted
         examples = "; ".join(f"{f.path}: {f.error}" for f in failures[:3])
-        raise RuntimeError(f"dataset {smk.wildcards.dataset!r}: no usable video ({len(failures)} failed, "
-                           f"e.g. {examples})")
+        raise RuntimeError(f"dataset {smk.wildcards.dataset!r}: {len(frame)} usable video(s), at least 2 are needed "
+                           f"({len(failures)} failed{', e.g. ' + examples if examples else ''})")
     write_manifest(smk.output.manifest, frame)
     write_failures(smk.output.failures, failures)
     log.info("manifest: %d videos, %d left out (see %s)", len(frame), len(failures), smk.output.failures)

@@ -317,6 +317,31 @@ def test_fingerprint_walk_survives_symlink_loops(tmp_path: Path) -> None:
     assert fingerprint(cfg) != base
 
 
+@pytest.mark.parametrize("good", [0, 1])
+def test_manifest_stage_needs_two_usable_videos(good: int, demo_root: Path, tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from dimcollapse import stages
+
+    root = tmp_path / "few"
+    (root / "jump").mkdir(parents=True)
+    for src in sorted((demo_root / "val").rglob("*.mp4"))[:good]:
+        shutil.copy(src, root / "jump" / src.name)
+    (root / "jump" / "broken.mp4").write_bytes(b"not a video")
+    out = tmp_path / "results"
+    smk = SimpleNamespace(
+        log=[str(tmp_path / "manifest.log")], rule="manifest", threads=1,
+        wildcards=SimpleNamespace(dataset="few", items=lambda: [("dataset", "few")]),
+        params=SimpleNamespace(dataset={"layout": "folder", "root": str(root)}),
+        config={"extraction": {"on_error": "skip"}},
+        output=SimpleNamespace(manifest=str(out / "few.csv"), failures=str(out / "few.failures.csv")),
+    )
+    with pytest.raises(RuntimeError) as err:
+        stages.manifest(smk)
+    assert str(err.value).startswith(f"dataset 'few': {good} usable video(s), at least 2 are needed (1 failed, e.g. ")
+    assert "broken.mp4" in str(err.value) and not out.exists()
+
+
 def _crashing_probe(path: str):
     """Stands in for a decoder that kills its process on one file (runs in spawned workers)."""
     from dimcollapse.data.probe import probe_video as real_probe
