@@ -333,6 +333,14 @@ def test_folder_layout_refuses_ambiguous_ids(tmp_path: Path) -> None:
         list_videos({"layout": "folder", "root": str(tmp_path)})
 
 
+def test_folder_listing_follows_a_symlink_loop_once(tmp_path: Path) -> None:
+    _touch(tmp_path / "jump" / "a.mp4")
+    _touch(tmp_path / "run" / "b.mp4")
+    (tmp_path / "jump" / "again").symlink_to(tmp_path / "jump")  # a loop
+    listing = list_videos({"layout": "folder", "root": str(tmp_path)})
+    assert [r.id for r in listing.records] == ["jump/a", "run/b"]
+
+
 def test_csv_layout_with_names(tmp_path: Path) -> None:
     _touch(tmp_path / "v" / "one.mp4")
     _touch(tmp_path / "v" / "two.mp4")

@@ -207,8 +207,15 @@ def _video_id(path: Path, base: Path) -> str:
 
 
 def _walk_videos(directory: Path, extensions: tuple[str, ...]) -> Iterator[Path]:
-    """Video files under ``directory``, recursively (symlinked folders followed), sorted."""
+    """Video files under ``directory``, recursively (symlinked folders followed, each real
+    folder once, so a link back to an ancestor cannot loop), sorted."""
+    seen: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(directory, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames.clear()
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirnames.sort()
         for name in sorted(filenames):
             if _is_video(name, extensions):
