@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from dimcollapse.failures import Failure
+from dimcollapse.extraction.gpu_slots import physical_gpu
 from dimcollapse.extraction.shards import PartialStore, ShardResult, concat_results, shard_rows
 
 log = logging.getLogger(__name__)
@@ -343,7 +344,7 @@ def extract_shard(
                               keep_views=job["keep_views"])
     result.meta = {
         **asdict(stats), "clips_per_s": stats.clips_per_s, "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "device_name": f"{torch.cuda.get_device_name(device)} (GPU {physical_gpu()})" if device.type == "cuda" else "cpu",
         "precision": precision, "batch_size": batch_size, "workers": workers, "threads": threads,
         "shard": shard, "n_shards": n_shards, "clip_cache": clip_cache, **ckpt,
         "weights": getattr(model, "provenance", {}),
