@@ -56,7 +56,7 @@ class ModelInstance:
         return METHODS[self.method].family
 
     @property
-    def arch(self) -> ArchInfo | None:
+    def arch_info(self) -> ArchInfo | None:
         """The library architecture of a ``torchvision``/``pytorchvideo`` instance, else None."""
         if self.family not in ("torchvision", "pytorchvideo"):
             return None
@@ -282,7 +282,7 @@ def job_protocol(config: Mapping[str, Any], dataset: str, model: ModelInstance) 
     ``protocol_options``.
     """
     overrides: dict[str, Any] = {}
-    arch = model.arch
+    arch = model.arch_info
     if arch is not None:
         overrides.update(arch.protocol_overrides)
     if model.family != "dpc":

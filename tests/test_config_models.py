@@ -45,7 +45,7 @@ def test_library_archs_default_to_their_model_card() -> None:
     assert build_options(models["x3d"], x3d)["crop_size"] == 160
     mine = job_protocol(cfg, "demo", models["mine"])  # custom: the paper's protocol, 8 × 8
     assert (mine.frames, mine.rate, mine.crop_size) == (8, 8, 224)
-    assert models["mine"].arch is None and models["r3d"].arch.classifier == "fc"
+    assert models["mine"].arch_info is None and models["r3d"].arch_info.classifier == "fc"
 
 
 def test_study_wide_overrides_apply_and_fixed_inputs_are_checked() -> None:

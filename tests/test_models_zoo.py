@@ -11,6 +11,7 @@ each layer feature the hooked output averaged likewise. Heavy archs get one smal
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import torchvision.models.video as tvv
 from torch import nn
 
 from dimcollapse.models import ARCHS, CheckpointError, build_model, module_names
-from dimcollapse.models.zoo import ClampedAvgPool3d
+from dimcollapse.models.zoo import ClampedAvgPool3d, library_net
 from model_fixtures import TinyVideoNet, randomize_
 
 Pool = Callable[[object], torch.Tensor]
@@ -88,7 +89,7 @@ PARAMETERS = {
     "mvit_v1_b": 36_610_672, "mvit_v2_s": 34_537_744, "swin3d_t": 28_158_070, "swin3d_s": 49_816_678,
     "swin3d_b": 88_048_984, "slow_r50": 32_454_096, "slowfast_r50": 34_566_488, "slowfast_r101": 62_826_968,
     "x3d_xs": 3_794_274, "x3d_s": 3_794_274, "x3d_m": 3_794_274, "x3d_l": 6_153_384, "i3d_r50": 28_043_472,
-    "c2d_r50": 24_327_632, "csn_r101": 22_213_776, "r2plus1d_r50": 28_107_600, "mvit_base_16x4": 36_310_480,
+    "c2d_r50": 24_327_632, "csn_r101": 22_213_776, "r2plus1d_r50": 28_107_600, "mvit_base_16x4": 36_610_672,
 }
 
 
@@ -97,6 +98,26 @@ def test_every_library_arch_is_covered() -> None:
     assert list(ARCHS["torchvision"]) == [
         "r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v1_b", "mvit_v2_s", "swin3d_t", "swin3d_s", "swin3d_b",
     ]
+
+
+@pytest.mark.parametrize("arch", list(PARAMETERS))
+def test_parameter_counts_at_the_model_card_size(arch: str) -> None:
+    info = ARCHS[FAMILY[arch]][arch]
+    try:
+        with torch.device("meta"):
+            net = library_net(info, info.frames, info.crop_size)
+    except RuntimeError:  # PyTorchVideo's MViT constructor reads tensor values
+        net = library_net(info, info.frames, info.crop_size)
+    assert sum(p.numel() for p in net.parameters()) == PARAMETERS[arch]
+
+
+def test_builder_modules_are_found_in_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "my_study_models.py").write_text(
+        "from torch import nn\ndef net():\n    return nn.Sequential(nn.Conv3d(3, 4, 1), nn.Flatten(1), nn.Linear(4, 2))\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    assert module_names("custom", {"builder": "my_study_models:net"}) == ("0", "1", "2")
 
 
 def test_official_weights_urls_are_the_libraries_own() -> None:
@@ -153,7 +174,6 @@ def test_outputs_equal_the_library_forward_pass(arch: str, tmp_path: Path) -> No
     info = ARCHS[FAMILY[arch]][arch]
     ref = _reference(arch, frames, crop)
     randomize_(ref, seed=11)
-    assert sum(p.numel() for p in ref.parameters()) == PARAMETERS[arch] or info.size_kwargs
     path = tmp_path / f"{arch}.pth"
     _save(ref, arch, path)
     if arch != "x3d_xs":  # x3d_xs runs at a size its own head pool accepts: no fitting at all

@@ -21,6 +21,8 @@ drawn from a generator seeded with ``seed`` (the global RNG state is restored af
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -112,12 +114,23 @@ def library_net(info: ArchInfo, frames: int, crop_size: int) -> nn.Module:
 
 
 def import_builder(spec: str) -> Callable[..., Any]:
-    """``"package.module:function"`` → the function; ValueError names what is missing."""
+    """``"package.module:function"`` → the function; ValueError names what is missing.
+
+    The module is imported from the installed packages and ``PYTHONPATH``, else from the
+    current directory (the study's working directory in a workflow run), as ``python -m``
+    would find it.
+    """
     if not isinstance(spec, str) or spec.count(":") != 1:
         raise ValueError(f"builder must be 'package.module:function', got {spec!r}")
     module_name, function = spec.split(":")
     try:
-        module = importlib.import_module(module_name)
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError:
+            if os.getcwd() in sys.path:
+                raise
+            sys.path.append(os.getcwd())
+            module = importlib.import_module(module_name)
     except ImportError as err:
         raise ValueError(f"builder {spec!r}: cannot import module {module_name!r}: {err}") from err
     target = getattr(module, function, None)
