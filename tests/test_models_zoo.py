@@ -22,6 +22,7 @@ import torchvision.models.video as tvv
 from torch import nn
 
 from dimcollapse.models import ARCHS, CheckpointError, build_model, module_names
+from dimcollapse.models.layers import FeatureModel
 from dimcollapse.models.zoo import ClampedAvgPool3d, library_net
 from model_fixtures import TinyVideoNet, randomize_
 
@@ -104,14 +105,20 @@ def test_every_library_arch_is_covered() -> None:
 
 
 @pytest.mark.parametrize("arch", list(PARAMETERS))
-def test_parameter_counts_at_the_model_card_size(arch: str) -> None:
+def test_model_card_clip_parameters_and_dimension(arch: str) -> None:
+    """At the model card's clip size (shapes only, on the meta device: no memory, no compute)."""
     info = ARCHS[FAMILY[arch]][arch]
     try:
         with torch.device("meta"):
             net = library_net(info, info.frames, info.crop_size)
     except RuntimeError:  # PyTorchVideo's MViT constructor reads tensor values
-        net = library_net(info, info.frames, info.crop_size)
+        net = library_net(info, info.frames, info.crop_size).to("meta")
     assert sum(p.numel() for p in net.parameters()) == PARAMETERS[arch]
+    model = FeatureModel(net, classifier=info.classifier, layout=info.layout, alpha=info.alpha,
+                         input_shape=(3, info.frames, info.crop_size, info.crop_size))
+    with torch.no_grad():
+        out = model(torch.empty(2, 3, info.frames, info.crop_size, info.crop_size, device="meta"))
+    assert out["representation"].shape == (2, CASES[arch][5])
 
 
 def test_builder_modules_are_found_in_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

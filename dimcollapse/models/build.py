@@ -17,7 +17,7 @@ from torch import nn
 
 from dimcollapse.models import checkpoints as ck
 from dimcollapse.models import zoo
-from dimcollapse.models.archs import ARCHS, Layout, arch_info
+from dimcollapse.models.archs import Layout, arch_info
 from dimcollapse.models.checkpoints import CheckpointError
 from dimcollapse.models.dpc import ARCH_BLOCKS, DEFAULT_SAMPLE_SIZE, DPCContext
 from dimcollapse.models.layers import FeatureModel, listing_command
