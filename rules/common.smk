@@ -1,6 +1,7 @@
 # Helpers shared by all rule files (resolved config, paths, input functions and
 # params). Resolution logic lives in dimcollapse.config so scripts and workflow agree.
 
+import re
 import sys
 from pathlib import Path
 
@@ -27,7 +28,7 @@ VIEWS_OUTPUT = (
 
 wildcard_constraints:
     dataset="|".join(config["datasets"]),
-    method="|".join(config["models"]),
+    method="|".join(map(re.escape, MODELS)),  # expanded instances, e.g. a series' name@200
     space="|".join(SPACES),
     shard=r"\d+",
     pkey=r"[A-Za-z0-9_.=-]+",
