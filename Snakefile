@@ -32,6 +32,7 @@ include: "rules/data.smk"
 include: "rules/checkpoints.smk"
 include: "rules/extract.smk"
 include: "rules/analysis.smk"
+include: "rules/trends.smk"
 
 
 rule all:

@@ -112,7 +112,7 @@ def model_instance(name: str, cfg: Mapping[str, Any], **series: Any) -> ModelIns
         raise ValueError(f"model {name!r}: method custom needs options.builder: 'package.module:function'")
     layers = tuple(cfg.get("layers") or ())
     if layers:
-        _check_layers(name, method, options, layers)
+        layers = _check_layers(name, method, options, layers)
     checkpoint = cfg.get("checkpoint")
     filename = cfg.get("filename") or (_default_filename(checkpoint) if checkpoint else None)
     clip = arch.protocol_overrides if arch is not None else {}
@@ -135,11 +135,19 @@ def model_instance(name: str, cfg: Mapping[str, Any], **series: Any) -> ModelIns
     )
 
 
-def _check_layers(name: str, method: str, options: Mapping[str, Any], layers: tuple[str, ...]) -> None:
+def _check_layers(name: str, method: str, options: Mapping[str, Any], layers: tuple[str, ...]) -> tuple[str, ...]:
+    """Check ``layers`` against the network's module names; return them in network order.
+
+    Network (``named_modules``) order is the order the layer-wise figure plots them in,
+    shallow to deep, whatever order the config lists them in; duplicates are dropped.
+    """
     from dimcollapse.models.build import module_names
     from dimcollapse.models.layers import check_layer_names, listing_command
 
-    check_layer_names(layers, module_names(method, options), f"model {name!r} ({method})", listing_command(method, options))
+    names = module_names(method, options)
+    check_layer_names(layers, names, f"model {name!r} ({method})", listing_command(method, options))
+    position = {n: i for i, n in enumerate(names)}
+    return tuple(sorted(layers, key=position.__getitem__))
 
 
 #: Default ordering key of a checkpoint series: the last number in the checkpoint's path.
@@ -221,6 +229,12 @@ def model_instances(config: Mapping[str, Any]) -> dict[str, ModelInstance]:
             member_cfg = {**cfg, "checkpoint": source, "label": f"{label} ({key} {value})"}
             out[member] = model_instance(member, member_cfg, series=name, series_order=value, series_key=key)
     return out
+
+
+def depth_order(instance: ModelInstance) -> list[str]:
+    """Spaces of a layer-wise instance from shallow to deep: its layers in network order,
+    then ``representation`` (the classifier's input, the deepest feature it has)."""
+    return [f"layer.{name}" for name in instance.layers] + ["representation"]
 
 
 def model_series(instances: Mapping[str, ModelInstance]) -> dict[str, list[str]]:

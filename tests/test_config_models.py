@@ -163,7 +163,7 @@ def test_workflow_accepts_library_models_and_series(tmp_path: Path) -> None:
     cfg = with_models({
         "mine": {"method": "torchvision", "options": {"arch": "r2plus1d_18"}, "checkpoints": "runs/epoch_*.pth",
                  "order": r"epoch_(\d+)"},
-        "x3d": {"method": "pytorchvideo", "options": {"arch": "x3d_xs"}},
+        "x3d": {"method": "pytorchvideo", "options": {"arch": "x3d_xs"}, "layers": ["blocks.4", "blocks.2"]},
         "own": {"method": "custom", "options": {"builder": "model_fixtures:tiny_video_net"}},
     })
     path = write_config(tmp_path / "config.yaml", cfg)
@@ -171,3 +171,17 @@ def test_workflow_accepts_library_models_and_series(tmp_path: Path) -> None:
     text = proc.stdout + proc.stderr
     assert re.search(r"download_checkpoint\s+3", text), text[-3000:]
     assert re.search(r"extract\s+10", text), text[-3000:]  # 5 instances × 2 shards
+    # one spectrum per (instance, space): 4 single-space instances + x3d's representation and 2 layers
+    assert re.search(r"spectrum\s+7", text), text[-3000:]
+    assert re.search(r"layer_figure\s+1", text) and re.search(r"series_figure\s+1", text), text[-3000:]
+
+
+def test_layers_follow_network_order() -> None:
+    """Listed deep-first, layers come back shallow to deep: the depth axis."""
+    from dimcollapse.config import depth_order
+
+    cfg = with_models({"r3d": {"method": "torchvision", "options": {"arch": "r3d_18"},
+                               "layers": ["layer4", "layer2"]}})
+    inst = model_instances(cfg)["r3d"]
+    assert inst.layers == ("layer2", "layer4")
+    assert depth_order(inst) == ["layer.layer2", "layer.layer4", "representation"]
