@@ -140,8 +140,9 @@ def fingerprint(cfg: Mapping[str, Any]) -> str:
 
     Hashes the listing keys of the config (:data:`~dimcollapse.data.datasets.LISTING_KEYS`;
     other keys, such as protocol overrides, do not change the list), then the relative name, size and mtime of every video file under
-    the layout's video folders and of the split/list/annotation files, using only
-    ``stat`` (no file is opened or read), so it takes a fraction of a second for tens of
+    the layout's video folders (or of each video a ``csv`` table names) and of the
+    split/list/annotation files, using only
+    ``stat`` (no video is opened or read), so it takes a fraction of a second for tens of
     thousands of files. A folder or file that does not exist yet hashes as absent
     rather than failing, so the workflow can be parsed before a dataset is generated.
     """
@@ -155,6 +156,10 @@ def fingerprint(cfg: Mapping[str, Any]) -> str:
         digest.update(f"\0videos {directory}\n".encode())
         for entry in _stat_tree(directory, excluded, lambda n: n.lower().endswith(suffixes)):
             digest.update(entry)
+    if sources.video_files:
+        digest.update(b"\0listed videos\n")
+        for path in sources.video_files:
+            digest.update(_stat_line(path, str(path)))
     for meta in sources.meta_paths:
         digest.update(f"\0meta {meta}\n".encode())
         if meta.is_dir():
@@ -174,23 +179,30 @@ def _stat_line(path: Path | str, name: str) -> bytes:
 
 
 def _stat_tree(directory: Path, excluded: set[str], wanted: Callable[[str], bool]) -> Iterator[bytes]:
-    """``name size mtime`` lines for the wanted files under ``directory``, in sorted order."""
+    """``name size mtime`` lines for the wanted files under ``directory``, in sorted order.
+
+    Symlinked folders are followed (as the listing does), each real folder once, so a
+    link back to an ancestor cannot loop.
+    """
     if not directory.is_dir():
         yield b"absent\n"
         return
     stack = [str(directory)]
+    seen = {_dir_key(str(directory))}
     lines: list[bytes] = []
     base = len(str(directory)) + 1
     while stack:
         current = stack.pop()
         try:
-            entries = list(os.scandir(current))
+            entries = sorted(os.scandir(current), key=lambda e: e.name)  # same walk, same names
         except OSError as err:
             lines.append(f"{current[base:]}\tunreadable {err.errno}\n".encode())
             continue
         for entry in entries:
-            if entry.is_dir():
-                if entry.path not in excluded:
+            if _is_dir(entry):
+                key = _dir_key(entry.path)
+                if entry.path not in excluded and key not in seen:
+                    seen.add(key)
                     stack.append(entry.path)
             elif wanted(entry.name):
                 try:
@@ -199,3 +211,19 @@ def _stat_tree(directory: Path, excluded: set[str], wanted: Callable[[str], bool
                 except OSError:
                     lines.append(f"{entry.path[base:]}\tabsent\n".encode())
     yield from sorted(lines)
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # e.g. a symlink loop: ELOOP
+        return False
+
+
+def _dir_key(path: str) -> tuple[int, int] | str:
+    """Identity of the real folder behind ``path`` (device and inode)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return path
+    return (st.st_dev, st.st_ino)

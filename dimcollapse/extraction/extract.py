@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from dimcollapse.failures import Failure
+from dimcollapse.extraction.gpu_slots import physical_gpu
 from dimcollapse.extraction.shards import ShardResult, concat_results, shard_rows
 from dimcollapse.extraction.store import (
     FeatureStore,
@@ -396,7 +397,7 @@ def extract_shard(
                               keep_views=job["keep_views"], batch_dependent=uses_batch_statistics(model))
     result.meta = {
         **asdict(stats), "clips_per_s": stats.clips_per_s, "device": str(dev),
-        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "device_name": f"{torch.cuda.get_device_name(dev)} (GPU {physical_gpu()})" if dev.type == "cuda" else "cpu",
         "precision": precision, "batch_size": batch_size, "workers": workers, "threads": threads,
         "shard": shard, "n_shards": n_shards, "clip_cache": clip_cache, "checkpoint_path": checkpoint,
         "checkpoint_sha256": identity["checkpoint_sha256"], "store": str(store.dir),
