@@ -375,7 +375,8 @@ def extract_shard(
     rows = shard_rows(len(manifest), shard, n_shards, align=batch_size)
     protocol = Protocol.from_dict(job["protocol"])
     model_cfg = job["model"]
-    spaces = tuple(METHODS[model_cfg["method"]].spaces)
+    # the method's spaces, then one per configured layer (same forward pass, see build_model)
+    spaces = tuple(METHODS[model_cfg["method"]].spaces) + tuple(f"layer.{n}" for n in model_cfg.get("layers") or ())
     dev = resolve_device(device)
     precision = job["precision"]
     identity = instance_identity(job, checkpoint)

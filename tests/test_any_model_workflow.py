@@ -1,0 +1,125 @@
+"""End to end with models beyond the paper: one model of each family (random weights), two
+layers on one of them, and a three-checkpoint series of a user's own model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from workflow_helpers import make_videos, snakemake, tiny_config, write_config
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("any_model")]
+
+#: A user's model module, written into the study's working directory (custom builders
+#: import from there).
+USER_MODULE = '''
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, width: int = 4):
+        super().__init__()
+        self.stem = nn.Conv3d(3, width, 3, stride=(1, 2, 2), padding=1)
+        self.body = nn.Conv3d(width, 2 * width, 3, stride=2, padding=1)
+        self.fc = nn.Linear(2 * width, 3)
+
+    def forward(self, x):
+        x = torch.relu(self.body(torch.relu(self.stem(x))))
+        return self.fc(x.mean(dim=(2, 3, 4)))
+
+
+def build(width: int = 4):
+    return Net(width)
+'''
+EPOCHS = (5, 20, 100)
+LAYERS = ["layer1", "layer3"]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    workdir = tmp_path_factory.mktemp("anymodel")
+    (workdir / "usernet.py").write_text(USER_MODULE)
+    runs = workdir / "runs"
+    runs.mkdir()
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("usernet_for_test", workdir / "usernet.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    for epoch in EPOCHS:  # the weights drift with training progress
+        torch.manual_seed(epoch)
+        torch.save(module.build().state_dict(), runs / f"epoch_{epoch:05d}.pth")
+
+    config = tiny_config(workdir, make_videos(workdir / "videos", bad=False))
+    del config["datasets"]["real"]
+    config["models"] = {
+        "sup": {"method": "supervised", "label": "Supervised", "seed": 0},
+        "dpc": {"method": "DPC", "label": "DPC", "seed": 2, "options": {"arch": "resnet18"}},
+        "tv": {"method": "torchvision", "label": "MC3-18", "seed": 3, "options": {"arch": "mc3_18"},
+               "layers": list(reversed(LAYERS)), "protocol_options": {"side_size": 64, "crop_size": 64}},
+        "pv": {"method": "pytorchvideo", "label": "X3D-XS", "seed": 4, "options": {"arch": "x3d_xs"},
+               "protocol_options": {"side_size": 64, "crop_size": 64}},
+        "mine": {"method": "custom", "label": "Mine", "options": {"builder": "usernet:build"},
+                 "checkpoints": "runs/epoch_*.pth", "order": r"epoch_(\d+)",
+                 "frames": 8, "rate": 4, "protocol_options": {"side_size": 64, "crop_size": 64}},
+    }
+    config["datasets"]["gen"]["demo"]["videos_per_class"] = 2
+    config["extraction"]["clip_cache"] = False  # decode exactly as the direct check below
+    cfg_file = write_config(workdir / "config.yaml", config)
+    snakemake(workdir, "--configfile", str(cfg_file), "--cores", "2", "--resources", "gpu=1")
+    return {"workdir": workdir, "config": config}
+
+
+def test_layer_spaces_are_feature_matrices_with_metrics(study: dict) -> None:
+    out = study["workdir"] / "results"
+    index = pd.read_csv(out / "features/gen/index.csv")
+    rows = pd.read_csv(out / "metrics.csv")
+    for layer, dim in zip(LAYERS, (64, 256)):
+        x = np.load(out / f"features/gen/tv/layer.{layer}.npy")
+        assert x.shape == (len(index), dim) and np.isfinite(x).all() and x.std(axis=0).max() > 0
+        assert ((rows.method == "tv") & (rows.space == f"layer.{layer}")).sum() == 1
+    assert np.load(out / "features/gen/tv/representation.npy").shape == (len(index), 512)
+
+
+def test_layer_features_equal_the_model_on_the_same_clip(study: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Row 0 of a layer space is that module's pooled output for the manifest's first clip."""
+    monkeypatch.chdir(study["workdir"])  # the series glob is relative to the study
+    from dimcollapse.config import build_options, job_protocol, model_instances
+    from dimcollapse.data.clips import ClipDataset
+    from dimcollapse.data.manifest import read_manifest
+    from dimcollapse.models import build_model
+
+    out = study["workdir"] / "results"
+    inst = model_instances(study["config"])["tv"]
+    proto = job_protocol(study["config"], "gen", inst)
+    model = build_model("torchvision", seed=inst.seed, **build_options(inst, proto))
+    manifest = read_manifest(out / "manifests/gen.csv")
+    manifest["path"] = [p if Path(p).is_absolute() else str(study["workdir"] / p) for p in manifest.path]
+    index = pd.read_csv(out / "features/gen/index.csv")
+    assert index.id[0] == manifest.id[0]
+    clip = ClipDataset(manifest, proto)[0]["video"]
+    with torch.inference_mode():
+        direct = model(clip)
+    for layer in LAYERS:
+        stored = np.load(out / f"features/gen/tv/layer.{layer}.npy")[0]
+        np.testing.assert_allclose(stored, direct[f"layer.{layer}"][0].numpy(), rtol=2e-4, atol=1e-5)
+
+
+def test_series_members_and_figures(study: dict) -> None:
+    out = study["workdir"] / "results"
+    rows = pd.read_csv(out / "metrics.csv")
+    assert sorted(m for m in rows.method.unique() if m.startswith("mine@")) == [f"mine@{e}" for e in sorted(EPOCHS)]
+    # different weights per checkpoint give different features
+    a, b = (np.load(out / f"features/gen/mine@{e}/representation.npy") for e in EPOCHS[:2])
+    assert not np.allclose(a, b)
+    for kind in ("layers", "series"):
+        png = out / f"figures/{kind}/gen.png"
+        assert png.stat().st_size > 10_000 and (out / f"figures/{kind}/gen.pdf").is_file()
+    sidecar = json.loads((out / "features/gen/mine@20/representation.json").read_text())
+    assert sidecar["clips_computed"] + sidecar["clips_reused"] > 0
