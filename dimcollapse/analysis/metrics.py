@@ -5,6 +5,10 @@ Column names carry their convention: ``cev_sigma``/``auc_sigma`` are the paper's
 the PCA convention (λ = σ²), ``dims_*_lambda`` count components for a fraction of the
 λ-based variance.
 
+Also here, beside the single-matrix metrics of :mod:`dimcollapse.analysis.spectrum`:
+:func:`lidar` (a metric of several views per video) and :func:`sample_size_curve`
+(RankMe and AUC of random row subsets, to separate the N ≤ D cliff from collapse).
+
 Spectrum CSVs (``results/spectra/{dataset}/{method}/{space}.csv``) hold one row per
 covariance eigenvalue index 0..D-1. ``singular_value``, ``cev_sigma`` and ``cev_lambda``
 exist for the first min(N, D) indices only (the length of the paper's PCA singular
@@ -19,6 +23,7 @@ import csv
 import json
 import math
 import os
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from dimcollapse.atomic import atomic_path, write_json, write_text
-from dimcollapse.analysis.spectrum import Spectrum
+from dimcollapse.analysis.spectrum import MomentStats, RankLimitedWarning, Spectrum, analyze
 
 SPECTRUM_COLUMNS = (
     "index",
@@ -352,3 +357,95 @@ def metrics_markdown(rows: Iterable[Mapping[str, Any]]) -> str:
 
 def write_metrics_markdown(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]) -> None:
     write_text(path, metrics_markdown(rows))
+
+
+# --------------------------------------------------------------------------------------
+# LiDAR and metrics against sample size
+
+LIDAR_DELTA = 1e-3
+LIDAR_EPS = 1e-7
+LIDAR_CONVENTION = "Thilak et al. 2024: Sigma_b/(N-1), Sigma_w/(N(Q-1)) + delta*I, p = lambda/sum + eps"
+
+
+def lidar(
+    views: np.ndarray, delta: float = LIDAR_DELTA, eps: float = LIDAR_EPS, *, chunk_rows: int = 1024,
+    source: str = "views",
+) -> float:
+    """LiDAR (Thilak et al., 2024) of ``views``, an N × Q × D array (Q ≥ 2 views per sample).
+
+    Normalisations, in float64:
+
+    * Σ_b = covariance of the N view-means m_n = mean_q x_nq, centred, divided by N − 1;
+    * Σ_w = Σ_n Σ_q (x_nq − m_n)(x_nq − m_n)^T / (N (Q − 1)) + δ I;
+    * Σ_lidar = Σ_w^{-1/2} Σ_b Σ_w^{-1/2} (inverse square root by symmetric eigh);
+    * λ = its eigenvalues clipped at 0, p = λ / Σλ + ε, LiDAR = exp(−Σ p log p).
+
+    Features are used as given (no row normalisation). Rows are streamed in chunks of
+    ``chunk_rows`` samples, so a memory-mapped array is never loaded whole.
+    """
+    if views.ndim != 3:
+        raise ValueError(f"{source}: LiDAR needs an N × Q × D array of views, got shape {views.shape}")
+    n, q, d = views.shape
+    if n < 2 or q < 2:
+        raise ValueError(f"{source}: LiDAR needs at least 2 samples and 2 views each, got N={n}, Q={q}")
+    if delta <= 0:
+        raise ValueError(f"LiDAR delta must be > 0, got {delta}")
+    between = MomentStats(d, normalize=False)
+    within = np.zeros((d, d))
+    for start in range(0, n, chunk_rows):
+        block = np.asarray(views[start : start + chunk_rows], dtype=np.float64)
+        if not np.isfinite(block).all():
+            raise ValueError(f"{source}: non-finite value (NaN or inf) in samples {start}..{start + len(block) - 1}")
+        means = block.mean(axis=1)
+        between.update(means, source=source)
+        dev = (block - means[:, None, :]).reshape(-1, d)
+        within += dev.T @ dev
+    sigma_w = within / (n * (q - 1)) + delta * np.eye(d)
+    w_val, w_vec = np.linalg.eigh(sigma_w)
+    inv_sqrt = (w_vec / np.sqrt(w_val)) @ w_vec.T
+    sigma = inv_sqrt @ between.covariance @ inv_sqrt
+    lam = np.clip(np.linalg.eigvalsh((sigma + sigma.T) / 2), 0.0, None)
+    total = lam.sum()
+    if total <= 0:
+        return 1.0
+    p = lam / total + eps
+    return float(np.exp(-(p * np.log(p)).sum()))
+
+
+SAMPLE_SIZE_COLUMNS = ("n", "repeat", "rankme", "auc_sigma", "auc_lambda", "rank_limited")
+
+
+def sample_sizes(n_rows: int, smallest: int) -> list[int]:
+    """smallest, 2·smallest, 4·smallest, … below ``n_rows``, then ``n_rows`` itself."""
+    if smallest < 2:
+        raise ValueError(f"the smallest subset needs at least 2 rows, got {smallest}")
+    sizes = []
+    n = smallest
+    while n < n_rows:
+        sizes.append(n)
+        n *= 2
+    return sizes + [n_rows]
+
+
+def sample_size_curve(
+    features: np.ndarray, *, smallest: int = 256, repeats: int = 3, seed: int = 0, normalize: bool = True,
+    alpha_range: tuple[int, int] = (10, 99),
+) -> list[dict[str, Any]]:
+    """RankMe and AUCs of seeded random row subsets of sizes :func:`sample_sizes`.
+
+    ``repeats`` subsets (without replacement) per size below N, drawn from one
+    ``numpy.random.default_rng(seed)`` stream in size order; all rows once. ``features``
+    may be a memory map: only the chosen rows are read.
+    """
+    n_rows = features.shape[0]
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, Any]] = []
+    for n in sample_sizes(n_rows, smallest):
+        for rep in range(repeats if n < n_rows else 1):
+            pick = np.sort(rng.choice(n_rows, size=n, replace=False)) if n < n_rows else slice(None)
+            with warnings.catch_warnings():  # small subsets are rank-limited by design
+                warnings.simplefilter("ignore", RankLimitedWarning)
+                spec = analyze(np.asarray(features[pick]), normalize, alpha_range=alpha_range)
+            rows.append({"n": n, "repeat": rep, "rankme": spec.rankme, "auc_sigma": spec.auc,
+                         "auc_lambda": spec.auc_variance, "rank_limited": spec.rank_limited})
+    return rows
