@@ -29,7 +29,7 @@ from matplotlib.patches import Patch
 from dimcollapse.atomic import atomic_path
 
 SPACES = ("representation", "embedding")
-SPACE_TITLES = {"representation": "Representation Space", "embedding": "Embedding Space"}
+SPACE_TITLES = {"representation": "Representation Space", "embedding": "Embedding Space", "features": "Features"}
 RANK_LABEL = "Singular Value Rank Index"
 NORMALIZED_RANK_LABEL = "Normalised Rank Index k/D"
 LOG_LABEL = "Log of Singular Values"
@@ -37,6 +37,7 @@ CEV_LABEL = "Cumulative Explained Variance"
 CEV_LAMBDA_LABEL = "Cumulative Explained Variance (λ-based)"
 PAPER_Y_RANGE = (-25.0, 0.0)
 RANK_LIMIT_NOTE = "N ≤ D: rank ≤ N−1 (sampling)"
+ZERO_NOTE = "zero eigenvalues (floor at {floor}, not to scale)"
 METRIC_LABELS = {
     "rankme": "RankMe",
     "auc_sigma": "AUC (σ-based CEV, paper)",
@@ -59,6 +60,7 @@ class Curves(Protocol):
     """What a figure needs of a spectrum (Spectrum and SpectrumCurves both provide it)."""
 
     n_samples: int
+    cov_eigenvalues: np.ndarray
     log_spectrum: np.ndarray
     cev: np.ndarray
     cev_variance: np.ndarray
@@ -142,8 +144,71 @@ def _shade_rank_limit(ax: Any, curves: Sequence[Curves], normalized_rank: bool) 
     start = min(_index_to_x(c.n_samples - 1, c.dim, normalized_rank) for c in limited)
     end = 1.0 if normalized_rank else max(c.dim for c in curves) - 1
     ax.axvspan(start, end, color="0.88", zorder=0, linewidth=0)
-    ax.text(start, 0.98, " " + RANK_LIMIT_NOTE, transform=ax.get_xaxis_transform(), fontsize=7,
-            va="top", ha="left", color="0.35", clip_on=True)
+    ax.text(0.99, 0.97, RANK_LIMIT_NOTE + " ", transform=ax.transAxes, fontsize=7, va="top", ha="right",
+            color="0.35", bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
+
+
+def _informative(curves: Curves) -> int:
+    """Leading eigenvalues distinguishable from zero (at least 1); the rest sit at the floor."""
+    return max(1, int(np.count_nonzero(np.asarray(curves.cov_eigenvalues) > 0)))
+
+
+FLOOR_Y = 0.035
+FLOOR_STEP = 0.02
+"""Height (axes fraction) of the first strip that marks zero eigenvalues in log panels,
+and the step between the strips of several curves."""
+
+
+def _log_panel(
+    ax: Any, present: Sequence[tuple[str, Curves]], palette: Mapping[str, str], *, normalized_rank: bool,
+    y_range: YRange, linewidth: float,
+) -> None:
+    """Log spectra over their informative range; zero eigenvalues marked, not to scale.
+
+    Eigenvalues at the round-off floor (``log τ``, about −35 in float64) would stretch
+    the y axis far below every informative value, and with N ≤ D they fill the indices
+    past N−2. Each curve is drawn up to its last non-zero eigenvalue; a strip at the
+    bottom of the panel marks, in the curve's colour, the indices where its eigenvalues
+    are zero, and the x axis ends shortly after the last informative index of any curve.
+    """
+    lows, highs, zero_from, x_last = [], [], [], []
+    for label, c in present:
+        m = _informative(c)
+        x = _x(c.dim, c.dim, normalized_rank)
+        ax.plot(x[:m], c.log_spectrum[:m], color=palette[label], label=label, linewidth=linewidth)
+        lows.append(float(c.log_spectrum[:m].min()))
+        highs.append(float(c.log_spectrum[:m].max()))
+        x_last.append(float(x[m - 1]))
+        if m < c.dim:
+            zero_from.append((label, float(x[m]), float(x[-1]), float(c.log_spectrum[m:].max())))
+    curves = [c for _, c in present]
+    _shade_rank_limit(ax, curves, normalized_rank)
+    # one strip per curve with zeros, stacked from the bottom, and the note above them
+    strip_y = [FLOOR_Y + FLOOR_STEP * i for i in range(len(zero_from))]
+    if y_range == "auto" and zero_from:
+        lo, hi = min(lows), max(highs)
+        span = max(hi - lo, 1e-3)
+        below = strip_y[-1] + 0.09  # axes fraction kept free of data below the lowest value
+        top_pad = 0.04
+        total = span / (1 - below - top_pad)
+        ax.set_ylim(lo - below * total, hi + top_pad * total)
+    else:
+        _apply_y_range(ax, lows, highs, y_range)
+    full_end = max(float(_index_to_x(c.dim - 1, c.dim, normalized_rank)) for c in curves)
+    if zero_from and max(x_last) < full_end:
+        right = min(full_end, 1.08 * max(x_last) + (0 if normalized_rank else 1))
+        ax.set_xlim(-0.02 * right, right)
+    if zero_from:
+        strip = ax.get_xaxis_transform()  # x in data, y in axes fraction
+        ax.axhline(ax.get_ylim()[0], color="0.5", linewidth=0.6)
+        for (label, start, end, _), y in zip(zero_from, strip_y):
+            ax.plot([start, end], [y, y], transform=strip, color=palette[label], linewidth=2.5,
+                    solid_capstyle="butt", label=f"_zero {label}", clip_on=True)
+            ax.plot([start], [y], transform=strip, color=palette[label], marker="|", markersize=8,
+                    label=f"_zero start {label}")
+        floor = min(f for *_, f in zero_from)
+        ax.text(0.99, strip_y[-1] + 0.025, ZERO_NOTE.format(floor=f"{floor:.0f}".replace("-", "−")), transform=ax.transAxes, fontsize=7,
+                ha="right", va="bottom", color="0.3")
 
 
 def spectrum_figure(
@@ -175,20 +240,17 @@ def spectrum_figure(
         ax_log, ax_cev = axes[row]
         present = [(label, by_space[space]) for label, by_space in spectra.items() if space in by_space]
         for label, c in present:
-            ax_log.plot(_x(c.dim, c.dim, False), c.log_spectrum, color=palette[label], label=label, linewidth=2)
             values, auc = _cev_of(c, cev)
             ax_cev.plot(_x(values.size, c.dim, False), values, color=palette[label],
                         label=f"{label} (AUC={auc:.2f})", linewidth=2)
-        curves = [c for _, c in present]
-        _shade_rank_limit(ax_log, curves, False)
-        _apply_y_range(ax_log, [float(c.log_spectrum.min()) for c in curves],
-                       [float(c.log_spectrum.max()) for c in curves], y_range)
+        _log_panel(ax_log, present, palette, normalized_rank=False, y_range=y_range, linewidth=2)
         for ax, ylabel in ((ax_log, LOG_LABEL), (ax_cev, CEV_LABEL if cev == "sigma" else CEV_LAMBDA_LABEL)):
             ax.set_title(_space_title(space), fontsize=14)
             ax.set_xlabel(RANK_LABEL, fontsize=12)
             ax.set_ylabel(ylabel, fontsize=12)
-        ax_log.legend(fontsize=9, loc="lower left")
-        ax_cev.legend(fontsize=9, loc="lower right")
+        # one legend per row, beside the CEV panel: off every curve, and it names the
+        # colours of the log panel too
+        ax_cev.legend(fontsize=9, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     if title:
         fig.suptitle(title, fontsize=14)
     return fig
@@ -234,21 +296,19 @@ def overview_figure(
                 ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="0.4")
                 ax.axis("off")
                 continue
-            for label, c in present:
-                values = c.log_spectrum if quantity == "log_spectrum" else _cev_of(c, cev)[0]
-                ax.plot(_x(values.size, c.dim, normalized_rank), values, color=palette[label], label=label,
-                        linewidth=1.8)
-            curves = [c for _, c in present]
-            if quantity == "log_spectrum":
-                _shade_rank_limit(ax, curves, normalized_rank)
-                _apply_y_range(ax, [float(c.log_spectrum.min()) for c in curves],
-                               [float(c.log_spectrum.max()) for c in curves], y_range)
-                ax.set_ylabel(LOG_LABEL, fontsize=10)
-            else:
-                ax.set_ylabel(CEV_LABEL if cev == "sigma" else CEV_LAMBDA_LABEL, fontsize=10)
-            ax.set_xlabel(NORMALIZED_RANK_LABEL if normalized_rank else RANK_LABEL, fontsize=10)
             if normalized_rank:
                 ax.set_xlim(-0.02, 1.02)
+            if quantity == "log_spectrum":
+                _log_panel(ax, present, palette, normalized_rank=normalized_rank, y_range=y_range,
+                           linewidth=1.8)
+                ax.set_ylabel(LOG_LABEL, fontsize=10)
+            else:
+                for label, c in present:
+                    values = _cev_of(c, cev)[0]
+                    ax.plot(_x(values.size, c.dim, normalized_rank), values, color=palette[label], label=label,
+                            linewidth=1.8)
+                ax.set_ylabel(CEV_LABEL if cev == "sigma" else CEV_LAMBDA_LABEL, fontsize=10)
+            ax.set_xlabel(NORMALIZED_RANK_LABEL if normalized_rank else RANK_LABEL, fontsize=10)
     handles = [Line2D([], [], color=palette[m], linewidth=2) for m in labels]
     fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6), fontsize=10)
     if title:
