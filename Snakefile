@@ -22,6 +22,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/checkpoints.smk"
 include: "rules/extract.smk"
+include: "rules/probes.smk"
 include: "rules/analysis.smk"
 
 

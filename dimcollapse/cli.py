@@ -196,8 +196,10 @@ def _probe(args: argparse.Namespace) -> None:
         raise InputError(f"{args.features}: {err}") from err
     out = {"file": args.features, "split": split, **out}
     print(f"split: {split}")
-    print(f"k-NN (k={args.k}, T={args.temperature}) top-1: {out['knn_accuracy']:.4f}")
-    print(f"linear probe top-1: {out['linear_accuracy']:.4f} (weight decay {out['linear_weight_decay']:g})")
+    if out["knn_accuracy"] is not None:
+        print(f"k-NN (k={args.k}, T={args.temperature}) top-1: {out['knn_accuracy']:.4f}")
+    if out["linear_accuracy"] is not None:
+        print(f"linear probe top-1: {out['linear_accuracy']:.4f} (weight decay {out['linear_weight_decay']:g})")
     if args.json:
         from dimcollapse.atomic import write_json
 

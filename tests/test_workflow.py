@@ -42,6 +42,11 @@ def variant(study: dict, name: str, change) -> Path:  # type: ignore[no-untyped-
     return write_config(study["workdir"] / f"{name}.yaml", config)
 
 
+def analysis_jobs(features: int) -> dict[str, int]:
+    """Probe and sample-size jobs after ``features`` feature matrices changed."""
+    return {"probe": features, "sample_size": features, "probe_table": 1, "sample_size_figure": 2}
+
+
 def test_every_output_exists_and_rows_align(study: dict) -> None:
     w = study["workdir"]
     for ds in DATASETS:
@@ -102,7 +107,7 @@ def test_second_run_does_nothing(study: dict) -> None:
 
 def test_figure_option_reruns_only_figures(study: dict) -> None:
     cfg = variant(study, "dpi", lambda c: c.setdefault("figures", {}).update(dpi=150))
-    assert planned_jobs(study["workdir"], cfg) == changed(figure=2, overview=1)
+    assert planned_jobs(study["workdir"], cfg) == changed(figure=2, overview=1, probe_table=1, sample_size_figure=2)
 
 
 @pytest.mark.parametrize("method", ["simclr", "sup"])
@@ -113,26 +118,29 @@ def test_one_method_extraction_change_reruns_only_its_branch(study: dict, method
     # (also when the changed model is the one whose protocol stands for the cache).
     spaces = len(MODELS[method])
     assert jobs == changed(extract=4, merge_features=2 * spaces, spectrum=2 * spaces, metrics=1, figure=2,
-                           overview=1)
+                           overview=1, **analysis_jobs(2 * spaces))
 
 
 def test_checkpoint_change_reruns_only_that_instance(study: dict) -> None:
     cfg = variant(study, "ckpt", lambda c: c["models"]["sup"].update(checkpoint="/weights/SLOW_8x8_R50.pyth"))
     jobs = planned_jobs(study["workdir"], cfg)
     assert jobs == changed(download_checkpoint=1, extract=4, merge_features=2, spectrum=2, metrics=1, figure=2,
-                           overview=1)
+                           overview=1, **analysis_jobs(2))
 
 
 def test_adding_a_method_adds_only_its_jobs(study: dict) -> None:
     cfg = variant(study, "add", lambda c: c["models"].update(moco={"method": "MoCo", "seed": 7}))
     jobs = planned_jobs(study["workdir"], cfg)
-    assert jobs == changed(extract=4, merge_features=4, spectrum=4, metrics=1, figure=2, overview=1)
+    assert jobs == changed(extract=4, merge_features=4, spectrum=4, metrics=1, figure=2, overview=1,
+                           **analysis_jobs(4))
 
 
 def test_spectrum_option_reruns_analysis_but_no_extraction(study: dict) -> None:
     cfg = variant(study, "alpha", lambda c: c["spectrum"].update(alpha_req_range=[5, 50]))
     jobs = planned_jobs(study["workdir"], cfg)
-    assert jobs == changed(spectrum=8, metrics=1, figure=2, overview=1)
+    # the subsets against N use the α-ReQ range too; the probes do not depend on it
+    assert jobs == changed(spectrum=8, metrics=1, figure=2, overview=1, sample_size=8, sample_size_figure=2,
+                           probe_table=1)
 
 
 def test_editing_a_video_reruns_its_dataset(study: dict, tmp_path: Path) -> None:

@@ -312,6 +312,18 @@ def _with_ci(row: Mapping[str, Any], col: str, digits: int) -> str:
     return text
 
 
+def _percent(value: Any) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * float(value):.1f}"
+
+
+#: Columns shown in the Markdown table only when some row has them (added by later stages).
+OPTIONAL_MARKDOWN = (
+    ("lidar", "LiDAR", lambda v: _num(v, 1)),
+    ("knn_accuracy", "k-NN acc. %", _percent),
+    ("linear_accuracy", "Linear acc. %", _percent),
+)
+
+
 def metrics_markdown(rows: Iterable[Mapping[str, Any]]) -> str:
     """The metrics as a Markdown table for the README/report.
 
@@ -325,6 +337,8 @@ def metrics_markdown(rows: Iterable[Mapping[str, Any]]) -> str:
         "Dataset", "Method", "Space", "N", "D", "AUC (σ, paper)", "AUC (λ)", "RankMe",
         "α-ReQ", "α-ReQ R²", "Participation ratio", "Dims 90/95/99 % (λ)",
     ]
+    optional = [(col, title, fmt) for col, title, fmt in OPTIONAL_MARKDOWN if any(col in r for r in rows)]
+    header += [title for _, title, _ in optional]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         n = f"{r['n_samples']}†" if r["rank_limited"] else str(r["n_samples"])
@@ -342,6 +356,7 @@ def metrics_markdown(rows: Iterable[Mapping[str, Any]]) -> str:
             _num(r["participation_ratio"], 1),
             f"{r['dims_90_lambda']}/{r['dims_95_lambda']}/{r['dims_99_lambda']}",
         ]
+        cells += [fmt(r.get(col)) for col, _, fmt in optional]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     notes = []
     if any(r["rank_limited"] for r in rows):
@@ -349,6 +364,8 @@ def metrics_markdown(rows: Iterable[Mapping[str, Any]]) -> str:
             "† N ≤ D: the covariance has at most N−1 non-zero eigenvalues; the drop of the "
             "spectrum after index N−2 is a sampling limit, not dimensional collapse."
         )
+    if any(col in r for r in rows for col in ("knn_accuracy", "linear_accuracy")):
+        notes.append("Accuracies: top-1 of the probes on their test split (see results/probes.csv).")
     if level is not None:
         methods = sorted({str(r["ci_method"]) for r in rows if r.get("ci_method")})
         notes.append(f"Brackets: {level:.0%} bootstrap intervals over videos ({', '.join(methods)}).")
@@ -412,7 +429,7 @@ def lidar(
     return float(np.exp(-(p * np.log(p)).sum()))
 
 
-SAMPLE_SIZE_COLUMNS = ("n", "repeat", "rankme", "auc_sigma", "auc_lambda", "rank_limited")
+SAMPLE_SIZE_COLUMNS = ("n", "repeat", "dim", "rankme", "auc_sigma", "auc_lambda", "rank_limited")
 
 
 def sample_sizes(n_rows: int, smallest: int) -> list[int]:
@@ -446,6 +463,6 @@ def sample_size_curve(
             with warnings.catch_warnings():  # small subsets are rank-limited by design
                 warnings.simplefilter("ignore", RankLimitedWarning)
                 spec = analyze(np.asarray(features[pick]), normalize, alpha_range=alpha_range)
-            rows.append({"n": n, "repeat": rep, "rankme": spec.rankme, "auc_sigma": spec.auc,
+            rows.append({"n": n, "repeat": rep, "dim": spec.dim, "rankme": spec.rankme, "auc_sigma": spec.auc,
                          "auc_lambda": spec.auc_variance, "rank_limited": spec.rank_limited})
     return rows

@@ -282,7 +282,7 @@ def run_probes(
 ) -> dict[str, object]:
     """Both probes on the rows of ``features`` whose role is train or test.
 
-    Returns a flat record (accuracies as fractions in 0..1, NaN for a disabled probe)."""
+    Returns a flat record (accuracies as fractions in 0..1, ``None`` for a disabled probe)."""
     features, labels = _check_xy(features, labels, "probe features")
     roles = np.asarray(roles)
     if roles.shape != labels.shape:
@@ -292,8 +292,8 @@ def run_probes(
         raise ValueError(f"probe: need training and test rows, got {int(tr.sum())} train, {int(te.sum())} test")
     out: dict[str, object] = {
         "n_train": int(tr.sum()), "n_test": int(te.sum()), "n_classes": int(np.unique(labels[tr | te]).size),
-        "knn_k": k, "knn_temperature": temperature, "knn_accuracy": math.nan,
-        "linear_accuracy": math.nan, "linear_weight_decay": math.nan, "linear_val_fraction": val_fraction,
+        "knn_k": k, "knn_temperature": temperature, "knn_accuracy": None,
+        "linear_accuracy": None, "linear_weight_decay": None, "linear_val_fraction": val_fraction,
         "seed": seed, "device": _device(device),
     }
     if knn:
@@ -304,4 +304,79 @@ def run_probes(
                            val_fraction=val_fraction, seed=seed, device=device)
         out.update(linear_accuracy=res.accuracy, linear_weight_decay=res.weight_decay,
                    linear_val_accuracy=res.to_dict()["val_accuracy"])
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Collapse metrics against probe accuracy
+
+#: Metrics set against accuracy: metrics-table column -> axis label.
+CORRELATED_METRICS = {
+    "auc_sigma": "AUC (σ-based CEV, paper)",
+    "auc_lambda": "AUC (λ-based CEV)",
+    "rankme": "RankMe",
+    "alpha_req": "α-ReQ",
+    "lidar": "LiDAR",
+}
+#: Probe accuracies: probes-table column -> axis label.
+ACCURACIES = {"knn_accuracy": "k-NN top-1 accuracy", "linear_accuracy": "Linear probe top-1 accuracy"}
+
+
+def _finite_pairs(rows: Sequence[Mapping[str, object]], metric: str, accuracy: str) -> tuple[np.ndarray, np.ndarray]:
+    pairs = [(float(r[metric]), float(r[accuracy])) for r in rows  # type: ignore[arg-type]
+             if r.get(metric) is not None and r.get(accuracy) is not None
+             and math.isfinite(float(r[metric])) and math.isfinite(float(r[accuracy]))]  # type: ignore[arg-type]
+    arr = np.array(pairs, dtype=np.float64).reshape(-1, 2)
+    return arr[:, 0], arr[:, 1]
+
+
+def spearman_with_interval(
+    x: np.ndarray, y: np.ndarray, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95,
+) -> tuple[float, float, float]:
+    """Spearman's ρ of paired values and a percentile bootstrap interval over the pairs.
+
+    Resamples whose ranks are constant in x or y (ρ undefined) are dropped; with fewer
+    than 3 pairs, or fewer than half of the resamples defined, the interval is NaN.
+    """
+    from scipy.stats import spearmanr
+
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    nan = (math.nan, math.nan, math.nan)
+    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return nan
+    rho = float(spearmanr(x, y).statistic)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, x.size, size=(n_boot, x.size))
+    boots = []
+    for idx in picks:
+        xs, ys = x[idx], y[idx]
+        if np.ptp(xs) > 0 and np.ptp(ys) > 0:
+            boots.append(spearmanr(xs, ys).statistic)
+    if len(boots) < n_boot / 2:
+        return rho, math.nan, math.nan
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(boots, [tail, 100 - tail])
+    return rho, float(low), float(high)
+
+
+def metric_accuracy_correlations(
+    rows: Sequence[Mapping[str, object]], *, n_boot: int = 2000, seed: int = 0, level: float = 0.95,
+) -> list[dict[str, object]]:
+    """Spearman's ρ between each collapse metric and each probe accuracy, per dataset.
+
+    ``rows`` are probes-table rows (one per dataset, instance and space, with the metric
+    columns). All spaces of a dataset are pooled, one point per instance and space.
+    """
+    out: list[dict[str, object]] = []
+    for dataset in dict.fromkeys(str(r["dataset"]) for r in rows):
+        subset = [r for r in rows if str(r["dataset"]) == dataset]
+        for accuracy in ACCURACIES:
+            for metric in CORRELATED_METRICS:
+                x, y = _finite_pairs(subset, metric, accuracy)
+                if x.size == 0:
+                    continue
+                rho, low, high = spearman_with_interval(x, y, n_boot=n_boot, seed=seed, level=level)
+                out.append({"dataset": dataset, "accuracy": accuracy, "metric": metric, "n_points": int(x.size),
+                            "spearman_rho": rho, "ci_low": low, "ci_high": high, "ci_level": level,
+                            "bootstrap_n": n_boot, "bootstrap_seed": seed})
     return out
