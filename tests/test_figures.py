@@ -246,3 +246,64 @@ def test_save_writes_png_at_dpi_and_reproducible_pdf(tmp_path, dataset_b):
     save_figure(spectrum_figure(dataset_b, colors=COLORS), tmp_path / "again.png", pdf, dpi=200)
     assert pdf.read_bytes() == first
     assert sorted(p.name for p in png.parent.iterdir()) == ["demo.pdf", "demo.png"]  # no temporaries left
+
+
+def test_probe_figure_points_colours_markers_and_rho(dataset_a):
+    from dimcollapse.analysis.figures import probe_figure, space_markers
+    from dimcollapse.analysis.probes import ACCURACIES, CORRELATED_METRICS, metric_accuracy_correlations
+
+    rows = []
+    for i, (label, by_space) in enumerate(dataset_a.items()):
+        for space, s in by_space.items():
+            rows.append({"dataset": "k400", "method": label.lower(), "label": label, "space": space,
+                         "auc_sigma": s.auc, "auc_lambda": s.auc_variance, "rankme": s.rankme,
+                         "alpha_req": s.alpha_req, "lidar": None, "knn_accuracy": 0.1 * i + 0.05,
+                         "linear_accuracy": 0.1 * i + 0.1})
+    corr = metric_accuracy_correlations(rows, n_boot=100)
+    fig = probe_figure(rows, corr, metrics=CORRELATED_METRICS, accuracies=ACCURACIES, colors=COLORS)
+    axes = fig.get_axes()
+    assert len(axes) == 2 * 4  # (k-NN, linear) × 4 metrics; LiDAR has no value and no column
+    assert [ax.get_xlabel() for ax in axes[:4]] == [CORRELATED_METRICS[m] for m in
+                                                     ("auc_sigma", "auc_lambda", "rankme", "alpha_req")]
+    rankme_knn = axes[2]
+    c = next(c for c in corr if c["metric"] == "rankme" and c["accuracy"] == "knn_accuracy")
+    assert rankme_knn.get_title().startswith(f"ρ = {c['spearman_rho']:+.2f} [{c['ci_low']:+.2f}, ")
+    assert rankme_knn.get_title().endswith(f"n = {len(rows)}")
+    points = rankme_knn.collections
+    assert len(points) == len(rows)
+    for coll, row in zip(points, rows):
+        assert to_hex(coll.get_facecolor()[0]) == COLORS[row["label"]]
+        np.testing.assert_allclose(coll.get_offsets()[0], [row["rankme"], 100 * row["knn_accuracy"]])
+    assert space_markers(["embedding", "representation", "layer.x"]) == {
+        "representation": "o", "embedding": "^", "layer.x": "s"}
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == list(COLORS) + ["Representation Space", "Embedding Space"]
+
+
+def test_probe_figure_without_accuracies_says_so():
+    from dimcollapse.analysis.figures import NO_PROBE_NOTE, probe_figure
+
+    rows = [{"dataset": "d", "method": "m", "space": "representation", "rankme": 3.0, "knn_accuracy": None}]
+    fig = probe_figure(rows, [], metrics={"rankme": "RankMe"}, accuracies={"knn_accuracy": "k-NN"})
+    assert [t.get_text() for t in fig.get_axes()[0].texts] == [NO_PROBE_NOTE]
+
+
+def test_sample_size_figure_means_bands_and_n_equals_d():
+    from dimcollapse.analysis.figures import sample_size_figure
+    from dimcollapse.analysis.metrics import sample_size_curve
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 16))
+    curves = {"MoCo": {"representation": sample_size_curve(x, smallest=8, repeats=3)},
+              "SwAV": {"representation": sample_size_curve(x * np.linspace(1, 0.1, 16), smallest=8, repeats=3)}}
+    fig = sample_size_figure(curves, colors=COLORS, title="t")
+    rankme_ax, auc_ax = fig.get_axes()
+    moco = [line for line in rankme_ax.get_lines() if line.get_label() == "MoCo"][0]
+    np.testing.assert_array_equal(moco.get_xdata(), [8, 16, 32, 64, 80])
+    first = [r["rankme"] for r in curves["MoCo"]["representation"] if r["n"] == 8]
+    assert moco.get_ydata()[0] == pytest.approx(np.mean(first))
+    assert to_hex(moco.get_color()) == COLORS["MoCo"]
+    dashed = [line for line in rankme_ax.get_lines() if line.get_linestyle() == "--"]
+    assert [line.get_xdata()[0] for line in dashed] == [16]  # N = D
+    assert rankme_ax.get_xscale() == "log" and auc_ax.get_ylabel().startswith("AUC")
+    assert len(rankme_ax.collections) == 2  # a min-max band per method

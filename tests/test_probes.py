@@ -215,3 +215,48 @@ def test_sample_size_curve_subsets_are_seeded_and_end_at_all_rows() -> None:
     pick = np.sort(np.random.default_rng(0).choice(100, size=10, replace=False))
     assert rows[0]["rankme"] == pytest.approx(analyze(x[pick]).rankme)
     assert rows == sample_size_curve(x, smallest=10, repeats=2, seed=0)
+
+
+def test_spearman_and_its_bootstrap_interval() -> None:
+    from scipy.stats import spearmanr
+
+    from dimcollapse.analysis.probes import spearman_with_interval
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=12)
+    y = x + 0.5 * rng.normal(size=12)
+    rho, low, high = spearman_with_interval(x, y, n_boot=500, seed=1)
+    assert rho == pytest.approx(spearmanr(x, y).statistic)
+    assert -1 <= low < rho < high <= 1
+    assert (rho, low, high) == spearman_with_interval(x, y, n_boot=500, seed=1)  # seeded
+    assert spearman_with_interval(x, -y, n_boot=500, seed=1)[0] == pytest.approx(-rho)
+    assert all(np.isnan(v) for v in spearman_with_interval(x[:2], y[:2]))  # too few points
+    assert all(np.isnan(v) for v in spearman_with_interval(x, np.ones(12)))  # constant accuracy
+
+
+def test_correlations_per_dataset_skip_missing_metrics() -> None:
+    from dimcollapse.analysis.probes import metric_accuracy_correlations
+
+    rows = [{"dataset": ds, "method": f"m{i}", "space": "representation", "auc_sigma": 0.5 + i / 10,
+             "auc_lambda": 0.6, "rankme": 10.0 * i, "alpha_req": None, "lidar": None,
+             "knn_accuracy": i / 10 if ds == "a" else 1 - i / 10, "linear_accuracy": None}
+            for ds in ("a", "b") for i in range(5)]
+    corr = metric_accuracy_correlations(rows, n_boot=50)
+    keys = {(c["dataset"], c["accuracy"], c["metric"]) for c in corr}
+    assert keys == {(ds, "knn_accuracy", m) for ds in ("a", "b") for m in ("auc_sigma", "auc_lambda", "rankme")}
+    by = {(c["dataset"], c["metric"]): c for c in corr}
+    assert by[("a", "rankme")]["spearman_rho"] == pytest.approx(1.0)
+    assert by[("b", "rankme")]["spearman_rho"] == pytest.approx(-1.0)
+    assert np.isnan(by[("a", "auc_lambda")]["spearman_rho"]) and by[("a", "rankme")]["n_points"] == 5
+
+
+def test_markdown_shows_probe_and_lidar_columns_only_when_present() -> None:
+    from dimcollapse.analysis.metrics import metrics_markdown, metrics_row
+
+    rng = np.random.default_rng(0)
+    row = metrics_row(analyze(rng.normal(size=(40, 8))), dataset="d", method="m", space="representation")
+    assert "k-NN" not in metrics_markdown([row])
+    text = metrics_markdown([{**row, "knn_accuracy": 0.625, "linear_accuracy": 0.75, "lidar": 3.25}])
+    header, _, line = text.splitlines()[:3]
+    assert header.endswith("| LiDAR | k-NN acc. % | Linear acc. % |")
+    assert line.endswith("| 3.2 | 62.5 | 75.0 |") and "top-1 of the probes" in text
