@@ -299,9 +299,12 @@ def probe(smk: Any) -> None:
     import numpy as np
     import pandas as pd
 
+    import torch
+
     from dimcollapse.analysis.probes import run_probes
 
     _start(smk)
+    torch.set_num_threads(smk.threads)
     p = smk.params.probes
     split = pd.read_csv(smk.input.split, dtype={"id": str}, keep_default_na=False)
     features = np.load(smk.input.features, mmap_mode="r")
