@@ -16,7 +16,6 @@ unreadable file) ends with one line ``dimcollapse: error: FILE: problem`` and ex
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path

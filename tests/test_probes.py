@@ -272,3 +272,21 @@ def test_markdown_shows_probe_and_lidar_columns_only_when_present() -> None:
     header, _, line = text.splitlines()[:3]
     assert header.endswith("| LiDAR | k-NN acc. % | Linear acc. % |")
     assert line.endswith("| 3.2 | 62.5 | 75.0 |") and "top-1 of the probes" in text
+
+
+def test_official_hmdb51_split_leaves_unused_videos_out(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "hmdb"
+    splits = root / "split" / "testTrainMulti_7030_splits"
+    splits.mkdir(parents=True)
+    for cls in ("run", "jump"):
+        (root / "videos" / cls).mkdir(parents=True)
+        for k in range(3):
+            (root / "videos" / cls / f"{cls}_{k}.avi").write_bytes(b"")
+        # split 1: video 0 train, 1 test, 2 unused; split 2 swaps train and test
+        (splits / f"{cls}_test_split1.txt").write_text(f"{cls}_0.avi 1\n{cls}_1.avi 2\n{cls}_2.avi 0\n")
+        (splits / f"{cls}_test_split2.txt").write_text(f"{cls}_0.avi 2\n{cls}_1.avi 1\n{cls}_2.avi 0\n")
+    roles, name = official_split({"layout": "hmdb51", "root": str(root)})  # type: ignore[misc]
+    assert roles == {"run/run_0": "train", "run/run_1": "test", "jump/jump_0": "train", "jump/jump_1": "test"}
+    assert "hmdb51 split 1" in name
+    roles2, _ = official_split({"layout": "hmdb51", "root": str(root), "split": 2})  # type: ignore[misc]
+    assert roles2["run/run_0"] == "test" and "run/run_2" not in roles2

@@ -78,6 +78,30 @@ def test_every_output_exists_and_rows_align(study: dict) -> None:
     assert json.loads((w / "results/provenance.json").read_text())["versions"]["snakemake"] == "9.27.1"
 
 
+def test_probes_and_sample_size_outputs(study: dict) -> None:
+    w = study["workdir"]
+    probes = pd.read_csv(w / "results/probes.csv")
+    assert len(probes) == 2 * 4 and set(probes["dataset"]) == set(DATASETS)
+    real, gen = probes[probes["dataset"] == "real"], probes[probes["dataset"] == "gen"]
+    # 2 usable videos per class in "real": one of each goes to test, seeded and stratified
+    split = pd.read_csv(w / "results/probes/real/split.csv", dtype={"id": str})
+    index = pd.read_csv(w / "results/features/real/index.csv", dtype={"id": str})
+    assert list(split["id"]) == list(index["id"]) and (split.groupby("label")["role"].nunique() == 2).all()
+    assert real["split"].str.startswith("seeded stratified split").all()
+    assert real["knn_accuracy"].between(0, 1).all() and real["linear_accuracy"].between(0, 1).all()
+    assert (real["n_test"] == (split["role"] == "test").sum()).all()
+    # one video per class in "gen": no test row, so no accuracy, and the table says why
+    assert gen["knn_accuracy"].isna().all() and gen["split"].str.contains("no probe").all()
+    assert probes["rankme"].notna().all() and probes["lidar"].isna().all()  # no multi-view instance
+    metrics_md = (w / "results/metrics.md").read_text()
+    assert "k-NN acc. %" in metrics_md and "Linear acc. %" in metrics_md
+    subsets = pd.read_csv(w / "results/sample_size/real/simclr/embedding.csv")
+    assert subsets["n"].iloc[-1] == len(index) and set(subsets["dim"]) == {128}
+    for fig in ("results/figures/probes.png", "results/figures/sample_size/real.png",
+                "results/figures/sample_size/gen.pdf"):
+        assert (w / fig).stat().st_size > 10_000
+
+
 def test_figure_is_a_valid_png(study: dict) -> None:
     png = (study["workdir"] / "results/figures/real.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
