@@ -223,9 +223,16 @@ def test_sample_size_curve_subsets_are_seeded_and_end_at_all_rows() -> None:
     full = analyze(x)
     assert rows[-1]["rankme"] == pytest.approx(full.rankme) and rows[-1]["auc_sigma"] == pytest.approx(full.auc)
     assert rows[0]["rank_limited"] and not rows[-1]["rank_limited"]
-    # the first subset is the seeded draw of 10 rows
+    # the first subset is the seeded draw of 10 rows; below D = 20 the n × n route gives
+    # analyze's numbers, with and without normalisation
     pick = np.sort(np.random.default_rng(0).choice(100, size=10, replace=False))
-    assert rows[0]["rankme"] == pytest.approx(analyze(x[pick]).rankme)
+    ref = analyze(x[pick])
+    assert rows[0]["rankme"] == pytest.approx(ref.rankme, rel=1e-10)
+    assert rows[0]["auc_sigma"] == pytest.approx(ref.auc, rel=1e-10)
+    assert rows[0]["auc_lambda"] == pytest.approx(ref.auc_variance, rel=1e-10)
+    raw = sample_size_curve(x * 3 + 1, smallest=10, repeats=1, seed=0, normalize=False)[0]
+    ref_raw = analyze((x * 3 + 1)[pick], normalize=False)
+    assert (raw["rankme"], raw["auc_sigma"]) == pytest.approx((ref_raw.rankme, ref_raw.auc), rel=1e-10)
     assert rows == sample_size_curve(x, smallest=10, repeats=2, seed=0)
 
 

@@ -23,7 +23,6 @@ import csv
 import json
 import math
 import os
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from dimcollapse.atomic import atomic_path, write_json, write_text
-from dimcollapse.analysis.spectrum import MomentStats, RankLimitedWarning, Spectrum, analyze
+from dimcollapse.analysis.spectrum import NORM_EPS, RANKME_EPS, MomentStats, Spectrum, analyze
 
 SPECTRUM_COLUMNS = (
     "index",
@@ -452,17 +451,49 @@ def sample_size_curve(
 
     ``repeats`` subsets (without replacement) per size below N, drawn from one
     ``numpy.random.default_rng(seed)`` stream in size order; all rows once. ``features``
-    may be a memory map: only the chosen rows are read.
+    may be a memory map: only the chosen rows are read. Subsets with no more rows than
+    dimensions go through :func:`_gram_metrics` (same numbers, n × n instead of D × D).
     """
-    n_rows = features.shape[0]
+    n_rows, dim = features.shape
     rng = np.random.default_rng(seed)
     rows: list[dict[str, Any]] = []
     for n in sample_sizes(n_rows, smallest):
         for rep in range(repeats if n < n_rows else 1):
             pick = np.sort(rng.choice(n_rows, size=n, replace=False)) if n < n_rows else slice(None)
-            with warnings.catch_warnings():  # small subsets are rank-limited by design
-                warnings.simplefilter("ignore", RankLimitedWarning)
-                spec = analyze(np.asarray(features[pick]), normalize, alpha_range=alpha_range)
-            rows.append({"n": n, "repeat": rep, "dim": spec.dim, "rankme": spec.rankme, "auc_sigma": spec.auc,
-                         "auc_lambda": spec.auc_variance, "rank_limited": spec.rank_limited})
+            subset = np.asarray(features[pick])
+            if n <= dim:
+                rankme, auc_sigma, auc_lambda = _gram_metrics(subset, normalize)
+            else:
+                spec = analyze(subset, normalize, alpha_range=alpha_range)
+                rankme, auc_sigma, auc_lambda = spec.rankme, spec.auc, spec.auc_variance
+            rows.append({"n": n, "repeat": rep, "dim": dim, "rankme": rankme, "auc_sigma": auc_sigma,
+                         "auc_lambda": auc_lambda, "rank_limited": n <= dim})
     return rows
+
+
+def _gram_metrics(rows: np.ndarray, normalize: bool) -> tuple[float, float, float]:
+    """RankMe, AUC (σ) and AUC (λ) of no more rows than dimensions, from n × n Gram matrices.
+
+    The non-zero eigenvalues of XᵀX (D × D) are those of XXᵀ (n × n), so a subset of n ≤ D
+    rows costs O(n²D) instead of the O(D³) eigendecomposition of :func:`analyze`; the
+    round-off threshold and every formula are :func:`analyze`'s (its tests pin the match).
+    """
+    x = np.array(rows, dtype=np.float64)
+    n, d = x.shape
+    if normalize:
+        x /= np.maximum(np.linalg.norm(x, axis=1), NORM_EPS)[:, None]
+    eps = np.finfo(np.float64).eps
+
+    def eigenvalues(m: np.ndarray) -> np.ndarray:
+        lam = np.linalg.eigvalsh(m)[::-1].copy()
+        lam[lam <= lam[0] * d * eps] = 0.0  # analyze's τ = D·eps·λ_max
+        return lam
+
+    centred = x - x.mean(axis=0)
+    lam = eigenvalues(centred @ centred.T) / (n - 1)
+    sigma = np.sqrt((n - 1) * lam)
+    auc_sigma = float((np.cumsum(sigma) / sigma.sum()).mean())
+    auc_lambda = float((np.cumsum(lam) / lam.sum()).mean())
+    sigma_u = np.sqrt(eigenvalues(x @ x.T))
+    p = sigma_u / sigma_u.sum() + RANKME_EPS
+    return float(np.exp(-np.sum(p * np.log(p)))), auc_sigma, auc_lambda
