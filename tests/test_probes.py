@@ -94,6 +94,18 @@ def test_fit_logistic_reaches_sklearns_optimum() -> None:
     np.testing.assert_allclose(ours, ref.predict_proba(x), atol=1e-4)
 
 
+def test_fit_logistic_with_more_columns_than_rows_reaches_sklearns_optimum() -> None:
+    sklearn = pytest.importorskip("sklearn.linear_model")
+    x, y = mixture(6, 3, 40, spread=1.0, seed=7)  # 18 rows, 40 columns: fitted in an 18-d row space
+    x = x.astype(np.float64)
+    w, b = fit_logistic(x, y, 3, 0.1)
+    ref = sklearn.LogisticRegression(C=1.0 / (len(y) * 0.1), tol=1e-10, max_iter=10_000).fit(x, y)
+    np.testing.assert_allclose(x @ w + b - (x @ w + b).mean(1, keepdims=True),
+                               ref.decision_function(x) - ref.decision_function(x).mean(1, keepdims=True), atol=1e-4)
+    np.testing.assert_allclose(w - w.mean(1, keepdims=True), ref.coef_.T - ref.coef_.T.mean(1, keepdims=True),
+                               atol=1e-4)
+
+
 def test_linear_probe_within_one_point_of_sklearn_on_a_mixture() -> None:
     sklearn = pytest.importorskip("sklearn.linear_model")
     x, y = mixture(300, 6, 16, spread=2.5, seed=4)

@@ -147,9 +147,18 @@ def fit_logistic(
 
     Full-batch L-BFGS in float64 from zero weights, so the result is deterministic for a
     given input. Returns ``(W, b)`` with ``W`` of shape D × C.
+
+    With fewer rows than columns the penalised optimum lies in the rows' span (W = VᵀA
+    for the right singular vectors V of ``x``; the penalty ‖W‖² equals ‖A‖² there), so the
+    fit runs on the n coordinates ``x Vᵀ`` and maps back: the same optimum at n × n cost.
     """
     import torch
 
+    x = np.asarray(x, dtype=np.float64)
+    if x.shape[0] < x.shape[1]:
+        _, _, vt = np.linalg.svd(x, full_matrices=False)
+        w, b = fit_logistic(x @ vt.T, y, n_classes, weight_decay, device=device, max_iter=max_iter, tol=tol)
+        return vt.T @ w, b
     xt = torch.as_tensor(x, dtype=torch.float64, device=device)
     yt = torch.as_tensor(y, dtype=torch.long, device=device)
     w = torch.zeros(x.shape[1], n_classes, dtype=torch.float64, device=device, requires_grad=True)
