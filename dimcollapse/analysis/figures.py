@@ -25,6 +25,7 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter
 
 from dimcollapse.atomic import atomic_path
 
@@ -403,8 +404,10 @@ def space_markers(spaces: Sequence[str]) -> dict[str, str]:
 
 
 def _rho_text(corr: Mapping[str, Any] | None) -> str:
-    if corr is None or corr["spearman_rho"] is None or not math.isfinite(float(corr["spearman_rho"])):
+    if corr is None:
         return "ρ undefined"
+    if not _finite(corr["spearman_rho"]):
+        return f"ρ undefined (n = {corr['n_points']})"
     text = f"ρ = {float(corr['spearman_rho']):+.2f}"
     low, high = corr.get("ci_low"), corr.get("ci_high")
     if low is not None and math.isfinite(float(low)):
@@ -523,6 +526,7 @@ def sample_size_figure(
                 ax.text(d, 0.02, f" N = D = {d}", transform=ax.get_xaxis_transform(), fontsize=7, color="0.3",
                         rotation=90, va="bottom", ha="right")
             ax.set_xscale("log", base=2)
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
             ax.set_xlabel("Number of videos N (random subsets)", fontsize=10)
             ax.set_ylabel(metric_label, fontsize=10)
             ax.set_title(_space_title(space), fontsize=11)
