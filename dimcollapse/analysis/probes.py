@@ -141,7 +141,7 @@ def _standardise(train_x: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
 
 def fit_logistic(
     x: np.ndarray, y: np.ndarray, n_classes: int, weight_decay: float, *, device: str = "cpu",
-    max_iter: int = 500, tol: float = 1e-7,
+    max_iter: int = 200, tol: float = 1e-7,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression: minimise mean CE + wd/2 · ‖W‖² (bias free).
 
@@ -163,7 +163,7 @@ def fit_logistic(
     yt = torch.as_tensor(y, dtype=torch.long, device=device)
     w = torch.zeros(x.shape[1], n_classes, dtype=torch.float64, device=device, requires_grad=True)
     b = torch.zeros(n_classes, dtype=torch.float64, device=device, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, tolerance_grad=tol, tolerance_change=1e-12,
+    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, tolerance_grad=tol, tolerance_change=1e-10,
                             history_size=20, line_search_fn="strong_wolfe")
 
     def closure() -> "torch.Tensor":
@@ -190,7 +190,7 @@ def linear_probe(
     val_fraction: float = 0.2,
     seed: int = 0,
     device: str | None = "auto",
-    max_iter: int = 500,
+    max_iter: int = 200,
 ) -> LinearProbeResult:
     """Test accuracy of a multinomial logistic regression on standardised features.
 
