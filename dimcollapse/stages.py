@@ -298,7 +298,6 @@ def probe(smk: Any) -> None:
 
     import numpy as np
     import pandas as pd
-
     import torch
 
     from dimcollapse.analysis.probes import run_probes
