@@ -12,6 +12,7 @@ from dimcollapse.data.datasets import official_split
 from dimcollapse.metrics import lidar, sample_size_curve, sample_sizes
 from dimcollapse.probes import (
     assign_split,
+    fit_linear_probe,
     fit_logistic,
     knn_accuracy,
     linear_probe,
@@ -111,7 +112,8 @@ def test_linear_probe_within_one_point_of_sklearn_on_a_mixture() -> None:
     x, y = mixture(300, 6, 16, spread=2.5, seed=4)
     roles = stratified_split(y, 0.3, seed=0)
     tr, te = roles == "train", roles == "test"
-    res = linear_probe(x[tr], y[tr], x[te], y[te], seed=0, device="cpu")
+    res = fit_linear_probe(x[tr], y[tr], x[te], y[te], seed=0, device="cpu")
+    assert linear_probe(x[tr], y[tr], x[te], y[te], seed=0, device="cpu") == res.accuracy
     mean, std = x[tr].mean(0), x[tr].std(0)
     xtr, xte = (x[tr] - mean) / std, (x[te] - mean) / std
     # scikit-learn's default (C = 1) and scikit-learn at the penalty the probe chose
@@ -127,8 +129,8 @@ def test_linear_probe_is_deterministic_and_picks_the_penalty_on_validation() -> 
     x, y = mixture(30, 3, 64, spread=2.0, seed=5)  # few rows, many dims: the penalty matters
     roles = stratified_split(y, 0.3, seed=0)
     tr, te = roles == "train", roles == "test"
-    a = linear_probe(x[tr], y[tr], x[te], y[te], seed=2, device="cpu", weight_decays=(1e-4, 1.0, 100.0))
-    b = linear_probe(x[tr], y[tr], x[te], y[te], seed=2, device="cpu", weight_decays=(1e-4, 1.0, 100.0))
+    a = fit_linear_probe(x[tr], y[tr], x[te], y[te], seed=2, device="cpu", weight_decays=(1e-4, 1.0, 100.0))
+    b = fit_linear_probe(x[tr], y[tr], x[te], y[te], seed=2, device="cpu", weight_decays=(1e-4, 1.0, 100.0))
     assert a == b
     best = max(a.val_accuracy.values())
     assert a.val_accuracy[a.weight_decay] == best

@@ -8,7 +8,8 @@ predicts downstream quality:
   training rows vote for their label with weight ``exp(similarity / temperature)``;
   top-1 accuracy. Test rows are processed in chunks sized so that a chunk's similarity
   block stays below :data:`KNN_BLOCK_ELEMENTS` values, so 10^5 × 10^5 never exists.
-* :func:`linear_probe` — multinomial logistic regression on standardised features
+* :func:`linear_probe` (and :func:`fit_linear_probe`, which also returns the chosen
+  penalty and the validation scores) — multinomial logistic regression on standardised features
   (mean and standard deviation of the training rows), fitted full-batch with L-BFGS in
   float64 (so the optimum, not the optimiser's path, decides the result) on CUDA when it
   is available. The L2 penalty (on weights, not biases; loss = mean cross-entropy +
@@ -185,6 +186,17 @@ def linear_probe(
     train_y: np.ndarray,
     test_x: np.ndarray,
     test_y: np.ndarray,
+    **options: object,
+) -> float:
+    """Top-1 test accuracy of the linear probe (:func:`fit_linear_probe`'s options)."""
+    return fit_linear_probe(train_x, train_y, test_x, test_y, **options).accuracy  # type: ignore[arg-type]
+
+
+def fit_linear_probe(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    test_x: np.ndarray,
+    test_y: np.ndarray,
     *,
     weight_decays: Sequence[float] = DEFAULT_WEIGHT_DECAYS,
     val_fraction: float = 0.2,
@@ -309,8 +321,8 @@ def run_probes(
         out["knn_accuracy"] = knn_accuracy(features[tr], labels[tr], features[te], labels[te], k, temperature,
                                            device=device)
     if linear:
-        res = linear_probe(features[tr], labels[tr], features[te], labels[te], weight_decays=weight_decays,
-                           val_fraction=val_fraction, seed=seed, device=device)
+        res = fit_linear_probe(features[tr], labels[tr], features[te], labels[te], weight_decays=weight_decays,
+                               val_fraction=val_fraction, seed=seed, device=device)
         out.update(linear_accuracy=res.accuracy, linear_weight_decay=res.weight_decay,
                    linear_val_accuracy=res.to_dict()["val_accuracy"])
     return out
