@@ -395,20 +395,23 @@ PROBE_TABLE_COLUMNS = (
     "n_classes", "knn_k", "knn_temperature", "knn_accuracy", "linear_accuracy", "linear_weight_decay",
     "auc_sigma", "auc_lambda", "rankme", "alpha_req", "lidar",
 )
+CORRELATION_COLUMNS = (
+    "dataset", "accuracy", "metric", "n_points", "spearman_rho", "ci_low", "ci_high", "ci_level", "bootstrap_n",
+    "bootstrap_seed",
+)
 
 
 def probe_table(smk: Any) -> None:
     import pandas as pd
 
-    from dimcollapse.analysis.figures import probe_figure, save_figure
-    from dimcollapse.analysis.probes import ACCURACIES, CORRELATED_METRICS, metric_accuracy_correlations
+    from dimcollapse.analysis.probes import metric_accuracy_correlations
 
     _start(smk)
     spectra, probes, lidars = (_json_rows(smk.input.metrics), _json_rows(smk.input.probes),
                                _json_rows(smk.input.lidar))
     rows = []
     for key, probe_row in probes.items():
-        row = {**spectra[key], **probe_row, "label": smk.params.view["models"][key[1]]["label"],
+        row = {**spectra[key], **probe_row, "label": smk.params.labels[key[1]],
                "lidar": lidars.get(key, {}).get("lidar")}
         rows.append({c: row.get(c) for c in PROBE_TABLE_COLUMNS})
     rows.sort(key=lambda r: (r["dataset"], r["method"], r["space"]))
@@ -417,9 +420,20 @@ def probe_table(smk: Any) -> None:
     with atomic_path(smk.output.table, suffix=".csv") as tmp:
         pd.DataFrame(rows, columns=list(PROBE_TABLE_COLUMNS)).to_csv(tmp, index=False)
     with atomic_path(smk.output.correlations, suffix=".csv") as tmp:
-        pd.DataFrame(corr).to_csv(tmp, index=False)
+        pd.DataFrame(corr, columns=list(CORRELATION_COLUMNS)).to_csv(tmp, index=False)
+    log.info("%d probe rows, %d correlations", len(rows), len(corr))
+
+
+def probe_figure(smk: Any) -> None:
+    import pandas as pd
+
+    from dimcollapse.analysis.figures import probe_figure as draw, save_figure
+    from dimcollapse.analysis.probes import ACCURACIES, CORRELATED_METRICS
+
+    _start(smk)
+    rows = pd.read_csv(smk.input.table).to_dict("records")
+    corr = pd.read_csv(smk.input.correlations).to_dict("records")
     view = smk.params.view
     _, colors, title = _figure_view(view, "collapse metrics against probe accuracy")
-    fig = probe_figure(rows, corr, metrics=CORRELATED_METRICS, accuracies=ACCURACIES, title=title, colors=colors)
+    fig = draw(rows, corr, metrics=CORRELATED_METRICS, accuracies=ACCURACIES, title=title, colors=colors)
     save_figure(fig, smk.output.png, smk.output.pdf, dpi=view["figures"]["dpi"])
-    log.info("%d probe rows, %d correlations", len(rows), len(corr))

@@ -134,17 +134,10 @@ rule probe_table:
     output:
         table=report("results/probes.csv", caption="../report/probes.rst", category="Probes"),
         correlations="results/probe_correlations.csv",
-        png=report(
-            "results/figures/probes.png",
-            caption="../report/probes_figure.rst",
-            category="Figures",
-            labels={"dataset": "all", "figure": "metrics against probe accuracy"},
-        ),
-        pdf="results/figures/probes.pdf",
     params:
-        probes=PROBES,
-        view=figure_params(),
-        code=code("analysis/probes.py", "analysis/figures.py"),
+        probes={k: PROBES[k] for k in ("bootstrap", "seed")},
+        labels={m: MODELS[m].label for m in STUDY_MODELS},
+        code=code("analysis/probes.py"),
     log:
         "logs/probe_table.log",
     benchmark:
@@ -157,3 +150,32 @@ rule probe_table:
         ENVS["analysis"]
     script:
         "../scripts/probe_table.py"
+
+
+rule probe_figure:
+    input:
+        table="results/probes.csv",
+        correlations="results/probe_correlations.csv",
+    output:
+        png=report(
+            "results/figures/probes.png",
+            caption="../report/probes_figure.rst",
+            category="Figures",
+            labels={"dataset": "all", "figure": "metrics against probe accuracy"},
+        ),
+        pdf="results/figures/probes.pdf",
+    params:
+        view=figure_params(),
+        code=code("analysis/probes.py", "analysis/figures.py"),
+    log:
+        "logs/probe_figure.log",
+    benchmark:
+        "results/benchmarks/probe_figure.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENVS["analysis"]
+    script:
+        "../scripts/probe_figure.py"

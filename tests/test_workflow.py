@@ -44,7 +44,7 @@ def variant(study: dict, name: str, change) -> Path:  # type: ignore[no-untyped-
 
 def analysis_jobs(features: int) -> dict[str, int]:
     """Probe and sample-size jobs after ``features`` feature matrices changed."""
-    return {"probe": features, "sample_size": features, "probe_table": 1, "sample_size_figure": 2}
+    return {"probe": features, "sample_size": features, "probe_table": 1, "probe_figure": 1, "sample_size_figure": 2}
 
 
 def test_every_output_exists_and_rows_align(study: dict) -> None:
@@ -131,7 +131,7 @@ def test_second_run_does_nothing(study: dict) -> None:
 
 def test_figure_option_reruns_only_figures(study: dict) -> None:
     cfg = variant(study, "dpi", lambda c: c.setdefault("figures", {}).update(dpi=150))
-    assert planned_jobs(study["workdir"], cfg) == changed(figure=2, overview=1, probe_table=1, sample_size_figure=2)
+    assert planned_jobs(study["workdir"], cfg) == changed(figure=2, overview=1, probe_figure=1, sample_size_figure=2)
 
 
 @pytest.mark.parametrize("method", ["simclr", "sup"])
@@ -164,7 +164,7 @@ def test_spectrum_option_reruns_analysis_but_no_extraction(study: dict) -> None:
     jobs = planned_jobs(study["workdir"], cfg)
     # the subsets against N use the α-ReQ range too; the probes do not depend on it
     assert jobs == changed(spectrum=8, metrics=1, figure=2, overview=1, sample_size=8, sample_size_figure=2,
-                           probe_table=1)
+                           probe_table=1, probe_figure=1)
 
 
 def test_editing_a_video_reruns_its_dataset(study: dict, tmp_path: Path) -> None:
