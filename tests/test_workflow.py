@@ -183,7 +183,7 @@ def test_editing_a_video_reruns_its_dataset(study: dict, tmp_path: Path) -> None
 
 def test_package_code_change_reruns_the_rules_that_use_it(study: dict, tmp_path: Path) -> None:
     snakefile = copy_workflow(tmp_path)
-    spectrum_py = tmp_path / "dimcollapse" / "spectrum.py"
+    spectrum_py = tmp_path / "dimcollapse" / "analysis" / "spectrum.py"
     spectrum_py.write_text(spectrum_py.read_text() + "\n# changed\n")
     proc = snakemake(study["workdir"], "--snakefile", str(snakefile), "--configfile", str(study["configfile"]),
                      "--dry-run", "--nolock", "--cores", "1")
