@@ -31,6 +31,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/checkpoints.smk"
 include: "rules/extract.smk"
+include: "rules/probes.smk"
 include: "rules/analysis.smk"
 include: "rules/trends.smk"
 

@@ -26,6 +26,7 @@ ALIASES = {
     **{m: f"dimcollapse.extraction.{m}" for m in ("extract", "shards", "features")},
     **{m: f"dimcollapse.analysis.{m}" for m in ("spectrum", "metrics", "figures")},
     "download": "dimcollapse.models.download",
+    "probes": "dimcollapse.analysis.probes",
 }
 
 

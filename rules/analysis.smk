@@ -32,7 +32,9 @@ rule spectrum:
 
 rule metrics:
     input:
-        study_metrics(),
+        spectra=study_metrics(),
+        lidar=lidar_files(),
+        probes=probe_table_files(),
     output:
         table=report(
             "results/metrics.csv", caption="../report/metrics.rst", category="Metrics"

@@ -104,6 +104,7 @@ def all_targets():
         targets += [f"results/figures/{kind}/{ds}.{ext}" for kind in trend_figures() for ext in ("png", "pdf")]
     targets += [f"results/figures/overview.{ext}" for ext in ("png", "pdf")]
     targets += [f"results/figures/metrics.{ext}" for ext in ("png", "pdf")]
+    targets += probe_targets()  # rules/probes.smk
     return targets
 
 
@@ -225,3 +226,61 @@ def trend_params():
         },
         "series_key": {name: MODELS[members[0]].series_key for name, members in SERIES.items()},
     }
+
+
+# Probes, LiDAR and metrics against sample size (rules/probes.smk).
+PROBES = config["probes"]
+SAMPLE_SIZE = config["sample_size"]
+
+
+def multi_view(dataset, method):
+    """LiDAR needs several views per video: kept views of a multi-view protocol."""
+    return EXTRACTION["keep_views"] and protocol(dataset, method).views > 1
+
+
+def probe_files(dataset=None):
+    if not PROBES["enabled"]:
+        return []
+    return [
+        f"results/probes/{ds}/{m}/{s}.json"
+        for ds in DATASETS
+        if dataset in (None, ds)
+        for m in STUDY_MODELS
+        for s in spaces_of(m)
+    ]
+
+
+def lidar_files():
+    return [
+        f"results/lidar/{ds}/{m}/{s}.json"
+        for ds in DATASETS
+        for m in STUDY_MODELS
+        if multi_view(ds, m)
+        for s in spaces_of(m)
+    ]
+
+
+def sample_size_files(dataset):
+    return [f"results/sample_size/{dataset}/{m}/{s}.csv" for m in STUDY_MODELS for s in spaces_of(m)]
+
+
+def probe_table_files():
+    return ["results/probes.csv"] if PROBES["enabled"] else []
+
+
+def probe_targets():
+    targets = probe_table_files() + lidar_files()
+    if PROBES["enabled"]:
+        targets += ["results/probe_correlations.csv"]
+        targets += [f"results/figures/probes.{ext}" for ext in ("png", "pdf")]
+    if SAMPLE_SIZE["enabled"]:
+        targets += [f"results/figures/sample_size/{ds}.{ext}" for ds in DATASETS for ext in ("png", "pdf")]
+    return targets
+
+
+def probe_gpu():
+    """GPU resource of probe jobs, as for extraction (`auto`: when a GPU is visible)."""
+    device = PROBES["device"]
+    if device == "auto":
+        return int(dcfg.nvidia_gpu_visible())
+    return int(device == "cuda")

@@ -58,8 +58,23 @@ def dataset_b():
 COLORS = method_colors(["SimCLR", "MoCo", "SwAV", "Supervised"])
 
 
+def method_of(line) -> str:
+    """The method a line belongs to (curves, and the zero-eigenvalue strips of log panels)."""
+    return line.get_label().removeprefix("_zero start ").removeprefix("_zero ").split(" (AUC")[0]
+
+
 def line_colors(ax) -> dict[str, str]:
-    return {line.get_label().split(" (AUC")[0]: to_hex(line.get_color()) for line in ax.get_lines()}
+    colors: dict[str, set[str]] = {}
+    for line in ax.get_lines():
+        if line.get_label().startswith("_") and not line.get_label().startswith("_zero"):
+            continue  # unlabelled guides (the base line of the zero strips)
+        colors.setdefault(method_of(line), set()).add(to_hex(line.get_color()))
+    assert all(len(c) == 1 for c in colors.values())
+    return {m: c.pop() for m, c in colors.items()}
+
+
+def curves_of(ax) -> list:
+    return [line for line in ax.get_lines() if not line.get_label().startswith("_")]
 
 
 def test_paper_figure_layout_labels_and_legends(dataset_a):
@@ -74,14 +89,16 @@ def test_paper_figure_layout_labels_and_legends(dataset_a):
     assert rep_cev.get_ylabel() == emb_cev.get_ylabel() == CEV_LABEL == "Cumulative Explained Variance"
     assert fig.get_suptitle() == "demo — untrained weights (demo)"
     # one line per method; the model without embeddings only in the representation row
-    assert [line.get_label() for line in rep_log.get_lines()] == ["SimCLR", "MoCo", "SwAV", "Supervised"]
-    assert [line.get_label() for line in emb_log.get_lines()] == ["SimCLR", "MoCo", "SwAV"]
+    assert [line.get_label() for line in curves_of(rep_log)] == ["SimCLR", "MoCo", "SwAV", "Supervised"]
+    assert [line.get_label() for line in curves_of(emb_log)] == ["SimCLR", "MoCo", "SwAV"]
     assert len(rep_cev.get_lines()) == 4 and len(emb_cev.get_lines()) == 3
     legend = [t.get_text() for t in emb_cev.get_legend().get_texts()]
     assert legend == [f"{m} (AUC={dataset_a[m]['embedding'].auc:.2f})" for m in ("SimCLR", "MoCo", "SwAV")]
-    assert [t.get_text() for t in rep_log.get_legend().get_texts()] == list(dataset_a)
+    # legends sit beside the CEV panels, off every curve; the log panels have none
+    assert rep_log.get_legend() is None and emb_log.get_legend() is None
+    assert emb_cev.get_legend().get_bbox_to_anchor().x0 > emb_cev.get_window_extent().x1
     # the plotted data are the spectrum's own curves, against the 0-based rank index
-    line = rep_log.get_lines()[1]
+    line = curves_of(rep_log)[1]
     np.testing.assert_array_equal(line.get_xdata(), np.arange(64))
     np.testing.assert_array_equal(line.get_ydata(), dataset_a["MoCo"]["representation"].log_spectrum)
     np.testing.assert_array_equal(emb_cev.get_lines()[2].get_ydata(), dataset_a["SwAV"]["embedding"].cev)
@@ -91,9 +108,15 @@ def test_y_range_shows_the_data_or_the_papers_range(dataset_a):
     fig = spectrum_figure(dataset_a, colors=COLORS)
     rep_log = fig.get_axes()[0]
     low, high = rep_log.get_ylim()
-    values = np.concatenate([d["representation"].log_spectrum for d in dataset_a.values()])
-    assert low < values.min() and high > values.max()  # SimCLR's zero eigenvalues at the floor included
-    assert low > values.min() - 0.1 * np.ptp(values)
+    specs = [d["representation"] for d in dataset_a.values()]
+    informative = np.concatenate([s.log_spectrum[s.cov_eigenvalues > 0] for s in specs])
+    assert low < informative.min() and high > informative.max()
+    # SimCLR's zero eigenvalues (rank 50 of 64) are marked at the bottom, not plotted to scale
+    assert low > dataset_a["SimCLR"]["representation"].log_floor + 5
+    simclr = [line for line in rep_log.get_lines() if method_of(line) == "SimCLR"]
+    np.testing.assert_array_equal(simclr[0].get_xdata(), np.arange(50))
+    assert [line.get_xdata()[0] for line in simclr[1:]] == [50, 50]  # the zero strip starts at index 50
+    assert any(t.get_text().startswith("zero eigenvalues") for t in rep_log.texts)
     paper = spectrum_figure(dataset_a, colors=COLORS, y_range="paper")
     assert paper.get_axes()[0].get_ylim() == (-25.0, 0.0)
     assert list(paper.get_axes()[0].get_yticks()) == [0, -5, -10, -15, -20, -25]
@@ -114,6 +137,8 @@ def test_rank_limited_spectra_are_shaded_from_n_minus_1(dataset_a, dataset_b):
     spans = [p for p in fig.get_axes()[0].patches if isinstance(p, Rectangle)]
     assert len(spans) == 1
     assert spans[0].get_x() == pytest.approx(39)  # index N-1 = 39 is the first forced zero
+    # the x axis shows the informative range, not the 64 indices of which 25 are zero
+    assert 39 < fig.get_axes()[0].get_xlim()[1] < 45
     full = spectrum_figure(dataset_a, colors=COLORS)
     assert not [p for p in full.get_axes()[0].patches if isinstance(p, Rectangle)]
 
@@ -155,12 +180,15 @@ def test_overview_grid_and_normalised_rank(dataset_a, dataset_b):
         "k400 — Representation Space", "k400 — Embedding Space",
         "hmdb51 — Representation Space", "hmdb51 — Embedding Space",
     ]
-    assert [len(ax.get_lines()) for ax in axes] == [4, 3, 2, 1]
-    for ax in axes:
+    assert [len(curves_of(ax)) for ax in axes] == [4, 3, 2, 1]
+    for ax in axes[:2]:
         assert ax.get_xlabel() == NORMALIZED_RANK_LABEL
-        for line in ax.get_lines():
+        for line in curves_of(ax):
             x = line.get_xdata()
-            assert x[0] > 0 and x[-1] == pytest.approx(1.0)  # 64-d and 16-d spectra both end at k/D = 1
+            # 64-d and 16-d full-rank spectra both end at k/D = 1 (rank-limited ones earlier)
+            assert x[0] > 0 and (x[-1] == pytest.approx(1.0) or line.get_label() in ("SimCLR", "SwAV"))
+    # N = 40 < D = 64: the curve ends at its last non-zero eigenvalue, index N-2
+    assert curves_of(axes[2])[0].get_xdata()[-1] == pytest.approx(39 / 64)
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["SimCLR", "MoCo", "SwAV", "Supervised"]
     assert fig.get_suptitle() == "Overview"
     cev = overview_figure({"k400": dataset_a}, quantity="cev", colors=COLORS)
@@ -218,3 +246,64 @@ def test_save_writes_png_at_dpi_and_reproducible_pdf(tmp_path, dataset_b):
     save_figure(spectrum_figure(dataset_b, colors=COLORS), tmp_path / "again.png", pdf, dpi=200)
     assert pdf.read_bytes() == first
     assert sorted(p.name for p in png.parent.iterdir()) == ["demo.pdf", "demo.png"]  # no temporaries left
+
+
+def test_probe_figure_points_colours_markers_and_rho(dataset_a):
+    from dimcollapse.analysis.figures import probe_figure, space_markers
+    from dimcollapse.analysis.probes import ACCURACIES, CORRELATED_METRICS, metric_accuracy_correlations
+
+    rows = []
+    for i, (label, by_space) in enumerate(dataset_a.items()):
+        for space, s in by_space.items():
+            rows.append({"dataset": "k400", "method": label.lower(), "label": label, "space": space,
+                         "auc_sigma": s.auc, "auc_lambda": s.auc_variance, "rankme": s.rankme,
+                         "alpha_req": s.alpha_req, "lidar": None, "knn_accuracy": 0.1 * i + 0.05,
+                         "linear_accuracy": 0.1 * i + 0.1})
+    corr = metric_accuracy_correlations(rows, n_boot=100)
+    fig = probe_figure(rows, corr, metrics=CORRELATED_METRICS, accuracies=ACCURACIES, colors=COLORS)
+    axes = fig.get_axes()
+    assert len(axes) == 2 * 4  # (k-NN, linear) × 4 metrics; LiDAR has no value and no column
+    assert [ax.get_xlabel() for ax in axes[:4]] == [CORRELATED_METRICS[m] for m in
+                                                     ("auc_sigma", "auc_lambda", "rankme", "alpha_req")]
+    rankme_knn = axes[2]
+    c = next(c for c in corr if c["metric"] == "rankme" and c["accuracy"] == "knn_accuracy")
+    assert rankme_knn.get_title().startswith(f"ρ = {c['spearman_rho']:+.2f} [{c['ci_low']:+.2f}, ")
+    assert rankme_knn.get_title().endswith(f"n = {len(rows)}")
+    points = rankme_knn.collections
+    assert len(points) == len(rows)
+    for coll, row in zip(points, rows):
+        assert to_hex(coll.get_facecolor()[0]) == COLORS[row["label"]]
+        np.testing.assert_allclose(coll.get_offsets()[0], [row["rankme"], 100 * row["knn_accuracy"]])
+    assert space_markers(["embedding", "representation", "layer.x"]) == {
+        "representation": "o", "embedding": "^", "layer.x": "s"}
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == list(COLORS) + ["Representation Space", "Embedding Space"]
+
+
+def test_probe_figure_without_accuracies_says_so():
+    from dimcollapse.analysis.figures import NO_PROBE_NOTE, probe_figure
+
+    rows = [{"dataset": "d", "method": "m", "space": "representation", "rankme": 3.0, "knn_accuracy": None}]
+    fig = probe_figure(rows, [], metrics={"rankme": "RankMe"}, accuracies={"knn_accuracy": "k-NN"})
+    assert [t.get_text() for t in fig.get_axes()[0].texts] == [NO_PROBE_NOTE]
+
+
+def test_sample_size_figure_means_bands_and_n_equals_d():
+    from dimcollapse.analysis.figures import sample_size_figure
+    from dimcollapse.analysis.metrics import sample_size_curve
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 16))
+    curves = {"MoCo": {"representation": sample_size_curve(x, smallest=8, repeats=3)},
+              "SwAV": {"representation": sample_size_curve(x * np.linspace(1, 0.1, 16), smallest=8, repeats=3)}}
+    fig = sample_size_figure(curves, colors=COLORS, title="t")
+    rankme_ax, auc_ax = fig.get_axes()
+    moco = [line for line in rankme_ax.get_lines() if line.get_label() == "MoCo"][0]
+    np.testing.assert_array_equal(moco.get_xdata(), [8, 16, 32, 64, 80])
+    first = [r["rankme"] for r in curves["MoCo"]["representation"] if r["n"] == 8]
+    assert moco.get_ydata()[0] == pytest.approx(np.mean(first))
+    assert to_hex(moco.get_color()) == COLORS["MoCo"]
+    dashed = [line for line in rankme_ax.get_lines() if line.get_linestyle() == "--"]
+    assert [line.get_xdata()[0] for line in dashed] == [16]  # N = D
+    assert rankme_ax.get_xscale() == "log" and auc_ax.get_ylabel().startswith("AUC")
+    assert len(rankme_ax.collections) == 2  # a min-max band per method

@@ -54,6 +54,11 @@ def variant(study: dict, name: str, change) -> Path:  # type: ignore[no-untyped-
     return write_config(study["workdir"] / f"{name}.yaml", config)
 
 
+def analysis_jobs(features: int) -> dict[str, int]:
+    """Probe and sample-size jobs after ``features`` feature matrices changed."""
+    return {"probe": features, "sample_size": features, "probe_table": 1, "probe_figure": 1, "sample_size_figure": 2}
+
+
 def test_every_output_exists_and_rows_align(study: dict) -> None:
     w = study["workdir"]
     for ds in DATASETS:
@@ -85,6 +90,30 @@ def test_every_output_exists_and_rows_align(study: dict) -> None:
     assert json.loads((w / "results/provenance.json").read_text())["versions"]["snakemake"] == "9.27.1"
 
 
+def test_probes_and_sample_size_outputs(study: dict) -> None:
+    w = study["workdir"]
+    probes = pd.read_csv(w / "results/probes.csv")
+    assert len(probes) == 2 * 4 and set(probes["dataset"]) == set(DATASETS)
+    real, gen = probes[probes["dataset"] == "real"], probes[probes["dataset"] == "gen"]
+    # 2 usable videos per class in "real": one of each goes to test, seeded and stratified
+    split = pd.read_csv(w / "results/probes/real/split.csv", dtype={"id": str})
+    index = pd.read_csv(w / "results/features/real/index.csv", dtype={"id": str})
+    assert list(split["id"]) == list(index["id"]) and (split.groupby("label")["role"].nunique() == 2).all()
+    assert real["split"].str.startswith("seeded stratified split").all()
+    assert real["knn_accuracy"].between(0, 1).all() and real["linear_accuracy"].between(0, 1).all()
+    assert (real["n_test"] == (split["role"] == "test").sum()).all()
+    # one video per class in "gen": no test row, so no accuracy, and the table says why
+    assert gen["knn_accuracy"].isna().all() and gen["split"].str.contains("no probe").all()
+    assert probes["rankme"].notna().all() and probes["lidar"].isna().all()  # no multi-view instance
+    metrics_md = (w / "results/metrics.md").read_text()
+    assert "k-NN acc. %" in metrics_md and "Linear acc. %" in metrics_md
+    subsets = pd.read_csv(w / "results/sample_size/real/simclr/embedding.csv")
+    assert subsets["n"].iloc[-1] == len(index) and set(subsets["dim"]) == {128}
+    for fig in ("results/figures/probes.png", "results/figures/sample_size/real.png",
+                "results/figures/sample_size/gen.pdf"):
+        assert (w / fig).stat().st_size > 10_000
+
+
 def test_figure_is_a_valid_png(study: dict) -> None:
     png = (study["workdir"] / "results/figures/real.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
@@ -114,7 +143,7 @@ def test_second_run_does_nothing(study: dict) -> None:
 
 def test_figure_option_reruns_only_figures(study: dict) -> None:
     cfg = variant(study, "dpi", lambda c: c.setdefault("figures", {}).update(dpi=150))
-    assert planned_jobs(study["workdir"], cfg) == changed(figure=2, overview=1)
+    assert planned_jobs(study["workdir"], cfg) == changed(figure=2, overview=1, probe_figure=1, sample_size_figure=2)
 
 
 @pytest.mark.parametrize("method", ["simclr", "sup"])
@@ -125,26 +154,29 @@ def test_one_method_extraction_change_reruns_only_its_branch(study: dict, method
     # (also when the changed model is the one whose protocol stands for the cache).
     spaces = len(MODELS[method])
     assert jobs == changed(extract=4, merge_features=2 * spaces, spectrum=2 * spaces, metrics=1, figure=2,
-                           overview=1)
+                           overview=1, **analysis_jobs(2 * spaces))
 
 
 def test_checkpoint_change_reruns_only_that_instance(study: dict) -> None:
     cfg = variant(study, "ckpt", lambda c: c["models"]["sup"].update(checkpoint="/weights/SLOW_8x8_R50.pyth"))
     jobs = planned_jobs(study["workdir"], cfg)
     assert jobs == changed(download_checkpoint=1, extract=4, merge_features=2, spectrum=2, metrics=1, figure=2,
-                           overview=1)
+                           overview=1, **analysis_jobs(2))
 
 
 def test_adding_a_method_adds_only_its_jobs(study: dict) -> None:
     cfg = variant(study, "add", lambda c: c["models"].update(moco={"method": "MoCo", "seed": 7}))
     jobs = planned_jobs(study["workdir"], cfg)
-    assert jobs == changed(extract=4, merge_features=4, spectrum=4, metrics=1, figure=2, overview=1)
+    assert jobs == changed(extract=4, merge_features=4, spectrum=4, metrics=1, figure=2, overview=1,
+                           **analysis_jobs(4))
 
 
 def test_spectrum_option_reruns_analysis_but_no_extraction(study: dict) -> None:
     cfg = variant(study, "alpha", lambda c: c["spectrum"].update(alpha_req_range=[5, 50]))
     jobs = planned_jobs(study["workdir"], cfg)
-    assert jobs == changed(spectrum=8, metrics=1, figure=2, overview=1)
+    # the subsets against N use the α-ReQ range too; the probes do not depend on it
+    assert jobs == changed(spectrum=8, metrics=1, figure=2, overview=1, sample_size=8, sample_size_figure=2,
+                           probe_table=1, probe_figure=1)
 
 
 def test_editing_a_video_reruns_its_dataset(study: dict, tmp_path: Path) -> None:

@@ -25,11 +25,12 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
+from matplotlib.ticker import FuncFormatter
 
 from dimcollapse.atomic import atomic_path
 
 SPACES = ("representation", "embedding")
-SPACE_TITLES = {"representation": "Representation Space", "embedding": "Embedding Space"}
+SPACE_TITLES = {"representation": "Representation Space", "embedding": "Embedding Space", "features": "Features"}
 RANK_LABEL = "Singular Value Rank Index"
 NORMALIZED_RANK_LABEL = "Normalised Rank Index k/D"
 LOG_LABEL = "Log of Singular Values"
@@ -37,6 +38,7 @@ CEV_LABEL = "Cumulative Explained Variance"
 CEV_LAMBDA_LABEL = "Cumulative Explained Variance (λ-based)"
 PAPER_Y_RANGE = (-25.0, 0.0)
 RANK_LIMIT_NOTE = "N ≤ D: rank ≤ N−1 (sampling)"
+ZERO_NOTE = "zero eigenvalues (floor at {floor}, not to scale)"
 METRIC_LABELS = {
     "rankme": "RankMe",
     "auc_sigma": "AUC (σ-based CEV, paper)",
@@ -59,6 +61,7 @@ class Curves(Protocol):
     """What a figure needs of a spectrum (Spectrum and SpectrumCurves both provide it)."""
 
     n_samples: int
+    cov_eigenvalues: np.ndarray
     log_spectrum: np.ndarray
     cev: np.ndarray
     cev_variance: np.ndarray
@@ -142,8 +145,71 @@ def _shade_rank_limit(ax: Any, curves: Sequence[Curves], normalized_rank: bool) 
     start = min(_index_to_x(c.n_samples - 1, c.dim, normalized_rank) for c in limited)
     end = 1.0 if normalized_rank else max(c.dim for c in curves) - 1
     ax.axvspan(start, end, color="0.88", zorder=0, linewidth=0)
-    ax.text(start, 0.98, " " + RANK_LIMIT_NOTE, transform=ax.get_xaxis_transform(), fontsize=7,
-            va="top", ha="left", color="0.35", clip_on=True)
+    ax.text(0.99, 0.97, RANK_LIMIT_NOTE + " ", transform=ax.transAxes, fontsize=7, va="top", ha="right",
+            color="0.35", bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
+
+
+def _informative(curves: Curves) -> int:
+    """Leading eigenvalues distinguishable from zero (at least 1); the rest sit at the floor."""
+    return max(1, int(np.count_nonzero(np.asarray(curves.cov_eigenvalues) > 0)))
+
+
+FLOOR_Y = 0.035
+FLOOR_STEP = 0.02
+"""Height (axes fraction) of the first strip that marks zero eigenvalues in log panels,
+and the step between the strips of several curves."""
+
+
+def _log_panel(
+    ax: Any, present: Sequence[tuple[str, Curves]], palette: Mapping[str, str], *, normalized_rank: bool,
+    y_range: YRange, linewidth: float,
+) -> None:
+    """Log spectra over their informative range; zero eigenvalues marked, not to scale.
+
+    Eigenvalues at the round-off floor (``log τ``, about −35 in float64) would stretch
+    the y axis far below every informative value, and with N ≤ D they fill the indices
+    past N−2. Each curve is drawn up to its last non-zero eigenvalue; a strip at the
+    bottom of the panel marks, in the curve's colour, the indices where its eigenvalues
+    are zero, and the x axis ends shortly after the last informative index of any curve.
+    """
+    lows, highs, zero_from, x_last = [], [], [], []
+    for label, c in present:
+        m = _informative(c)
+        x = _x(c.dim, c.dim, normalized_rank)
+        ax.plot(x[:m], c.log_spectrum[:m], color=palette[label], label=label, linewidth=linewidth)
+        lows.append(float(c.log_spectrum[:m].min()))
+        highs.append(float(c.log_spectrum[:m].max()))
+        x_last.append(float(x[m - 1]))
+        if m < c.dim:
+            zero_from.append((label, float(x[m]), float(x[-1]), float(c.log_spectrum[m:].max())))
+    curves = [c for _, c in present]
+    _shade_rank_limit(ax, curves, normalized_rank)
+    # one strip per curve with zeros, stacked from the bottom, and the note above them
+    strip_y = [FLOOR_Y + FLOOR_STEP * i for i in range(len(zero_from))]
+    if y_range == "auto" and zero_from:
+        lo, hi = min(lows), max(highs)
+        span = max(hi - lo, 1e-3)
+        below = strip_y[-1] + 0.09  # axes fraction kept free of data below the lowest value
+        top_pad = 0.04
+        total = span / (1 - below - top_pad)
+        ax.set_ylim(lo - below * total, hi + top_pad * total)
+    else:
+        _apply_y_range(ax, lows, highs, y_range)
+    full_end = max(float(_index_to_x(c.dim - 1, c.dim, normalized_rank)) for c in curves)
+    if zero_from and max(x_last) < full_end:
+        right = min(full_end, 1.08 * max(x_last) + (0 if normalized_rank else 1))
+        ax.set_xlim(-0.02 * right, right)
+    if zero_from:
+        strip = ax.get_xaxis_transform()  # x in data, y in axes fraction
+        ax.axhline(ax.get_ylim()[0], color="0.5", linewidth=0.6)
+        for (label, start, end, _), y in zip(zero_from, strip_y):
+            ax.plot([start, end], [y, y], transform=strip, color=palette[label], linewidth=2.5,
+                    solid_capstyle="butt", label=f"_zero {label}", clip_on=True)
+            ax.plot([start], [y], transform=strip, color=palette[label], marker="|", markersize=8,
+                    label=f"_zero start {label}")
+        floor = min(f for *_, f in zero_from)
+        ax.text(0.99, strip_y[-1] + 0.025, ZERO_NOTE.format(floor=f"{floor:.0f}".replace("-", "−")), transform=ax.transAxes, fontsize=7,
+                ha="right", va="bottom", color="0.3")
 
 
 def spectrum_figure(
@@ -175,20 +241,17 @@ def spectrum_figure(
         ax_log, ax_cev = axes[row]
         present = [(label, by_space[space]) for label, by_space in spectra.items() if space in by_space]
         for label, c in present:
-            ax_log.plot(_x(c.dim, c.dim, False), c.log_spectrum, color=palette[label], label=label, linewidth=2)
             values, auc = _cev_of(c, cev)
             ax_cev.plot(_x(values.size, c.dim, False), values, color=palette[label],
                         label=f"{label} (AUC={auc:.2f})", linewidth=2)
-        curves = [c for _, c in present]
-        _shade_rank_limit(ax_log, curves, False)
-        _apply_y_range(ax_log, [float(c.log_spectrum.min()) for c in curves],
-                       [float(c.log_spectrum.max()) for c in curves], y_range)
+        _log_panel(ax_log, present, palette, normalized_rank=False, y_range=y_range, linewidth=2)
         for ax, ylabel in ((ax_log, LOG_LABEL), (ax_cev, CEV_LABEL if cev == "sigma" else CEV_LAMBDA_LABEL)):
             ax.set_title(_space_title(space), fontsize=14)
             ax.set_xlabel(RANK_LABEL, fontsize=12)
             ax.set_ylabel(ylabel, fontsize=12)
-        ax_log.legend(fontsize=9, loc="lower left")
-        ax_cev.legend(fontsize=9, loc="lower right")
+        # one legend per row, beside the CEV panel: off every curve, and it names the
+        # colours of the log panel too
+        ax_cev.legend(fontsize=9, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     if title:
         fig.suptitle(title, fontsize=14)
     return fig
@@ -234,21 +297,19 @@ def overview_figure(
                 ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="0.4")
                 ax.axis("off")
                 continue
-            for label, c in present:
-                values = c.log_spectrum if quantity == "log_spectrum" else _cev_of(c, cev)[0]
-                ax.plot(_x(values.size, c.dim, normalized_rank), values, color=palette[label], label=label,
-                        linewidth=1.8)
-            curves = [c for _, c in present]
-            if quantity == "log_spectrum":
-                _shade_rank_limit(ax, curves, normalized_rank)
-                _apply_y_range(ax, [float(c.log_spectrum.min()) for c in curves],
-                               [float(c.log_spectrum.max()) for c in curves], y_range)
-                ax.set_ylabel(LOG_LABEL, fontsize=10)
-            else:
-                ax.set_ylabel(CEV_LABEL if cev == "sigma" else CEV_LAMBDA_LABEL, fontsize=10)
-            ax.set_xlabel(NORMALIZED_RANK_LABEL if normalized_rank else RANK_LABEL, fontsize=10)
             if normalized_rank:
                 ax.set_xlim(-0.02, 1.02)
+            if quantity == "log_spectrum":
+                _log_panel(ax, present, palette, normalized_rank=normalized_rank, y_range=y_range,
+                           linewidth=1.8)
+                ax.set_ylabel(LOG_LABEL, fontsize=10)
+            else:
+                for label, c in present:
+                    values = _cev_of(c, cev)[0]
+                    ax.plot(_x(values.size, c.dim, normalized_rank), values, color=palette[label], label=label,
+                            linewidth=1.8)
+                ax.set_ylabel(CEV_LABEL if cev == "sigma" else CEV_LAMBDA_LABEL, fontsize=10)
+            ax.set_xlabel(NORMALIZED_RANK_LABEL if normalized_rank else RANK_LABEL, fontsize=10)
     handles = [Line2D([], [], color=palette[m], linewidth=2) for m in labels]
     fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6), fontsize=10)
     if title:
@@ -327,6 +388,154 @@ def metrics_figure(
     fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6), fontsize=10)
     if title:
         fig.suptitle(title, fontsize=14)
+    return fig
+
+
+NO_PROBE_NOTE = "no probe accuracy to show (see results/probes.csv)"
+SPACE_MARKERS = {"representation": "o", "embedding": "^"}
+_OTHER_MARKERS = ("s", "D", "v", "P", "X", "*", "h", "<", ">", "p")
+
+
+def space_markers(spaces: Sequence[str]) -> dict[str, str]:
+    """A marker per space: circle for representation, triangle for embedding, then others."""
+    ordered = _ordered_spaces(set(spaces))
+    others = iter(_OTHER_MARKERS * (1 + len(ordered) // len(_OTHER_MARKERS)))
+    return {s: SPACE_MARKERS.get(s) or next(others) for s in ordered}
+
+
+def _rho_text(corr: Mapping[str, Any] | None) -> str:
+    if corr is None:
+        return "ρ undefined"
+    if not _finite(corr["spearman_rho"]):
+        return f"ρ undefined (n = {corr['n_points']})"
+    text = f"ρ = {float(corr['spearman_rho']):+.2f}"
+    low, high = corr.get("ci_low"), corr.get("ci_high")
+    if low is not None and math.isfinite(float(low)):
+        text += f" [{float(low):+.2f}, {float(high):+.2f}]"
+    return text + f", n = {corr['n_points']}"
+
+
+def probe_figure(
+    rows: Sequence[Mapping[str, Any]],
+    correlations: Sequence[Mapping[str, Any]],
+    *,
+    metrics: Mapping[str, str],
+    accuracies: Mapping[str, str],
+    title: str | None = None,
+    colors: Mapping[str, str] | None = None,
+) -> Figure:
+    """Collapse metric (x) against probe accuracy (y): one panel per (dataset, probe) row
+    and metric column, one point per instance (colour) and space (marker); each panel's
+    title gives Spearman's ρ and its bootstrap interval from ``correlations``.
+
+    Metrics without any value (e.g. LiDAR without multi-view features) get no column.
+    """
+    if not rows:
+        raise ValueError("probe_figure needs at least one probes row")
+    shown = [m for m in metrics if any(_finite(r.get(m)) for r in rows)]
+    names = list(dict.fromkeys(_display_name(r) for r in rows))
+    palette = _colors_for(names, colors)
+    if colors is not None:
+        names = [m for m in colors if m in names]
+    markers = space_markers([str(r["space"]) for r in rows])
+    datasets = list(dict.fromkeys(str(r["dataset"]) for r in rows))
+    grid = [(ds, acc) for ds in datasets for acc in accuracies if any(_finite(r.get(acc)) for r in rows)]
+    if not shown or not grid:  # e.g. too few videos per class for a test split
+        fig = Figure(figsize=(6, 2), layout="constrained")
+        ax = fig.subplots()
+        ax.text(0.5, 0.5, NO_PROBE_NOTE, ha="center", va="center", transform=ax.transAxes, color="0.3")
+        ax.axis("off")
+        if title:
+            fig.suptitle(title, fontsize=12)
+        return fig
+    corr = {(str(c["dataset"]), str(c["accuracy"]), str(c["metric"])): c for c in correlations}
+    fig = Figure(figsize=(3.3 * len(shown), 2.9 * len(grid) + 0.9), layout="constrained")
+    axes = fig.subplots(len(grid), len(shown), squeeze=False)
+    for i, (dataset, acc) in enumerate(grid):
+        for j, metric in enumerate(shown):
+            ax = axes[i][j]
+            for r in rows:
+                if str(r["dataset"]) != dataset or not (_finite(r.get(metric)) and _finite(r.get(acc))):
+                    continue
+                ax.scatter(float(r[metric]), 100 * float(r[acc]), color=palette[_display_name(r)],
+                           marker=markers[str(r["space"])], s=45, edgecolor="0.15", linewidth=0.5, zorder=3)
+            ax.set_title(_rho_text(corr.get((dataset, acc, metric))), fontsize=9)
+            ax.set_xlabel(metrics[metric], fontsize=9)
+            if j == 0:
+                ax.set_ylabel(f"{dataset}\n{accuracies[acc]} (%)", fontsize=9)
+            ax.tick_params(labelsize=8)
+            ax.grid(alpha=0.3)
+    handles: list[Any] = [Line2D([], [], color=palette[m], marker="o", linestyle="", markersize=7) for m in names]
+    labels = list(names)
+    handles += [Line2D([], [], color="0.4", marker=mk, linestyle="", markersize=7) for mk in markers.values()]
+    labels += [_space_title(sp) for sp in markers]
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6), fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=12)
+    return fig
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return value is not None and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+SAMPLE_SIZE_METRICS = {"rankme": "RankMe", "auc_sigma": "AUC (σ-based CEV, paper)"}
+
+
+def sample_size_figure(
+    curves: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]],
+    *,
+    metrics: Mapping[str, str] = SAMPLE_SIZE_METRICS,
+    title: str | None = None,
+    colors: Mapping[str, str] | None = None,
+) -> Figure:
+    """Metrics of random row subsets against their size N, for one dataset.
+
+    ``curves`` maps a method label to ``{space: rows}`` (rows with ``n``, ``repeat``,
+    ``dim`` and the metric columns, as :func:`dimcollapse.analysis.metrics.sample_size_curve`
+    gives them). Rows are spaces, columns metrics; each method's line joins the mean over
+    the repeats at each N, with a band from their minimum to maximum; a dashed line marks
+    N = D, left of which the covariance cannot have full rank.
+    """
+    if not curves:
+        raise ValueError("sample_size_figure needs at least one method")
+    palette = _colors_for(list(curves), colors)
+    spaces = _ordered_spaces({s for by_space in curves.values() for s in by_space})
+    fig = Figure(figsize=(5.2 * len(metrics), 3.2 * len(spaces) + 0.9), layout="constrained")
+    axes = fig.subplots(len(spaces), len(metrics), squeeze=False)
+    for i, space in enumerate(spaces):
+        dims = set()
+        for j, (metric, metric_label) in enumerate(metrics.items()):
+            ax = axes[i][j]
+            for label, by_space in curves.items():
+                if space not in by_space:
+                    continue
+                table = by_space[space]
+                ns = sorted({int(r["n"]) for r in table})
+                values = [[float(r[metric]) for r in table if int(r["n"]) == n] for n in ns]
+                ax.plot(ns, [np.mean(v) for v in values], color=palette[label], marker="o", markersize=3,
+                        linewidth=1.8, label=label)
+                ax.fill_between(ns, [min(v) for v in values], [max(v) for v in values], color=palette[label],
+                                alpha=0.2, linewidth=0)
+                dims |= {int(r["dim"]) for r in table}
+            for d in sorted(dims):
+                ax.axvline(d, color="0.4", linestyle="--", linewidth=1)
+                ax.text(d, 0.02, f" N = D = {d}", transform=ax.get_xaxis_transform(), fontsize=7, color="0.3",
+                        rotation=90, va="bottom", ha="right")
+            ax.set_xscale("log", base=2)
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.set_xlabel("Number of videos N (random subsets)", fontsize=10)
+            ax.set_ylabel(metric_label, fontsize=10)
+            ax.set_title(_space_title(space), fontsize=11)
+            ax.grid(alpha=0.3)
+    labels = [m for m in (colors or palette) if m in curves]
+    handles = [Line2D([], [], color=palette[m], linewidth=2) for m in labels]
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6), fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=12)
     return fig
 
 

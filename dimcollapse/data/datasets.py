@@ -632,3 +632,25 @@ def dataset_sources(cfg: Mapping[str, Any]) -> DatasetSources:
     except (OSError, UnicodeDecodeError, csv.Error, DatasetConfigError):
         listed = ()
     return DatasetSources((), (), (table, *optional), exts, video_files=listed)
+
+
+def official_split(cfg: Mapping[str, Any]) -> tuple[dict[str, str], str] | None:
+    """Train/test role by video id from the dataset's official split files, or ``None``.
+
+    UCF101 and HMDB51 only: split ``k`` of the config (split 1 when UCF101 lists ``all``
+    videos, as the paper's PyTorchVideo reader did). HMDB51's unused videos get no role.
+    The ids are the ones :func:`list_videos` gives the same videos, so they match the
+    manifest's. Returns ``(roles, name)`` where ``name`` says which split files were read.
+    """
+    layout = _layout(cfg)
+    if layout not in ("ucf101", "hmdb51"):
+        return None
+    split = _split_choice(cfg, allowed_all=layout == "ucf101")
+    split = 1 if split == "all" else split
+    roles: dict[str, str] = {}
+    for subset in ("train", "test"):
+        listing = list_videos({**cfg, "split": split, "subset": subset})
+        roles.update({r.id: subset for r in listing.records})
+        roles.update({f.id: subset for f in listing.problems})
+    splits_dir = (_ucf_dirs if layout == "ucf101" else _hmdb_dirs)(cfg)[1]
+    return roles, f"{layout} split {split} ({splits_dir})"
