@@ -69,3 +69,11 @@ def test_series_figure_orders_points_by_progress() -> None:
 def test_series_figure_needs_rows_for_every_checkpoint() -> None:
     with pytest.raises(ValueError, match="no metrics rows"):
         series_figure([_row("S@0", "s@0", "representation", 1, 1, 1)], {"S": [(0, "s@0"), (5, "s@5")]})
+
+
+def test_a_panel_without_finite_values_says_so() -> None:
+    rows = [_row("A", "a", "layer.x", 0.9, 10, float("nan")), _row("A", "a", "representation", 0.8, 9, float("nan"))]
+    fig = layer_figure(rows, {"A": ["layer.x", "representation"]})
+    texts = [t.get_text() for t in fig.axes[2].texts]
+    assert len(texts) == 1 and "α-ReQ undefined" in texts[0]
+    assert not fig.axes[0].texts and not fig.axes[1].texts

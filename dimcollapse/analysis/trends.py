@@ -53,6 +53,16 @@ def _plot_line(ax: Any, xs: Sequence[float], rows: Sequence[Mapping[str, Any]], 
                 markerfacecolor="white" if hollow else color, linestyle="none")
 
 
+def _note_if_empty(ax: Any, metric: str) -> None:
+    """Say why a panel is empty instead of leaving blank axes (α-ReQ is undefined when the
+    spectrum is shorter than its fit range, e.g. with few videos)."""
+    values = [y for line in ax.get_lines() for y in line.get_ydata()]
+    if not any(math.isfinite(float(y)) for y in values):
+        ax.text(0.5, 0.5, f"{METRIC_LABELS[metric]} undefined for every point\n(see the metrics table's warning)",
+                transform=ax.transAxes, ha="center", va="center", fontsize=9, color="0.35")
+        ax.set_yticks([])
+
+
 def _legend(fig: Figure, handles: list[Any], labels: list[str], hollow: bool) -> None:
     if hollow:
         handles = handles + [Line2D([], [], marker="o", color="0.3", markerfacecolor="white", linestyle="none")]
@@ -99,6 +109,7 @@ def layer_figure(
             ax.set_xlabel("relative depth (representation = 1)")
         ax.set_title(METRIC_LABELS[metric], fontsize=11)
         ax.grid(alpha=0.3)
+        _note_if_empty(ax, metric)
     handles = [Line2D([], [], color=palette[m], marker="o") for m in depth_order]
     _legend(fig, handles, list(depth_order), hollow)
     return fig
@@ -150,6 +161,7 @@ def series_figure(
         ax.set_title(METRIC_LABELS[metric], fontsize=11)
         ax.set_xlabel(order_label)
         ax.grid(alpha=0.3)
+        _note_if_empty(ax, metric)
     _legend(fig, handles, labels, hollow)
     return fig
 
