@@ -129,9 +129,10 @@ def test_paper_normalisation_values(tmp_path: Path) -> None:
     assert torch.allclose(custom[0, 0], torch.full((224, 224), (k / 255 - 0.5) / 0.25), atol=1e-5)
 
 
-def test_slowfast_test_views(tmp_path: Path) -> None:
+def test_uniform_views_with_pytorchvideo_sampling(tmp_path: Path) -> None:
+    """``slowfast_test`` with ``backend: null``: SlowFast's 30 views, PyTorchVideo's frame rule."""
     path = make_video(tmp_path / "cfr.mkv", cfr(250))
-    p = resolve_protocol("slowfast_test")
+    p = resolve_protocol("slowfast_test", backend=None)
     starts = [i * (10.0 - 64 / 30) / 10 for i in range(10)]
     d = read_frames(path, starts, p)
     assert d.frames.shape == (80, 48, 64, 3) and len(d.counts) == 10 and not d.short
@@ -143,7 +144,7 @@ def test_slowfast_test_views(tmp_path: Path) -> None:
     for c in range(3):
         assert torch.allclose(views[3 + c, 0, 0], torch.full((256, 256), (k / 255 - 0.45) / 0.225), atol=1e-5)
     # load_clip gives the centre crop of one window
-    clip = load_clip(path, starts[1], "slowfast_test")
+    clip = load_clip(path, starts[1], "slowfast_test", backend=None)
     assert torch.equal(clip, views[4])
 
 

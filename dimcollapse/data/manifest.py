@@ -36,9 +36,10 @@ from dimcollapse.failures import Failure, VideoError
 from dimcollapse.data.probe import STAGE as PROBE_STAGE
 from dimcollapse.data.probe import probe_many
 
-MANIFEST_COLUMNS: tuple[str, ...] = ("id", "path", "label", "label_name", "duration", "fps", "frames")
+MANIFEST_COLUMNS: tuple[str, ...] = (
+    "id", "path", "label", "label_name", "duration", "fps", "frames", "width", "height")
 _DTYPES = {"id": str, "path": str, "label": "int64", "label_name": str,
-           "duration": "float64", "fps": "float64", "frames": "int64"}
+           "duration": "float64", "fps": "float64", "frames": "int64", "width": "int64", "height": "int64"}
 ON_ERROR = ("skip", "fail")
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def build_manifest(
             failures.append(Failure(rec.id, rec.path, PROBE_STAGE, result.message))
         else:
             rows.append((rec.id, rec.path, rec.label, rec.label_name,
-                         result.duration, result.fps, result.frames))
+                         result.duration, result.fps, result.frames, result.width, result.height))
     failures.sort(key=lambda f: (f.id, f.stage, f.path))
     frame = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS)).astype(_DTYPES)
     if failures:
