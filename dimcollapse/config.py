@@ -129,8 +129,11 @@ def _check_known(key: str, chosen: Iterable[str], known: Mapping[str, Any]) -> N
 #: must be built for exactly the input the protocol produces.
 _PROTOCOL_TO_MODEL = {
     "slow_r50": {"frames": "frames", "crop_size": "crop_size"},
-    "dpc": {"crop_size": "sample_size", "num_seq": "num_seq", "seq_len": "seq_len"},
+    "dpc": {"input_size": "sample_size", "num_seq": "num_seq", "seq_len": "seq_len"},
 }
+#: Model options that set a protocol field (``sample_size`` is the DPC crop unless the
+#: protocol resizes the crop with ``output_size``, as for the UCF101 R18-128 model).
+_MODEL_TO_PROTOCOL = {"dpc": {"sample_size": "crop_size", "num_seq": "num_seq", "seq_len": "seq_len"}}
 
 
 def job_protocol(config: Mapping[str, Any], dataset: str, model: ModelInstance) -> Protocol:
@@ -146,7 +149,7 @@ def job_protocol(config: Mapping[str, Any], dataset: str, model: ModelInstance) 
     overrides.update(config.get("protocols", {}).get(model.protocol, {}))
     overrides.update(config["datasets"][dataset].get("protocols", {}).get(model.protocol, {}))
     if model.family == "dpc":
-        to_protocol = {opt: name for name, opt in _PROTOCOL_TO_MODEL["dpc"].items()}
+        to_protocol = _MODEL_TO_PROTOCOL["dpc"]
         overrides.update({to_protocol[k]: v for k, v in model.options.items() if k in to_protocol})
     overrides.update(model.protocol_options)
     try:

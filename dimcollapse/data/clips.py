@@ -366,7 +366,11 @@ def build_clip_cache(
     start_meta = {"format": CACHE_FORMAT, "sampling_key": p.sampling_key, "rows_fingerprint": fingerprint}
     done: dict[int, CacheEntry] = {}
     meta_path = partial / META_FILE
-    if meta_path.is_file() and _same_build(meta_path, start_meta):
+    resumable = meta_path.is_file() and _same_build(meta_path, start_meta)
+    written_before = (partial / DATA_FILE).stat().st_size if resumable and (partial / DATA_FILE).exists() else 0
+    # before anything is written: a full disk should stop the build with a clear message
+    ensure_free_space(final, need - written_before, what=f"the clip cache of {len(rows)} videos")
+    if resumable:
         done = _read_progress(partial, rows)
     else:
         shutil.rmtree(partial, ignore_errors=True)
@@ -386,7 +390,6 @@ def build_clip_cache(
         for i, e in sorted(done.items()):
             fh.write(json.dumps({"i": i, **e.to_json()}) + "\n")
 
-    ensure_free_space(partial, need - committed, what=f"clip cache {final.name} ({len(rows)} videos)")
     entries: dict[int, CacheEntry] = dict(done)
     tasks = [(i, r, p) for i, r in enumerate(rows) if i not in done]
     offset = committed
