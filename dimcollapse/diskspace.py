@@ -40,6 +40,7 @@ def ensure_free_space(path: str | os.PathLike[str], need: int, *, what: str) -> 
     free = free_bytes(path)
     if need > free:
         raise InsufficientSpace(
-            f"{path}: {what} needs about {_human(need)} but only {_human(free)} is free there; "
+            f"{path}: {what} needs about {_human(need)} ({need} bytes) but only {_human(free)} "
+            f"({free} bytes) is free there; "
             f"free space or point the output at a larger disk"
         )

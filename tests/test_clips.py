@@ -225,3 +225,42 @@ def test_rows_need_the_manifest_columns() -> None:
         ClipDataset(pd.DataFrame({"id": ["a"], "path": ["/x.mp4"]}), "paper")
     failure = Failure("a", "/x", "decode", "boom")
     assert clips.CacheEntry("a", "/x", False, False, 0, (0, 0, 0, 0), "boom").failure() == failure
+
+
+def test_cache_stores_scaled_frames_within_the_byte_bound(tmp_path: Path, manifest: pd.DataFrame) -> None:
+    rows = manifest.iloc[[0, 4]].assign(width=[720, 768], height=[528, 576], frames=[270, 795])
+    paper = resolve_protocol("paper")
+    build_clip_cache(rows, paper, tmp_path / "c", workers=0)
+    cache = ClipCache(tmp_path / "c")
+    for entry, row in zip(cache.entries, clips.as_rows(rows)):
+        h, w = entry.shape[1:3]
+        assert min(h, w) == 256 and entry.nbytes == 8 * h * w * 3  # ≤ 1.25 × T·h·w·3, at the scaled size
+        assert entry.shape == clips.stored_shape(row, paper)  # the estimate is what gets stored
+    meta = json.loads((tmp_path / "c" / "meta.json").read_text())
+    assert meta["data_bytes"] == clips.estimate_cache_bytes(clips.as_rows(rows), paper)[0]
+
+
+def test_full_disk_stops_before_writing_naming_path_need_and_free(
+    tmp_path: Path, manifest: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dimcollapse import diskspace
+
+    rows = manifest.iloc[[0, 4]].assign(width=[720, 768], height=[528, 576], frames=[270, 795])
+    need = clips.estimate_cache_bytes(clips.as_rows(rows), resolve_protocol("paper"))[0]
+    assert need == 8 * 256 * 349 * 3 + 8 * 256 * 341 * 3
+    monkeypatch.setattr(diskspace, "free_bytes", lambda path: need - 1)
+    decoded = count_decodes(monkeypatch)
+    with pytest.raises(diskspace.InsufficientSpace) as err:
+        build_clip_cache(rows, "paper", tmp_path / "c", workers=0)
+    message = str(err.value)
+    assert message.startswith(f"{tmp_path / 'c'}: the clip cache of 2 videos needs about 4.2 MB ({need} bytes)")
+    assert f"only 4.2 MB ({need - 1} bytes) is free" in message
+    assert decoded == [] and not (tmp_path / "c").exists() and not list(tmp_path.glob(".c*"))
+    monkeypatch.setattr(diskspace, "free_bytes", lambda path: need)
+    assert build_clip_cache(rows, "paper", tmp_path / "c", workers=0) == []
+
+
+def test_free_bytes_of_a_path_not_created_yet(tmp_path: Path) -> None:
+    from dimcollapse.diskspace import free_bytes
+
+    assert free_bytes(tmp_path / "a" / "b" / "c") == free_bytes(tmp_path) > 0
