@@ -15,7 +15,7 @@ from dimcollapse.data import clips
 from dimcollapse.data.clips import ClipCache, ClipDataset, build_clip_cache, collate_clips, make_loader
 from dimcollapse.failures import Failure, VideoError
 from dimcollapse.data.protocols import clip_starts, resolve_protocol
-from dimcollapse.data.video import load_clip, scale_frames
+from dimcollapse.data.video import load_clip
 
 VIDEOS = Path("/work/shared/testdata/videos")
 
@@ -87,9 +87,10 @@ def test_cache_build_then_read_equals_on_the_fly(tmp_path: Path, manifest: pd.Da
         a, b = fly[i], cached[i]
         assert a["ok"] and b["ok"] and a["short"] == b["short"]
         assert a["video"].shape == b["video"].shape == (1, 3, 8, 224, 224)
-        # the cache rounds the scaled frames to uint8: at most half a grey level apart
+        # the cache rounds frames scaled down to uint8: at most half a grey level apart;
+        # tree.avi (320×240, below the scaled size) is stored as decoded, exactly
         gap = (a["video"] - b["video"]).abs().max().item()
-        assert 0 < gap <= 0.5 / 255 / min(paper.std) + 1e-6
+        assert (gap == 0) if i == 2 else (0 < gap <= 0.5 / 255 / min(paper.std) + 1e-6)
         row = manifest.iloc[i]
         start = clip_starts(paper, row.duration, fps=row.fps, video_id=row.id)[0]
         assert torch.equal(a["video"][0], load_clip(row.path, start))
@@ -168,7 +169,7 @@ def test_resume_redecodes_rows_whose_frames_did_not_reach_the_file(
     cache = ClipCache(tmp_path / "c")
     paper = resolve_protocol("paper")
     frames, _ = clips.decode_row(clips.as_rows(manifest)[2], paper)
-    assert np.array_equal(cache.frames(2), scale_frames(frames, paper))
+    assert np.array_equal(cache.frames(2), clips.cache_frames(frames, paper))
 
 
 def test_rebuild_replaces_a_cache_of_other_rows(tmp_path: Path, manifest: pd.DataFrame) -> None:
@@ -238,6 +239,12 @@ def test_cache_stores_scaled_frames_within_the_byte_bound(tmp_path: Path, manife
         assert entry.shape == clips.stored_shape(row, paper)  # the estimate is what gets stored
     meta = json.loads((tmp_path / "c" / "meta.json").read_text())
     assert meta["data_bytes"] == clips.estimate_cache_bytes(clips.as_rows(rows), paper)[0]
+    # a source smaller than the scaled size (tree.avi, 320×240) is stored as decoded: exact
+    small = manifest.iloc[[2]].assign(width=[320], height=[240], frames=[68])
+    build_clip_cache(small, paper, tmp_path / "s", workers=0)
+    entry = ClipCache(tmp_path / "s").entries[0]
+    assert entry.shape == (8, 240, 320, 3) == clips.stored_shape(clips.as_rows(small)[0], paper)
+    assert torch.equal(ClipDataset(small, paper, cache=tmp_path / "s")[0]["video"], ClipDataset(small, paper)[0]["video"])
 
 
 def test_full_disk_stops_before_writing_naming_path_need_and_free(

@@ -7,7 +7,8 @@ method's :class:`ClipDataset` reads from it.
 
 The cache stores the selected frames **scaled to the protocol's short side** (uint8),
 before cropping and normalisation, so a clip costs ``T·h·w·3`` bytes at the scaled size
-``h×w`` (2.8 MB for 8 frames of 256×455) whatever the source resolution, and a crop or
+``h×w`` (2.8 MB for 8 frames of 256×455) whatever the source resolution (a source smaller
+than that is stored at its own size, exactly), and a crop or
 normalisation change reuses it (the store depends only on :attr:`Protocol.sampling_key`,
 which covers the scale but not the crop). Where the original pipeline scales in uint8
 already (DPC's frame dumps, SlowFast's ``torchvision`` backend, ``resize="ffmpeg"``) the
@@ -166,10 +167,20 @@ def decode_row(row: Row, protocol: Protocol) -> tuple[np.ndarray, bool]:
     return decoded.frames, decoded.short
 
 
+def cache_frames(frames: np.ndarray, protocol: Protocol) -> np.ndarray:
+    """The frames as the clip cache stores them: scaled to the protocol's size (uint8),
+    unless the decoded frames are no larger than that (a source below the side size, or
+    frames the decoder already scaled): those are stored as they are, exactly."""
+    h, w = frames.shape[1:3]
+    nh, nw = scaled_size(h, w, protocol)
+    return frames if h * w <= nh * nw else scale_frames(frames, protocol)
+
+
 def stored_shape(row: Row, protocol: Protocol) -> tuple[int, int, int, int] | None:
     """Shape of the frames the clip cache stores for ``row`` (``None`` without a frame size).
 
-    Frames per video × the protocol's scaled frame size (the decoder's own rounding).
+    Frames per video × the smaller of the source size and the protocol's scaled size (the
+    decoder's own rounding), as :func:`cache_frames` stores them.
     """
     if row.width is None or row.height is None:
         return None
@@ -177,6 +188,8 @@ def stored_shape(row: Row, protocol: Protocol) -> tuple[int, int, int, int] | No
         h, w = torchvision_size(row.height, row.width, protocol.side_size)
     else:
         h, w = scaled_size(row.height, row.width, protocol)
+    if row.height * row.width <= h * w and protocol.family != "dpc" and protocol.backend != "torchvision":
+        h, w = row.height, row.width
     return (protocol.windows * protocol.frames_per_window, h, w, 3)
 
 
@@ -299,7 +312,7 @@ def _decode_task(task: tuple[int, Row, Protocol]) -> tuple[int, np.ndarray | Non
     i, row, protocol = task
     try:
         frames, short = decode_row(row, protocol)
-        return i, scale_frames(frames, protocol), short, "", False
+        return i, cache_frames(frames, protocol), short, "", False
     except VideoExcluded as err:
         return i, None, False, err.message, True
     except VideoError as err:
