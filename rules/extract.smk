@@ -9,7 +9,7 @@ rule extract:
         "results/features/{dataset}/{method}/shards/{shard}-of-{nshards}.npz",
     params:
         job=extraction_params,
-        code=code("models", "data/video.py", "data/clips.py", "data/protocols.py", "extraction/extract.py", "extraction/shards.py"),
+        code=code("models", "data/video.py", "data/slowfast.py", "data/clips.py", "data/protocols.py", "extraction/extract.py", "extraction/shards.py"),
     log:
         "logs/extract/{dataset}/{method}/{shard}-of-{nshards}.log",
     benchmark:

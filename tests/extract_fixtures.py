@@ -41,7 +41,8 @@ MODELS: dict[str, dict[str, Any]] = {
 }
 
 #: The ``code`` param of the extract rule (it keys the partial store like the workflow's).
-CODE_MODULES = ("models", "data/video.py", "data/clips.py", "data/protocols.py", "extraction/extract.py", "extraction/shards.py")
+CODE_MODULES = ("models", "data/video.py", "data/slowfast.py", "data/clips.py", "data/protocols.py",
+                "extraction/extract.py", "extraction/shards.py")
 
 BATCH_SIZE = 2
 

@@ -271,3 +271,20 @@ def test_free_bytes_of_a_path_not_created_yet(tmp_path: Path) -> None:
     from dimcollapse.diskspace import free_bytes
 
     assert free_bytes(tmp_path / "a" / "b" / "c") == free_bytes(tmp_path) > 0
+
+
+def test_uint8_scaling_does_not_depend_on_the_thread_count() -> None:
+    """torch's bilinear kernel differs in the last bit between thread counts; rounded to
+    uint8 that would be a grey level, so the stored frames are scaled on one thread."""
+    frames = torch.randint(0, 256, (4, 120, 160, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    paper = resolve_protocol("paper", side_size=64, crop_size=64)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = clips.cache_frames(frames.numpy(), paper)
+        torch.set_num_threads(4)
+        four = clips.cache_frames(frames.numpy(), paper)
+        assert torch.get_num_threads() == 4  # restored
+    finally:
+        torch.set_num_threads(threads)
+    assert one.shape == (4, 64, 85, 3) and np.array_equal(one, four)

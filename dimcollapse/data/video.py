@@ -27,6 +27,7 @@ Every problem surfaces as :class:`dimcollapse.failures.VideoError` with the file
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
 import os
@@ -333,17 +334,34 @@ def scale_frames(frames: np.ndarray, protocol: Protocol) -> np.ndarray:
     Bilinear (``align_corners=False``, no antialiasing) in float32, then rounded to nearest:
     the same interpolation the model-input path uses, so only the uint8 rounding differs
     (that is what the clip cache stores; see :mod:`dimcollapse.data.clips`). Frames already
-    at the scaled size are returned unchanged.
+    at the scaled size are returned unchanged. The interpolation runs on one thread: torch's
+    bilinear kernel rounds the last float bit differently with other thread counts, and
+    rounding to uint8 would turn that into a grey level that depends on the machine.
     """
     h, w = frames.shape[1:3]
     nh, nw = scaled_size(h, w, protocol)
     if (nh, nw) == (h, w):
         return frames
     x = _planar_float(np.asarray(frames).transpose(0, 3, 1, 2))
-    x = torch.nn.functional.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False)
+    with _one_thread():
+        x = torch.nn.functional.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False)
     out = torch.empty(x.shape, dtype=torch.uint8)
     out.copy_(x.round_().clamp_(0, 255))
     return np.ascontiguousarray(out.numpy().transpose(0, 2, 3, 1))
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run torch ops on one intra-op thread (restored afterwards)."""
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def _planar_float(frames: np.ndarray) -> torch.Tensor:
