@@ -255,3 +255,23 @@ def test_last_resort_decoding_from_the_start_when_seeking_fails(tmp_path: Path, 
     monkeypatch.setattr(av.container.InputContainer, "seek", broken_seek)
     got = read_frames(path, [6.0], resolve_protocol("paper"))
     assert got.pts == expected.pts and np.array_equal(got.frames, expected.frames)
+
+
+def test_load_views_is_the_pipelines_path() -> None:
+    """``load_views`` = the ClipDataset item of a manifest row (probe → clip start → decode)."""
+    from dimcollapse.data.clips import ClipDataset
+    from dimcollapse.data.probe import probe_video
+    from dimcollapse.data.protocols import clip_starts
+
+    path = VIDEOS / "tree.avi"
+    info = probe_video(path)
+    row = {"id": "tree", "path": str(path), "duration": info.duration, "fps": info.fps, "frames": info.frames}
+    for name in ("paper", "dpc", "slowfast_test"):
+        views = video.load_views(path, name)
+        item = ClipDataset([row], name)[0]
+        assert item["ok"] and torch.equal(views, item["video"]), name
+    assert video.load_views(path, "paper").shape == (1, 3, 8, 224, 224)
+    p = resolve_protocol("paper")
+    assert torch.equal(video.load_views(path, "paper")[0], load_clip(path, clip_starts(p, info.duration)[0]))
+    with pytest.raises(ValueError, match="use load_views"):
+        load_clip(path, 0.0, "slowfast_test")

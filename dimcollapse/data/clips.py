@@ -188,7 +188,8 @@ def stored_shape(row: Row, protocol: Protocol) -> tuple[int, int, int, int] | No
         h, w = torchvision_size(row.height, row.width, protocol.side_size)
     else:
         h, w = scaled_size(row.height, row.width, protocol)
-    if row.height * row.width <= h * w and protocol.family != "dpc" and protocol.backend != "torchvision":
+    decoder_scales = protocol.family == "dpc" or protocol.backend == "torchvision" or protocol.resize == "ffmpeg"
+    if row.height * row.width <= h * w and not decoder_scales:
         h, w = row.height, row.width
     return (protocol.windows * protocol.frames_per_window, h, w, 3)
 

@@ -20,6 +20,10 @@ seek can land on a keyframe *after* the target — ``Megamind_bugy.avi`` does), 
 further when it did not, and falls back to decoding from the start when seeking fails. It
 stops decoding at the window end, and converts to RGB (and resizes) only the selected frames.
 
+``slowfast_test`` instead follows SlowFast's own decoding (``backend``: its torchvision
+reader or its PyAV path), whose arithmetic lives in :mod:`dimcollapse.data.slowfast`;
+:func:`load_views` returns every view of a video through the pipeline's code path.
+
 Threading is SLICE only: FRAME/AUTO threading can deadlock when decoding stops early.
 Every problem surfaces as :class:`dimcollapse.failures.VideoError` with the file, stage
 ``"decode"`` and a message saying what is wrong.
