@@ -228,3 +228,19 @@ def test_pyav_backend_reproduces_slowfast_on_the_sample_videos(name: str) -> Non
     p = resolve_protocol("slowfast_test", backend="pyav")
     assert read_frames(SAMPLES / name, None, p).pts == tuple(picked)
     assert torch.equal(load_views(SAMPLES / name, p), ref)
+
+
+def test_pyav_backend_fails_where_slowfast_finds_no_frame(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A header that overstates the video puts late windows past its end: SlowFast's PyAV
+    path then stacks an empty list and fails; the torchvision backend decodes it all."""
+    from dimcollapse.failures import VideoError
+
+    path = h264(tmp_path / "v.mp4", Fraction(30), 90)
+    real = slowfast.pyav_windows
+
+    def overstated(**kw):  # type: ignore[no-untyped-def]
+        return real(**{**kw, "frames_length": kw["frames_length"] * 4, "duration": kw["duration"] * 4})
+
+    monkeypatch.setattr(slowfast, "pyav_windows", overstated)
+    with pytest.raises(VideoError, match="no frame in SlowFast's window .* PyAV path fails"):
+        read_frames(path, None, resolve_protocol("slowfast_test", backend="pyav"))

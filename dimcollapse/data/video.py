@@ -507,7 +507,13 @@ def _read_slowfast(path: Path, protocol: Protocol) -> DecodedFrames:
                 frames = None if w.whole else collect(src, w)
                 if frames:
                     start, end = 0.0, w.clip_size - 1
-                else:  # SlowFast decodes the whole video and places the window on it
+                elif not w.whole and protocol.backend == "pyav":  # c4ecfa1 stacks an empty list
+                    raise VideoError(
+                        path, STAGE,
+                        f"no frame in SlowFast's window {i} (pts {w.start_pts} to {w.end_pts}); SlowFast's PyAV "
+                        "path fails on this video (the header's frame count or duration overstates it)",
+                    )
+                else:  # torchvision backend (or no usable header): decode all, place the window on it
                     if whole is None:
                         whole = collect(src, None)
                     if not whole:
