@@ -9,7 +9,7 @@ random model (``--method``, default the supervised Slow R50), same device; clips
   (b) model only: :func:`~dimcollapse.extraction.extract.forward_views` on preloaded host batches
   (the copy to the device included); (c) end to end: :func:`~dimcollapse.extraction.extract.run_shard`
   with the real loader (decoding in the workers, overlapped with the model in the main
-  process; partial-store flushes included);
+  process; feature-store writes included);
 * **naive**, written like the paper's ``supervised_baseline.py``: one process, a
   ``DataLoader`` without workers over PyTorchVideo's ``EncodedVideo(decoder="pyav")`` +
   the paper's transforms (:func:`~dimcollapse.data.video.pytorchvideo_clip`), ``torch.no_grad``,
@@ -74,7 +74,7 @@ from dimcollapse.failures import VideoError  # noqa: E402
 from dimcollapse.models import METHODS, build_model  # noqa: E402
 from dimcollapse.data.probe import probe_video  # noqa: E402
 from dimcollapse.data.protocols import Protocol, clip_starts, resolve_protocol  # noqa: E402
-from dimcollapse.extraction.shards import PartialStore  # noqa: E402
+from dimcollapse.extraction.store import InstanceStore, clip_keys  # noqa: E402
 from dimcollapse.data.video import pytorchvideo_clip  # noqa: E402
 
 VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v"}
@@ -252,7 +252,7 @@ class _Stopwatch:
 def time_e2e(model: torch.nn.Module, spaces: tuple[str, ...], dataset: ClipDataset, batch_size: int,
              workers: int, device: torch.device, precision: str, store_root: Path,
              flush_every: int) -> tuple[Rate, np.ndarray]:
-    """One fresh ``run_shard`` over every row (an empty partial store: nothing resumed).
+    """One fresh ``run_shard`` over every row (an empty feature store: nothing reused).
 
     Returns the rate, with the time the loop waited for the loader (worker start-up and
     the first batch included: the part of the data path that compute did not hide), and
@@ -268,11 +268,15 @@ def time_e2e(model: torch.nn.Module, spaces: tuple[str, ...], dataset: ClipDatas
         return watches[-1]
 
     clock = _Clock()
-    store = PartialStore(store_root, "bench")
-    result, stats = run_shard(model, spaces, rows, timed, store, device=device, precision=precision,
-                              flush_every=flush_every)
+    # Keys from the row ids: rows that repeat a video with other clip starts stay distinct.
+    ids = [r.id for r in dataset.rows]
+    keys = clip_keys(ids, [r.duration for r in dataset.rows], [r.fps for r in dataset.rows])
+    store = InstanceStore(store_root)
+    result, stats = run_shard(model, spaces, rows, timed, store, keys=keys, ids=ids,
+                              paths=[r.path for r in dataset.rows], device=device, batch_size=batch_size,
+                              precision=precision, flush_every=flush_every)
     rate = clock.rate(stats.clips_computed, sum(w.wait for w in watches))
-    store.clear()
+    shutil.rmtree(store_root, ignore_errors=True)
     return rate, result.features[spaces[0]][result.ok]
 
 
@@ -358,7 +362,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="ours only")
     ap.add_argument("--repeat", type=int, default=None, help="best of N runs per figure (default 2; --quick 1)")
-    ap.add_argument("--flush-every", type=int, default=8, help="partial-store flush interval (the demo config's 8)")
+    ap.add_argument("--flush-every", type=int, default=8, help="feature-store flush interval (the demo config's 8)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     ap.add_argument("--quick", action="store_true", help="10 demo videos, T=1, W=1, one run per figure")
     args = ap.parse_args(argv)
@@ -460,7 +464,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                               protocol)
         except VideoError:
             pass  # the naive runs skip it too
-        store = tmp / "partial"
+        store = tmp / "store"
         model_runs: dict[int, list[Rate]] = {t: [] for t in threads}
         data_runs: dict[int, list[Rate]] = {w: [] for w in workers}
         e2e_runs: dict[tuple[int, int], list[Rate]] = {k: [] for k in itertools.product(threads, workers)}

@@ -8,17 +8,20 @@ build options in exactly one place.
 
 from __future__ import annotations
 
+import difflib
+import glob
 import hashlib
 import json
 import os
 import posixpath
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from dimcollapse.models import METHODS, canonical_method
+from dimcollapse.models import METHODS, ArchInfo, arch_info, canonical_method
 from dimcollapse.data.protocols import Protocol, resolve_protocol
 
 #: What figures, sidecars and the report say about a model without a checkpoint.
@@ -44,14 +47,26 @@ class ModelInstance:
     protocol: str
     protocol_options: Mapping[str, Any] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
+    layers: tuple[str, ...] = ()
+    series: str | None = None
+    series_order: int | float | None = None
+    series_key: str | None = None
 
     @property
     def family(self) -> str:
         return METHODS[self.method].family
 
     @property
+    def arch_info(self) -> ArchInfo | None:
+        """The library architecture of a ``torchvision``/``pytorchvideo`` instance, else None."""
+        if self.family not in ("torchvision", "pytorchvideo"):
+            return None
+        return arch_info(self.family, self.options.get("arch"))
+
+    @property
     def spaces(self) -> tuple[str, ...]:
-        return tuple(METHODS[self.method].spaces)
+        """Feature spaces the instance writes: the method's, then ``layer.<name>`` per layer."""
+        return tuple(METHODS[self.method].spaces) + tuple(f"layer.{name}" for name in self.layers)
 
     @property
     def untrained(self) -> bool:
@@ -78,11 +93,29 @@ def _default_filename(source: str) -> str:
     return name
 
 
-def model_instance(name: str, cfg: Mapping[str, Any]) -> ModelInstance:
-    """Resolve one ``models:`` entry (already schema-validated)."""
+def model_instance(name: str, cfg: Mapping[str, Any], **series: Any) -> ModelInstance:
+    """Resolve one ``models:`` entry (already schema-validated) with a single checkpoint.
+
+    Frames, rate and protocol default to the architecture's model card for the
+    ``torchvision``/``pytorchvideo`` methods, to 8 × 8 and the method's protocol otherwise.
+    ``layers`` are checked against the network's module names (this imports torch, so
+    only configs that name layers pay for it). ``series``: the series fields of a member
+    of a checkpoint series (see :func:`model_instances`).
+    """
     method = canonical_method(cfg["method"])
+    options = dict(cfg.get("options") or {})
+    try:
+        arch = arch_info(METHODS[method].family, options.get("arch")) if method in ("torchvision", "pytorchvideo") else None
+    except ValueError as err:
+        raise ValueError(f"model {name!r}: {err}") from err
+    if method == "custom" and not (isinstance(options.get("builder"), str) and ":" in options["builder"]):
+        raise ValueError(f"model {name!r}: method custom needs options.builder: 'package.module:function'")
+    layers = tuple(cfg.get("layers") or ())
+    if layers:
+        layers = _check_layers(name, method, options, layers)
     checkpoint = cfg.get("checkpoint")
     filename = cfg.get("filename") or (_default_filename(checkpoint) if checkpoint else None)
+    clip = arch.protocol_overrides if arch is not None else {}
     return ModelInstance(
         name=name,
         method=method,
@@ -92,17 +125,125 @@ def model_instance(name: str, cfg: Mapping[str, Any]) -> ModelInstance:
         sha256=cfg.get("sha256"),
         config=cfg.get("config"),
         seed=int(cfg.get("seed", 0)),
-        frames=int(cfg.get("frames", 8)),
-        rate=int(cfg.get("rate", 8)),
-        protocol=cfg.get("protocol") or METHODS[method].default_protocol,
+        frames=int(cfg.get("frames", clip.get("frames", 8))),
+        rate=int(cfg.get("rate", clip.get("rate", 8))),
+        protocol=cfg.get("protocol") or (arch.protocol if arch is not None else METHODS[method].default_protocol),
         protocol_options=dict(cfg.get("protocol_options") or {}),
-        options=dict(cfg.get("options") or {}),
+        options=options,
+        layers=layers,
+        **series,
     )
 
 
+def _check_layers(name: str, method: str, options: Mapping[str, Any], layers: tuple[str, ...]) -> tuple[str, ...]:
+    """Check ``layers`` against the network's module names; return them in network order.
+
+    Network (``named_modules``) order is the order the layer-wise figure plots them in,
+    shallow to deep, whatever order the config lists them in; duplicates are dropped.
+    """
+    from dimcollapse.models.build import module_names
+    from dimcollapse.models.layers import check_layer_names, listing_command
+
+    names = module_names(method, options)
+    check_layer_names(layers, names, f"model {name!r} ({method})", listing_command(method, options))
+    position = {n: i for i, n in enumerate(names)}
+    return tuple(sorted(layers, key=position.__getitem__))
+
+
+#: Default ordering key of a checkpoint series: the last number in the checkpoint's path.
+DEFAULT_SERIES_ORDER = r"(\d+)(?!.*\d)"
+
+
+def series_members(name: str, cfg: Mapping[str, Any]) -> list[tuple[str, str, int | float]]:
+    """``(member name, checkpoint, order value)`` of a ``checkpoints:`` series, in training order.
+
+    ``checkpoints`` is a list of sources (paths or URLs) or a glob of local files
+    (relative to the working directory); ``order`` is a regular expression searched in
+    each source whose first group (or whole match) is the number that orders the series,
+    e.g. ``epoch_(\\d+)``; by default the last number in the source. Members are named
+    ``<name>@<value>``.
+    """
+    for key in ("checkpoint", "sha256", "filename"):
+        if cfg.get(key) is not None:
+            raise ValueError(f"model {name!r}: give `checkpoints` (a series) or `{key}`, not both")
+    spec = cfg["checkpoints"]
+    if isinstance(spec, str):
+        sources = sorted(glob.glob(spec))
+        if not sources:
+            raise ValueError(f"model {name!r}: checkpoints glob {spec!r} matches no file (relative to {os.getcwd()})")
+    else:
+        sources = list(spec)
+    pattern = cfg.get("order") or DEFAULT_SERIES_ORDER
+    try:
+        regex = re.compile(pattern)
+    except re.error as err:
+        raise ValueError(f"model {name!r}: order `{pattern}` is not a regular expression: {err}") from err
+    members: dict[int | float, str] = {}
+    for source in sources:
+        match = regex.search(source)
+        text = (match.group(1) if regex.groups else match.group(0)) if match else None
+        value = _number(text)
+        if value is None:
+            raise ValueError(
+                f"model {name!r}: cannot read the order of checkpoint {source!r} with order `{pattern}` "
+                f"(found {text!r}; the first group must be a number)"
+            )
+        if value in members:
+            raise ValueError(f"model {name!r}: checkpoints {members[value]!r} and {source!r} both have order {value}")
+        members[value] = source
+    return [(f"{name}@{value}", members[value], value) for value in sorted(members)]
+
+
+def _number(text: str | None) -> int | float | None:
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return None
+
+
+def _series_key(cfg: Mapping[str, Any]) -> str:
+    """What the series' order counts, for axis labels: the regex's group name or leading word."""
+    pattern = cfg.get("order") or DEFAULT_SERIES_ORDER
+    named = list(re.compile(pattern).groupindex)
+    if named:
+        return named[0]
+    word = re.match(r"[A-Za-z]+", pattern)
+    return word.group(0) if word else "checkpoint"
+
+
 def model_instances(config: Mapping[str, Any]) -> dict[str, ModelInstance]:
-    """All configured model instances by name, in config order."""
-    return {name: model_instance(name, cfg) for name, cfg in config["models"].items()}
+    """All configured model instances by name, in config order; a series gives one per checkpoint."""
+    out: dict[str, ModelInstance] = {}
+    for name, cfg in config["models"].items():
+        if cfg.get("checkpoints") is None:
+            out[name] = model_instance(name, cfg)
+            continue
+        members = series_members(name, cfg)  # checks the order pattern first
+        label, key = cfg.get("label") or name, _series_key(cfg)
+        for member, source, value in members:
+            member_cfg = {**cfg, "checkpoint": source, "label": f"{label} ({key} {value})"}
+            out[member] = model_instance(member, member_cfg, series=name, series_order=value, series_key=key)
+    return out
+
+
+def depth_order(instance: ModelInstance) -> list[str]:
+    """Spaces of a layer-wise instance from shallow to deep: its layers in network order,
+    then ``representation`` (the classifier's input, the deepest feature it has)."""
+    return [f"layer.{name}" for name in instance.layers] + ["representation"]
+
+
+def model_series(instances: Mapping[str, ModelInstance]) -> dict[str, list[str]]:
+    """Members of each checkpoint series (by series name), in training order."""
+    series: dict[str, list[str]] = {}
+    for name, inst in instances.items():
+        if inst.series is not None:
+            series.setdefault(inst.series, []).append(name)
+    return series
 
 
 def study_datasets(config: Mapping[str, Any]) -> list[str]:
@@ -113,10 +254,19 @@ def study_datasets(config: Mapping[str, Any]) -> list[str]:
 
 
 def study_models(config: Mapping[str, Any]) -> list[str]:
-    """Model instances the study runs, checked against the configured ones."""
+    """Model instances the study runs, checked against the configured ones.
+
+    Naming a checkpoint series selects all its members (``<series>@<order>``, in order);
+    a single member can also be named.
+    """
     chosen = list(config.get("study", {}).get("models") or config["models"])
-    _check_known("study.models", chosen, config["models"])
-    return chosen
+    instances = model_instances(config)
+    series = model_series(instances)
+    _check_known("study.models", chosen, {**instances, **series})
+    out: list[str] = []
+    for name in chosen:
+        out.extend(series.get(name, [name]))
+    return list(dict.fromkeys(out))
 
 
 def _check_known(key: str, chosen: Iterable[str], known: Mapping[str, Any]) -> None:
@@ -127,9 +277,13 @@ def _check_known(key: str, chosen: Iterable[str], known: Mapping[str, Any]) -> N
 
 #: Protocol fields that are also ``build_model`` options, per model family: the model
 #: must be built for exactly the input the protocol produces.
+_CLIP = {"frames": "frames", "crop_size": "crop_size"}
 _PROTOCOL_TO_MODEL = {
-    "slow_r50": {"frames": "frames", "crop_size": "crop_size"},
+    "slow_r50": _CLIP,
     "dpc": {"input_size": "sample_size", "num_seq": "num_seq", "seq_len": "seq_len"},
+    "torchvision": _CLIP,
+    "pytorchvideo": _CLIP,
+    "custom": _CLIP,
 }
 #: Model options that set a protocol field (``sample_size`` is the DPC crop unless the
 #: protocol resizes the crop with ``output_size``, as for the UCF101 R18-128 model).
@@ -139,12 +293,17 @@ _MODEL_TO_PROTOCOL = {"dpc": {"sample_size": "crop_size", "num_seq": "num_seq", 
 def job_protocol(config: Mapping[str, Any], dataset: str, model: ModelInstance) -> Protocol:
     """The sampling protocol of one (dataset, model instance) job.
 
-    Overrides apply from general to specific: the model's frames × rate, then the
-    study-wide ``protocols:`` entry, then the dataset's, then (for DPC) the instance's
-    ``sample_size``/``num_seq``/``seq_len`` options, then its ``protocol_options``.
+    Overrides apply from general to specific: the architecture's model-card clip
+    (``torchvision``/``pytorchvideo``: size, frame rate, mean/std), the model's
+    frames × rate, then the study-wide ``protocols:`` entry, then the dataset's, then
+    (for DPC) the instance's ``sample_size``/``num_seq``/``seq_len`` options, then its
+    ``protocol_options``.
     """
     overrides: dict[str, Any] = {}
-    if model.family == "slow_r50":
+    arch = model.arch_info
+    if arch is not None:
+        overrides.update(arch.protocol_overrides)
+    if model.family != "dpc":
         overrides.update(frames=model.frames, rate=model.rate)
     overrides.update(config.get("protocols", {}).get(model.protocol, {}))
     overrides.update(config["datasets"][dataset].get("protocols", {}).get(model.protocol, {}))
@@ -153,9 +312,16 @@ def job_protocol(config: Mapping[str, Any], dataset: str, model: ModelInstance) 
         overrides.update({to_protocol[k]: v for k, v in model.options.items() if k in to_protocol})
     overrides.update(model.protocol_options)
     try:
-        return resolve_protocol(model.protocol, **overrides)
+        protocol = resolve_protocol(model.protocol, **overrides)
     except ValueError as err:
         raise ValueError(f"model {model.name!r} on dataset {dataset!r}: {err}") from err
+    if arch is not None and arch.fixed_input is not None and (protocol.frames, protocol.crop_size) != arch.fixed_input:
+        frames, crop = arch.fixed_input
+        raise ValueError(
+            f"model {model.name!r} on dataset {dataset!r}: {arch.family} {arch.name} only accepts {frames}-frame "
+            f"clips of {crop}×{crop}, but the protocol gives frames={protocol.frames}, crop_size={protocol.crop_size}"
+        )
+    return protocol
 
 
 def sampling_protocols(config: Mapping[str, Any], dataset: str) -> dict[str, Protocol]:
@@ -178,9 +344,78 @@ def build_options(model: ModelInstance, protocol: Protocol) -> dict[str, Any]:
     opts = dict(model.options)
     for name, opt in _PROTOCOL_TO_MODEL[model.family].items():
         opts[opt] = getattr(protocol, name)
+    if model.layers:
+        opts["layers"] = list(model.layers)
     if model.checkpoint is None:
         opts["seed"] = model.seed
     return opts
+
+
+def unknown_keys_message(
+    config: Mapping[str, Any], schema_path: str | os.PathLike[str], config_files: Iterable[str | os.PathLike[str]]
+) -> str | None:
+    """One line per config key the schema does not allow, or None when there is none.
+
+    Runs before schema validation, whose report of a misspelt key is the whole schema
+    (hundreds of lines). Each line names the key as a dotted path, the config file that
+    sets it (or ``--config`` for a command-line value) and the closest allowed key.
+    Keys are checked wherever the schema lists them (``additionalProperties: false`` or
+    an enum of property names), at every depth.
+    """
+    import yaml
+
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    files = list(dict.fromkeys(Path(f).resolve() for f in config_files))
+    contents = [(f, _load_yaml(f)) for f in files]
+    lines = []
+    for path, allowed in _unknown_keys(config, schema, schema, ()):
+        where = next((str(f) for f, data in contents if _has_path(data, path)), "--config")
+        dotted = ".".join(path)
+        close = difflib.get_close_matches(path[-1], allowed, n=1, cutoff=0.6)
+        hint = f"did you mean {'.'.join((*path[:-1], close[0]))!r}?" if close else f"allowed: {', '.join(allowed)}"
+        lines.append(f"{where}: unknown config key {dotted!r} ({hint})")
+    return "\n".join(lines) or None
+
+
+def _unknown_keys(
+    value: Any, node: Mapping[str, Any], root: Mapping[str, Any], path: tuple[str, ...]
+) -> Iterable[tuple[tuple[str, ...], list[str]]]:
+    """``(key path, allowed keys)`` of every key of ``value`` that ``node`` does not allow."""
+    while "$ref" in node:  # local references only ("#/$defs/...")
+        target: Any = root
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    if not isinstance(value, Mapping):
+        return
+    props = node.get("properties") or {}
+    extra = node.get("additionalProperties", True)
+    names = (node.get("propertyNames") or {}).get("enum")
+    allowed = list(names) if names is not None else list(props) if extra is False else None
+    for key, item in value.items():
+        if allowed is not None and key not in allowed:
+            yield (*path, str(key)), allowed
+        elif key in props:
+            yield from _unknown_keys(item, props[key], root, (*path, str(key)))
+        elif isinstance(extra, Mapping):
+            yield from _unknown_keys(item, extra, root, (*path, str(key)))
+
+
+def _load_yaml(path: Path) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def _has_path(data: Any, path: tuple[str, ...]) -> bool:
+    for key in path:
+        if not isinstance(data, Mapping) or key not in data:
+            return False
+        data = data[key]
+    return True
 
 
 def nvidia_gpu_visible() -> bool:

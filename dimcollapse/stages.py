@@ -8,7 +8,9 @@ hold no computation of their own.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from dimcollapse.atomic import atomic_path, write_json
@@ -16,6 +18,11 @@ from dimcollapse.failures import read_failures, write_failures
 from dimcollapse.logs import setup_logging
 
 log = logging.getLogger("dimcollapse.stages")
+
+#: Content hashes of video files, shared by every dataset (see dimcollapse.data.content).
+HASH_CACHE = "results/manifests/.content-hashes"
+#: The clip-level feature store (see dimcollapse.extraction.store).
+FEATURE_STORE = "results/store"
 
 
 def _start(smk: Any) -> None:
@@ -40,12 +47,13 @@ def manifest(smk: Any) -> None:
 
     _start(smk)
     frame, failures = build_manifest(
-        smk.params.dataset, workers=smk.threads, on_error=smk.config["extraction"]["on_error"]
+        smk.params.dataset, workers=smk.threads, on_error=smk.config["extraction"]["on_error"],
+        hash_cache=HASH_CACHE,
     )
-    if frame.empty:
+    if len(frame) < 2:  # a spectrum of one row is empty: stop before any clip is decoded or extracted
         examples = "; ".join(f"{f.path}: {f.error}" for f in failures[:3])
-        raise RuntimeError(f"dataset {smk.wildcards.dataset!r}: no usable video ({len(failures)} failed, "
-                           f"e.g. {examples})")
+        raise RuntimeError(f"dataset {smk.wildcards.dataset!r}: {len(frame)} usable video(s), at least 2 are needed "
+                           f"({len(failures)} failed{', e.g. ' + examples if examples else ''})")
     write_manifest(smk.output.manifest, frame)
     write_failures(smk.output.failures, failures)
     log.info("manifest: %d videos, %d left out (see %s)", len(frame), len(failures), smk.output.failures)
@@ -211,20 +219,44 @@ def _progress_logger(verb: str, every_s: float = 10.0):  # type: ignore[no-untyp
     return progress
 
 
-def extract(smk: Any) -> None:
-    from dimcollapse.extraction.extract import extract_shard
+def _checkpoint_errors_name_the_source(stage: Callable[[Any], None]) -> Callable[[Any], None]:
+    """A checkpoint problem found in the pipeline's copy is reported on the user's file it came from."""
 
+    @functools.wraps(stage)
+    def run(smk: Any) -> None:
+        try:
+            stage(smk)
+        except Exception as err:
+            from dimcollapse.models.checkpoints import CheckpointError
+            from dimcollapse.models.download import name_the_source
+
+            checkpoint = smk.input.get("checkpoint")
+            if not isinstance(err, CheckpointError) or checkpoint is None:
+                raise
+            raise CheckpointError(name_the_source(str(err), checkpoint)) from err
+
+    return run
+
+
+@_checkpoint_errors_name_the_source
+def extract(smk: Any) -> None:
     _start(smk)
     w = smk.wildcards
     ex = smk.config["extraction"]
+    if ex["device"] != "cpu":  # before torch is imported: CUDA reads CUDA_VISIBLE_DEVICES once
+        from dimcollapse.extraction.gpu_slots import acquire_gpu
+
+        acquire_gpu(ex.get("gpu_lock_dir"))
+    from dimcollapse.extraction.extract import extract_shard
+
     extract_shard(
         job=smk.params.job,
-        code_version=smk.params.code,
         manifest_path=smk.input.manifest,
         shard=int(w.shard),
         n_shards=int(w.nshards),
         output=smk.output[0],
-        partial_root=f"results/.partial/{w.dataset}/{w.method}/{w.shard}-of-{w.nshards}",
+        store_root=FEATURE_STORE,
+        device=ex["device"],
         clip_cache=smk.input.get("clips"),
         checkpoint=smk.input.get("checkpoint"),
         threads=smk.threads,
@@ -257,3 +289,37 @@ def merge_features(smk: Any) -> None:
         n_manifest=n_manifest, rows_file=smk.input.index,
     ))
     log.info("%s: %d × %d", smk.output.features, *features.shape)
+
+
+def _trend_rows(smk: Any) -> list[dict[str, Any]]:
+    """Metric rows of the rule's inputs, each labelled with its instance's display name."""
+    from dimcollapse.analysis.metrics import read_metrics_json
+
+    labels = {m: spec["label"] for m, spec in smk.params.trends["view"]["models"].items()}
+    return [{**row, "label": labels[row["method"]]} for row in map(read_metrics_json, smk.input.metrics)]
+
+
+def layer_figure(smk: Any) -> None:
+    from dimcollapse.analysis.figures import save_figure
+    from dimcollapse.analysis.trends import layer_figure as draw
+
+    _start(smk)
+    trends = smk.params.trends
+    labels, colors, title = _figure_view(trends["view"], f"{smk.wildcards.dataset}, metrics against depth")
+    depth = {labels[m]: spaces for m, spaces in trends["depth"].items()}
+    fig = draw(_trend_rows(smk), depth, title=title, colors=colors)
+    save_figure(fig, smk.output.png, smk.output.pdf, dpi=trends["view"]["figures"]["dpi"])
+
+
+def series_figure(smk: Any) -> None:
+    from dimcollapse.analysis.figures import method_colors, save_figure
+    from dimcollapse.analysis.trends import series_figure as draw
+
+    _start(smk)
+    trends = smk.params.trends
+    _, _, title = _figure_view(trends["view"], f"{smk.wildcards.dataset}, metrics against training progress")
+    series = {name: [(order, m) for order, m in points] for name, points in trends["series"].items()}
+    keys = set(trends["series_key"].values())
+    fig = draw(_trend_rows(smk), series, order_label=keys.pop() if len(keys) == 1 else "training progress",
+               title=title, colors=method_colors(list(series)))
+    save_figure(fig, smk.output.png, smk.output.pdf, dpi=trends["view"]["figures"]["dpi"])

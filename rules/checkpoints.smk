@@ -1,6 +1,10 @@
 # Pretrained weights: each configured checkpoint is fetched once into
 # resources/checkpoints/<instance>/<file> (download with resume and SHA-256 check, or a
-# copy of a local file) with a JSON sidecar recording its hash.
+# copy of a local file) with a JSON sidecar recording its hash. The download retries by
+# itself for a few seconds; a Snakemake-level retry would only repeat a lasting failure.
+# A local file's size and mtime are a param, so a file fixed or replaced in place is copied again.
+
+from dimcollapse.models.download import local_source_state
 
 
 rule download_checkpoint:
@@ -9,6 +13,7 @@ rule download_checkpoint:
         sidecar="resources/checkpoints/{method}/{filename}.json",
     params:
         source=checkpoint_source,
+        local=lambda w: local_source_state(MODELS[w.method].checkpoint),
         sha256=lambda w: MODELS[w.method].sha256,
     log:
         "logs/download_checkpoint/{method}/{filename}.log",
@@ -18,7 +23,6 @@ rule download_checkpoint:
     resources:
         mem_mb=1000,
         runtime=240,
-    retries: 2
     conda:
         ENVS["extract"]
     script:

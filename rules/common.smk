@@ -1,6 +1,7 @@
 # Helpers shared by all rule files (resolved config, paths, input functions and
 # params). Resolution logic lives in dimcollapse.config so scripts and workflow agree.
 
+import re
 import sys
 from pathlib import Path
 
@@ -8,6 +9,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir)))
 
 from dimcollapse import config as dcfg
+from dimcollapse.extraction.numerics import NUMERICS_VERSION
 from dimcollapse.provenance import git_commit
 
 MODELS = dcfg.model_instances(config)
@@ -15,7 +17,8 @@ DATASETS = dcfg.study_datasets(config)
 STUDY_MODELS = dcfg.study_models(config)
 EXTRACTION = config["extraction"]
 N_SHARDS = EXTRACTION["shards"]
-SPACES = ("representation", "embedding")
+# Every feature space of the study: representation, embedding, and layer.<module> spaces.
+SPACES = sorted({s for m in MODELS.values() for s in m.spaces})
 ENVS = {f: f"../envs/{f}.yaml" for f in ("video", "extract", "analysis")}
 # Per-view features (N × views × D) beside the view-averaged ones, when asked for.
 VIEWS_OUTPUT = (
@@ -27,8 +30,8 @@ VIEWS_OUTPUT = (
 
 wildcard_constraints:
     dataset="|".join(config["datasets"]),
-    method="|".join(config["models"]),
-    space="|".join(SPACES),
+    method="|".join(map(re.escape, MODELS)),  # expanded instances, e.g. a series' name@200
+    space="|".join(map(re.escape, SPACES)),
     shard=r"\d+",
     pkey=r"[A-Za-z0-9_.=-]+",
 
@@ -97,6 +100,8 @@ def all_targets():
         targets.append(f"results/failures/{ds}.csv")
         for m in STUDY_MODELS:
             targets += feature_files(ds, m) + spectrum_files(ds, m)
+    for ds in DATASETS:
+        targets += [f"results/figures/{kind}/{ds}.{ext}" for kind in trend_figures() for ext in ("png", "pdf")]
     targets += [f"results/figures/overview.{ext}" for ext in ("png", "pdf")]
     targets += [f"results/figures/metrics.{ext}" for ext in ("png", "pdf")]
     return targets
@@ -160,7 +165,10 @@ def extract_input(wildcards):
 
 def extraction_params(wildcards):
     """Everything that changes the numbers of one instance's features (and nothing else,
-    so that e.g. a new loader worker count does not rerun extraction)."""
+    so that e.g. a new loader worker count, device or sharding does not rerun extraction).
+
+    `device` is not here (it only changes float rounding, see README); extraction jobs
+    read it from the config."""
     model = MODELS[wildcards.method]
     proto = protocol(wildcards.dataset, wildcards.method)
     return {
@@ -168,7 +176,6 @@ def extraction_params(wildcards):
         "protocol": proto.to_dict(),
         "build_options": dcfg.build_options(model, proto),
         "precision": EXTRACTION["precision"],
-        "device": EXTRACTION["device"],
         "keep_views": EXTRACTION["keep_views"],
     }
 
@@ -193,4 +200,28 @@ def figure_params():
             m: {"label": MODELS[m].label, "untrained": MODELS[m].untrained}
             for m in STUDY_MODELS
         },
+    }
+
+
+# Trend figures: metrics against depth (instances with layers) and against training
+# progress (checkpoint series); each exists only when the study has such instances.
+LAYERED = [m for m in STUDY_MODELS if MODELS[m].layers]
+SERIES = {
+    name: members
+    for name, members in dcfg.model_series({m: MODELS[m] for m in STUDY_MODELS}).items()
+}
+
+
+def trend_figures():
+    return (["layers"] if LAYERED else []) + (["series"] if SERIES else [])
+
+
+def trend_params():
+    return {
+        "view": figure_params(),
+        "depth": {m: dcfg.depth_order(MODELS[m]) for m in LAYERED},
+        "series": {
+            name: [[MODELS[m].series_order, m] for m in members] for name, members in SERIES.items()
+        },
+        "series_key": {name: MODELS[members[0]].series_key for name, members in SERIES.items()},
     }

@@ -40,10 +40,6 @@ MODELS: dict[str, dict[str, Any]] = {
     "sup": {"method": "supervised", "seed": 0},
 }
 
-#: The ``code`` param of the extract rule (it keys the partial store like the workflow's).
-CODE_MODULES = ("models", "data/video.py", "data/slowfast.py", "data/clips.py", "data/protocols.py",
-                "extraction/extract.py", "extraction/shards.py")
-
 BATCH_SIZE = 2
 
 
@@ -79,22 +75,15 @@ def job_for(name: str, *, precision: str = "fp32", overrides: Mapping[str, Any] 
         "protocol": proto.to_dict(),
         "build_options": dcfg.build_options(model, proto),
         "precision": precision,
-        "device": "cpu",
         "keep_views": False,
     }
-
-
-def code_version() -> str:
-    from dimcollapse.config import code_version as version
-
-    return version(*CODE_MODULES)
 
 
 def extract_kwargs(
     job: dict[str, Any],
     manifest: Path,
     output: Path,
-    partial_root: Path,
+    store_root: Path,
     *,
     shard: int = 0,
     n_shards: int = 1,
@@ -107,12 +96,12 @@ def extract_kwargs(
     """Keyword arguments of ``extract_shard`` as ``stages.extract`` passes them (JSON-ready)."""
     return {
         "job": job,
-        "code_version": code_version(),
         "manifest_path": str(manifest),
         "shard": shard,
         "n_shards": n_shards,
         "output": str(output),
-        "partial_root": str(partial_root),
+        "store_root": str(store_root),
+        "device": "cpu",
         "clip_cache": None if clip_cache is None else str(clip_cache),
         "checkpoint": None if checkpoint is None else str(checkpoint),
         "threads": 1,

@@ -333,6 +333,14 @@ def test_folder_layout_refuses_ambiguous_ids(tmp_path: Path) -> None:
         list_videos({"layout": "folder", "root": str(tmp_path)})
 
 
+def test_folder_listing_follows_a_symlink_loop_once(tmp_path: Path) -> None:
+    _touch(tmp_path / "jump" / "a.mp4")
+    _touch(tmp_path / "run" / "b.mp4")
+    (tmp_path / "jump" / "again").symlink_to(tmp_path / "jump")  # a loop
+    listing = list_videos({"layout": "folder", "root": str(tmp_path)})
+    assert [r.id for r in listing.records] == ["jump/a", "run/b"]
+
+
 def test_csv_layout_with_names(tmp_path: Path) -> None:
     _touch(tmp_path / "v" / "one.mp4")
     _touch(tmp_path / "v" / "two.mp4")
@@ -388,7 +396,8 @@ def test_every_layout_has_sources(tmp_path: Path) -> None:
     extra = {"csv": {"csv": "list.csv"}}
     for layout in LAYOUTS:
         sources = dataset_sources({"layout": layout, "root": str(tmp_path / "absent"), **extra.get(layout, {})})
-        assert sources.video_dirs and all(p.is_absolute() for p in sources.video_dirs)
+        assert sources.video_dirs or layout == "csv"  # csv: only the files its table names
+        assert all(p.is_absolute() for p in sources.video_dirs + sources.meta_paths)
     hmdb = dataset_sources({"layout": "hmdb51", "root": str(tmp_path)})
     assert hmdb.video_dirs == (tmp_path / "videos",)
     assert hmdb.meta_paths == (tmp_path / "split" / "testTrainMulti_7030_splits",)

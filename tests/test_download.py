@@ -4,15 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from dimcollapse.models.download import DownloadError, fetch_checkpoint, gdrive_id, partial_path, sidecar_path
+from dimcollapse.models.download import (
+    DownloadError,
+    fetch_checkpoint,
+    gdrive_id,
+    local_source_state,
+    name_the_source,
+    partial_path,
+    sidecar_path,
+)
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -179,6 +189,78 @@ def test_unreachable_server_fails_with_the_manual_fix(tmp_path: Path) -> None:
     dest = tmp_path / "x.pyth"
     with pytest.raises(DownloadError, match=rf"127\.0\.0\.1:{port}/x\.pyth: download failed after 2 attempts .* save it as"):
         fetch_checkpoint(f"http://127.0.0.1:{port}/x.pyth", dest, retries=1, backoff=0.0, timeout=2.0, progress=False)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:  # a port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_server_fails_within_seconds_without_claiming_a_partial_file(tmp_path: Path) -> None:
+    port = _closed_port()
+    dest = tmp_path / "x.pyth"
+    started = time.monotonic()
+    with pytest.raises(DownloadError) as err:
+        fetch_checkpoint(f"http://127.0.0.1:{port}/x.pyth", dest, progress=False)  # the defaults
+    elapsed = time.monotonic() - started
+    assert "download failed after 4 attempts" in str(err.value) and elapsed < 10, elapsed
+    assert ".part" not in str(err.value) and f"save it as {dest.resolve()}" in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_retries_stop_at_the_retry_window(server: Server, tmp_path: Path) -> None:
+    server.failures_left["/busy.pyth"] = 100
+    started = time.monotonic()
+    with pytest.raises(DownloadError, match=r"download failed after [2-4] attempts \(HTTP 503"):
+        fetch_checkpoint(f"{server.url}/busy.pyth", tmp_path / "a.pyth", retries=50, backoff=0.2, retry_window=1.0,
+                         progress=False)
+    assert 2 <= len(server.requests) <= 4 and time.monotonic() - started < 3
+
+
+def test_a_kept_partial_file_is_named_with_its_size(server: Server, tmp_path: Path) -> None:
+    dest = tmp_path / "BYOL.pyth"
+    with pytest.raises(DownloadError) as err:
+        fetch_checkpoint(f"{server.url}/drop.pyth", dest, SHA, **{**FAST, "retries": 0})
+    assert f"the partial file {partial_path(dest)} ({CUT} bytes) is kept" in str(err.value)
+    assert partial_path(dest).stat().st_size == CUT
+
+
+def test_a_local_file_fixed_in_place_is_copied_again(tmp_path: Path) -> None:
+    source = tmp_path / "downloads" / "MoCo.pyth"
+    source.parent.mkdir()
+    source.write_bytes(b"a broken first attempt")
+    dest = tmp_path / "resources" / "checkpoints" / "moco" / "MoCo.pyth"
+    before = local_source_state(str(source))
+    fetch_checkpoint(str(source), dest, **FAST)
+    source.write_bytes(PAYLOAD)  # the user fixes the file at the same path
+    os.utime(source, ns=(before["mtime_ns"] + 10**9,) * 2)
+    after = local_source_state(source.as_uri())
+    assert after != before and after["size"] == len(PAYLOAD)  # the download rule's param changes
+    record = fetch_checkpoint(str(source), dest, SHA, **FAST)  # the stale copy is not reused
+    assert record["method"] == "copy" and dest.read_bytes() == PAYLOAD
+    assert local_source_state("https://example.org/a.pyth") is None and local_source_state(None) is None
+    assert local_source_state("gdrive:abc") is None
+
+
+def test_a_missing_local_file_fails_at_once(tmp_path: Path) -> None:
+    started = time.monotonic()
+    with pytest.raises(DownloadError, match="no such file"):
+        fetch_checkpoint(str(tmp_path / "absent.pyth"), tmp_path / "out" / "absent.pyth", progress=False)
+    assert time.monotonic() - started < 1
+
+
+def test_problems_of_a_copy_name_the_users_file(tmp_path: Path) -> None:
+    source = tmp_path / "mine" / "SLOW_8x8_R50.pyth"
+    source.parent.mkdir()
+    source.write_bytes(b"<html>not a checkpoint</html>")
+    dest = tmp_path / "resources" / "SLOW_8x8_R50.pyth"
+    fetch_checkpoint(str(source), dest, **FAST)
+    message = name_the_source(f"{dest}: is an HTML/XML page, not a PyTorch checkpoint", str(dest))
+    assert message.startswith(f"{source} (copied to {dest}): is an HTML/XML page")
+    assert message.endswith(f"Fix or replace {source}; the next run copies it again")
+    sidecar_path(dest).write_text(json.dumps({"source": "https://example.org/x.pyth", "method": "http"}))
+    assert name_the_source("bad file", str(dest)) == "bad file"  # a download names the URL's copy as before
 
 
 @pytest.mark.parametrize("form", ["path", "file_url"])

@@ -1,4 +1,5 @@
-"""Extraction loop: resume, precision validation, multi-view averaging, failures."""
+"""Extraction loop: store reuse and resume, full batches, precision validation, multi-view
+averaging, failures."""
 
 from pathlib import Path
 
@@ -15,9 +16,20 @@ from dimcollapse.extraction.extract import (
     run_shard,
 )
 from dimcollapse.failures import Failure
-from dimcollapse.extraction.shards import PartialStore, ShardResult, concat_results, load_failures, shard_rows
+from dimcollapse.extraction.shards import ShardResult, concat_results, load_failures, shard_rows
+from dimcollapse.extraction.store import InstanceStore, clip_keys
 
 CPU = torch.device("cpu")
+N_ROWS = 40  # manifest rows of the synthetic dataset (clip r has content "c<r>")
+KEYS = clip_keys([f"c{r}" for r in range(N_ROWS)], [2.0] * N_ROWS, [25.0] * N_ROWS)
+IDS = [f"v{r}" for r in range(N_ROWS)]
+PATHS = [f"/d/v{r}.mp4" for r in range(N_ROWS)]
+
+
+def shard(model, rows, make_batches, store_dir: Path, *, batch_size: int = 4, **kwargs):  # type: ignore[no-untyped-def]
+    """``run_shard`` over the synthetic dataset with the store in ``store_dir``."""
+    return run_shard(model, SPACES, rows, make_batches, InstanceStore(store_dir), keys=KEYS, ids=IDS, paths=PATHS,
+                     device=CPU, batch_size=batch_size, **kwargs)
 
 
 class TwoSpaceModel(torch.nn.Module):
@@ -67,10 +79,7 @@ def test_shard_rows_partition_all_rows() -> None:
 
 def test_run_shard_outputs_rows_in_order_with_failures(tmp_path: Path) -> None:
     rows = np.arange(5, 15)
-    store = PartialStore(tmp_path / "partial", "cfg")
-    result, stats = run_shard(
-        TwoSpaceModel(), SPACES, rows, lambda r: batches_from(r, fail={7, 12}), store, device=CPU, flush_every=3
-    )
+    result, stats = shard(TwoSpaceModel(), rows, lambda r: batches_from(r, fail={7, 12}), tmp_path, flush_every=3)
     assert np.array_equal(result.rows, rows)
     assert result.ok.tolist() == [r not in (7, 12) for r in rows]
     rep = result.features["representation"]
@@ -79,22 +88,21 @@ def test_run_shard_outputs_rows_in_order_with_failures(tmp_path: Path) -> None:
     assert np.all(rep[~result.ok] == 0)
     assert result.features["embedding"].shape == (10, 6)
     assert {f.id for f in result.failures} == {"v7", "v12"}
-    assert stats.clips_computed == 8 and stats.failed == 2 and stats.clips_resumed == 0
+    assert stats.clips_computed == 8 and stats.failed == 2 and stats.clips_reused == 0
+    assert result.failures[0].path == "/d/v7.mp4"
 
 
 def test_multi_view_outputs_are_averaged(tmp_path: Path) -> None:
     rows = np.arange(4)
-    result, _ = run_shard(
-        TwoSpaceModel(), SPACES, rows, lambda r: batches_from(r, views=3), PartialStore(tmp_path, "x"), device=CPU
-    )
+    result, _ = shard(TwoSpaceModel(), rows, lambda r: batches_from(r, views=3), tmp_path)
     # Views carry offsets 0, 1, 2 → mean offset 1.
     assert np.allclose(result.features["representation"][:, 0], rows + 1)
 
 
 def test_keep_views_stores_every_view(tmp_path: Path) -> None:
     rows = np.arange(4)
-    result, _ = run_shard(TwoSpaceModel(), SPACES, rows, lambda r: batches_from(r, views=3, fail={2}),
-                          PartialStore(tmp_path, "x"), device=CPU, keep_views=True, flush_every=2)
+    result, _ = shard(TwoSpaceModel(), rows, lambda r: batches_from(r, views=3, fail={2}), tmp_path,
+                      keep_views=True, flush_every=2)
     views = result.features["representation_views"].reshape(4, 3, 3)
     assert np.allclose(views[result.ok][:, :, 0], rows[result.ok, None] + np.arange(3))
     assert np.allclose(views.mean(axis=1), result.features["representation"])
@@ -103,7 +111,7 @@ def test_keep_views_stores_every_view(tmp_path: Path) -> None:
 
 def test_resume_skips_finished_rows(tmp_path: Path) -> None:
     rows = np.arange(20)
-    store_dir = tmp_path / "partial"
+    store_dir = tmp_path / "store"
     first_seen: list[int] = []
 
     def interrupted(r):
@@ -113,27 +121,50 @@ def test_resume_skips_finished_rows(tmp_path: Path) -> None:
             yield b
 
     with pytest.raises(KeyboardInterrupt):
-        run_shard(TwoSpaceModel(), SPACES, rows, interrupted, PartialStore(store_dir, "cfg"), device=CPU, flush_every=4)
+        shard(TwoSpaceModel(), rows, interrupted, store_dir, flush_every=4)
     second_seen: list[int] = []
-    result, stats = run_shard(
-        TwoSpaceModel(), SPACES, rows, lambda r: batches_from(r, seen=second_seen), PartialStore(store_dir, "cfg"),
-        device=CPU, flush_every=4,
-    )
-    reference, _ = run_shard(
-        TwoSpaceModel(), SPACES, rows, batches_from, PartialStore(tmp_path / "fresh", "cfg"), device=CPU
-    )
-    assert stats.clips_resumed == 12 and stats.clips_computed == 8
+    result, stats = shard(TwoSpaceModel(), rows, lambda r: batches_from(r, seen=second_seen), store_dir,
+                          flush_every=4)
+    reference, _ = shard(TwoSpaceModel(), rows, batches_from, tmp_path / "fresh")
+    assert stats.clips_reused == 12 and stats.clips_computed == 8
     assert sorted(second_seen) == list(range(12, 20))
     for s in SPACES:
         assert np.array_equal(result.features[s], reference.features[s])
 
 
-def test_changed_fingerprint_discards_stale_chunks(tmp_path: Path) -> None:
-    rows = np.arange(8)
-    run_shard(TwoSpaceModel(), SPACES, rows, batches_from, PartialStore(tmp_path, "old"), device=CPU, flush_every=4)
-    store = PartialStore(tmp_path, "new")
-    assert store.load() == []
-    assert not (tmp_path / "old").exists()
+def test_stored_clips_and_failures_are_reused_by_any_other_rows(tmp_path: Path) -> None:
+    """A second job over overlapping rows (another sharding, a grown dataset) computes only
+    the new clips; a stored decode failure is not tried again and names this job's row."""
+    first, _ = shard(TwoSpaceModel(), np.arange(0, 12), lambda r: batches_from(r, fail={5}), tmp_path)
+    seen: list[int] = []
+    result, stats = shard(TwoSpaceModel(), np.arange(4, 16), lambda r: batches_from(r, seen=seen), tmp_path)
+    assert seen == [12, 13, 14, 15]
+    assert (stats.clips_reused, stats.clips_computed, stats.failed) == (8, 4, 1)
+    assert result.rows.tolist() == list(range(4, 16)) and result.ok.tolist() == [r != 5 for r in range(4, 16)]
+    assert [(f.id, f.path, f.stage, f.error) for f in result.failures] == [("v5", "/d/v5.mp4", "decode", "broken")]
+    for s in SPACES:
+        assert np.array_equal(result.features[s][:8], first.features[s][4:12])
+
+
+class ShapeRecorder(TwoSpaceModel):
+    """Records the batch size of every forward pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    def forward(self, x):
+        self.sizes.append(x.shape[0])
+        return super().forward(x)
+
+
+def test_every_forward_pass_is_a_full_batch(tmp_path: Path) -> None:
+    """Partial batches (the last one, or one with failed clips) are padded to ``batch_size``:
+    CPU kernels round differently for other batch sizes."""
+    model = ShapeRecorder()
+    result, stats = shard(model, np.arange(10), lambda r: batches_from(r, fail={1, 2}), tmp_path, batch_size=4)
+    assert model.sizes == [4, 4, 4] and stats.clips_computed == 8
+    assert np.allclose(result.features["representation"][result.ok][:, 0], np.arange(10)[result.ok])
 
 
 def test_check_precision_raises_above_limit() -> None:
@@ -160,10 +191,8 @@ class NoisyUnderAutocast(TwoSpaceModel):
 def test_reduced_precision_validated_on_first_batch(tmp_path: Path) -> None:
     rows = np.arange(4)
     with pytest.raises(PrecisionError):
-        run_shard(NoisyUnderAutocast(), SPACES, rows, batches_from, PartialStore(tmp_path / "a", "c"),
-                  device=CPU, precision="bf16", max_rel_error=0.05)
-    _, stats = run_shard(TwoSpaceModel(), SPACES, rows, batches_from, PartialStore(tmp_path / "b", "c"),
-                         device=CPU, precision="bf16", max_rel_error=0.05)
+        shard(NoisyUnderAutocast(), rows, batches_from, tmp_path / "a", precision="bf16", max_rel_error=0.05)
+    _, stats = shard(TwoSpaceModel(), rows, batches_from, tmp_path / "b", precision="bf16", max_rel_error=0.05)
     assert stats.precision_rel_error is not None and stats.precision_rel_error < 0.05
 
 
@@ -191,3 +220,45 @@ def test_shard_result_roundtrip_and_concat(tmp_path: Path) -> None:
     merged = concat_results([b, only_failed], ("representation",))
     assert merged.rows.tolist() == [1, 2, 3]
     assert merged.features["representation"].shape == (3, 4)
+
+
+class BatchStatisticsModel(torch.nn.Module):
+    """Like DPC's published R18 files: BatchNorm without running statistics (batch-dependent)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = torch.nn.BatchNorm1d(3, track_running_stats=False, affine=False)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        flat = self.norm(x.flatten(2).mean(-1) + torch.arange(3.0))
+        return {"representation": flat, "embedding": 2 * flat}
+
+
+def test_batch_dependent_models_reuse_whole_blocks_only(tmp_path: Path) -> None:
+    """Under batch statistics a clip's features depend on its batch: batches are the
+    manifest's aligned blocks (never padded), and a clip is reused only in the same block."""
+    from dimcollapse.extraction.extract import uses_batch_statistics
+
+    model = BatchStatisticsModel().eval()
+    assert uses_batch_statistics(model) and not uses_batch_statistics(TwoSpaceModel())
+    rows = np.arange(10)
+
+    def run(keys: np.ndarray, store: Path, seen: list[int] | None = None):  # type: ignore[no-untyped-def]
+        return run_shard(model, SPACES, rows, lambda r: batches_from(r, seen=seen), InstanceStore(store),
+                         keys=keys, ids=IDS, paths=PATHS, device=CPU, batch_size=4, batch_dependent=True)
+
+    keys = KEYS[:10]  # a 10-row manifest: blocks 0-3, 4-7 and 8-9
+    first, _ = run(keys, tmp_path / "s")
+    seen: list[int] = []
+    again, stats = run(keys, tmp_path / "s", seen)
+    assert seen == [] and stats.clips_reused == 10
+    assert np.array_equal(again.features["representation"], first.features["representation"])
+    # Clip 5 changes: its whole block (4..7) is recomputed; other blocks are reused.
+    changed = keys.copy()
+    changed[5] = clip_keys(["other"], [2.0], [25.0])[0]
+    seen.clear()
+    _, stats = run(changed, tmp_path / "s", seen)
+    assert seen == [4, 5, 6, 7] and (stats.clips_reused, stats.clips_computed) == (6, 4)
+    # The last block (2 clips) is not padded: its statistics come from its own clips.
+    alone = model(clips_for(np.arange(8, 10))[:, 0])["representation"].numpy()
+    assert np.array_equal(first.features["representation"][8:], alone)

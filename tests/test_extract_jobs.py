@@ -1,5 +1,6 @@
 """Extraction jobs end to end, without Snakemake: sharding, resume after SIGKILL, atomic
-outputs, sidecars, precision validation and row alignment when videos fail.
+outputs, sidecars, precision validation and row alignment when videos fail. (What the
+feature store reuses across runs is in ``test_store_reuse.py``.)
 
 Every job runs the real ``extract_shard`` on tiny demo videos (10 videos, 64-pixel
 crops, seeded random models, one torch thread, batches of 2), so results are
@@ -35,12 +36,14 @@ from extract_fixtures import (
 from dimcollapse import stages
 from dimcollapse.data.clips import build_clip_cache
 from dimcollapse.config import UNTRAINED
+from dimcollapse.data.content import file_digest
 from dimcollapse.extraction.extract import PrecisionError, relative_error
 from dimcollapse.failures import read_failures, write_failures
 from dimcollapse.extraction.features import aligned_index, merge_space
 from dimcollapse.data.manifest import read_manifest, write_manifest
 from dimcollapse.data.protocols import Protocol
 from dimcollapse.extraction.shards import ShardResult
+from dimcollapse.extraction.store import InstanceStore, clip_keys
 
 N_VIDEOS = 10
 
@@ -78,7 +81,7 @@ def references(dataset: dict[str, Any]) -> dict[str, ShardResult]:
     for name in ("simclr", "dpc"):
         path = dataset["root"] / "reference" / f"{name}.npz"
         run_extract(job=job_for(name), manifest=dataset["manifest"], output=path,
-                    partial_root=dataset["root"] / "reference" / f".partial-{name}")
+                    store_root=dataset["root"] / "reference" / f"store-{name}")
         out[name] = ShardResult.load(path)
     return out
 
@@ -109,7 +112,8 @@ def test_any_number_of_shards_gives_byte_identical_features(
             paths = []
             for shard in range(k):
                 path = tmp_path / f"{cached}-{k}" / f"{shard}-of-{k}.npz"
-                run_extract(job=job, manifest=dataset["manifest"], output=path, partial_root=tmp_path / "partial",
+                run_extract(job=job, manifest=dataset["manifest"], output=path,
+                            store_root=tmp_path / f"store-{cached}-{k}",  # a fresh store: every clip computed
                             shard=shard, n_shards=k, clip_cache=dataset["caches"][name] if cached else None,
                             workers=1 if (cached, k) == (False, 2) else 0)  # once through a loader worker
                 paths.append(path)
@@ -140,8 +144,22 @@ def test_any_number_of_shards_gives_byte_identical_features(
 
 
 # --------------------------------------------- 2 + 3. resume after SIGKILL, atomic outputs
-def _chunks(partial_root: Path) -> list[Path]:
-    return sorted(partial_root.glob("*/chunk-*.npz"))
+def _segments(store_root: Path) -> list[Path]:
+    """Published segments of a feature store (their keys files: what readers see)."""
+    return sorted(store_root.glob("*/keys/*.npz"))
+
+
+def _stored(store_root: Path, manifest: Path, spaces: tuple[str, ...]) -> ShardResult:
+    """Every clip of the manifest that the (single-instance) store holds."""
+    (instance_dir,) = [p for p in store_root.iterdir() if p.is_dir()]
+    frame = read_manifest(manifest)
+    keys = clip_keys(frame["content"], frame["duration"], frame["fps"])
+    store = InstanceStore(instance_dir)
+    rows = np.arange(len(frame))
+    found, unreadable = store.read(store.lookup(keys, spaces), rows, frame["id"].tolist(), frame["path"].tolist(),
+                                   spaces)
+    assert len(unreadable) == 0
+    return found
 
 
 @pytest.mark.slow
@@ -149,17 +167,18 @@ def test_killed_extraction_resumes_and_never_shows_a_partial_output(
     dataset: dict[str, Any], references: dict[str, ShardResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     job = job_for("simclr")
+    spaces = instance("simclr").spaces
     output = tmp_path / "features" / "0-of-1.npz"
-    partial = tmp_path / "partial"
-    kwargs = extract_kwargs(job, dataset["manifest"], output, partial, flush_every=BATCH_SIZE)
-    # One chunk per batch; a second per batch so that the parent sees it mid-way.
+    store_root = tmp_path / "store"
+    kwargs = extract_kwargs(job, dataset["manifest"], output, store_root, flush_every=BATCH_SIZE)
+    # One segment per batch; a second per batch so that the parent sees it mid-way.
     child = start_harness(kwargs, tmp_path, sleep_per_batch=1.0)
     polls = 0
     try:
         deadline = time.monotonic() + 120
-        while not _chunks(partial):
+        while not _segments(store_root):
             assert child.poll() is None, (tmp_path / "harness.log").read_text()
-            assert time.monotonic() < deadline, "no chunk was flushed within 120 s"
+            assert time.monotonic() < deadline, "no segment was stored within 120 s"
             assert not output.exists(), "final output appeared while the extraction was running"
             polls += 1
             time.sleep(0.02)
@@ -174,17 +193,14 @@ def test_killed_extraction_resumes_and_never_shows_a_partial_output(
     assert not output.exists()
     assert not output.parent.exists() or not any(output.parent.iterdir())  # not even a temporary
 
-    # The partial store holds whole chunks only: each loads, each is a run of whole
-    # batches, and together they are a prefix of the shard with no row twice.
-    chunks = _chunks(partial)
-    assert 1 <= len(chunks) < N_VIDEOS // BATCH_SIZE
-    done = [ShardResult.load(c) for c in chunks]
-    rows = np.concatenate([c.rows for c in done])
-    assert np.array_equal(np.sort(rows), np.arange(len(rows)))
-    assert all(len(c.rows) % BATCH_SIZE == 0 and c.ok.all() for c in done)
-    for c in done:  # flushed features are the finished clips' final values
-        for space, values in c.features.items():
-            assert same_bytes(values, references["simclr"].features[space][c.rows])
+    # The store holds whole batches only, each with the finished clips' final values,
+    # together a prefix of the shard with no row twice.
+    stored = _stored(store_root, dataset["manifest"], spaces)
+    rows = stored.rows
+    assert 1 <= len(_segments(store_root)) < N_VIDEOS // BATCH_SIZE
+    assert np.array_equal(rows, np.arange(len(rows))) and len(rows) % BATCH_SIZE == 0 and stored.ok.all()
+    for space, values in stored.features.items():
+        assert same_bytes(values, references["simclr"].features[space][rows])
 
     # Rerun to completion in this process; the output must not exist at any batch.
     import dimcollapse.extraction.extract as extract
@@ -200,19 +216,19 @@ def test_killed_extraction_resumes_and_never_shows_a_partial_output(
     stats = extract.extract_shard(**kwargs)
     assert seen and not any(seen)
     assert len(seen) == (N_VIDEOS - len(rows)) // BATCH_SIZE  # finished batches were not run again
-    assert stats.clips_resumed == len(rows) > 0
+    assert stats.clips_reused == len(rows) > 0
     assert stats.clips_computed == N_VIDEOS - len(rows) < N_VIDEOS
     assert stats.clips_total == N_VIDEOS
 
     result = ShardResult.load(output)
-    assert result.meta["clips_resumed"] == len(rows) and result.meta["clips_computed"] < N_VIDEOS
+    assert result.meta["clips_reused"] == len(rows) and result.meta["clips_computed"] < N_VIDEOS
     reference = references["simclr"]
     assert np.array_equal(result.rows, reference.rows) and np.array_equal(result.ok, reference.ok)
-    for space in instance("simclr").spaces:
+    for space in spaces:
         assert same_bytes(result.features[space], reference.features[space]), space
         assert same_bytes(merged([output], dataset["manifest"], space), reference.features[space])
-    assert not partial.exists(), "the partial store must be removed after success"
     assert sorted(p.name for p in output.parent.iterdir()) == [output.name]  # no temporary left over
+    assert not list(store_root.rglob("*.tmp"))
 
 
 # ----------------------------------------------------------------------- 4. sidecars
@@ -254,7 +270,7 @@ def _extract_and_merge(name: str, job: dict[str, Any], manifest: Path, root: Pat
     shards = []
     for shard in range(n_shards):
         path = root / name / "shards" / f"{shard}-of-{n_shards}.npz"
-        run_extract(job=job, manifest=manifest, output=path, partial_root=root / ".partial" / name,
+        run_extract(job=job, manifest=manifest, output=path, store_root=root / "store",
                     shard=shard, n_shards=n_shards, checkpoint=checkpoint)
         shards.append(path)
     manifest_failures = root / "manifest.failures.csv"
@@ -330,7 +346,7 @@ def test_reduced_precision_is_validated_and_recorded(
     job = job_for("simclr", precision="bf16")
     output = tmp_path / "bf16.npz"
     # Shard 0 of 5 is exactly the first batch: the one that is checked against fp32.
-    stats = run_extract(job=job, manifest=dataset["manifest"], output=output, partial_root=tmp_path / "p",
+    stats = run_extract(job=job, manifest=dataset["manifest"], output=output, store_root=tmp_path / "p",
                         n_shards=5, max_rel_error=0.5)
     result = ShardResult.load(output)
     assert result.rows.tolist() == [0, 1] and result.meta["precision"] == "bf16"
@@ -344,10 +360,10 @@ def test_reduced_precision_is_validated_and_recorded(
 
     strict = tmp_path / "strict.npz"
     with pytest.raises(PrecisionError, match=r"bf16 features differ from fp32 .* above extraction.max_rel_error = 1e-09"):
-        run_extract(job=job, manifest=dataset["manifest"], output=strict, partial_root=tmp_path / "q",
+        run_extract(job=job, manifest=dataset["manifest"], output=strict, store_root=tmp_path / "q",
                     n_shards=5, max_rel_error=1e-9)
     assert not strict.exists()
-    assert not _chunks(tmp_path / "q")  # nothing was flushed from the rejected run
+    assert not _segments(tmp_path / "q")  # nothing was stored from the rejected run
 
 
 # --------------------------------------------- 6. row alignment when some videos fail
@@ -365,7 +381,8 @@ def test_methods_keep_the_same_rows_when_videos_fail(
     damaged.write_bytes(Path(clean.loc[6, "path"]).read_bytes())
     frame = clean.copy()
     frame.loc[6, "path"] = str(damaged)
-    bad_row = {**clean.loc[2].to_dict(), "id": f"{clean.loc[2, 'id']}_garbage", "path": str(garbage)}
+    bad_row = {**clean.loc[2].to_dict(), "id": f"{clean.loc[2, 'id']}_garbage", "path": str(garbage),
+               "content": file_digest(garbage)}
     frame = pd.concat([frame.iloc[:3], pd.DataFrame([bad_row]), frame.iloc[3:]], ignore_index=True)
     manifest = tmp_path / "manifest.csv"
     write_manifest(manifest, frame)
@@ -382,7 +399,7 @@ def test_methods_keep_the_same_rows_when_videos_fail(
               "dpc": [results / "dpc" / f"{i}-of-2.npz" for i in range(2)]}
     for name, paths in shards.items():
         for i, path in enumerate(paths):
-            run_extract(job=job_for(name), manifest=manifest, output=path, partial_root=results / ".partial" / name,
+            run_extract(job=job_for(name), manifest=manifest, output=path, store_root=results / "store",
                         shard=i, n_shards=len(paths), clip_cache=simclr_cache if name == "simclr" else None)
     failed_by = {name: {f.id for p in paths for f in ShardResult.load(p).failures} for name, paths in shards.items()}
     assert failed_by == {"simclr": {bad_row["id"]}, "dpc": {bad_row["id"], clean.loc[6, "id"]}}
@@ -413,9 +430,9 @@ def test_methods_keep_the_same_rows_when_videos_fail(
                       wildcards={"dataset": "tiny", "method": name, "space": space})
             features = np.load(out["features"])
             assert features.shape[0] == len(index) == N_VIDEOS - 1
-            # Row i is video index.id[i]: it matches that video's features from the clean run
-            # (batches differ around the failed rows, so equality is up to rounding; SimCLR
-            # reads the clip cache, whose uint8 frames add their own small error).
+            # Row i is video index.id[i]: it has that video's features from the clean run, to
+            # the bit (batches are always full, so other clips in a batch do not matter) —
+            # except that SimCLR reads the clip cache here, whose uint8 frames add a small error.
             want = reference.features[space][clean_rows]
             if name == "simclr":
                 err = np.linalg.norm(features - want, axis=1) / np.linalg.norm(want, axis=1)
@@ -424,7 +441,7 @@ def test_methods_keep_the_same_rows_when_videos_fail(
                 dist = np.linalg.norm(features[:, None] - reference.features[space][None], axis=2)
                 assert dist.argmin(axis=1).tolist() == clean_rows
             else:
-                np.testing.assert_allclose(features, want, rtol=1e-4, atol=1e-5)
+                assert same_bytes(features, want), (name, space)
             sidecar = json.loads(out["sidecar"].read_text())
             assert (sidecar["n"], sidecar["manifest_rows"], sidecar["failed"]) == (N_VIDEOS - 1, n, 2)
 
@@ -439,7 +456,7 @@ def test_multi_view_protocol_keeps_every_view_when_asked(dataset: dict[str, Any]
     job = {**job_for(name, overrides=overrides), "keep_views": True}
     assert job["protocol"]["spatial_views"] == 3
     shard = tmp_path / "0-of-1.npz"
-    run_extract(job=job, manifest=dataset["manifest"], output=shard, partial_root=tmp_path / ".partial")
+    run_extract(job=job, manifest=dataset["manifest"], output=shard, store_root=tmp_path / "store")
     run_stage(stages.failures, tmp_path / "failures.log",
               input={"manifest": dataset["manifest"], "stages": []},
               output={"failures": tmp_path / "failures.csv", "index": tmp_path / "index.csv"},

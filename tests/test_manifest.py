@@ -279,6 +279,70 @@ def test_fingerprint_covers_split_folders_and_absent_datasets(tmp_path: Path) ->
     assert fingerprint(cfg) != with_split
 
 
+def test_csv_fingerprint_covers_only_the_files_the_table_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dimcollapse.data.manifest as manifest_module
+
+    root = tmp_path / "data"
+    for name in ("v/one.mp4", "v/two.mp4", "unrelated/big.mp4"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"123")
+    (root / "loop").symlink_to(root)  # a link back to the root: must not be walked
+    (root / "list.csv").write_text("path,label\nv/one.mp4,a\nv/two.mp4,b\nv/gone.mp4,b\n")
+    cfg = {"layout": "csv", "root": str(root), "csv": "list.csv"}
+    walked: list[Path] = []
+    real_walk = manifest_module._stat_tree
+    monkeypatch.setattr(manifest_module, "_stat_tree", lambda d, *a: walked.append(d) or real_walk(d, *a))
+    base = fingerprint(cfg)
+    assert walked == []  # no folder walk at all
+    (root / "unrelated" / "big.mp4").write_bytes(b"changed")
+    (root / "unrelated" / "new.mp4").write_bytes(b"")
+    assert fingerprint(cfg) == base  # files the CSV does not name do not count
+    (root / "v" / "two.mp4").write_bytes(b"1234")  # a listed file changes
+    assert (changed := fingerprint(cfg)) != base
+    base = changed
+    (root / "v" / "gone.mp4").write_bytes(b"")  # a listed file appears
+    assert fingerprint(cfg) != base
+    assert fingerprint({"layout": "csv", "root": "/", "csv": str(root / "list.csv")})  # root: / is fine
+    assert fingerprint({**cfg, "csv": "absent.csv"})  # a missing table is the manifest's error, later
+
+
+def test_fingerprint_walk_survives_symlink_loops(tmp_path: Path) -> None:
+    root = tmp_path / "f"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "x.mp4").write_bytes(b"1")
+    (root / "a" / "up").symlink_to(root)  # a loop
+    (root / "a" / "self").symlink_to("self")  # ELOOP on stat
+    cfg = {"layout": "folder", "root": str(root)}
+    base = fingerprint(cfg)
+    (root / "a" / "x.mp4").write_bytes(b"12")
+    assert fingerprint(cfg) != base
+
+
+@pytest.mark.parametrize("good", [0, 1])
+def test_manifest_stage_needs_two_usable_videos(good: int, demo_root: Path, tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from dimcollapse import stages
+
+    root = tmp_path / "few"
+    (root / "jump").mkdir(parents=True)
+    for src in sorted((demo_root / "val").rglob("*.mp4"))[:good]:
+        shutil.copy(src, root / "jump" / src.name)
+    (root / "jump" / "broken.mp4").write_bytes(b"not a video")
+    out = tmp_path / "results"
+    smk = SimpleNamespace(
+        log=[str(tmp_path / "manifest.log")], rule="manifest", threads=1,
+        wildcards=SimpleNamespace(dataset="few", items=lambda: [("dataset", "few")]),
+        params=SimpleNamespace(dataset={"layout": "folder", "root": str(root)}),
+        config={"extraction": {"on_error": "skip"}},
+        output=SimpleNamespace(manifest=str(out / "few.csv"), failures=str(out / "few.failures.csv")),
+    )
+    with pytest.raises(RuntimeError) as err:
+        stages.manifest(smk)
+    assert str(err.value).startswith(f"dataset 'few': {good} usable video(s), at least 2 are needed (1 failed, e.g. ")
+    assert "broken.mp4" in str(err.value) and not out.exists()
+
+
 def _crashing_probe(path: str):
     """Stands in for a decoder that kills its process on one file (runs in spawned workers)."""
     from dimcollapse.data.probe import probe_video as real_probe

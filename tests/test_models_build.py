@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dimcollapse.models import METHODS, CheckpointError, MethodInfo, build_model, canonical_method
+from dimcollapse.models import METHODS, PAPER_METHODS, CheckpointError, MethodInfo, build_model, canonical_method
 
 #: Parameter counts of the modules build_model returns. Supervised: PyTorchVideo slow_r50's
 #: 32,454,096 minus its 400×2048 classifier; SSL: the same backbone plus the projection
@@ -26,8 +26,12 @@ EMBEDDING_DIM = {"SimCLR": 128, "MoCo": 128, "SwAV": 128, "BYOL": 256}
 
 
 def test_method_table() -> None:
-    assert list(METHODS) == ["supervised", "SimCLR", "MoCo", "SwAV", "BYOL", "DPC"]
-    for name, info in METHODS.items():
+    assert list(METHODS) == ["supervised", "SimCLR", "MoCo", "SwAV", "BYOL", "DPC", "torchvision", "pytorchvideo", "custom"]
+    assert PAPER_METHODS == tuple(METHODS)[:6]
+    for name in ("torchvision", "pytorchvideo", "custom"):
+        assert METHODS[name].family == name and METHODS[name].spaces == ("representation",)
+    for name in PAPER_METHODS:
+        info = METHODS[name]
         assert isinstance(info, MethodInfo) and info.name == name
         ssl = name in EMBEDDING_DIM
         assert info.family == ("dpc" if name == "DPC" else "slow_r50")
@@ -45,13 +49,13 @@ def test_method_table() -> None:
 def test_canonical_method_is_case_insensitive_and_lists_valid_names() -> None:
     assert canonical_method("moco") == "MoCo" and canonical_method(" SIMCLR ") == "SimCLR"
     assert canonical_method("Supervised") == "supervised"
-    with pytest.raises(ValueError, match="unknown method 'VICReg'; valid methods: supervised, SimCLR, MoCo, SwAV, BYOL, DPC"):
+    with pytest.raises(ValueError, match="unknown method 'VICReg'; valid methods: supervised, SimCLR, MoCo, SwAV, BYOL, DPC, torchvision, pytorchvideo, custom"):
         canonical_method("VICReg")
     with pytest.raises(ValueError, match="valid methods"):
         build_model("dino")
 
 
-@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("method", PAPER_METHODS)
 def test_random_model_outputs_and_parameter_count(method: str) -> None:
     if method == "DPC":
         model = build_model(method, sample_size=32)
@@ -94,7 +98,7 @@ def test_dpc_defaults_follow_the_architecture() -> None:
 @pytest.mark.parametrize(
     ("method", "options", "error", "message"),
     [
-        ("MoCo", {"arch": "resnet18"}, TypeError, r"unknown option\(s\) \['arch'\]; valid options: \['crop_size', 'device', 'frames', 'seed'\]"),
+        ("MoCo", {"arch": "resnet18"}, TypeError, r"unknown option\(s\) \['arch'\]; valid options: \['cls_token', 'crop_size', 'device', 'frames', 'layers', 'seed'\]"),
         ("DPC", {"crop_size": 224}, TypeError, r"unknown option\(s\) \['crop_size'\]"),
         ("DPC", {"arch": "resnet50"}, ValueError, "DPC arch must be one of"),
         ("MoCo", {"crop_size": 16}, ValueError, "crop_size must be at least 32"),

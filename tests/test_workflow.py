@@ -5,13 +5,25 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
+import socket
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from workflow_helpers import REPO, copy_workflow, make_videos, planned_jobs, snakemake, tiny_config, write_config
+from workflow_helpers import (
+    REPO,
+    copy_workflow,
+    job_stats,
+    make_videos,
+    planned_jobs,
+    snakemake,
+    tiny_config,
+    write_config,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("workflow")]
 
@@ -151,7 +163,7 @@ def test_editing_a_video_reruns_its_dataset(study: dict, tmp_path: Path) -> None
 
 def test_package_code_change_reruns_the_rules_that_use_it(study: dict, tmp_path: Path) -> None:
     snakefile = copy_workflow(tmp_path)
-    spectrum_py = tmp_path / "dimcollapse" / "spectrum.py"
+    spectrum_py = tmp_path / "dimcollapse" / "analysis" / "spectrum.py"
     spectrum_py.write_text(spectrum_py.read_text() + "\n# changed\n")
     proc = snakemake(study["workdir"], "--snakefile", str(snakefile), "--configfile", str(study["configfile"]),
                      "--dry-run", "--nolock", "--cores", "1")
@@ -170,3 +182,54 @@ def test_report_builds(study: dict) -> None:
     snakemake(study["workdir"], "--configfile", str(study["configfile"]), "--nolock", "--report", str(report))
     html = report.read_text(errors="replace")
     assert report.stat().st_size > 50_000 and "RankMe" in html
+
+
+def test_extraction_reruns_only_for_a_numerics_version_change(study: dict, tmp_path: Path) -> None:
+    """A code change that keeps the numbers (here a comment in the models' code) reruns no
+    extraction; bumping NUMERICS_VERSION reruns all of it."""
+    snakefile = copy_workflow(tmp_path)
+    build = tmp_path / "dimcollapse" / "models" / "build.py"
+    build.write_text(build.read_text() + "\n# a refactoring that keeps every number\n")
+
+    def dry_run() -> str:
+        return snakemake(study["workdir"], "--snakefile", str(snakefile), "--configfile", str(study["configfile"]),
+                         "--dry-run", "--nolock", "--cores", "1").stdout
+
+    assert "rule extract" not in dry_run()
+    numerics = tmp_path / "dimcollapse" / "extraction" / "numerics.py"
+    numerics.write_text(numerics.read_text().replace("NUMERICS_VERSION = ", "NUMERICS_VERSION = 1 + "))
+    assert "rule extract" in dry_run()
+
+
+def test_copied_dataset_and_new_sharding_compute_no_clip(study: dict, tmp_path: Path) -> None:
+    """The study's results moved along with a copy of its videos that kept no mtimes, run
+    with 3 shards instead of 2: every extraction job reruns and computes 0 clips, the
+    matrices are byte-identical, and what an earlier kill left behind is cleaned."""
+    src = study["workdir"]
+    workdir = tmp_path / "study"
+    shutil.copytree(src, workdir, symlinks=True, ignore=shutil.ignore_patterns("videos"))
+    videos = shutil.copytree(study["videos"], tmp_path / "videos-copy", copy_function=shutil.copy)
+    config = copy.deepcopy(study["config"])
+    config["datasets"]["real"]["root"] = str(videos)
+    config["extraction"]["shards"] = 3
+    cfg = write_config(workdir / "moved.yaml", config)
+    host = socket.gethostname().split(".")[0]
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer runs: the writer of the stray temporary was killed
+    stray = workdir / "results" / "features" / "real" / "sup" / f".representation.npy@{host}@{dead.pid}@x.npy.tmp"
+    stray.write_bytes(b"half")
+    (workdir / "results" / "clips" / "real" / ".killed.partial").mkdir(parents=True)
+
+    proc = snakemake(workdir, "--configfile", str(cfg), "--cores", "2", "--resources", "gpu=1")
+    jobs = job_stats(proc.stdout + proc.stderr)
+    assert jobs["extract"] == 2 * len(MODELS) * 3
+    for ds in DATASETS:
+        n = len(pd.read_csv(workdir / f"results/manifests/{ds}.csv"))
+        for method, spaces in MODELS.items():
+            for space in spaces:
+                rel = f"results/features/{ds}/{method}/{space}"
+                sidecar = json.loads((workdir / f"{rel}.json").read_text())
+                assert (sidecar["clips_computed"], sidecar["clips_reused"]) == (0, n), (ds, method, space)
+                assert sidecar["shards"] == 3
+                assert (workdir / f"{rel}.npy").read_bytes() == (src / f"{rel}.npy").read_bytes(), rel
+    assert not stray.exists() and not (workdir / "results" / "clips" / "real" / ".killed.partial").exists()

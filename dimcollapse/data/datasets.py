@@ -119,14 +119,17 @@ class DatasetSources:
     """The files a listing depends on, for a stat-only fingerprint.
 
     ``video_dirs`` are walked for video files (a superset of the selection, so that any
-    change there is noticed), skipping ``exclude_dirs``; ``meta_paths`` are the split,
-    list and annotation files, or folders whose every file counts as one.
+    change there is noticed), skipping ``exclude_dirs``; ``video_files`` are videos named
+    one by one (the ``csv`` layout: only the files its table names, never a walk of
+    ``root``, which may be ``/``); ``meta_paths`` are the split, list and annotation
+    files, or folders whose every file counts as one.
     """
 
     video_dirs: tuple[Path, ...]
     exclude_dirs: tuple[Path, ...]
     meta_paths: tuple[Path, ...]
     extensions: tuple[str, ...]
+    video_files: tuple[Path, ...] = ()
 
 
 # --------------------------------------------------------------------------- config
@@ -204,8 +207,15 @@ def _video_id(path: Path, base: Path) -> str:
 
 
 def _walk_videos(directory: Path, extensions: tuple[str, ...]) -> Iterator[Path]:
-    """Video files under ``directory``, recursively (symlinked folders followed), sorted."""
+    """Video files under ``directory``, recursively (symlinked folders followed, each real
+    folder once, so a link back to an ancestor cannot loop), sorted."""
+    seen: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(directory, followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames.clear()
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirnames.sort()
         for name in sorted(filenames):
             if _is_video(name, extensions):
@@ -521,15 +531,20 @@ def _list_hmdb51(cfg: Mapping[str, Any]) -> DatasetListing:
 # --------------------------------------------------------------------------- csv
 
 
-def _list_csv(cfg: Mapping[str, Any]) -> DatasetListing:
-    root = _root(cfg)
-    table = _existing_file(_resolve(root, _require(cfg, "csv")), "csv")
+def _read_csv_rows(table: Path) -> list[tuple[int, str, str]]:
+    """``(line number, path, label)`` of every row of a ``csv`` layout table."""
     with open(table, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         absent = [c for c in ("path", "label") if c not in (reader.fieldnames or ())]
         if absent:
             raise DatasetConfigError(f"{table}: missing CSV columns {absent}")
-        rows = [(lineno, row["path"], (row["label"] or "").strip()) for lineno, row in enumerate(reader, 2)]
+        return [(lineno, row["path"], (row["label"] or "").strip()) for lineno, row in enumerate(reader, 2)]
+
+
+def _list_csv(cfg: Mapping[str, Any]) -> DatasetListing:
+    root = _root(cfg)
+    table = _existing_file(_resolve(root, _require(cfg, "csv")), "csv")
+    rows = _read_csv_rows(table)
     integer_labels = all(_is_int(label) for _, _, label in rows)
     names = _read_class_names(_resolve(root, cfg["class_names"])) if cfg.get("class_names") else None
     if integer_labels:
@@ -589,7 +604,8 @@ def list_videos(cfg: Mapping[str, Any]) -> DatasetListing:
 def dataset_sources(cfg: Mapping[str, Any]) -> DatasetSources:
     """The folders and split/annotation files a listing of ``cfg`` depends on.
 
-    Only resolves paths (no file is opened), so it works before the dataset exists.
+    Only resolves paths (no video is opened; the ``csv`` layout's table is read for the
+    files it names), so it works before the dataset exists.
     """
     layout = _layout(cfg)
     root = _root(cfg)
@@ -610,4 +626,9 @@ def dataset_sources(cfg: Mapping[str, Any]) -> DatasetSources:
     if layout == "hmdb51":
         videos_dir, splits_dir = _hmdb_dirs(cfg)
         return DatasetSources((videos_dir,), (splits_dir,), (splits_dir,), exts)
-    return DatasetSources((root,), (), (_resolve(root, _require(cfg, "csv")), *optional), exts)
+    table = _resolve(root, _require(cfg, "csv"))
+    try:  # a missing or malformed table is the manifest rule's error to report, not the DAG's
+        listed = tuple(sorted({_resolve(root, raw) for _, raw, _ in _read_csv_rows(table)}))
+    except (OSError, UnicodeDecodeError, csv.Error, DatasetConfigError):
+        listed = ()
+    return DatasetSources((), (), (table, *optional), exts, video_files=listed)

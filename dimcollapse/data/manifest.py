@@ -12,10 +12,13 @@ the order does not depend on locale or file-system enumeration). Columns:
 ``duration``    seconds, from packet timestamps (see :mod:`dimcollapse.data.probe`)
 ``fps``         frames / duration, the mean frame rate actually present
 ``frames``      number of video packets (= decoded frames for the datasets' codecs)
+``content``     BLAKE2b-128 of the file's bytes (see :mod:`dimcollapse.data.content`):
+                the feature store keys clips by it, so renamed, copied or touched
+                videos are not computed again
 
 Videos the listing names but that are missing, and videos that fail probing, are left
 out and returned as :class:`~dimcollapse.failures.Failure` records (stages
-``"missing"`` and ``"probe"``) for ``results/failures/{dataset}.csv``.
+``"missing"``, ``"probe"`` and ``"read"``) for ``results/failures/{dataset}.csv``.
 """
 
 from __future__ import annotations
@@ -37,9 +40,12 @@ from dimcollapse.data.probe import STAGE as PROBE_STAGE
 from dimcollapse.data.probe import probe_many
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
-    "id", "path", "label", "label_name", "duration", "fps", "frames", "width", "height")
+    "id", "path", "label", "label_name", "duration", "fps", "frames", "width", "height", "content")
 _DTYPES = {"id": str, "path": str, "label": "int64", "label_name": str,
-           "duration": "float64", "fps": "float64", "frames": "int64", "width": "int64", "height": "int64"}
+           "duration": "float64", "fps": "float64", "frames": "int64", "width": "int64", "height": "int64",
+           "content": str}
+#: Failure stage of a video that probed fine but whose bytes could not be read for hashing.
+READ_STAGE = "read"
 ON_ERROR = ("skip", "fail")
 
 log = logging.getLogger(__name__)
@@ -50,9 +56,13 @@ class ManifestError(RuntimeError):
 
 
 def build_manifest(
-    cfg: Mapping[str, Any], *, workers: int = 1, progress: bool = True, on_error: str = "skip"
+    cfg: Mapping[str, Any], *, workers: int = 1, progress: bool = True, on_error: str = "skip",
+    hash_cache: str | os.PathLike[str] | None = None,
 ) -> tuple[pd.DataFrame, list[Failure]]:
-    """List, probe and order a dataset's videos.
+    """List, probe, hash and order a dataset's videos.
+
+    Content hashes are cached in ``hash_cache`` (a directory shared by every dataset;
+    ``None`` hashes every file without caching).
 
     Returns the manifest (columns :data:`MANIFEST_COLUMNS`, sorted by ``(label, id)``)
     and the failures sorted by ``(id, stage)``. ``on_error="skip"`` leaves failed videos
@@ -71,6 +81,8 @@ def build_manifest(
         else:
             rows.append((rec.id, rec.path, rec.label, rec.label_name,
                          result.duration, result.fps, result.frames, result.width, result.height))
+    rows, unreadable = _with_content(rows, hash_cache, workers)
+    failures += unreadable
     failures.sort(key=lambda f: (f.id, f.stage, f.path))
     frame = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS)).astype(_DTYPES)
     if failures:
@@ -81,6 +93,30 @@ def build_manifest(
         log.warning("%d of %d videos left out of the manifest: %s%s",
                     len(failures), len(records) + len(listing.problems), summary, more)
     return frame, failures
+
+
+def _with_content(
+    rows: list[tuple[Any, ...]], hash_cache: str | os.PathLike[str] | None, workers: int
+) -> tuple[list[tuple[Any, ...]], list[Failure]]:
+    """Append each row's content hash; rows whose file cannot be read become failures."""
+    from dimcollapse.data.content import ContentHashCache, file_digest
+
+    paths = [r[1] for r in rows]
+    try:
+        if hash_cache is None:
+            digests = [file_digest(p) for p in paths]
+        else:
+            digests = ContentHashCache(hash_cache).digests(paths, workers=workers)
+        return [(*r, d) for r, d in zip(rows, digests)], []
+    except OSError:
+        pass  # find which files (rare: a file vanished or became unreadable after probing)
+    kept, failures = [], []
+    for r in rows:
+        try:
+            kept.append((*r, file_digest(r[1])))
+        except OSError as err:
+            failures.append(Failure(r[0], r[1], READ_STAGE, f"cannot read the file to hash it: {err}"))
+    return kept, failures
 
 
 def write_manifest(path: str | os.PathLike[str], frame: pd.DataFrame) -> None:
@@ -106,8 +142,9 @@ def fingerprint(cfg: Mapping[str, Any]) -> str:
 
     Hashes the listing keys of the config (:data:`~dimcollapse.data.datasets.LISTING_KEYS`;
     other keys, such as protocol overrides, do not change the list), then the relative name, size and mtime of every video file under
-    the layout's video folders and of the split/list/annotation files, using only
-    ``stat`` (no file is opened or read), so it takes a fraction of a second for tens of
+    the layout's video folders (or of each video a ``csv`` table names) and of the
+    split/list/annotation files, using only
+    ``stat`` (no video is opened or read), so it takes a fraction of a second for tens of
     thousands of files. A folder or file that does not exist yet hashes as absent
     rather than failing, so the workflow can be parsed before a dataset is generated.
     """
@@ -121,6 +158,10 @@ def fingerprint(cfg: Mapping[str, Any]) -> str:
         digest.update(f"\0videos {directory}\n".encode())
         for entry in _stat_tree(directory, excluded, lambda n: n.lower().endswith(suffixes)):
             digest.update(entry)
+    if sources.video_files:
+        digest.update(b"\0listed videos\n")
+        for path in sources.video_files:
+            digest.update(_stat_line(path, str(path)))
     for meta in sources.meta_paths:
         digest.update(f"\0meta {meta}\n".encode())
         if meta.is_dir():
@@ -140,23 +181,30 @@ def _stat_line(path: Path | str, name: str) -> bytes:
 
 
 def _stat_tree(directory: Path, excluded: set[str], wanted: Callable[[str], bool]) -> Iterator[bytes]:
-    """``name size mtime`` lines for the wanted files under ``directory``, in sorted order."""
+    """``name size mtime`` lines for the wanted files under ``directory``, in sorted order.
+
+    Symlinked folders are followed (as the listing does), each real folder once, so a
+    link back to an ancestor cannot loop.
+    """
     if not directory.is_dir():
         yield b"absent\n"
         return
     stack = [str(directory)]
+    seen = {_dir_key(str(directory))}
     lines: list[bytes] = []
     base = len(str(directory)) + 1
     while stack:
         current = stack.pop()
         try:
-            entries = list(os.scandir(current))
+            entries = sorted(os.scandir(current), key=lambda e: e.name)  # same walk, same names
         except OSError as err:
             lines.append(f"{current[base:]}\tunreadable {err.errno}\n".encode())
             continue
         for entry in entries:
-            if entry.is_dir():
-                if entry.path not in excluded:
+            if _is_dir(entry):
+                key = _dir_key(entry.path)
+                if entry.path not in excluded and key not in seen:
+                    seen.add(key)
                     stack.append(entry.path)
             elif wanted(entry.name):
                 try:
@@ -165,3 +213,19 @@ def _stat_tree(directory: Path, excluded: set[str], wanted: Callable[[str], bool
                 except OSError:
                     lines.append(f"{entry.path[base:]}\tabsent\n".encode())
     yield from sorted(lines)
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:  # e.g. a symlink loop: ELOOP
+        return False
+
+
+def _dir_key(path: str) -> tuple[int, int] | str:
+    """Identity of the real folder behind ``path`` (device and inode)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return path
+    return (st.st_dev, st.st_ino)

@@ -1,29 +1,37 @@
-"""Feature extraction of one shard: batched, resumable, precision-checked.
+"""Feature extraction of one shard: only clips the store lacks, batched, precision-checked.
 
-The loop is deliberately small: a data loader (decoding or reading the clip cache in
-worker processes) yields batches of clips; the model runs under ``inference_mode`` on
-the chosen device; outputs of multi-view protocols are averaged per video; finished
-rows are flushed to a :class:`~dimcollapse.extraction.shards.PartialStore` every ``flush_every``
-clips so that a killed job resumes where it stopped.
+The loop is deliberately small: the shard's clips are looked up in the feature store
+(:mod:`dimcollapse.extraction.store`); a data loader (decoding or reading the clip cache
+in worker processes) yields batches of the missing ones only; the model runs under
+``inference_mode`` on the chosen device, always on full batches of ``batch_size`` clips
+(the last one padded) so that a clip's features never depend on how many clips share its
+batch; outputs of multi-view protocols are averaged per video; finished clips are
+published to the store every ``flush_every`` clips, so a killed job, a rerun, a new
+sharding or a grown dataset computes only what is missing.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from dimcollapse.failures import Failure
-from dimcollapse.extraction.shards import PartialStore, ShardResult, concat_results, shard_rows
+from dimcollapse.extraction.gpu_slots import physical_gpu
+from dimcollapse.extraction.shards import ShardResult, concat_results, shard_rows
+from dimcollapse.extraction.store import (
+    FeatureStore,
+    InstanceStore,
+    batch_context_keys,
+    clip_keys,
+    instance_identity,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +58,8 @@ class RunStats:
     """What one run of a shard did (written to the sidecar)."""
 
     clips_total: int = 0
-    clips_resumed: int = 0
-    clips_computed: int = 0
+    clips_reused: int = 0  # taken from the feature store
+    clips_computed: int = 0  # run through the model (failed clips are neither)
     failed: int = 0
     wall_s: float = 0.0
     precision_rel_error: float | None = None
@@ -156,30 +164,51 @@ def run_shard(
     spaces: tuple[str, ...],
     rows: np.ndarray,
     make_batches: Callable[[np.ndarray], Iterable[Batch]],
-    store: PartialStore,
+    store: InstanceStore,
     *,
+    keys: np.ndarray,
+    ids: Sequence[str],
+    paths: Sequence[str],
     device: torch.device,
+    batch_size: int,
     precision: str = "fp32",
     max_rel_error: float = 0.01,
     flush_every: int = 256,
     keep_views: bool = False,
+    batch_dependent: bool = False,
 ) -> tuple[ShardResult, RunStats]:
-    """Extract features for ``rows``, resuming from ``store``; return them in row order.
+    """Features of manifest ``rows``: stored clips are reused, missing ones computed and stored.
 
-    ``make_batches(remaining_rows)`` builds the loader for the rows not yet in the store,
-    so finished clips are neither decoded nor run again. Features are averaged over a
-    protocol's views; ``keep_views`` also keeps every view, as ``<space>_views`` arrays of
-    shape (rows, views × D) (see :func:`views_key`).
+    A ``batch_dependent`` model (BatchNorm on batch statistics, see
+    :func:`uses_batch_statistics`) gives a clip features that depend on the other clips
+    of its batch. Its batches are then the manifest's aligned blocks of ``batch_size``
+    rows, never padded, and a clip is stored under a key that includes its block's
+    clips (:func:`~dimcollapse.extraction.store.batch_context_keys`): reused exactly when
+    the same batch would be formed again.
+
+    ``keys``, ``ids`` and ``paths`` are per manifest row (store keys, and what names a
+    failure). ``make_batches(remaining_rows)`` builds the loader for the rows not in the
+    store, so stored clips are neither decoded nor run again. Features are averaged over
+    a protocol's views; ``keep_views`` also keeps every view, as ``<space>_views`` arrays
+    of shape (rows, views × D) (see :func:`views_key`). Returns rows in manifest order.
     """
     kept = spaces + tuple(views_key(s) for s in spaces) if keep_views else spaces
     t0 = time.perf_counter()
     stats = RunStats(clips_total=len(rows))
-    parts = store.load()
-    done = np.concatenate([p.rows for p in parts]) if parts else np.zeros(0, np.int64)
-    stats.clips_resumed = len(done)
-    remaining = np.setdiff1d(rows, done)
-    if parts:
-        log.info("resuming: %d of %d clips already done", len(done), len(rows))
+    if batch_dependent:
+        keys = batch_context_keys(keys, batch_size)
+    reused, _ = store.read(store.lookup(keys[rows], kept), rows, ids, paths, kept)
+    remaining = np.setdiff1d(rows, reused.rows)
+    if batch_dependent and len(remaining):  # recompute whole blocks only
+        blocks = np.unique(remaining // batch_size)
+        remaining = rows[np.isin(rows // batch_size, blocks)]
+        keep = ~np.isin(reused.rows, remaining)
+        recomputed = {ids[r] for r in reused.rows[~keep]}
+        reused = ShardResult(reused.rows[keep], reused.ok[keep], {s: v[keep] for s, v in reused.features.items()},
+                             [f for f in reused.failures if f.id not in recomputed], reused.short[keep])
+    stats.clips_reused = len(reused.rows)
+    log.info("%d of %d clips are in the feature store; computing %d", stats.clips_reused, len(rows), len(remaining))
+    parts = [reused] if len(reused.rows) else []
     progress = Progress(len(remaining))
     pending: list[ShardResult] = []
     n_pending = 0
@@ -188,17 +217,20 @@ def run_shard(
         nonlocal pending, n_pending
         if pending:
             chunk = concat_results(pending, kept)
-            store.add(chunk)
+            store.add(keys[chunk.rows], chunk, [ids[r] for r in chunk.rows])
             parts.append(chunk)
             pending, n_pending = [], 0
 
     first = True
     for batch in make_batches(remaining):
         feats: dict[str, np.ndarray] = {}
+        if batch_dependent:
+            _check_block(batch, batch_size, len(keys))
+        pad_to = 0 if batch_dependent else batch_size
         if batch.video is not None and len(batch.rows):
-            out = forward_views(model, batch.video, spaces, device, precision)
+            out = _forward_full_batch(model, batch.video, spaces, device, precision, pad_to)
             if first and precision != "fp32":
-                ref = forward_views(model, batch.video, spaces, device, "fp32")
+                ref = _forward_full_batch(model, batch.video, spaces, device, "fp32", pad_to)
                 stats.precision_rel_error = check_precision(ref, out, precision, max_rel_error)
             first = False
             feats = {s: out[s].mean(dim=1).cpu().numpy().astype(np.float32) for s in spaces}
@@ -220,6 +252,42 @@ def run_shard(
     stats.failed = int((~result.ok).sum())
     stats.wall_s = time.perf_counter() - t0
     return result, stats
+
+
+def _forward_full_batch(
+    model: torch.nn.Module, video: torch.Tensor, spaces: tuple[str, ...], device: torch.device, precision: str,
+    batch_size: int,
+) -> dict[str, torch.Tensor]:
+    """:func:`forward_views` on at least ``batch_size`` clips (the last clip repeated as padding).
+
+    CPU kernels round differently for different batch sizes (measured: up to 7e-7 on a
+    Slow R50 representation between a clip alone and in a batch of 8) but not for
+    different neighbours or positions in a batch of the same size. Fixed-size batches
+    therefore make a clip's features a function of the clip alone, which is what lets
+    the store reuse it in any later batch and stay byte-identical to a clean run.
+    """
+    n = video.shape[0]
+    if n < batch_size:
+        video = torch.cat([video, video[-1:].expand(batch_size - n, *video.shape[1:])])
+    out = forward_views(model, video, spaces, device, precision)
+    return {s: v[:n] for s, v in out.items()}
+
+
+def _check_block(batch: Batch, batch_size: int, n_rows: int) -> None:
+    """A batch of a batch-dependent model must be one whole aligned block of the manifest."""
+    rows = np.sort(np.concatenate([batch.rows, batch.failed_rows]))
+    start = int(rows[0]) // batch_size * batch_size if len(rows) else 0
+    if not np.array_equal(rows, np.arange(start, min(start + batch_size, n_rows))):
+        raise RuntimeError(f"batch of rows {rows[:3].tolist()}... is not the aligned block of {batch_size} rows at "
+                           f"{start}: features under batch statistics would not match their store key")
+
+
+def uses_batch_statistics(model: torch.nn.Module) -> bool:
+    """Whether some BatchNorm normalises with the statistics of the batch in eval mode
+    (DPC's published R18 files): a clip's features then depend on its batch."""
+    from torch.nn.modules.batchnorm import _NormBase
+
+    return any(isinstance(m, _NormBase) and m.running_mean is None for m in model.modules())
 
 
 def views_key(space: str) -> str:
@@ -273,27 +341,15 @@ def loader_batches(
     return make_batches
 
 
-def _checkpoint_identity(checkpoint: str | None) -> dict[str, Any]:
-    """SHA-256 recorded by the download rule (sidecar), plus size and mtime of the file."""
-    if checkpoint is None:
-        return {}
-    path = Path(checkpoint)
-    stat = path.stat()
-    sidecar = Path(f"{checkpoint}.json")
-    sha = json.loads(sidecar.read_text()).get("sha256") if sidecar.is_file() else None
-    return {"checkpoint_path": str(path), "checkpoint_sha256": sha, "checkpoint_size": stat.st_size,
-            "checkpoint_mtime": stat.st_mtime}
-
-
 def extract_shard(
     *,
     job: dict[str, Any],
-    code_version: str,
     manifest_path: str,
     shard: int,
     n_shards: int,
     output: str,
-    partial_root: str,
+    store_root: str,
+    device: str,
     clip_cache: str | None,
     checkpoint: str | None,
     threads: int,
@@ -305,14 +361,14 @@ def extract_shard(
     """Extract one shard of a dataset for one model instance and write its ``.npz``.
 
     ``job`` is the rule's ``extraction_params`` (model instance, protocol, build options,
-    precision, device); with the code version, the manifest and the checkpoint it keys
-    the partial store, so only an identical configuration resumes.
+    precision); ``device`` is ``extraction.device``. With the checkpoint's SHA-256 the
+    job selects the instance's part of the feature store under ``store_root``; clips
+    found there are reused.
     """
     from dimcollapse.data.clips import ClipDataset
-    from dimcollapse.config import stable_hash
     from dimcollapse.data.manifest import read_manifest
-    from dimcollapse.models import METHODS, build_model
     from dimcollapse.data.protocols import Protocol
+    from dimcollapse.models import METHODS, build_model
 
     torch.set_num_threads(threads)
     manifest = read_manifest(manifest_path)
@@ -320,39 +376,39 @@ def extract_shard(
     protocol = Protocol.from_dict(job["protocol"])
     model_cfg = job["model"]
     spaces = tuple(METHODS[model_cfg["method"]].spaces)
-    device = resolve_device(job["device"])
+    dev = resolve_device(device)
     precision = job["precision"]
-    ckpt = _checkpoint_identity(checkpoint)
-    fingerprint = stable_hash({
-        "job": job, "code": code_version, "checkpoint": ckpt, "batch_size": batch_size, "shard": [shard, n_shards],
-        "manifest": hashlib.sha256(Path(manifest_path).read_bytes()).hexdigest(),
-    })
-    store = PartialStore(partial_root, fingerprint)
-    log.info("shard %d/%d: %d of %d manifest rows; model %s (%s) on %s, %s; protocol %s",
-             shard, n_shards, len(rows), len(manifest), model_cfg["name"], model_cfg["method"], device,
-             precision, protocol.key)
+    identity = instance_identity(job, checkpoint, clip_cache=clip_cache is not None)
+    store = FeatureStore(store_root).instance(identity)
+    keys = clip_keys(manifest["content"], manifest["duration"], manifest["fps"])
+    log.info("shard %d/%d: %d of %d manifest rows; model %s (%s) on %s, %s; protocol %s; store %s",
+             shard, n_shards, len(rows), len(manifest), model_cfg["name"], model_cfg["method"], dev,
+             precision, protocol.key, store.dir)
     model = prepare_model(
         build_model(model_cfg["method"], checkpoint=checkpoint, config=model_cfg["config"], **job["build_options"]),
-        device,
+        dev,
         precision,
     )
     dataset = ClipDataset(manifest, protocol, cache=clip_cache)
-    make_batches = loader_batches(dataset, batch_size, workers, device)
-    result, stats = run_shard(model, spaces, rows, make_batches, store, device=device, precision=precision,
-                              max_rel_error=max_rel_error, flush_every=flush_every,
-                              keep_views=job["keep_views"])
+    make_batches = loader_batches(dataset, batch_size, workers, dev)
+    result, stats = run_shard(model, spaces, rows, make_batches, store, keys=keys, ids=manifest["id"].tolist(),
+                              paths=manifest["path"].tolist(), device=dev, batch_size=batch_size,
+                              precision=precision, max_rel_error=max_rel_error, flush_every=flush_every,
+                              keep_views=job["keep_views"], batch_dependent=uses_batch_statistics(model))
     result.meta = {
-        **asdict(stats), "clips_per_s": stats.clips_per_s, "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        **asdict(stats), "clips_per_s": stats.clips_per_s, "device": str(dev),
+        "device_name": f"{torch.cuda.get_device_name(dev)} (GPU {physical_gpu()})" if dev.type == "cuda" else "cpu",
         "precision": precision, "batch_size": batch_size, "workers": workers, "threads": threads,
-        "shard": shard, "n_shards": n_shards, "clip_cache": clip_cache, **ckpt,
+        "shard": shard, "n_shards": n_shards, "clip_cache": clip_cache, "checkpoint_path": checkpoint,
+        "checkpoint_sha256": identity["checkpoint_sha256"], "store": str(store.dir),
         "weights": getattr(model, "provenance", {}),
     }
     if result.failures:
         log.warning("%d of %d videos of this shard failed to decode; they are left out for every method",
                     len(result.failures), len(rows))
     result.save(output)
-    store.clear()
-    log.info("wrote %s: %d clips (%d resumed, %d computed) in %.1f s, %.2f clips/s", output, len(rows),
-             stats.clips_resumed, stats.clips_computed, stats.wall_s, stats.clips_per_s)
+    store.compact()
+    log.info("wrote %s: %d clips (%d computed, %d reused from the feature store, %d failed) in %.1f s, "
+             "%.2f clips/s", output, len(rows), stats.clips_computed, stats.clips_reused, stats.failed,
+             stats.wall_s, stats.clips_per_s)
     return stats

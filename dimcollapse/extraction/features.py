@@ -106,6 +106,11 @@ def sidecar(
         "shards": len(shards),
         "wall_s": wall,
         "clips_per_s": computed / wall if wall > 0 else None,
+        # Clips that went through the model to produce this file, and clips taken from
+        # the feature store (computed by an earlier job); failed clips count as reused
+        # when their failure was stored.
+        "clips_computed": computed,
+        "clips_reused": sum(m.get("clips_reused", 0) for m in metas),
         "versions": package_versions(),
         "provenance": "results/provenance.json",
     }

@@ -1,19 +1,15 @@
-"""Shards of a dataset's manifest and the resumable store of finished rows.
+"""Shards of a dataset's manifest and the rows one shard job produces.
 
 A dataset's manifest is split into K contiguous shards, each extracted by its own job
-(one GPU or one Slurm job each). Inside a shard, finished rows are flushed in chunks
-to a *partial store*: a directory outside Snakemake's declared outputs, because
-Snakemake deletes the outputs of a failed job and a killed job must not lose the clips
-it already computed. The store is keyed by a fingerprint of everything that affects
-the numbers (model, weights, protocol, precision, code), so a changed configuration
-never resumes from stale chunks.
+(one GPU or one Slurm job each). Finished clips go to the feature store
+(:mod:`dimcollapse.extraction.store`) as the job runs; its output is a
+:class:`ShardResult`, the shard's rows in manifest order.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,10 +27,10 @@ _OK = "ok"
 def shard_rows(n_rows: int, shard: int, n_shards: int, align: int = 1) -> np.ndarray:
     """Manifest row positions of one shard: contiguous, balanced, covering all rows once.
 
-    Shard boundaries fall on multiples of ``align`` (the batch size), so every shard
-    runs exactly the batches an unsharded run would: results are then bit-identical for
-    any number of shards (CPU kernels may round differently for other batch sizes).
-    A shard can be empty when there are more shards than batches.
+    Shard boundaries fall on multiples of ``align`` (the batch size), so that only the
+    dataset's last batch needs padding (extraction always runs full batches, which makes
+    results bit-identical for any number of shards). A shard can be empty when there
+    are more shards than batches.
     """
     if not 0 <= shard < n_shards:
         raise ValueError(f"shard {shard} is not in 0..{n_shards - 1}")
@@ -91,47 +87,6 @@ def load_failures(path: str | os.PathLike[str]) -> list[Failure]:
 
 def _failures(data: Any) -> list[Failure]:
     return [Failure(*map(str, row)) for row in data["fail_fields"]]
-
-
-class PartialStore:
-    """Chunks of finished rows of one shard, flushed as the extraction goes.
-
-    Each chunk is a complete ``.npz`` written atomically, so a SIGKILL at any moment
-    leaves only whole chunks behind; the next run skips their rows.
-    """
-
-    def __init__(self, root: str | os.PathLike[str], fingerprint: str) -> None:
-        self.root = Path(root)
-        self.dir = self.root / fingerprint
-        self.dir.mkdir(parents=True, exist_ok=True)
-        # Chunks written under another configuration can never be resumed: drop them.
-        for other in self.root.iterdir():
-            if other.is_dir() and other.name != fingerprint:
-                shutil.rmtree(other, ignore_errors=True)
-
-    def _chunks(self) -> list[Path]:
-        return sorted(self.dir.glob("chunk-*.npz"))
-
-    def load(self) -> list[ShardResult]:
-        """All chunks flushed so far (unreadable ones are ignored and recomputed)."""
-        out = []
-        for chunk in self._chunks():
-            try:
-                out.append(ShardResult.load(chunk))
-            except (OSError, ValueError, KeyError):
-                chunk.unlink(missing_ok=True)
-        return out
-
-    def add(self, chunk: ShardResult) -> None:
-        index = len(self._chunks())
-        chunk.save(self.dir / f"chunk-{index:06d}.npz")
-
-    def clear(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
-        try:
-            self.root.rmdir()
-        except OSError:
-            pass
 
 
 def concat_results(parts: list[ShardResult], spaces: tuple[str, ...]) -> ShardResult:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import math
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,11 @@ import torch
 from torch import nn
 
 from dimcollapse.models import checkpoints as ck
+from dimcollapse.models import zoo
+from dimcollapse.models.archs import Layout, arch_info
 from dimcollapse.models.checkpoints import CheckpointError
 from dimcollapse.models.dpc import ARCH_BLOCKS, DEFAULT_SAMPLE_SIZE, DPCContext
+from dimcollapse.models.layers import FeatureModel, listing_command
 from dimcollapse.models.registry import METHODS, MethodInfo, canonical_method
 from dimcollapse.models.slow_r50 import SlowR50SSL, SlowR50Supervised
 
@@ -26,11 +31,15 @@ from dimcollapse.models.slow_r50 import SlowR50SSL, SlowR50Supervised
 #: crop), so random-weight features differ between inputs in a measurable way.
 RANDOM_CONV_SCALE = 0.7
 
-_COMMON_OPTIONS = {"seed", "device"}
+_COMMON_OPTIONS = {"seed", "device", "layers", "cls_token"}
 _FAMILY_OPTIONS = {
     "slow_r50": {"frames", "crop_size"},
     "dpc": {"arch", "sample_size", "num_seq", "seq_len", "bn_stats"},
+    "torchvision": {"arch", "frames", "crop_size"},
+    "pytorchvideo": {"arch", "frames", "crop_size"},
+    "custom": {"builder", "builder_options", "classifier", "layout", "class_token", "frames", "crop_size"},
 }
+LAYOUTS: tuple[Layout, ...] = ("conv", "tokens", "channels_last")
 BN_STATS_CHOICES = ("auto", "running", "batch")
 
 
@@ -76,9 +85,26 @@ def build_model(
       0/1 statistics, which matches neither how the weights were trained nor DPC's own evaluations,
       so it is not offered. Inputs must be B×num_seq×3×seq_len×sample×sample.
 
+    * ``torchvision`` / ``pytorchvideo``: ``arch`` (required; see
+      :data:`~dimcollapse.models.archs.ARCHS`), ``frames`` and ``crop_size`` (default the
+      arch's model-card clip). Inputs must be B×3×frames×crop×crop; SlowFast models pack
+      their two pathways themselves. ``checkpoint``: a torchvision state dict (or a
+      reference-training ``{"model": …}`` file) / a PyTorchVideo hub ``.pyth``.
+    * ``custom``: ``builder`` (``"package.module:function"`` returning an ``nn.Module``),
+      ``builder_options`` (its keyword arguments), ``classifier`` (name of the final
+      classification layer; default the last ``nn.Linear``), ``layout`` (``conv``,
+      ``tokens`` or ``channels_last``, see :mod:`~dimcollapse.models.layers`),
+      ``class_token`` (token sequences start with a class token), ``frames`` and
+      ``crop_size`` (default 8 and 224). ``checkpoint``: a state dict, or a dict holding
+      one under ``state_dict``/``model_state``/``model``.
+    * Every method: ``layers`` (module names of the network, ``named_modules()``; one
+      ``layer.<name>`` space each, see :mod:`~dimcollapse.models.layers`) and
+      ``cls_token`` (keep a transformer's class token in layer averages; default False).
+
     The returned module's ``forward(x)`` gives ``{"representation": B×2048 (Slow R50) or
-    B×256 (DPC)}`` plus ``"embedding"`` for SimCLR, MoCo, SwAV and BYOL. Its
-    ``provenance`` attribute (a JSON-ready dict) records what was loaded and how.
+    B×256 (DPC), or the classifier's pooled input}`` plus ``"embedding"`` for SimCLR,
+    MoCo, SwAV and BYOL and ``"layer.<name>"`` per layer. Its ``provenance`` attribute (a
+    JSON-ready dict) records what was loaded and how.
     """
     info = METHODS[canonical_method(method)]
     allowed = _COMMON_OPTIONS | _FAMILY_OPTIONS[info.family]
@@ -92,16 +118,31 @@ def build_model(
         raise ValueError(f"seed must be an integer, got {seed!r}")
     device = _device(options.get("device", "cpu"))
 
+    layers = _layers(options)
+    cls_token = options.get("cls_token", False)
+    if not isinstance(cls_token, bool):
+        raise ValueError(f"cls_token must be true or false, got {cls_token!r}")
+
     path = Path(checkpoint) if checkpoint is not None else None
     raw = ck.read_checkpoint(path) if path is not None else None
-    if info.name == "supervised":
-        model, provenance = _build_supervised(raw, path, seed, options)
-    elif info.family == "slow_r50":
-        model, provenance = _build_ssl(info, raw, path, config, seed, options)
+    if info.family in ("torchvision", "pytorchvideo"):
+        model, provenance = _build_library(info, raw, path, seed, options, layers)
+    elif info.family == "custom":
+        model, provenance = _build_custom(raw, path, seed, options, layers)
     else:
-        model, provenance = _build_dpc(raw, path, seed, options)
+        if info.name == "supervised":
+            model, provenance = _build_supervised(raw, path, seed, options)
+        elif info.family == "slow_r50":
+            model, provenance = _build_ssl(info, raw, path, config, seed, options)
+        else:
+            model, provenance = _build_dpc(raw, path, seed, options)
+        if layers:
+            model = FeatureModel(model, classifier=None, layers=layers, cls_token=cls_token, name=info.name,
+                                 listing=listing_command(info.name, options))
     del raw  # drop the (memory-mapped) file before the model moves to its device
     provenance = {"method": info.name, "checkpoint": None if path is None else str(path), **provenance}
+    if layers:
+        provenance["layers"] = list(layers)
     if path is None:
         provenance["seed"] = seed
     model.provenance = provenance
@@ -249,6 +290,110 @@ def _build_dpc(raw: Any, path: Path | None, seed: int, options: dict[str, Any]) 
     }
 
 
+def _layers(options: Mapping[str, Any]) -> tuple[str, ...]:
+    layers = options.get("layers") or ()
+    if isinstance(layers, str) or not isinstance(layers, Sequence) or not all(isinstance(n, str) for n in layers):
+        raise ValueError(f"layers must be a list of module names, got {layers!r}")
+    return tuple(layers)
+
+
+def _clip_size(options: Mapping[str, Any], frames: int, crop_size: int) -> tuple[int, int]:
+    return _positive_int(dict(options), "frames", frames), _positive_int(dict(options), "crop_size", crop_size)
+
+
+def _build_library(
+    info: MethodInfo, raw: Any, path: Path | None, seed: int, options: Mapping[str, Any], layers: tuple[str, ...]
+) -> tuple[nn.Module, dict[str, Any]]:
+    arch = arch_info(info.family, options.get("arch"))
+    frames, crop_size = _clip_size(options, arch.frames, arch.crop_size)
+    if arch.fixed_input is not None and (frames, crop_size) != arch.fixed_input:
+        raise ValueError(
+            f"{info.family} {arch.name} only accepts {arch.fixed_input[0]}-frame clips of "
+            f"{arch.fixed_input[1]}×{arch.fixed_input[1]} (its builder fixes the size), got frames={frames}, "
+            f"crop_size={crop_size}"
+        )
+    net = zoo.construct(lambda: zoo.library_net(arch, frames, crop_size), seed, will_load=path is not None)
+    loaded = zoo.load_library(net, arch, raw, path) if path is not None else {"init": "library default, seeded"}
+    model = FeatureModel(
+        net, classifier=arch.classifier, layers=layers, layout=arch.layout, class_token=arch.class_token,
+        no_class_token=arch.no_class_token, cls_token=options.get("cls_token", False), alpha=arch.alpha,
+        input_shape=(3, frames, crop_size, crop_size), name=f"{info.family} {arch.name}",
+        listing=listing_command(info.name, options),
+    )
+    return model, {**loaded, "arch": arch.name, "frames": frames, "crop_size": crop_size, "classifier": arch.classifier}
+
+
+def _build_custom(
+    raw: Any, path: Path | None, seed: int, options: Mapping[str, Any], layers: tuple[str, ...]
+) -> tuple[nn.Module, dict[str, Any]]:
+    builder = options.get("builder")
+    if builder is None:
+        raise ValueError("method custom needs the builder option ('package.module:function' returning an nn.Module)")
+    kwargs = options.get("builder_options") or {}
+    if not isinstance(kwargs, Mapping):
+        raise ValueError(f"builder_options must be a mapping of keyword arguments, got {kwargs!r}")
+    layout = options.get("layout", "conv")
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    class_token = options.get("class_token", False)
+    if not isinstance(class_token, bool):
+        raise ValueError(f"class_token must be true or false, got {class_token!r}")
+    frames, crop_size = _clip_size(options, 8, 224)
+    net = zoo.construct(lambda: zoo.custom_net(builder, kwargs), seed, will_load=path is not None)
+    classifier = options.get("classifier") or _last_linear(net, builder)
+    loaded = zoo.load_custom(net, raw, path, builder) if path is not None else {"init": "builder default, seeded"}
+    model = FeatureModel(
+        net, classifier=classifier, layers=layers, layout=layout, class_token=class_token,
+        cls_token=options.get("cls_token", False), input_shape=(3, frames, crop_size, crop_size),
+        name=f"custom {builder}", listing=listing_command("custom", options),
+    )
+    provenance = {**loaded, "builder": builder, "builder_options": json.loads(json.dumps(dict(kwargs), default=str))}
+    return model, {**provenance, "frames": frames, "crop_size": crop_size, "classifier": classifier}
+
+
+def _last_linear(net: nn.Module, builder: str) -> str:
+    linears = [name for name, m in net.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError(f"builder {builder!r}: the model has no nn.Linear; name its classifier with the classifier option")
+    return linears[-1]
+
+
+@functools.lru_cache(maxsize=64)
+def _module_names(method: str, arch: str | None, builder: str | None, builder_options: str) -> tuple[str, ...]:
+    info = METHODS[method]
+    if info.family in ("torchvision", "pytorchvideo"):
+        spec = arch_info(info.family, arch)
+        factory: Callable[[], nn.Module] = lambda: zoo.library_net(spec, spec.frames, spec.crop_size)  # noqa: E731
+    elif info.family == "custom":
+        if builder is None:
+            raise ValueError("method custom needs the builder option ('package.module:function' returning an nn.Module)")
+        factory = lambda: zoo.custom_net(builder, json.loads(builder_options))  # noqa: E731
+    elif info.name == "supervised":
+        factory = SlowR50Supervised
+    elif info.family == "slow_r50":
+        assert info.default_head is not None
+        factory = lambda: SlowR50SSL(info.name, info.default_head, info.normalize_embedding)  # noqa: E731
+    else:
+        factory = lambda: DPCContext(arch or "resnet34")  # noqa: E731
+    try:
+        with torch.device("meta"):
+            net = factory()
+    except (RuntimeError, NotImplementedError):  # constructors that read tensor values (PyTorchVideo MViT)
+        net = factory()
+    return tuple(name for name, _ in net.named_modules() if name)
+
+
+def module_names(method: str, options: Mapping[str, Any] | None = None) -> tuple[str, ...]:
+    """Names of every submodule of ``method``'s network (what ``layers`` accepts), cheaply.
+
+    The network is built on the meta device (no memory, no initialisation) where its
+    constructor allows; results are cached per (method, arch, builder).
+    """
+    options = options or {}
+    builder_options = json.dumps(dict(options.get("builder_options") or {}), sort_keys=True)
+    return _module_names(canonical_method(method), options.get("arch"), options.get("builder"), builder_options)
+
+
 def _allocate(factory: Callable[[], nn.Module]) -> nn.Module:
     """Construct a model without PyTorch's default initialisation, which would be thrown away.
 
@@ -296,4 +441,4 @@ def seeded_init_(model: nn.Module, seed: int) -> dict[str, Any]:
     return {"init": "seeded random", "conv_scale": RANDOM_CONV_SCALE}
 
 
-__all__ = ["BN_STATS_CHOICES", "BatchStatisticsWarning", "build_model", "seeded_init_"]
+__all__ = ["BN_STATS_CHOICES", "BatchStatisticsWarning", "build_model", "module_names", "seeded_init_"]

@@ -5,14 +5,20 @@
 * ``http://`` / ``https://`` URLs: streamed in 1 MiB chunks into ``<dest>.part`` beside
   the destination, with a progress bar (tqdm, on stderr) when ``progress`` is true.
   Connection errors, timeouts, HTTP 5xx/408/429 and connections that close early are
-  retried up to ``retries`` times, waiting ``backoff * 2**attempt`` seconds; each retry
-  (and each later run) resumes the ``.part`` file with an HTTP ``Range`` request, and
-  starts over if the server ignores the range. Other HTTP errors (404, 403, …) fail at
-  once. A server answering with an HTML page (login or error pages say 200 too) is an
-  error, not a checkpoint.
+  retried up to ``retries`` times, waiting ``backoff * 2**attempt`` seconds, but no new
+  attempt starts once ``retry_window`` seconds have passed: an unreachable server fails
+  within seconds (4 attempts in about 4 s by default), not minutes. Each retry (and each
+  later run) resumes the ``.part`` file with an HTTP ``Range`` request, and starts over if
+  the server ignores the range. Other HTTP errors (404, 403, …) fail at once. A server
+  answering with an HTML page (login or error pages say 200 too) is an error, not a
+  checkpoint.
 * ``file://`` URLs and plain local paths: copied (not linked), so the pipeline's copy
   cannot change or vanish when the original is edited, moved or deleted. A checkpoint
   is at most a few hundred megabytes, so the copy is cheap next to its decoding cost.
+  The copy is made on every call, never taken from an earlier run: a file fixed or
+  replaced at the same path must reach the pipeline (the workflow reruns the rule when
+  the file's size or mtime changes, :func:`local_source_state`). A missing file fails at
+  once; there is nothing to retry.
 * Google Drive (``gdrive:<id>``, ``https://drive.google.com/...``; the DPC checkpoints):
   Drive answers large files with an interactive virus-scan page, so they cannot be
   fetched non-interactively. They are manual downloads: if the file is already at the
@@ -25,8 +31,8 @@ downloads afresh). The move is an atomic rename (:func:`dimcollapse.atomic.atomi
 so the destination path only ever holds a complete, verified file. A JSON sidecar
 ``<dest>.json`` records the source, path, size, computed SHA-256, whether it was checked
 against a pinned hash, and the time: pin the recorded hash in the config after a first
-trusted download. An existing destination is reused without network access (it is
-verified when a hash is pinned; a mismatching one is replaced).
+trusted download. For remote sources an existing destination is reused without network
+access (it is verified when a hash is pinned; a mismatching one is replaced).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import http.client
+import json
 import logging
 import os
 import re
@@ -102,9 +109,10 @@ def fetch_checkpoint(
     dest: str | os.PathLike[str],
     sha256: str | None = None,
     *,
-    retries: int = 5,
-    backoff: float = 1.0,
-    timeout: float = 60.0,
+    retries: int = 3,
+    backoff: float = 0.5,
+    timeout: float = 15.0,
+    retry_window: float = 15.0,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Put the file named by ``source`` at ``dest`` (see the module docstring) and return its record.
@@ -112,12 +120,17 @@ def fetch_checkpoint(
     The record (also written to ``<dest>.json``) has ``source``, ``path``, ``size``,
     ``sha256`` (computed), ``expected_sha256`` (the pinned one or None), ``verified``
     (True when checked against a pinned hash), ``method`` (``http``, ``copy`` or
-    ``existing``) and ``time`` (UTC, ISO 8601).
+    ``existing``) and ``time`` (UTC, ISO 8601). ``timeout`` bounds each connection
+    attempt and each wait for data, ``retry_window`` the time after which no new attempt
+    starts.
     """
     dest = Path(dest)
     expected = _normalise_sha256(sha256)
-    if retries < 0 or backoff < 0 or timeout <= 0:
-        raise ValueError("retries and backoff must be >= 0 and timeout > 0")
+    if retries < 0 or backoff < 0 or timeout <= 0 or retry_window < 0:
+        raise ValueError("retries, backoff and retry_window must be >= 0 and timeout > 0")
+    local = local_source(source)
+    if local is not None:
+        return _finish(source, dest, _copy_local(source, local, dest, expected), expected, "copy")
 
     if dest.is_file():
         actual = sha256_file(dest)
@@ -135,17 +148,58 @@ def fetch_checkpoint(
             f"download the file and save it as {dest.resolve()} (file name {dest.name!r}), then run again."
         )
     scheme = urllib.parse.urlsplit(source).scheme.lower()
-    if scheme in ("http", "https"):
-        actual = _download_http(source, dest, expected, retries, backoff, timeout, progress)
-        return _finish(source, dest, actual, expected, "http")
-    if scheme == "file":
-        local = Path(urllib.request.url2pathname(urllib.parse.urlsplit(source).path))
-    elif scheme and len(scheme) > 1:  # "c:" on Windows is a drive letter, not a scheme
+    if scheme not in ("http", "https"):
         raise DownloadError(f"{source}: unsupported source scheme {scheme!r} (use http(s)://, file://, gdrive:<id> or a path)")
-    else:
-        local = Path(source).expanduser()
-    actual = _copy_local(source, local, dest, expected)
-    return _finish(source, dest, actual, expected, "copy")
+    actual = _download_http(source, dest, expected, retries, backoff, timeout, retry_window, progress)
+    return _finish(source, dest, actual, expected, "http")
+
+
+def local_source(source: str) -> Path | None:
+    """The local file a ``file://`` URL or plain path names; None for remote sources."""
+    if gdrive_id(source) is not None:
+        return None
+    parts = urllib.parse.urlsplit(source)
+    scheme = parts.scheme.lower()
+    if scheme == "file":
+        return Path(urllib.request.url2pathname(parts.path))
+    if scheme and len(scheme) > 1:  # "c:" on Windows is a drive letter, not a scheme
+        return None
+    return Path(source).expanduser()
+
+
+def local_source_state(source: str | None) -> dict[str, Any] | None:
+    """Path, size and mtime of a local checkpoint source (stat only), for a rule param.
+
+    The download rule carries this so Snakemake copies the file again when it is fixed
+    or replaced at the same path; None for remote sources and for no checkpoint.
+    """
+    local = local_source(source) if source else None
+    if local is None:
+        return None
+    path = local.resolve()
+    try:
+        st = path.stat()
+    except OSError:
+        return {"path": str(path), "size": None, "mtime_ns": None}
+    return {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def name_the_source(message: str, checkpoint: str | os.PathLike[str]) -> str:
+    """``message`` about the pipeline's copy ``checkpoint``, rewritten to name the user's file.
+
+    The download rule records where a checkpoint came from (``<checkpoint>.json``); a
+    problem with the copy is a problem with that source, which is what the user must fix.
+    """
+    try:
+        record = json.loads(sidecar_path(checkpoint).read_text())
+    except (OSError, ValueError):
+        return message
+    source = record.get("source")
+    if not source or record.get("method") != "copy":
+        return message
+    named = f"{source} (copied to {checkpoint})"
+    text = message.replace(str(checkpoint), named, 1) if str(checkpoint) in message else f"{named}: {message}"
+    return f"{text}. Fix or replace {source}; the next run copies it again"
 
 
 def _normalise_sha256(sha256: str | None) -> str | None:
@@ -175,7 +229,8 @@ def _check_hash(source: str, file: Path, dest: Path, expected: str | None) -> st
 
 def _copy_local(source: str, local: Path, dest: Path, expected: str | None) -> str:
     if not local.is_file():
-        raise DownloadError(f"{source}: no such file ({local.resolve()}); {_manual(source, dest)}")
+        raise DownloadError(f"{source}: no such file ({local.resolve()}); put the checkpoint there, or correct "
+                            "its `checkpoint` entry in the config, then run again")
     if local.resolve() == dest.resolve():
         return _check_hash(source, dest, dest, expected)
     with atomic_path(dest) as tmp:
@@ -184,27 +239,36 @@ def _copy_local(source: str, local: Path, dest: Path, expected: str | None) -> s
 
 
 def _download_http(
-    url: str, dest: Path, expected: str | None, retries: int, backoff: float, timeout: float, progress: bool
+    url: str, dest: Path, expected: str | None, retries: int, backoff: float, timeout: float,
+    retry_window: float, progress: bool,
 ) -> str:
     part = partial_path(dest)
     part.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
     for attempt in range(retries + 1):
         try:
             _fetch_once(url, dest, part, timeout, progress)
             break
         except _Transient as err:
-            if attempt == retries:
-                raise DownloadError(
-                    f"{url}: download failed after {retries + 1} attempts ({err}); the partial file "
-                    f"{part} is kept and the next run resumes it. Otherwise {_manual(url, dest)}"
-                ) from err
             wait = backoff * 2**attempt
+            if attempt == retries or time.monotonic() - start + wait > retry_window:
+                raise DownloadError(f"{url}: download failed after {attempt + 1} attempts ({err}); "
+                                    f"{_partial_note(part)}{_manual(url, dest)}") from err
             log.warning("%s: %s; retrying in %.1f s (%d/%d)", url, err, wait, attempt + 1, retries)
             time.sleep(wait)
     actual = _check_hash(url, part, dest, expected)
     with atomic_path(dest) as tmp:
         os.replace(part, tmp)
     return actual
+
+
+def _partial_note(part: Path) -> str:
+    """What the failure message says about ``part``: only a partial file that exists is mentioned."""
+    size = part.stat().st_size if part.is_file() else 0
+    if not size:
+        part.unlink(missing_ok=True)
+        return ""
+    return f"the partial file {part} ({size} bytes) is kept and the next run resumes it. Otherwise "
 
 
 def _fetch_once(url: str, dest: Path, part: Path, timeout: float, progress: bool) -> None:
@@ -293,4 +357,7 @@ def _finish(source: str, dest: Path, actual: str, expected: str | None, method: 
     return record
 
 
-__all__ = ["DownloadError", "fetch_checkpoint", "gdrive_id", "partial_path", "sha256_file", "sidecar_path"]
+__all__ = [
+    "DownloadError", "fetch_checkpoint", "gdrive_id", "local_source", "local_source_state", "name_the_source",
+    "partial_path", "sha256_file", "sidecar_path",
+]

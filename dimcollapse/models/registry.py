@@ -5,7 +5,10 @@ share one Slow R50 backbone and differ only in the projection head and in how th
 head output is post-processed; one is PyTorchVideo's supervised Slow R50; one is DPC.
 Everything downstream (which feature spaces to write, which input protocol to use,
 how to read a checkpoint) is decided from this table, so adding a model means adding
-one row here rather than branching on names elsewhere.
+one row here rather than branching on names elsewhere. Three more methods open the
+tool to other models: ``torchvision`` and ``pytorchvideo`` (every video classifier of
+those libraries, chosen by the ``arch`` option, see :mod:`dimcollapse.models.archs`)
+and ``custom`` (a user's own builder function).
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
-Family = Literal["slow_r50", "dpc"]
-CheckpointFormat = Literal["pytorchvideo", "slowfast", "dpc"]
+Family = Literal["slow_r50", "dpc", "torchvision", "pytorchvideo", "custom"]
+CheckpointFormat = Literal["pytorchvideo", "slowfast", "dpc", "torchvision", "pytorchvideo_hub", "state_dict"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,7 @@ class MethodInfo:
     family: Family
     spaces: tuple[str, ...]
     checkpoint_format: CheckpointFormat
-    default_protocol: Literal["paper", "dpc"]
+    default_protocol: Literal["paper", "slowfast_test", "dpc"]
     contrastive_type: str | None = None
     normalize_embedding: bool = False
     normalize_eps: float = 0.0
@@ -89,8 +92,17 @@ METHODS: Mapping[str, MethodInfo] = MappingProxyType(
             default_head=HeadSpec(dim_out=256, num_layers=2, mlp_dim=4096, bn=True),
         ),
         "DPC": MethodInfo("DPC", "dpc", _REP, "dpc", "dpc"),
+        # Families beyond the paper: the architecture is the ``arch`` option (see
+        # :mod:`dimcollapse.models.archs`, which also holds each arch's own protocol) or,
+        # for ``custom``, whatever the user's ``builder`` returns.
+        "torchvision": MethodInfo("torchvision", "torchvision", _REP, "torchvision", "paper"),
+        "pytorchvideo": MethodInfo("pytorchvideo", "pytorchvideo", _REP, "pytorchvideo_hub", "paper"),
+        "custom": MethodInfo("custom", "custom", _REP, "state_dict", "paper"),
     }
 )
+
+#: Methods of the paper (fixed architectures with their original checkpoint formats).
+PAPER_METHODS: tuple[str, ...] = ("supervised", "SimCLR", "MoCo", "SwAV", "BYOL", "DPC")
 
 
 def canonical_method(name: str) -> str:

@@ -1,0 +1,338 @@
+"""The clip-level, content-addressed feature store: compute each clip once.
+
+Features are stored per clip under a key of everything that decides their numbers, so
+that an extraction job computes only clips the store lacks. Touching videos, copying a
+dataset, changing the number of shards, adding videos or renaming a model instance
+reuse what was computed; a new checkpoint, sampling, precision or numerics version does
+not (see :func:`instance_identity` and :func:`clip_keys`).
+
+Layout (``results/store/`` in the workflow)::
+
+    <instance key>/             one model instance × sampling × precision × numerics version
+        instance.json           what the key stands for (for people; never read back)
+        data/<segment>.npz      immutable: features of some clips, one array per space
+        keys/<name>.npz         the index: clip keys → (segment, position), ok flags
+
+*Entries* are grouped per instance key directory; inside it a clip is keyed by
+:func:`clip_keys` (its video's content hash, duration and fps). An entry holds one vector
+per feature space (``representation``, ``embedding``, ``layer.<module>``, per-view
+``<space>_views``...): a lookup that asks for a space the entry's segment lacks treats
+the clip as missing, and computing it again writes a new entry with every space. A
+video that failed to decode is stored too (with its stage and error), so reruns do not
+try it again.
+
+Safety without locks (several shards and Slurm jobs on a shared file system write at
+once): a segment is written under a unique name and published by an atomic rename of
+its data file first, then of its keys file; readers only list keys files, so a killed
+writer leaves nothing they can see half-written (at most a ``.tmp`` file or a data file
+that no key points to). Files are never modified after publication. Compaction merges
+keys files into one, writing the merged file before deleting the ones it read, so
+concurrent readers and compactors at worst see an entry twice (lookups take any one:
+equal keys mean equal numbers). Opening reads only keys files, 16 bytes plus a few per
+clip: about 25 MB for 10⁶ clips once compacted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dimcollapse.atomic import atomic_path, unique_name, write_json
+from dimcollapse.extraction.numerics import NUMERICS_VERSION
+from dimcollapse.extraction.shards import ShardResult
+from dimcollapse.failures import Failure
+
+log = logging.getLogger(__name__)
+
+KEY_BYTES = 16
+KEY_DTYPE = f"S{KEY_BYTES}"
+#: Compact an instance's keys files into one when a job finds at least this many.
+COMPACT_AT = 32
+_DATA, _KEYS = "data", "keys"
+
+
+# ------------------------------------------------------------------------------- keys
+def clip_keys(content: Sequence[str], duration: Sequence[float], fps: Sequence[float]) -> np.ndarray:
+    """Store keys of manifest rows: BLAKE2b-128 of (content hash, duration, fps).
+
+    Duration and fps decide which frames a protocol selects; they are included so that
+    a change in how the manifest measures them can never reuse clips sampled differently.
+    """
+    keys = [
+        hashlib.blake2b(f"{c}\0{float(d)!r}\0{float(f)!r}".encode(), digest_size=KEY_BYTES).digest()
+        for c, d, f in zip(content, duration, fps)
+    ]
+    return np.array(keys, dtype=KEY_DTYPE).reshape(len(keys))
+
+
+def batch_context_keys(keys: np.ndarray, batch_size: int) -> np.ndarray:
+    """Keys of clips whose features depend on their batch: the clip plus its whole block.
+
+    Row ``r`` belongs to the block of rows ``[⌊r/B⌋·B, ⌊r/B⌋·B + B)`` (cut at the end of
+    the manifest); the key hashes the clip's own key and the keys of the block in order.
+    """
+    raw = np.ascontiguousarray(np.asarray(keys, dtype=KEY_DTYPE)).view(np.uint8).reshape(-1, KEY_BYTES)
+    out = []
+    for start in range(0, len(raw), batch_size):
+        block = raw[start : start + batch_size]
+        context = block.tobytes()
+        out += [hashlib.blake2b(b"batch\0" + k.tobytes() + context, digest_size=KEY_BYTES).digest() for k in block]
+    return np.array(out, dtype=KEY_DTYPE).reshape(len(out))
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file (checkpoints, model config files), streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def instance_identity(job: Mapping[str, Any], checkpoint: str | None, *, clip_cache: bool = False) -> dict[str, Any]:
+    """Everything about a job that decides the numbers of a clip's features.
+
+    ``job`` is the extract rule's ``extraction_params``. The checkpoint counts by its
+    SHA-256 (not its path or mtime) and a model config file by its content; the instance
+    name, label, shards, batch size, device, workers and threads are left out (the latter
+    three only change float rounding; see the README). So is the ``layers`` build option:
+    which layers are read does not change any number, and a layer's features are one more
+    space of the clip's entries (a lookup asking for a layer an entry lacks misses).
+    """
+    model = job["model"]
+    config = model.get("config")
+    return {
+        "method": model["method"],
+        "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None,
+        "config_sha256": file_sha256(config) if config and Path(config).is_file() else config,
+        "build_options": {k: v for k, v in job["build_options"].items() if k != "layers"},
+        "protocol": job["protocol"],
+        # the clip cache stores frames scaled to uint8, which can differ from decoding on the fly
+        "frames": "clip cache" if clip_cache else "decoded",
+        "precision": job["precision"],
+        "numerics_version": NUMERICS_VERSION,
+    }
+
+
+def identity_key(identity: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+# ------------------------------------------------------------------------------ store
+@dataclass
+class Lookup:
+    """Where the store holds each queried clip: ``found`` rows and their locations."""
+
+    found: np.ndarray  # bool per query
+    segment: np.ndarray  # int, index into ``segments`` (valid where found)
+    pos: np.ndarray  # int, row in the segment's arrays
+    segments: list[str]
+
+
+class InstanceStore:
+    """The entries of one instance key (see the module docstring)."""
+
+    def __init__(self, directory: str | os.PathLike[str], identity: Mapping[str, Any] | None = None) -> None:
+        self.dir = Path(directory)
+        (self.dir / _DATA).mkdir(parents=True, exist_ok=True)
+        (self.dir / _KEYS).mkdir(parents=True, exist_ok=True)
+        description = self.dir / "instance.json"
+        if identity is not None and not description.exists():
+            write_json(description, dict(identity))
+
+    # -------------------------------------------------------------------- reading
+    def _keys_files(self) -> list[Path]:
+        return sorted((self.dir / _KEYS).glob("*.npz"))
+
+    def _read_index(self, files: Sequence[Path]) -> tuple[list[dict[str, np.ndarray]], list[Path]]:
+        parts, read = [], []
+        for f in files:
+            try:
+                with np.load(f, allow_pickle=False) as data:
+                    parts.append({k: data[k] for k in ("keys", "seg", "pos", "ok", "segments", "spaces")})
+                read.append(f)
+            except FileNotFoundError:
+                continue  # merged into another keys file by a concurrent compaction
+            except (OSError, ValueError, KeyError) as err:
+                log.warning("feature store: ignoring unreadable index file %s (%s); its clips are recomputed", f, err)
+        return parts, read
+
+    def lookup(self, keys: np.ndarray, spaces: Sequence[str]) -> Lookup:
+        """Locate ``keys`` among entries that hold every one of ``spaces`` (or a failure)."""
+        parts, _ = self._read_index(self._keys_files())
+        segments: list[str] = []
+        all_keys, all_seg, all_pos = [], [], []
+        wanted = set(spaces)
+        for p in parts:
+            has = np.array([wanted <= set(json.loads(str(s))) for s in p["spaces"]], bool)
+            usable = p["ok"] == 0
+            if len(has):
+                usable = usable | has[p["seg"]]
+            all_keys.append(p["keys"][usable])
+            all_seg.append(p["seg"][usable].astype(np.int64) + len(segments))
+            all_pos.append(p["pos"][usable])
+            segments += [str(s) for s in p["segments"]]
+        query = np.asarray(keys, dtype=KEY_DTYPE)
+        k = np.concatenate(all_keys) if all_keys else np.zeros(0, KEY_DTYPE)
+        if not len(k):
+            none = np.zeros(len(query), np.int64)
+            return Lookup(np.zeros(len(query), bool), none, none, segments)
+        order = np.argsort(k, kind="stable")  # near-linear on a compacted (sorted) index
+        k = k[order]
+        at = _search(k, query)
+        found = k[at] == query
+        seg = np.concatenate(all_seg)[order][at]
+        pos = np.concatenate(all_pos)[order][at]
+        return Lookup(found, seg, pos, segments)
+
+    def read(self, lookup: Lookup, rows: np.ndarray, ids: Sequence[str], paths: Sequence[str],
+             spaces: Sequence[str]) -> tuple[ShardResult, np.ndarray]:
+        """The stored entries of the found ``rows`` (manifest positions of the queries).
+
+        Returns them as a :class:`ShardResult` (failures carry this manifest's id and path)
+        and the rows whose segment could not be read (to be computed again).
+        """
+        out_rows, ok, short, failures, unreadable = [], [], [], [], []
+        feats: dict[str, list[np.ndarray]] = {s: [] for s in spaces}
+        found = np.flatnonzero(lookup.found)
+        for seg in np.unique(lookup.segment[found]):
+            sel = found[lookup.segment[found] == seg]
+            name = lookup.segments[seg]
+            try:
+                with np.load(self.dir / _DATA / f"{name}.npz", allow_pickle=False) as data:
+                    pos = lookup.pos[sel]
+                    seg_ok = data["ok"][pos]
+                    seg_short = data["short"][pos]
+                    errors = data["error"][pos]
+                    stages = data["stage"][pos]
+                    # A space the segment lacks can only be asked of its failures (see lookup).
+                    seg_feats = {s: data[f"feat_{s}"][pos] if f"feat_{s}" in data.files
+                                 else np.zeros((len(sel), 0), np.float32) for s in spaces}
+            except (OSError, ValueError, KeyError) as err:
+                log.warning("feature store: segment %s unreadable (%s); %d clips are recomputed", name, err, len(sel))
+                unreadable.append(rows[sel])
+                continue
+            for s in spaces:
+                # A failures-only segment has width-0 features; real widths come from others.
+                feats[s].append(seg_feats[s] if seg_ok.any() else np.zeros((len(sel), 0), np.float32))
+            out_rows.append(rows[sel])
+            ok.append(seg_ok)
+            short.append(seg_short)
+            failures += [Failure(ids[r], paths[r], str(st), str(e))
+                         for r, good, st, e in zip(rows[sel], seg_ok, stages, errors) if not good]
+        if not out_rows:
+            empty = ShardResult(np.zeros(0, np.int64), np.zeros(0, bool), {s: np.zeros((0, 0), np.float32) for s in spaces}, [])
+            return empty, np.concatenate(unreadable) if unreadable else np.zeros(0, np.int64)
+        dims = {s: max(a.shape[1] for a in feats[s]) for s in spaces}
+        features = {s: np.concatenate([a if a.shape[1] == dims[s] else np.zeros((len(a), dims[s]), np.float32)
+                                       for a in feats[s]]) for s in spaces}
+        result = ShardResult(np.concatenate(out_rows).astype(np.int64), np.concatenate(ok), features, failures,
+                             np.concatenate(short))
+        return result, np.concatenate(unreadable) if unreadable else np.zeros(0, np.int64)
+
+    # -------------------------------------------------------------------- writing
+    def add(self, keys: np.ndarray, result: ShardResult, ids: Sequence[str]) -> str:
+        """Publish the clips of ``result`` as one new segment.
+
+        ``keys`` and ``ids`` (the manifest ids, which name failure records) are in the
+        order of ``result.rows``.
+        """
+        keys = np.asarray(keys, dtype=KEY_DTYPE)
+        if not len(keys) == len(ids) == len(result.rows):
+            raise ValueError(f"{len(keys)} keys and {len(ids)} ids for {len(result.rows)} clips")
+        name = unique_name("seg")
+        by_id = {f.id: f for f in result.failures}
+        stage = [by_id[i].stage if not good else "" for i, good in zip(ids, result.ok)]
+        error = [by_id[i].error if not good else "" for i, good in zip(ids, result.ok)]
+        stage, error = np.array(stage, dtype=str), np.array(error, dtype=str)
+        arrays = {"ok": result.ok, "short": result.short, "stage": stage, "error": error,
+                  **{f"feat_{s}": np.ascontiguousarray(v, np.float32) for s, v in result.features.items()}}
+        with atomic_path(self.dir / _DATA / f"{name}.npz", suffix=".npz") as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        self._write_keys(name, {
+            "keys": keys, "seg": np.zeros(len(keys), np.int32), "pos": np.arange(len(keys), dtype=np.int32),
+            "ok": result.ok.astype(bool), "segments": np.array([name]),
+            "spaces": np.array([json.dumps(sorted(result.features))]),
+        })
+        return name
+
+    def _write_keys(self, name: str, arrays: Mapping[str, np.ndarray]) -> None:
+        with atomic_path(self.dir / _KEYS / f"{name}.npz", suffix=".npz") as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    def compact(self, at_least: int = COMPACT_AT) -> bool:
+        """Merge the keys files into one when there are ``at_least`` of them.
+
+        Data segments are left as they are (rewriting features would cost I/O for
+        nothing: opening the store only reads keys).
+        """
+        files = self._keys_files()
+        if len(files) < max(at_least, 2):
+            return False
+        parts, read = self._read_index(files)
+        if len(read) < 2:
+            return False
+        names = np.concatenate([p["segments"].astype(str) for p in parts])
+        spaces = np.concatenate([p["spaces"].astype(str) for p in parts])
+        # Concurrent compactions can leave the same entries in two files: keep one copy.
+        segments, first, inverse = np.unique(names, return_index=True, return_inverse=True)
+        offsets = np.cumsum([0] + [len(p["segments"]) for p in parts])
+        keys = np.concatenate([p["keys"] for p in parts])
+        seg = np.concatenate([inverse[p["seg"].astype(np.int64) + o] for p, o in zip(parts, offsets)]).astype(np.int32)
+        pos = np.concatenate([p["pos"] for p in parts])
+        ok = np.concatenate([p["ok"] for p in parts])
+        order = np.lexsort((pos, seg, keys))  # sorted by key: the next lookup sorts in linear time
+        keys, seg, pos, ok = keys[order], seg[order], pos[order], ok[order]
+        keep = np.ones(len(keys), bool)
+        keep[1:] = (keys[1:] != keys[:-1]) | (seg[1:] != seg[:-1]) | (pos[1:] != pos[:-1])
+        self._write_keys(unique_name("index"), {
+            "keys": keys[keep], "seg": seg[keep], "pos": pos[keep], "ok": ok[keep],
+            "segments": segments, "spaces": spaces[first],
+        })
+        for f in read:
+            f.unlink(missing_ok=True)
+        log.info("feature store %s: merged %d index files (%d entries)", self.dir.name, len(read), int(keep.sum()))
+        return True
+
+
+def _high_words(keys: np.ndarray) -> np.ndarray:
+    """The first 8 bytes of each key as a big-endian integer (same order as the bytes)."""
+    return np.frombuffer(np.ascontiguousarray(keys).tobytes(), dtype=">u8")[::2].astype(np.uint64)
+
+
+def _search(sorted_keys: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """``np.searchsorted(sorted_keys, query)`` clipped to valid positions, done on integers.
+
+    Searching 16-byte strings is slow (1.5 s for 10⁶ in 10⁶); the first 8 bytes as an
+    integer give the same answer whenever they differ, and the rare queries that share
+    them with a different stored key are searched again on the full key.
+    """
+    if len(sorted_keys) == 0:
+        return np.zeros(len(query), np.int64)
+    high = _high_words(sorted_keys)
+    qhigh = _high_words(query)
+    order = np.argsort(qhigh)  # sorted queries search about twice as fast (memory locality)
+    at = np.empty(len(query), np.int64)
+    at[order] = np.minimum(np.searchsorted(high, qhigh[order]), len(sorted_keys) - 1)
+    tie = (high[at] == qhigh) & (sorted_keys[at] != query)
+    if tie.any():
+        at[tie] = np.minimum(np.searchsorted(sorted_keys, query[tie]), len(sorted_keys) - 1)
+    return at
+
+
+class FeatureStore:
+    """The store root: one :class:`InstanceStore` per instance key."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def instance(self, identity: Mapping[str, Any]) -> InstanceStore:
+        return InstanceStore(self.root / identity_key(identity), identity)

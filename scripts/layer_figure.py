@@ -1,0 +1,9 @@
+"""Script of rule `layer_figure`: see dimcollapse.stages.layer_figure."""
+
+import sys
+
+if __name__ == "__main__":  # worker processes (spawn) re-import this file: run only once
+    sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821 - the package sits beside scripts/
+    from dimcollapse import stages
+
+    stages.layer_figure(snakemake)  # noqa: F821
