@@ -280,11 +280,14 @@ def _check_known(key: str, chosen: Iterable[str], known: Mapping[str, Any]) -> N
 _CLIP = {"frames": "frames", "crop_size": "crop_size"}
 _PROTOCOL_TO_MODEL = {
     "slow_r50": _CLIP,
-    "dpc": {"crop_size": "sample_size", "num_seq": "num_seq", "seq_len": "seq_len"},
+    "dpc": {"input_size": "sample_size", "num_seq": "num_seq", "seq_len": "seq_len"},
     "torchvision": _CLIP,
     "pytorchvideo": _CLIP,
     "custom": _CLIP,
 }
+#: Model options that set a protocol field (``sample_size`` is the DPC crop unless the
+#: protocol resizes the crop with ``output_size``, as for the UCF101 R18-128 model).
+_MODEL_TO_PROTOCOL = {"dpc": {"sample_size": "crop_size", "num_seq": "num_seq", "seq_len": "seq_len"}}
 
 
 def job_protocol(config: Mapping[str, Any], dataset: str, model: ModelInstance) -> Protocol:
@@ -305,7 +308,7 @@ def job_protocol(config: Mapping[str, Any], dataset: str, model: ModelInstance) 
     overrides.update(config.get("protocols", {}).get(model.protocol, {}))
     overrides.update(config["datasets"][dataset].get("protocols", {}).get(model.protocol, {}))
     if model.family == "dpc":
-        to_protocol = {opt: name for name, opt in _PROTOCOL_TO_MODEL["dpc"].items()}
+        to_protocol = _MODEL_TO_PROTOCOL["dpc"]
         overrides.update({to_protocol[k]: v for k, v in model.options.items() if k in to_protocol})
     overrides.update(model.protocol_options)
     try:

@@ -55,7 +55,7 @@ rule clip_cache:
         failures="results/clips/{dataset}/{pkey}.failures.csv",
     params:
         on_error=EXTRACTION["on_error"],
-        code=code("data/video.py", "data/clips.py", "data/protocols.py"),
+        code=code("data/video.py", "data/slowfast.py", "data/clips.py", "data/protocols.py"),
     log:
         "logs/clip_cache/{dataset}/{pkey}.log",
     benchmark:

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import av
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -75,7 +76,7 @@ def test_cache_build_then_read_equals_on_the_fly(tmp_path: Path, manifest: pd.Da
 
     cache = ClipCache(cache_dir)
     assert [e.ok for e in cache.entries] == [True, False, True, False, True]
-    assert cache.entries[0].shape == (8, 528, 720, 3)  # native resolution, 8 selected frames
+    assert cache.entries[0].shape == (8, 256, 349, 3)  # 8 selected frames at the scaled size (from 528×720)
     assert [e.short for e in cache.entries] == [False, False, True, False, False]  # tree: < 8 frames/window
     meta = json.loads((cache_dir / "meta.json").read_text())
     assert meta["data_bytes"] == sum(e.nbytes for e in cache.entries) == (cache_dir / "frames.u8").stat().st_size
@@ -85,7 +86,11 @@ def test_cache_build_then_read_equals_on_the_fly(tmp_path: Path, manifest: pd.Da
     for i in (0, 2, 4):
         a, b = fly[i], cached[i]
         assert a["ok"] and b["ok"] and a["short"] == b["short"]
-        assert a["video"].shape == (1, 3, 8, 224, 224) and torch.equal(a["video"], b["video"])
+        assert a["video"].shape == b["video"].shape == (1, 3, 8, 224, 224)
+        # the cache rounds frames scaled down to uint8: at most half a grey level apart;
+        # tree.avi (320×240, below the scaled size) is stored as decoded, exactly
+        gap = (a["video"] - b["video"]).abs().max().item()
+        assert (gap == 0) if i == 2 else (0 < gap <= 0.5 / 255 / min(paper.std) + 1e-6)
         row = manifest.iloc[i]
         start = clip_starts(paper, row.duration, fps=row.fps, video_id=row.id)[0]
         assert torch.equal(a["video"][0], load_clip(row.path, start))
@@ -162,7 +167,9 @@ def test_resume_redecodes_rows_whose_frames_did_not_reach_the_file(
     build_clip_cache(manifest, "paper", tmp_path / "c", workers=0)
     assert decoded == ["tree.avi", "vtest.avi"]
     cache = ClipCache(tmp_path / "c")
-    assert torch.equal(ClipDataset(manifest, "paper", cache=cache)[2]["video"], ClipDataset(manifest, "paper")[2]["video"])
+    paper = resolve_protocol("paper")
+    frames, _ = clips.decode_row(clips.as_rows(manifest)[2], paper)
+    assert np.array_equal(cache.frames(2), clips.cache_frames(frames, paper))
 
 
 def test_rebuild_replaces_a_cache_of_other_rows(tmp_path: Path, manifest: pd.DataFrame) -> None:
@@ -175,11 +182,16 @@ def test_rebuild_replaces_a_cache_of_other_rows(tmp_path: Path, manifest: pd.Dat
 def test_slowfast_and_dpc_items(tmp_path: Path, manifest: pd.DataFrame) -> None:
     rows = manifest.iloc[[2]]  # tree.avi: small frames, so 30 views stay cheap
     sf = ClipDataset(rows, "slowfast_test")[0]
-    assert sf["ok"] and sf["video"].shape == (30, 3, 8, 256, 256) and sf["short"]
+    # tree.avi's windows find no frame at SlowFast's pts (its header claims 444 frames, 68
+    # decode), so SlowFast decodes the whole video and places each window on it: no repeats
+    assert sf["ok"] and sf["video"].shape == (30, 3, 8, 256, 256) and not sf["short"]
     build_clip_cache(rows, "slowfast_test", tmp_path / "sf", workers=0)
+    # frames scaled by FFmpeg while decoding (SlowFast's torchvision backend): the cache is exact
     assert torch.equal(ClipDataset(rows, "slowfast_test", cache=tmp_path / "sf")[0]["video"], sf["video"])
     dpc = ClipDataset(rows, "dpc")[0]
     assert dpc["ok"] and dpc["video"].shape == (1, 5, 3, 5, 224, 224)
+    build_clip_cache(rows, "dpc", tmp_path / "dpc", workers=0)  # DPC scales in uint8 too: exact
+    assert torch.equal(ClipDataset(rows, "dpc", cache=tmp_path / "dpc")[0]["video"], dpc["video"])
 
 
 def test_loader_with_two_workers_reports_failures_and_keeps_order(manifest: pd.DataFrame, monkeypatch) -> None:
@@ -214,3 +226,65 @@ def test_rows_need_the_manifest_columns() -> None:
         ClipDataset(pd.DataFrame({"id": ["a"], "path": ["/x.mp4"]}), "paper")
     failure = Failure("a", "/x", "decode", "boom")
     assert clips.CacheEntry("a", "/x", False, False, 0, (0, 0, 0, 0), "boom").failure() == failure
+
+
+def test_cache_stores_scaled_frames_within_the_byte_bound(tmp_path: Path, manifest: pd.DataFrame) -> None:
+    rows = manifest.iloc[[0, 4]].assign(width=[720, 768], height=[528, 576], frames=[270, 795])
+    paper = resolve_protocol("paper")
+    build_clip_cache(rows, paper, tmp_path / "c", workers=0)
+    cache = ClipCache(tmp_path / "c")
+    for entry, row in zip(cache.entries, clips.as_rows(rows)):
+        h, w = entry.shape[1:3]
+        assert min(h, w) == 256 and entry.nbytes == 8 * h * w * 3  # ≤ 1.25 × T·h·w·3, at the scaled size
+        assert entry.shape == clips.stored_shape(row, paper)  # the estimate is what gets stored
+    meta = json.loads((tmp_path / "c" / "meta.json").read_text())
+    assert meta["data_bytes"] == clips.estimate_cache_bytes(clips.as_rows(rows), paper)[0]
+    # a source smaller than the scaled size (tree.avi, 320×240) is stored as decoded: exact
+    small = manifest.iloc[[2]].assign(width=[320], height=[240], frames=[68])
+    build_clip_cache(small, paper, tmp_path / "s", workers=0)
+    entry = ClipCache(tmp_path / "s").entries[0]
+    assert entry.shape == (8, 240, 320, 3) == clips.stored_shape(clips.as_rows(small)[0], paper)
+    assert torch.equal(ClipDataset(small, paper, cache=tmp_path / "s")[0]["video"], ClipDataset(small, paper)[0]["video"])
+
+
+def test_full_disk_stops_before_writing_naming_path_need_and_free(
+    tmp_path: Path, manifest: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dimcollapse import diskspace
+
+    rows = manifest.iloc[[0, 4]].assign(width=[720, 768], height=[528, 576], frames=[270, 795])
+    need = clips.estimate_cache_bytes(clips.as_rows(rows), resolve_protocol("paper"))[0]
+    assert need == 8 * 256 * 349 * 3 + 8 * 256 * 341 * 3
+    monkeypatch.setattr(diskspace, "free_bytes", lambda path: need - 1)
+    decoded = count_decodes(monkeypatch)
+    with pytest.raises(diskspace.InsufficientSpace) as err:
+        build_clip_cache(rows, "paper", tmp_path / "c", workers=0)
+    message = str(err.value)
+    assert message.startswith(f"{tmp_path / 'c'}: the clip cache of 2 videos needs about 4.2 MB ({need} bytes)")
+    assert f"only 4.2 MB ({need - 1} bytes) is free" in message
+    assert decoded == [] and not (tmp_path / "c").exists() and not list(tmp_path.glob(".c*"))
+    monkeypatch.setattr(diskspace, "free_bytes", lambda path: need)
+    assert build_clip_cache(rows, "paper", tmp_path / "c", workers=0) == []
+
+
+def test_free_bytes_of_a_path_not_created_yet(tmp_path: Path) -> None:
+    from dimcollapse.diskspace import free_bytes
+
+    assert free_bytes(tmp_path / "a" / "b" / "c") == free_bytes(tmp_path) > 0
+
+
+def test_uint8_scaling_does_not_depend_on_the_thread_count() -> None:
+    """torch's bilinear kernel differs in the last bit between thread counts; rounded to
+    uint8 that would be a grey level, so the stored frames are scaled on one thread."""
+    frames = torch.randint(0, 256, (4, 120, 160, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    paper = resolve_protocol("paper", side_size=64, crop_size=64)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = clips.cache_frames(frames.numpy(), paper)
+        torch.set_num_threads(4)
+        four = clips.cache_frames(frames.numpy(), paper)
+        assert torch.get_num_threads() == 4  # restored
+    finally:
+        torch.set_num_threads(threads)
+    assert one.shape == (4, 64, 85, 3) and np.array_equal(one, four)

@@ -45,9 +45,12 @@ def test_protocol_and_build_options_agree() -> None:
     assert (p.frames, p.rate, p.crop_size) == (16, 4, 160)
     assert build_options(models["byol_t4_16x4"], p) == {"frames": 16, "crop_size": 160}
     dpc = job_protocol(cfg, "hmdb51", models["dpc_r18"])
-    assert (dpc.crop_size, dpc.side_size, dpc.downsample) == (128, 150, 1)  # dataset override: HMDB51 downsample 1
-    assert build_options(models["dpc_r18"], dpc)["sample_size"] == 128
-    assert job_protocol(cfg, "ucf101", models["dpc_r34"]).downsample == 3
+    # HMDB51: downsample 1 and DPC's 240-px frames; R18-128: centre crop 224, then 128
+    assert (dpc.crop_size, dpc.output_size, dpc.side_size, dpc.downsample) == (224, 128, 240, 1)
+    assert build_options(models["dpc_r18"], dpc)["sample_size"] == 128 and dpc.clip_shape[-1] == 128
+    ucf = job_protocol(cfg, "ucf101", models["dpc_r34"])
+    assert (ucf.downsample, ucf.side_size, ucf.crop_size, ucf.output_size) == (3, 240, 224, None)
+    assert job_protocol(cfg, "kinetics400", models["dpc_r34"]).side_size == 256
 
 
 def test_bad_protocol_option_names_model_and_dataset() -> None:

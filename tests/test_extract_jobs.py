@@ -106,6 +106,7 @@ def test_any_number_of_shards_gives_byte_identical_features(
     spaces = instance(name).spaces
     reference = references[name]
     assert reference.ok.all() and len(reference.rows) == N_VIDEOS
+    cached_reference: dict[str, np.ndarray] = {}
     for cached in (False, True):
         for k in (1, 2, 3) if cached else (2, 3):  # uncached K=1 is the reference itself
             paths = []
@@ -121,7 +122,22 @@ def test_any_number_of_shards_gives_byte_identical_features(
             for space in spaces:
                 got = merged(paths, dataset["manifest"], space)
                 assert got.dtype == np.float32 and got.shape[0] == N_VIDEOS
-                assert same_bytes(got, reference.features[space]), (name, space, f"cache={cached}", f"K={k}")
+                if not cached:
+                    assert same_bytes(got, reference.features[space]), (name, space, f"K={k}")
+                elif k == 1:
+                    # The cache stores frames scaled to the protocol's size in uint8. DPC scales
+                    # in uint8 itself (exact); the Slow protocols are within the cache's rounding.
+                    cached_reference[space] = got
+                    want = reference.features[space]
+                    if name == "dpc":
+                        assert same_bytes(got, want), (name, space)
+                    else:
+                        # (here 64-px frames from 160×120 sources, where half a grey level
+                        # weighs more than at the paper's 256 px: 2e-4 there, README)
+                        err = np.linalg.norm(got - want, axis=1) / np.linalg.norm(want, axis=1)
+                        assert 0 < err.max() <= 5e-3, (name, space, err.max())
+                else:
+                    assert same_bytes(got, cached_reference[space]), (name, space, "cache=True", f"K={k}")
     # The features are not trivially equal: every video has its own.
     rep = reference.features["representation"]
     assert len(np.unique(rep, axis=0)) == N_VIDEOS
@@ -415,8 +431,17 @@ def test_methods_keep_the_same_rows_when_videos_fail(
             features = np.load(out["features"])
             assert features.shape[0] == len(index) == N_VIDEOS - 1
             # Row i is video index.id[i]: it has that video's features from the clean run, to
-            # the bit (batches are always full, so other clips in a batch do not matter).
-            assert same_bytes(features, reference.features[space][clean_rows]), (name, space)
+            # the bit (batches are always full, so other clips in a batch do not matter) —
+            # except that SimCLR reads the clip cache here, whose uint8 frames add a small error.
+            want = reference.features[space][clean_rows]
+            if name == "simclr":
+                err = np.linalg.norm(features - want, axis=1) / np.linalg.norm(want, axis=1)
+                assert err.max() <= 5e-3, err.max()
+                # and each row is nearer to its own video than to any other (alignment)
+                dist = np.linalg.norm(features[:, None] - reference.features[space][None], axis=2)
+                assert dist.argmin(axis=1).tolist() == clean_rows
+            else:
+                assert same_bytes(features, want), (name, space)
             sidecar = json.loads(out["sidecar"].read_text())
             assert (sidecar["n"], sidecar["manifest_rows"], sidecar["failed"]) == (N_VIDEOS - 1, n, 2)
 

@@ -89,7 +89,8 @@ def test_manifest_of_sample_videos() -> None:
     assert tree.duration == pytest.approx(444 * 66667 / 1_000_000)
     assert tree.fps == pytest.approx(68 / tree.duration)
     mega = probe_video(SAMPLES / "Megamind.avi")  # B-frames: pts start at 1
-    assert mega == ProbeResult(duration=pytest.approx(270 / (2997 / 125)), fps=pytest.approx(23.976), frames=270)
+    assert mega == ProbeResult(duration=pytest.approx(270 / (2997 / 125)), fps=pytest.approx(23.976), frames=270,
+                               width=720, height=528)
     vtest = probe_video(SAMPLES / "vtest.avi")
     assert (vtest.frames, vtest.fps, vtest.duration) == (795, pytest.approx(10.0), pytest.approx(79.5))
     # Megamind_bugy.avi is a differently damaged XviD encode, but FFmpeg 8.1 decodes all

@@ -32,6 +32,11 @@ def test_presets_match_the_original_protocols() -> None:
     assert dpc.clip_shape == (5, 3, 5, 224, 224) and dpc.views == 1
     assert dpc.window_seconds(fps=25.0) == 75 / 25.0
     assert dpc.frames is None and paper.num_seq is None
+    # SlowFast's own decoding for slowfast_test (torchvision backend by default); DPC options off
+    assert (sf.backend, paper.backend) == ("torchvision", None)
+    assert (dpc.min_frames, dpc.jpeg_quality, dpc.output_size) == (None, None, None)
+    r18 = resolve_protocol("dpc", side_size=240, crop_size=224, output_size=128)
+    assert r18.input_size == 128 and r18.clip_shape == (5, 3, 5, 128, 128)
 
 
 def test_overrides_apply_and_are_coerced() -> None:
@@ -61,6 +66,16 @@ def test_overrides_apply_and_are_coerced() -> None:
         ("paper", {"resize": "cubic"}, "resize must be one of"),
         ("paper", {"seed": -1}, "seed must be a non-negative"),
         ("dpc", {"clip_position": "uniform"}, "one window per video"),
+        ("slowfast_test", {"backend": "decord"}, "backend must be one of"),
+        ("paper", {"backend": "pyav"}, "clip_position must be 'uniform'"),
+        ("slowfast_test", {"resize": "ffmpeg"}, "does not apply with backend"),
+        ("dpc", {"backend": "pyav"}, "'backend' does not apply"),
+        ("paper", {"jpeg_quality": 80}, "'jpeg_quality' does not apply"),
+        ("paper", {"min_frames": 76}, "'min_frames' does not apply"),
+        ("dpc", {"jpeg_quality": 0}, "jpeg_quality must be an integer from 1 to 100"),
+        ("dpc", {"jpeg_quality": 101}, "jpeg_quality must be an integer from 1 to 100"),
+        ("dpc", {"min_frames": 0}, "min_frames must be a positive integer"),
+        ("dpc", {"output_size": 12.5}, "output_size must be a positive integer"),
     ],
 )
 def test_bad_settings_raise_clear_errors(name: str, overrides: dict, message: str) -> None:
@@ -93,10 +108,19 @@ def test_sampling_key_is_shared_by_protocols_that_decode_the_same_frames() -> No
     assert sf.sampling_key != paper.sampling_key
     assert resolve_protocol("slowfast_test", spatial_views=1).sampling_key == sf.sampling_key
     assert resolve_protocol("paper", frames=16, rate=4).sampling_key != paper.sampling_key
-    # FFmpeg scaling happens before caching, so its size is part of the sampling
+    # the cache stores frames at the scaled size: the scale is part of the sampling, the crop not
     ff = resolve_protocol("paper", resize="ffmpeg")
     assert ff.sampling_key != paper.sampling_key
     assert resolve_protocol("paper", resize="ffmpeg", side_size=320).sampling_key != ff.sampling_key
+    assert resolve_protocol("paper", side_size=320).sampling_key != paper.sampling_key
+    assert resolve_protocol("paper", crop_size=160).sampling_key == paper.sampling_key
+    # the backend decides frames and scaling; DPC's frame rules and JPEG step change the frames
+    assert resolve_protocol("slowfast_test", backend="pyav").sampling_key != sf.sampling_key
+    dpc = resolve_protocol("dpc")
+    for change in (dict(min_frames=76), dict(jpeg_quality=80), dict(side_size=240)):
+        assert resolve_protocol("dpc", **change).sampling_key != dpc.sampling_key
+    r18 = resolve_protocol("dpc", output_size=128)
+    assert r18.sampling_key == dpc.sampling_key and r18.key != dpc.key
 
 
 def test_to_dict_is_json_and_round_trips() -> None:

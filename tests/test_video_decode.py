@@ -129,9 +129,10 @@ def test_paper_normalisation_values(tmp_path: Path) -> None:
     assert torch.allclose(custom[0, 0], torch.full((224, 224), (k / 255 - 0.5) / 0.25), atol=1e-5)
 
 
-def test_slowfast_test_views(tmp_path: Path) -> None:
+def test_uniform_views_with_pytorchvideo_sampling(tmp_path: Path) -> None:
+    """``slowfast_test`` with ``backend: null``: SlowFast's 30 views, PyTorchVideo's frame rule."""
     path = make_video(tmp_path / "cfr.mkv", cfr(250))
-    p = resolve_protocol("slowfast_test")
+    p = resolve_protocol("slowfast_test", backend=None)
     starts = [i * (10.0 - 64 / 30) / 10 for i in range(10)]
     d = read_frames(path, starts, p)
     assert d.frames.shape == (80, 48, 64, 3) and len(d.counts) == 10 and not d.short
@@ -143,7 +144,7 @@ def test_slowfast_test_views(tmp_path: Path) -> None:
     for c in range(3):
         assert torch.allclose(views[3 + c, 0, 0], torch.full((256, 256), (k / 255 - 0.45) / 0.225), atol=1e-5)
     # load_clip gives the centre crop of one window
-    clip = load_clip(path, starts[1], "slowfast_test")
+    clip = load_clip(path, starts[1], "slowfast_test", backend=None)
     assert torch.equal(clip, views[4])
 
 
@@ -254,3 +255,23 @@ def test_last_resort_decoding_from_the_start_when_seeking_fails(tmp_path: Path, 
     monkeypatch.setattr(av.container.InputContainer, "seek", broken_seek)
     got = read_frames(path, [6.0], resolve_protocol("paper"))
     assert got.pts == expected.pts and np.array_equal(got.frames, expected.frames)
+
+
+def test_load_views_is_the_pipelines_path() -> None:
+    """``load_views`` = the ClipDataset item of a manifest row (probe → clip start → decode)."""
+    from dimcollapse.data.clips import ClipDataset
+    from dimcollapse.data.probe import probe_video
+    from dimcollapse.data.protocols import clip_starts
+
+    path = VIDEOS / "tree.avi"
+    info = probe_video(path)
+    row = {"id": "tree", "path": str(path), "duration": info.duration, "fps": info.fps, "frames": info.frames}
+    for name in ("paper", "dpc", "slowfast_test"):
+        views = video.load_views(path, name)
+        item = ClipDataset([row], name)[0]
+        assert item["ok"] and torch.equal(views, item["video"]), name
+    assert video.load_views(path, "paper").shape == (1, 3, 8, 224, 224)
+    p = resolve_protocol("paper")
+    assert torch.equal(video.load_views(path, "paper")[0], load_clip(path, clip_starts(p, info.duration)[0]))
+    with pytest.raises(ValueError, match="use load_views"):
+        load_clip(path, 0.0, "slowfast_test")

@@ -5,12 +5,22 @@ Decoding is the bottleneck of feature extraction, and several methods share one 
 decodes a dataset once into a memory-mapped store of the *selected* frames, and every
 method's :class:`ClipDataset` reads from it.
 
-The cache stores frames **before** scaling and normalisation: scaling uint8 frames gives
-non-integer values, so a uint8 cache after scaling could not reproduce the on-the-fly clip
-to 1e-5, while the native-resolution frames reproduce it bit for bit. (With
-``resize="ffmpeg"`` FFmpeg's scaler already outputs uint8, so the scaled frames are stored.)
-The store therefore depends only on :attr:`Protocol.sampling_key`: protocols that differ
-only in crop or normalisation share it.
+The cache stores the selected frames **scaled to the protocol's short side** (uint8),
+before cropping and normalisation, so a clip costs ``T·h·w·3`` bytes at the scaled size
+``h×w`` (2.8 MB for 8 frames of 256×455) whatever the source resolution (a source smaller
+than that is stored at its own size, exactly), and a crop or
+normalisation change reuses it (the store depends only on :attr:`Protocol.sampling_key`,
+which covers the scale but not the crop). Where the original pipeline scales in uint8
+already (DPC's frame dumps, SlowFast's ``torchvision`` backend, ``resize="ffmpeg"``) the
+cached clip equals the on-the-fly clip bit for bit. Where it scales in float (``paper``,
+SlowFast's ``pyav`` backend), the cache rounds the scaled frames to uint8: the model input
+then differs from :func:`~dimcollapse.data.video.load_clip` by at most half a grey level
+(measured feature error in the README). Set ``extraction.clip_cache: false`` for
+bit-exact features.
+
+Before writing, :func:`build_clip_cache` estimates the bytes it needs from the manifest's
+frame sizes and stops with :class:`~dimcollapse.diskspace.InsufficientSpace` when the
+file system holds less.
 
 Layout of a cache directory (complete when, and only when, it exists under its final name):
 
@@ -47,13 +57,15 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from dimcollapse.atomic import write_json
+from dimcollapse.diskspace import ensure_free_space
 from dimcollapse.failures import Failure, VideoError
 from dimcollapse.data.protocols import Protocol, clip_starts, resolve_protocol
-from dimcollapse.data.video import STAGE, ensure_openable, frames_to_views, read_frames
+from dimcollapse.data.slowfast import torchvision_size
+from dimcollapse.data.video import STAGE, ensure_openable, frames_to_views, read_frames, scale_frames, scaled_size
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 DATA_FILE = "frames.u8"
 INDEX_FILE = "index.json"
 META_FILE = "meta.json"
@@ -64,16 +76,29 @@ ON_ERROR = ("skip", "fail")
 # ------------------------------------------------------------------------------ rows
 @dataclass(frozen=True)
 class Row:
-    """What the data layer needs from a manifest row."""
+    """What the data layer needs from a manifest row (``frames``/``width``/``height``
+    are ``None`` when unknown: they only serve ``min_frames`` and the disk estimate)."""
 
     id: str
     path: str
     duration: float
     fps: float
+    frames: int | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+class VideoExcluded(VideoError):
+    """A video the protocol leaves out by rule (e.g. DPC's ``min_frames``), not a broken one.
+
+    It is recorded as a failure with the reason, but never stops a build, even with
+    ``on_error: fail``.
+    """
 
 
 def as_rows(rows: Any) -> list[Row]:
-    """Manifest rows (a pandas DataFrame or mappings with ``id, path, duration, fps``)."""
+    """Manifest rows (a pandas DataFrame or mappings with ``id, path, duration, fps`` and
+    optionally ``frames, width, height``)."""
     if hasattr(rows, "to_dict") and hasattr(rows, "columns"):
         missing = {"id", "path", "duration", "fps"} - set(rows.columns)
         if missing:
@@ -89,8 +114,17 @@ def as_rows(rows: Any) -> list[Row]:
         missing = {"id", "path", "duration", "fps"} - set(r)
         if missing:
             raise ValueError(f"manifest row {i} is missing {sorted(missing)}")
-        out.append(Row(str(r["id"]), str(r["path"]), _float(r["duration"]), _float(r["fps"])))
+        out.append(Row(str(r["id"]), str(r["path"]), _float(r["duration"]), _float(r["fps"]),
+                       _int(r.get("frames")), _int(r.get("width")), _int(r.get("height"))))
     return out
+
+
+def _int(value: Any) -> int | None:
+    try:
+        out = int(value)
+    except (TypeError, ValueError):
+        return None
+    return out if out > 0 else None
 
 
 def _float(value: Any) -> float:
@@ -111,9 +145,19 @@ def rows_fingerprint(rows: Sequence[Row]) -> str:
 def decode_row(row: Row, protocol: Protocol) -> tuple[np.ndarray, bool]:
     """The protocol's uint8 frames for one manifest row and its short flag.
 
-    Raises :class:`VideoError` (stage ``decode``) for any problem, including a manifest row
-    whose duration is unusable.
+    Raises :class:`VideoExcluded` for a video the protocol's ``min_frames`` leaves out and
+    :class:`VideoError` (stage ``decode``) for any problem, including a manifest row whose
+    duration is unusable.
     """
+    if protocol.min_frames is not None and row.frames is not None and row.frames < protocol.min_frames:
+        raise VideoExcluded(
+            row.path, STAGE,
+            f"excluded: {row.frames} frames, fewer than min_frames={protocol.min_frames} "
+            f"(DPC drops videos of at most num_seq*seq_len*downsample frames)",
+        )
+    if protocol.backend is not None:  # SlowFast places its windows from the stream itself
+        decoded = read_frames(row.path, None, protocol)
+        return decoded.frames, decoded.short
     try:
         starts = clip_starts(protocol, row.duration, fps=row.fps, video_id=row.id)
     except ValueError as err:
@@ -121,6 +165,45 @@ def decode_row(row: Row, protocol: Protocol) -> tuple[np.ndarray, bool]:
         raise VideoError(row.path, STAGE, f"cannot place the clip: {err}") from None
     decoded = read_frames(row.path, starts, protocol)
     return decoded.frames, decoded.short
+
+
+def cache_frames(frames: np.ndarray, protocol: Protocol) -> np.ndarray:
+    """The frames as the clip cache stores them: scaled to the protocol's size (uint8),
+    unless the decoded frames are no larger than that (a source below the side size, or
+    frames the decoder already scaled): those are stored as they are, exactly."""
+    h, w = frames.shape[1:3]
+    nh, nw = scaled_size(h, w, protocol)
+    return frames if h * w <= nh * nw else scale_frames(frames, protocol)
+
+
+def stored_shape(row: Row, protocol: Protocol) -> tuple[int, int, int, int] | None:
+    """Shape of the frames the clip cache stores for ``row`` (``None`` without a frame size).
+
+    Frames per video × the smaller of the source size and the protocol's scaled size (the
+    decoder's own rounding), as :func:`cache_frames` stores them.
+    """
+    if row.width is None or row.height is None:
+        return None
+    if protocol.backend == "torchvision":
+        h, w = torchvision_size(row.height, row.width, protocol.side_size)
+    else:
+        h, w = scaled_size(row.height, row.width, protocol)
+    decoder_scales = protocol.family == "dpc" or protocol.backend == "torchvision" or protocol.resize == "ffmpeg"
+    if row.height * row.width <= h * w and not decoder_scales:
+        h, w = row.height, row.width
+    return (protocol.windows * protocol.frames_per_window, h, w, 3)
+
+
+def estimate_cache_bytes(rows: Sequence[Row], protocol: Protocol) -> tuple[int, int]:
+    """Bytes the clip cache of ``rows`` will hold, and how many rows had no frame size.
+
+    Rows without a size (manifests written before the probe recorded it) count at the
+    largest size among the others.
+    """
+    sizes = [stored_shape(r, protocol) for r in rows]
+    known = [int(np.prod(s)) for s in sizes if s is not None]
+    unknown = len(sizes) - len(known)
+    return sum(known) + unknown * max(known, default=0), unknown
 
 
 # ------------------------------------------------------------------------------ cache
@@ -135,6 +218,7 @@ class CacheEntry:
     offset: int
     shape: tuple[int, ...]
     error: str
+    excluded: bool = False  # left out by a protocol rule (min_frames), not broken
 
     @property
     def nbytes(self) -> int:
@@ -148,7 +232,7 @@ class CacheEntry:
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "CacheEntry":
         return cls(str(d["id"]), str(d["path"]), bool(d["ok"]), bool(d["short"]), int(d["offset"]),
-                   tuple(int(x) for x in d["shape"]), str(d["error"]))
+                   tuple(int(x) for x in d["shape"]), str(d["error"]), bool(d.get("excluded", False)))
 
     def failure(self) -> Failure:
         return Failure(self.id, self.path, STAGE, self.error)
@@ -224,15 +308,18 @@ def _read_progress(partial: Path, rows: Sequence[Row]) -> dict[int, CacheEntry]:
     return done
 
 
-def _decode_task(task: tuple[int, Row, Protocol]) -> tuple[int, np.ndarray | None, bool, str]:
+def _decode_task(task: tuple[int, Row, Protocol]) -> tuple[int, np.ndarray | None, bool, str, bool]:
+    """Decode one row into the frames the cache stores: ``(i, frames, short, error, excluded)``."""
     i, row, protocol = task
     try:
         frames, short = decode_row(row, protocol)
-        return i, frames, short, ""
+        return i, cache_frames(frames, protocol), short, "", False
+    except VideoExcluded as err:
+        return i, None, False, err.message, True
     except VideoError as err:
-        return i, None, False, err.message
+        return i, None, False, err.message, False
     except Exception as err:  # a bug or an unexpected library error must not stop the build
-        return i, None, False, f"{type(err).__name__}: {err}"
+        return i, None, False, f"{type(err).__name__}: {err}", False
 
 
 def _worker_init() -> None:
@@ -278,18 +365,26 @@ def build_clip_cache(
         pass
     else:
         failures = existing.failures()
-        if failures and on_error == "fail":
-            f = failures[0]
-            raise VideoError(f.path, f.stage, f.error)
+        broken = [e for e in existing.entries if not e.ok and not e.excluded]
+        if broken and on_error == "fail":
+            raise VideoError(broken[0].path, STAGE, broken[0].error)
         if progress:
             progress(len(rows), len(rows))
         return failures
 
     partial = final.parent / f".{final.name}.partial"
+    need, unknown = estimate_cache_bytes(rows, p)
+    if unknown:
+        log.warning("%s: %d of %d manifest rows have no frame size; the disk estimate counts them at "
+                    "the largest size", final, unknown, len(rows))
     start_meta = {"format": CACHE_FORMAT, "sampling_key": p.sampling_key, "rows_fingerprint": fingerprint}
     done: dict[int, CacheEntry] = {}
     meta_path = partial / META_FILE
-    if meta_path.is_file() and _same_build(meta_path, start_meta):
+    resumable = meta_path.is_file() and _same_build(meta_path, start_meta)
+    written_before = (partial / DATA_FILE).stat().st_size if resumable and (partial / DATA_FILE).exists() else 0
+    # before anything is written: a full disk should stop the build with a clear message
+    ensure_free_space(final, need - written_before, what=f"the clip cache of {len(rows)} videos")
+    if resumable:
         done = _read_progress(partial, rows)
     else:
         shutil.rmtree(partial, ignore_errors=True)
@@ -315,13 +410,13 @@ def build_clip_cache(
     results = _run(tasks, workers)
     with open(data_path, "r+b") as data, open(partial / PROGRESS_FILE, "a") as prog:
         data.seek(offset)
-        for i, frames, short, error in results:
+        for i, frames, short, error, excluded in results:
             row = rows[i]
             if frames is None:
-                if on_error == "fail":
+                if on_error == "fail" and not excluded:
                     results.close()  # stop the worker pool before raising
                     raise VideoError(row.path, STAGE, error)
-                entry = CacheEntry(row.id, row.path, False, False, 0, (0, 0, 0, 0), error)
+                entry = CacheEntry(row.id, row.path, False, False, 0, (0, 0, 0, 0), error, excluded)
             else:
                 frames = np.ascontiguousarray(frames, dtype=np.uint8)
                 data.write(frames.tobytes())
@@ -356,7 +451,7 @@ def _same_build(meta_path: Path, start_meta: Mapping[str, Any]) -> bool:
     return all(meta.get(k) == v for k, v in start_meta.items())
 
 
-def _run(tasks: list[tuple[int, Row, Protocol]], workers: int) -> Iterator[tuple[int, np.ndarray | None, bool, str]]:
+def _run(tasks: list[tuple[int, Row, Protocol]], workers: int) -> Iterator[tuple[int, np.ndarray | None, bool, str, bool]]:
     if workers == 0 or len(tasks) <= 1:
         for t in tasks:
             yield _decode_task(t)

@@ -39,9 +39,11 @@ from dimcollapse.failures import Failure, VideoError
 from dimcollapse.data.probe import STAGE as PROBE_STAGE
 from dimcollapse.data.probe import probe_many
 
-MANIFEST_COLUMNS: tuple[str, ...] = ("id", "path", "label", "label_name", "duration", "fps", "frames", "content")
+MANIFEST_COLUMNS: tuple[str, ...] = (
+    "id", "path", "label", "label_name", "duration", "fps", "frames", "width", "height", "content")
 _DTYPES = {"id": str, "path": str, "label": "int64", "label_name": str,
-           "duration": "float64", "fps": "float64", "frames": "int64", "content": str}
+           "duration": "float64", "fps": "float64", "frames": "int64", "width": "int64", "height": "int64",
+           "content": str}
 #: Failure stage of a video that probed fine but whose bytes could not be read for hashing.
 READ_STAGE = "read"
 ON_ERROR = ("skip", "fail")
@@ -78,7 +80,7 @@ def build_manifest(
             failures.append(Failure(rec.id, rec.path, PROBE_STAGE, result.message))
         else:
             rows.append((rec.id, rec.path, rec.label, rec.label_name,
-                         result.duration, result.fps, result.frames))
+                         result.duration, result.fps, result.frames, result.width, result.height))
     rows, unreadable = _with_content(rows, hash_cache, workers)
     failures += unreadable
     failures.sort(key=lambda f: (f.id, f.stage, f.path))

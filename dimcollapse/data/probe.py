@@ -15,6 +15,8 @@ and holds 68, so the numbers come from the packets themselves:
   stream without any timestamps falls back to the header durations.
 * ``fps``: ``frames / duration``, the mean rate actually present (variable-rate safe);
   for constant-rate files it equals the nominal rate.
+* ``width``, ``height``: the frame size of the stream (what the clip cache's disk estimate
+  scales from).
 
 A file is rejected (a :class:`~dimcollapse.failures.VideoError` with stage ``"probe"``
 and a message naming the problem) when it does not exist, is not a regular file, is
@@ -58,6 +60,8 @@ class ProbeResult:
     duration: float
     fps: float
     frames: int
+    width: int = 0
+    height: int = 0
 
 
 def _fail(path: str, message: str) -> VideoError:
@@ -152,7 +156,8 @@ def _probe_open(path: str, container: av.container.InputContainer) -> ProbeResul
         raise _fail(
             path, f"truncated: the header says {header:.2f} s but the packets end after {duration:.2f} s"
         )
-    return ProbeResult(duration=duration, fps=frames / duration, frames=frames)
+    return ProbeResult(duration=duration, fps=frames / duration, frames=frames,
+                       width=int(codec.width or stream.width or 0), height=int(codec.height or stream.height or 0))
 
 
 def _decodes(path: str, packet: av.Packet) -> bool:

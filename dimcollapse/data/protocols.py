@@ -13,20 +13,28 @@ frames are resized, cropped and normalised. Presets reproduce the original codeb
     without a seed; we default to the centre (``clip_position="centre"``) and offer
     ``"random"`` seeded per video.
 ``slowfast_test``
-    SlowFast's multi-view test protocol: ``temporal_views`` = 10 windows starting at
-    ``i * max(duration - window, 0) / 10`` s (SlowFast's ``get_start_end_idx`` with
-    ``use_offset=False``, expressed in seconds), ``spatial_views`` = 3 crops of 256
+    SlowFast's multi-view test protocol, decoded as SlowFast decodes it (``backend``):
+    ``temporal_views`` = 10 windows placed by SlowFast's own frame arithmetic
+    (:mod:`dimcollapse.data.slowfast`), ``spatial_views`` = 3 crops of 256
     (left/centre/right, or top/centre/bottom for portrait video; SlowFast's ``ceil``
     offsets) after scaling the short side to 256; mean 0.45, std 0.225.
+    ``backend="torchvision"`` (default; SlowFast's default since commit 99a655b, which
+    added the contrastive-SSL configs) scales while decoding with FFmpeg's area filter;
+    ``backend="pyav"`` is SlowFast's PyAV path at commit c4ecfa1 (full-size frames,
+    bilinear scaling after normalisation).
 ``dpc``
     DPC's input (Han et al. 2019, as the paper's ``dpc.py`` feeds it): ``num_seq`` = 5
     blocks of ``seq_len`` = 5 consecutive frames taken every ``downsample`` = 3 native
-    frames (no frame-rate conversion; use ``downsample=1`` for HMDB51 as DPC does), short
-    side ``side_size`` then a ``crop_size`` centre crop with DPC's ``int(round(.))``
-    offsets, ImageNet mean/std. DPC extracted frames with OpenCV at short side 240
-    (UCF101/HMDB51) or 256 (Kinetics "big") and the paper's transform is a centre crop of
-    ``sample_size`` (224, or 128 for the R18-128 models: then ``crop_size=128``,
-    ``side_size=150`` matches DPC's 150-pixel Kinetics frames). Default ``side_size`` 256.
+    frames (no frame-rate conversion; use ``downsample=1`` for HMDB51 as DPC does).
+    DPC trained and evaluated on uint8 frame dumps scaled to short side ``side_size``
+    (240 for UCF101/HMDB51, 256 for Kinetics; DPC's ``extract_frame.py``), so frames are
+    scaled and rounded to uint8 first, optionally JPEG round-tripped (``jpeg_quality``,
+    80 in DPC's dumps), then centre-cropped to ``crop_size`` with DPC's ``int(round(.))``
+    offsets and, when ``output_size`` is set, resized to it with nearest-neighbour
+    sampling (DPC's ``Scale``, PIL ``NEAREST``: the UCF101 R18-128 model saw
+    240 → crop 224 → 128); ImageNet mean/std. ``min_frames`` drops videos with fewer
+    frames, as DPC drops ``vlen <= num_seq*seq_len*downsample`` (76 with downsample 3,
+    26 with downsample 1).
 
 Every field can be overridden through :func:`resolve_protocol`; a name that is not a field,
 or a field that does not apply to the protocol's family, is rejected with a clear error.
@@ -50,16 +58,20 @@ SLOWFAST_STD = (0.225, 0.225, 0.225)
 
 # Bump when the meaning of a field changes in a way that changes pixels, so old caches
 # (named by Protocol.key / Protocol.sampling_key) are never reused by mistake.
-PIXEL_SEMANTICS_VERSION = 1
+PIXEL_SEMANTICS_VERSION = 2
 
 FAMILIES = ("slow", "dpc")
 CLIP_POSITIONS = ("centre", "random", "uniform")
 CROP_ROUNDINGS = ("round", "ceil")
 RESIZERS = ("torch", "ffmpeg")
+BACKENDS = ("torchvision", "pyav")
 
-# Fields that only make sense for one family; the others are None there.
+# Fields that only make sense for one family; the others are None there (the optional
+# ones, ``backend`` and the DPC extras, may be None in their own family too).
 _SLOW_ONLY = ("frames", "rate", "target_fps", "temporal_views", "spatial_views")
+_SLOW_OPTIONAL = ("backend",)
 _DPC_ONLY = ("num_seq", "seq_len", "downsample")
+_DPC_OPTIONAL = ("min_frames", "jpeg_quality", "output_size")
 # Fields fixed by the preset (they select code paths, not settings).
 _FIXED = ("name", "family")
 
@@ -69,8 +81,10 @@ class Protocol:
     """A complete, hashable description of how clips are sampled and normalised.
 
     Slow-family fields (``frames``, ``rate``, ``target_fps``, ``temporal_views``,
-    ``spatial_views``) are ``None`` for ``dpc``; DPC fields (``num_seq``, ``seq_len``,
-    ``downsample``) are ``None`` for the Slow family.
+    ``spatial_views``, ``backend``) are ``None`` for ``dpc``; DPC fields (``num_seq``,
+    ``seq_len``, ``downsample``, ``min_frames``, ``jpeg_quality``, ``output_size``) are
+    ``None`` for the Slow family. ``backend`` set means SlowFast's own decoding and
+    temporal sampling (``slowfast_test``); ``None`` is PyTorchVideo's (``paper``).
     """
 
     name: str
@@ -91,6 +105,10 @@ class Protocol:
     num_seq: int | None = None
     seq_len: int | None = None
     downsample: int | None = None
+    backend: str | None = None
+    min_frames: int | None = None
+    jpeg_quality: int | None = None
+    output_size: int | None = None
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -119,9 +137,14 @@ class Protocol:
         return self.windows * self.crops
 
     @property
+    def input_size(self) -> int:
+        """Height = width of one model input: ``output_size`` when set, else ``crop_size``."""
+        return int(self.output_size) if self.output_size is not None else self.crop_size
+
+    @property
     def clip_shape(self) -> tuple[int, ...]:
-        """Shape of one model input: (3, T, crop, crop) or (num_seq, 3, seq_len, crop, crop)."""
-        c = self.crop_size
+        """Shape of one model input: (3, T, size, size) or (num_seq, 3, seq_len, size, size)."""
+        c = self.input_size
         if self.family == "slow":
             return (3, int(self.frames), c, c)  # type: ignore[arg-type]
         return (int(self.num_seq), 3, int(self.seq_len), c, c)  # type: ignore[arg-type]
@@ -167,28 +190,30 @@ class Protocol:
 
     @property
     def sampling_key(self) -> str:
-        """Id of the *decoded frames* only (what the uint8 clip cache stores).
+        """Id of the *scaled uint8 frames* only (what the clip cache stores).
 
-        Protocols that differ only in crop size, normalisation or number of spatial crops
-        decode exactly the same frames, so they can share one clip cache.
+        It covers the frame choice and the short-side scaling (the cache stores frames
+        at the protocol's scaled size), not the crop, normalisation or number of spatial
+        crops: protocols that differ only in those share one clip cache, so a crop change
+        never decodes again.
         """
         return f"{self.family}-{_digest(self._sampling_fields())}"
 
     def _sampling_fields(self) -> dict[str, Any]:
-        keep = ["family", "clip_position", "resize", *_SLOW_ONLY, *_DPC_ONLY]
+        keep = ["family", "clip_position", "resize", "side_size", *_SLOW_ONLY, *_DPC_ONLY,
+                *_SLOW_OPTIONAL, "min_frames", "jpeg_quality"]
         keep.remove("spatial_views")
-        out = {k: getattr(self, k) for k in keep}
+        out = {k: getattr(self, k) for k in keep if getattr(self, k) is not None}
         if self.clip_position == "random":
             out["seed"] = self.seed
-        if self.resize == "ffmpeg":  # frames are stored already scaled by FFmpeg
-            out["side_size"] = self.side_size
         out["version"] = PIXEL_SEMANTICS_VERSION
         return out
 
     def _pixel_fields(self) -> dict[str, Any]:
         out = self._sampling_fields()
-        for k in ("side_size", "crop_size", "crop_rounding", "mean", "std", "spatial_views"):
-            out[k] = getattr(self, k)
+        for k in ("crop_size", "crop_rounding", "mean", "std", "spatial_views", "output_size"):
+            if getattr(self, k) is not None:
+                out[k] = getattr(self, k)
         return out
 
 
@@ -206,7 +231,8 @@ def _validate(p: Protocol) -> None:
     if not p.name or not all(ch.isalnum() or ch in "_-." for ch in p.name):
         raise bad("name must be a non-empty path-safe string (letters, digits, _ - .)")
     own, other = (_SLOW_ONLY, _DPC_ONLY) if p.family == "slow" else (_DPC_ONLY, _SLOW_ONLY)
-    for name in other:
+    other_optional = _DPC_OPTIONAL if p.family == "slow" else _SLOW_OPTIONAL
+    for name in (*other, *other_optional):
         if getattr(p, name) is not None:
             raise bad(f"setting {name!r} does not apply to the {p.family} family")
     for name in own:
@@ -224,6 +250,20 @@ def _validate(p: Protocol) -> None:
             raise bad(f"target_fps must be a positive number, got {p.target_fps!r}")
         if p.spatial_views not in (1, 3):
             raise bad(f"spatial_views must be 1 (centre crop) or 3 (SlowFast's 3 crops), got {p.spatial_views!r}")
+    for name in ("min_frames", "output_size"):
+        v = getattr(p, name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
+            raise bad(f"{name} must be a positive integer or null, got {v!r}")
+    q = p.jpeg_quality
+    if q is not None and (isinstance(q, bool) or not isinstance(q, (int, np.integer)) or not 1 <= q <= 100):
+        raise bad(f"jpeg_quality must be an integer from 1 to 100 or null (off), got {q!r}")
+    if p.backend is not None:
+        if p.backend not in BACKENDS:
+            raise bad(f"backend must be one of {BACKENDS} (or null for PyTorchVideo's sampling), got {p.backend!r}")
+        if p.clip_position != "uniform":
+            raise bad("backend (SlowFast's decoding) places SlowFast's uniform test views: clip_position must be 'uniform'")
+        if p.resize != "torch":
+            raise bad(f"resize {p.resize!r} does not apply with backend {p.backend!r}, which scales as SlowFast does")
     if p.crop_size > p.side_size:
         raise bad(f"crop_size {p.crop_size} is larger than side_size {p.side_size}: the crop would not fit")
     if p.crop_rounding not in CROP_ROUNDINGS:
@@ -253,7 +293,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "slowfast_test": dict(
         family="slow", frames=8, rate=8, target_fps=30.0, temporal_views=10, spatial_views=3,
         clip_position="uniform", side_size=256, crop_size=256, crop_rounding="ceil",
-        mean=SLOWFAST_MEAN, std=SLOWFAST_STD,
+        mean=SLOWFAST_MEAN, std=SLOWFAST_STD, backend="torchvision",
     ),
     "dpc": dict(
         family="dpc", num_seq=5, seq_len=5, downsample=3, clip_position="centre",
@@ -303,7 +343,9 @@ def resolve_protocol(name: "str | Protocol", **overrides: Any) -> Protocol:
                 f"known settings: {sorted(settable)}"
             )
         family = base_fields["family"]
-        if (family == "slow" and key in _DPC_ONLY) or (family == "dpc" and key in _SLOW_ONLY):
+        if (family == "slow" and key in (*_DPC_ONLY, *_DPC_OPTIONAL)) or (
+            family == "dpc" and key in (*_SLOW_ONLY, *_SLOW_OPTIONAL)
+        ):
             raise ValueError(
                 f"protocol setting {key!r} does not apply to protocol {base_fields['name']!r} ({family} family)"
             )
@@ -325,7 +367,9 @@ def clip_starts(
       seeded by ``(seed, sha256(video_id))`` — the paper's random clip, reproducible and
       independent of row order or worker count (``video_id`` is required);
     * ``uniform``: ``[i * max_start / n for i in range(n)]``, n = ``temporal_views``
-      (SlowFast's test-time ``start_idx = delta * i / num_clips``).
+      (SlowFast's test-time ``start_idx = delta * i / num_clips`` expressed in seconds;
+      with a ``backend`` SlowFast's own frame arithmetic places the views instead, see
+      :mod:`dimcollapse.data.slowfast`, and this function is not used).
 
     A video shorter than the window starts at 0; its frames are then clamped (repeated)
     and the clip is flagged short by the decoder.

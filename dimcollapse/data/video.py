@@ -20,6 +20,10 @@ seek can land on a keyframe *after* the target — ``Megamind_bugy.avi`` does), 
 further when it did not, and falls back to decoding from the start when seeking fails. It
 stops decoding at the window end, and converts to RGB (and resizes) only the selected frames.
 
+``slowfast_test`` instead follows SlowFast's own decoding (``backend``: its torchvision
+reader or its PyAV path), whose arithmetic lives in :mod:`dimcollapse.data.slowfast`;
+:func:`load_views` returns every view of a video through the pipeline's code path.
+
 Threading is SLICE only: FRAME/AUTO threading can deadlock when decoding stops early.
 Every problem surfaces as :class:`dimcollapse.failures.VideoError` with the file, stage
 ``"decode"`` and a message saying what is wrong.
@@ -27,9 +31,11 @@ Every problem surfaces as :class:`dimcollapse.failures.VideoError` with the file
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
 import os
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -44,6 +50,7 @@ import numpy as np
 import torch
 
 from dimcollapse.failures import VideoError
+from dimcollapse.data import slowfast
 from dimcollapse.data.protocols import Protocol, resolve_protocol
 
 STAGE = "decode"
@@ -105,9 +112,12 @@ def scaled_size(height: int, width: int, protocol: Protocol) -> tuple[int, int]:
 
     PyTorchVideo's ``short_side_scale`` (and SlowFast's jitter at a fixed scale) compute the
     long side as ``floor(long / short * size)``; DPC's ``Scale``/frame extraction as
-    ``int(size * long / short)``. The two can differ by one pixel, so each family keeps its own.
+    ``int(size * long / short)``; torchvision's decoder (SlowFast's ``torchvision`` backend)
+    rounds it. They can differ by one pixel, so each keeps its own.
     """
     size = protocol.side_size
+    if protocol.backend == "torchvision":
+        return slowfast.torchvision_size(height, width, size)
     if protocol.family == "dpc":
         if width < height:
             return int(size * height / width), size
@@ -304,22 +314,116 @@ def _collect(src: _Source, bounds: Sequence[tuple[int, int]]) -> list[_Window]:
 
 
 def _to_rgb(frame: Any, protocol: Protocol) -> np.ndarray:
-    if protocol.resize == "ffmpeg":
+    """One decoded frame as the protocol stores it: RGB uint8, native size unless scaled here.
+
+    FFmpeg-side scaling (``resize="ffmpeg"``, SlowFast's ``torchvision`` backend) happens in
+    the colour conversion; DPC frames are scaled and rounded to uint8 (and JPEG
+    round-tripped) as DPC's frame dumps were.
+    """
+    if protocol.resize == "ffmpeg" or protocol.backend == "torchvision":
         h, w = scaled_size(frame.height, frame.width, protocol)
-        return frame.reformat(width=w, height=h, format="rgb24", interpolation="BILINEAR").to_ndarray()
-    return frame.to_rgb().to_ndarray()
+        method = "AREA" if protocol.backend == "torchvision" else "BILINEAR"
+        return frame.reformat(width=w, height=h, format="rgb24", interpolation=method).to_ndarray()
+    rgb = frame.to_ndarray(format="rgb24")
+    if protocol.family == "dpc":
+        rgb = scale_frames(rgb[None], protocol)[0]
+        if protocol.jpeg_quality is not None:
+            rgb = jpeg_roundtrip(rgb, protocol.jpeg_quality)
+    return rgb
+
+
+def scale_frames(frames: np.ndarray, protocol: Protocol) -> np.ndarray:
+    """``K×H×W×3`` uint8 frames scaled to the protocol's short side, rounded back to uint8.
+
+    Bilinear (``align_corners=False``, no antialiasing) in float32, then rounded to nearest:
+    the same interpolation the model-input path uses, so only the uint8 rounding differs
+    (that is what the clip cache stores; see :mod:`dimcollapse.data.clips`). Frames already
+    at the scaled size are returned unchanged. The interpolation runs on one thread: torch's
+    bilinear kernel rounds the last float bit differently with other thread counts, and
+    rounding to uint8 would turn that into a grey level that depends on the machine.
+    """
+    h, w = frames.shape[1:3]
+    nh, nw = scaled_size(h, w, protocol)
+    if (nh, nw) == (h, w):
+        return frames
+    x = _planar_float(np.asarray(frames).transpose(0, 3, 1, 2))
+    with _one_thread():
+        x = torch.nn.functional.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False)
+    out = torch.empty(x.shape, dtype=torch.uint8)
+    out.copy_(x.round_().clamp_(0, 255))
+    return np.ascontiguousarray(out.numpy().transpose(0, 2, 3, 1))
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run torch ops on one intra-op thread (restored afterwards)."""
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+def _planar_float(frames: np.ndarray) -> torch.Tensor:
+    """A (possibly permuted) uint8 frame array as contiguous float32, the cheap way.
+
+    The result lives in a per-thread workspace that is reused by the next call, so the
+    caller must be done with it before converting again (every caller here crops, scales
+    or normalises it into a new tensor first). Reusing the memory matters: a fresh 40 MB
+    float tensor per clip costs more in page faults than the conversion itself, and
+    ``copy_`` from the strided uint8 view converts and permutes in one pass (7 ms instead
+    of 68 ms for ``permute().contiguous().to(float32)`` on 8 frames of 768×576, same values).
+    """
+    src = torch.from_numpy(frames) if frames.flags.writeable else torch.from_numpy(frames.copy())
+    n = src.numel()
+    buf = getattr(_WORKSPACE, "buf", None)
+    if buf is None or buf.numel() < n:
+        buf = _WORKSPACE.buf = torch.empty(n, dtype=torch.float32)
+    return buf[:n].view(src.shape).copy_(src)
+
+
+_WORKSPACE = threading.local()
+
+
+def jpeg_roundtrip(rgb: np.ndarray, quality: int) -> np.ndarray:
+    """Encode one ``H×W×3`` uint8 frame as baseline JPEG at ``quality`` and decode it again.
+
+    Emulates DPC's OpenCV ``imwrite(..., IMWRITE_JPEG_QUALITY=80)`` frame dumps, read back
+    with PIL: libjpeg(-turbo) with the standard quantisation tables scaled by ``quality``,
+    4:2:0 chroma subsampling, no optimisation, integer DCT. PIL and OpenCV both call libjpeg
+    with these settings; the library version can still change a few pixel values.
+    """
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=int(quality), subsampling="4:2:0", optimize=False)
+    buf.seek(0)
+    with Image.open(buf) as img:
+        return np.asarray(img.convert("RGB"))
 
 
 def read_frames(
-    path: str | os.PathLike[str], starts: Sequence[float], protocol: Protocol
+    path: str | os.PathLike[str], starts: Sequence[float] | None, protocol: Protocol
 ) -> DecodedFrames:
     """Decode the frames ``protocol`` selects from the windows starting at ``starts`` (seconds).
 
     Windows are ``[s, s + protocol.window_seconds(fps))``; DPC windows use the stream's
-    average frame rate. Raises :class:`VideoError` for unreadable or damaged files and for
-    a window that contains no frame at all (e.g. a start past the real end of the video).
+    average frame rate. With a SlowFast ``backend`` the windows are SlowFast's own (placed
+    from the stream's metadata, :mod:`dimcollapse.data.slowfast`) and ``starts`` must be
+    ``None``. Raises :class:`VideoError` for unreadable or damaged files and for a window
+    that contains no frame at all (e.g. a start past the real end of the video).
     """
     path = Path(path)
+    if protocol.backend is not None:
+        if starts is not None:
+            raise ValueError(f"protocol {protocol.name!r} places SlowFast's own windows: pass starts=None")
+        return _read_slowfast(path, protocol)
     if not starts:
         raise ValueError("read_frames needs at least one window start")
     starts = [s if isinstance(s, (int, float, Fraction)) and not isinstance(s, bool) else _as_float(s) for s in starts]
@@ -367,6 +471,110 @@ def read_frames(
         raise VideoError(path, STAGE, f"damaged video data ({_ffmpeg_message(err)})") from None
 
 
+def _read_slowfast(path: Path, protocol: Protocol) -> DecodedFrames:
+    """SlowFast's test views of one video (see :mod:`dimcollapse.data.slowfast`)."""
+    try:
+        with _Source(path) as src:
+            stream = src.stream
+            if protocol.backend == "pyav":
+                if not stream.average_rate:
+                    raise VideoError(path, STAGE, "stream has no average frame rate, needed by SlowFast's PyAV path")
+                try:
+                    windows: Sequence[Any] = slowfast.pyav_windows(
+                        fps=float(stream.average_rate), frames_length=int(stream.frames or 0),
+                        duration=stream.duration, frames=int(protocol.frames), rate=int(protocol.rate),  # type: ignore[arg-type]
+                        target_fps=float(protocol.target_fps), num_clips=protocol.windows,  # type: ignore[arg-type]
+                    )
+                except ValueError as err:
+                    raise VideoError(path, STAGE, f"SlowFast's PyAV path cannot place its windows: {err}") from None
+                collect = _pyav_window
+            else:
+                fps = slowfast.torchvision_fps(stream.guessed_rate)
+                windows = slowfast.torchvision_windows(
+                    fps=fps, duration_s=slowfast.torchvision_duration(stream.duration, src.time_base),
+                    time_base=src.time_base, frames=int(protocol.frames), rate=int(protocol.rate),  # type: ignore[arg-type]
+                    target_fps=float(protocol.target_fps), num_clips=protocol.windows,  # type: ignore[arg-type]
+                )
+                collect = _torchvision_window
+            whole: list[Any] | None = None
+            rgb: dict[int, np.ndarray] = {}
+            chosen: list[np.ndarray] = []
+            pts_out: list[tuple[int, ...]] = []
+            counts: list[int] = []
+            shorts: list[bool] = []
+            T = protocol.frames_per_window
+            for i, w in enumerate(windows):
+                frames = None if w.whole else collect(src, w)
+                if frames:
+                    start, end = 0.0, w.clip_size - 1
+                elif not w.whole and protocol.backend == "pyav":  # c4ecfa1 stacks an empty list
+                    raise VideoError(
+                        path, STAGE,
+                        f"no frame in SlowFast's window {i} (pts {w.start_pts} to {w.end_pts}); SlowFast's PyAV "
+                        "path fails on this video (the header's frame count or duration overstates it)",
+                    )
+                else:  # torchvision backend (or no usable header): decode all, place the window on it
+                    if whole is None:
+                        whole = collect(src, None)
+                    if not whole:
+                        raise VideoError(path, STAGE, "no frame decodes (SlowFast would fail on this video)")
+                    frames = whole
+                    start, end = slowfast.start_end_idx(len(frames), w.clip_size, i, protocol.windows)
+                n = len(frames)
+                sel = slowfast.temporal_indices(n, start, end, T)
+                for k in sel:
+                    key = frames[k].pts
+                    if key not in rgb:
+                        rgb[key] = _to_rgb(frames[k], protocol)
+                    chosen.append(rgb[key])
+                pts_out.append(tuple(frames[k].pts for k in sel))
+                counts.append(n)
+                shorts.append(slowfast.raw_last_index(start, end, T) > n - 1 or len(set(sel)) < T)
+            shapes = {a.shape for a in chosen}
+            if len(shapes) != 1:
+                raise VideoError(path, STAGE, f"frame size changes inside the clip: {sorted(shapes)}")
+            return DecodedFrames(np.stack(chosen), tuple(pts_out), tuple(counts), tuple(shorts))
+    except av.FFmpegError as err:
+        raise VideoError(path, STAGE, f"damaged video data ({_ffmpeg_message(err)})") from None
+
+
+def _pyav_window(src: _Source, w: "slowfast.PyavWindow | None") -> list[Any]:
+    """SlowFast's ``pyav_decode_stream`` (buffer_size 0): frames with ``start <= pts <= end``
+    in decode order, plus the first one past ``end`` (it is stored before the loop stops),
+    de-duplicated by pts (later wins) and sorted by pts. ``None``: the whole video."""
+    start, end = (0, math.inf) if w is None else (w.start_pts, w.end_pts)
+    found: dict[int, Any] = {}
+    frames = src.frames_from(int(start))
+    for frame in frames:
+        if frame.pts < start:
+            continue
+        found[frame.pts] = frame
+        if frame.pts > end:
+            break
+    frames.close()
+    return [found[p] for p in sorted(found)]
+
+
+def _torchvision_window(src: _Source, w: "slowfast.TorchvisionWindow | None") -> list[Any]:
+    """torchvision's video reader on a microsecond range: frames with
+    ``start_us <= pts_us <= end_us`` in decode order (no sorting, no de-duplication), stopping
+    at the first frame past the end. ``None`` or ``end_us = -1``: to the end of the video."""
+    start_us, end_us = (0, -1) if w is None else (w.start_us, w.end_us)
+    tb = src.time_base
+    out: list[Any] = []
+    # first stream pts whose microsecond value can reach start_us
+    anchor = math.floor(Fraction(int(start_us)) * slowfast.MICROSECONDS / tb) - 1
+    frames = src.frames_from(anchor)
+    for frame in frames:
+        us = slowfast.rescale(frame.pts, tb, slowfast.MICROSECONDS)
+        if end_us > 0 and us > end_us:
+            break
+        if us >= start_us:
+            out.append(frame)
+    frames.close()
+    return out
+
+
 def _as_float(value: Any) -> float:
     try:
         return float(value)
@@ -401,35 +609,60 @@ def _crop_offsets(height: int, width: int, protocol: Protocol) -> list[tuple[int
 def frames_to_views(frames: np.ndarray | torch.Tensor, protocol: Protocol) -> torch.Tensor:
     """Scale, crop and normalise decoded uint8 frames into the model's input views.
 
-    ``frames``: ``K×H×W×3`` uint8 with ``K`` a multiple of ``protocol.frames_per_window``.
+    ``frames``: ``K×H×W×3`` uint8 with ``K`` a multiple of ``protocol.frames_per_window``,
+    at native size or already at the protocol's scaled size (then scaling is skipped).
     Returns ``(windows*crops, *protocol.clip_shape)`` float32, window-major (view
-    ``w*crops + c``). Per window, in PyTorchVideo's order: float → short side to
-    ``side_size`` (bilinear, ``align_corners=False``, no antialiasing; skipped when already
-    there) → crop(s) → ``/255`` → ``(x - mean) / std``.
+    ``w*crops + c``, SlowFast's ``temporal·3 + spatial``). Per window, in the original
+    code's order: PyTorchVideo (``paper``, ``dpc``): float → short side to ``side_size``
+    (bilinear, ``align_corners=False``, no antialiasing) → crop(s) → ``/255`` →
+    ``(x - mean) / std``; SlowFast's PyAV path normalises *before* scaling, so
+    ``backend="pyav"`` does too. DPC crops are then resized to ``output_size`` (nearest,
+    PIL's rule) when set.
+
+    The uint8 frames are permuted to C×T×H×W before the float conversion (a 1-byte copy
+    instead of a 4-byte one, see :func:`_planar_float`) and each view is normalised in
+    place into one preallocated output; the arithmetic is unchanged.
     """
-    x = torch.as_tensor(frames)
-    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3:
+    x = frames.numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3:
         raise ValueError(f"expected K×H×W×3 uint8 frames, got {tuple(x.shape)} {x.dtype}")
     per = protocol.frames_per_window
     if x.shape[0] == 0 or x.shape[0] % per:
         raise ValueError(f"{x.shape[0]} frames is not a whole number of {per}-frame windows")
-    mean = torch.tensor(protocol.mean, dtype=torch.float32)[:, None, None, None]
-    std = torch.tensor(protocol.std, dtype=torch.float32)[:, None, None, None]
+    mean = torch.tensor(protocol.mean, dtype=torch.float32)
+    std = torch.tensor(protocol.std, dtype=torch.float32)
+    mean_c, std_c = mean[:, None, None, None], std[:, None, None, None]
     c = protocol.crop_size
-    views = []
-    for w in range(x.shape[0] // per):
-        clip = x[w * per:(w + 1) * per].permute(3, 0, 1, 2).to(torch.float32).contiguous()
-        h, wd = clip.shape[-2:]
-        nh, nw = scaled_size(h, wd, protocol)
+    windows = x.shape[0] // per
+    out = torch.empty((windows * protocol.crops, *protocol.clip_shape), dtype=torch.float32)
+    h, wd = x.shape[1:3]
+    nh, nw = scaled_size(h, wd, protocol)
+    offsets = _crop_offsets(nh, nw, protocol)
+    normalised_first = protocol.backend == "pyav"
+    v_index = 0
+    for w in range(windows):
+        part = x[w * per:(w + 1) * per]
+        if normalised_first:  # SlowFast: T×H×W×C float → /255 → -mean → /std → C×T×H×W → scale
+            clip = ((_planar_float(part) / 255.0 - mean) / std).permute(3, 0, 1, 2)
+        else:
+            clip = _planar_float(part.transpose(3, 0, 1, 2))
         if (nh, nw) != (h, wd):
             clip = torch.nn.functional.interpolate(clip, size=(nh, nw), mode="bilinear", align_corners=False)
-        for y0, x0 in _crop_offsets(nh, nw, protocol):
-            v = clip[..., y0:y0 + c, x0:x0 + c] / 255.0
-            v = (v - mean) / std
+        for y0, x0 in offsets:
+            crop = clip[..., y0:y0 + c, x0:x0 + c]
+            if protocol.output_size is not None and protocol.output_size != c:
+                crop = torch.nn.functional.interpolate(crop, size=(protocol.output_size,) * 2, mode="nearest-exact")
             if protocol.family == "dpc":  # C×(N·SL)×H×W → N×C×SL×H×W, DPC's block layout
-                v = v.reshape(3, protocol.num_seq, protocol.seq_len, c, c).permute(1, 0, 2, 3, 4)
-            views.append(v)
-    return torch.stack(views).contiguous()
+                s = protocol.input_size
+                v = crop.reshape(3, protocol.num_seq, protocol.seq_len, s, s).permute(1, 0, 2, 3, 4)  # type: ignore[arg-type]
+                out[v_index].copy_(((v / 255.0) - mean[None, :, None, None, None]) / std[None, :, None, None, None])
+            elif normalised_first:
+                out[v_index].copy_(crop)
+            else:
+                view = torch.div(crop, 255.0, out=out[v_index])
+                view.sub_(mean_c).div_(std_c)
+            v_index += 1
+    return out
 
 
 def load_clip(
@@ -438,17 +671,42 @@ def load_clip(
     """The normalised clip whose window starts at ``start_sec`` seconds.
 
     Returns float32 ``3×T×H×W`` for the Slow protocols and ``N×3×SL×H×W`` for ``dpc``.
-    For ``slowfast_test`` (3 spatial crops per temporal window) it returns the **centre**
-    crop of that window (SlowFast's spatial index 1); all 30 views of a video come from
-    :class:`dimcollapse.data.clips.ClipDataset`. For ``paper`` the result equals PyTorchVideo's
-    ``get_clip(start_sec, start_sec + window)`` + the paper's transforms (see
-    :func:`pytorchvideo_clip`). ``overrides`` are protocol settings (``frames=16, rate=4``...).
+    For a multi-crop protocol it returns the **centre** crop of that window. For ``paper``
+    the result equals PyTorchVideo's ``get_clip(start_sec, start_sec + window)`` + the
+    paper's transforms (see :func:`pytorchvideo_clip`). ``overrides`` are protocol
+    settings (``frames=16, rate=4``...). SlowFast's decoding (``slowfast_test``, any
+    ``backend``) places its own windows: use :func:`load_views`.
     """
     p = resolve_protocol(protocol, **overrides)
+    if p.backend is not None:
+        raise ValueError(f"protocol {p.name!r} places SlowFast's own windows (backend {p.backend!r}): use load_views")
     decoded = read_frames(path, [start_sec], p)
     if p.crops > 1:  # the centre crop alone (same offsets as the middle of SlowFast's three)
         p = resolve_protocol(p, spatial_views=1)
     return frames_to_views(decoded.frames, p)[0]
+
+
+def load_views(path: str | os.PathLike[str], protocol: str | Protocol = "slowfast_test", **overrides: Any) -> torch.Tensor:
+    """Every view of one video, as the extraction pipeline computes them.
+
+    Returns float32 ``V×3×T×H×W`` (``V×N×3×SL×H×W`` for ``dpc``) in SlowFast's order
+    (view ``temporal·crops + spatial``): 30 views for ``slowfast_test``, 1 for ``paper`` and
+    ``dpc``. Windows are placed by the protocol's own rule; ``paper`` and ``dpc`` need the
+    video's duration and frame rate, which are probed here exactly as the manifest does.
+    Same code path as :class:`dimcollapse.data.clips.ClipDataset` without a cache.
+    """
+    from dimcollapse.data.clips import Row, decode_row
+    from dimcollapse.data.probe import probe_video
+
+    p = resolve_protocol(protocol, **overrides)
+    path = Path(path)
+    if p.backend is not None:
+        row = Row(path.stem, str(path), math.nan, math.nan)
+    else:
+        info = probe_video(path)
+        row = Row(path.stem, str(path), info.duration, info.fps, info.frames)
+    frames, _ = decode_row(row, p)
+    return frames_to_views(frames, p)
 
 
 # ------------------------------------------------------------------------- reference

@@ -379,7 +379,7 @@ def extract_shard(
     spaces = tuple(METHODS[model_cfg["method"]].spaces) + tuple(f"layer.{n}" for n in model_cfg.get("layers") or ())
     dev = resolve_device(device)
     precision = job["precision"]
-    identity = instance_identity(job, checkpoint)
+    identity = instance_identity(job, checkpoint, clip_cache=clip_cache is not None)
     store = FeatureStore(store_root).instance(identity)
     keys = clip_keys(manifest["content"], manifest["duration"], manifest["fps"])
     log.info("shard %d/%d: %d of %d manifest rows; model %s (%s) on %s, %s; protocol %s; store %s",

@@ -13,4 +13,4 @@ not (update the pinned values in the same commit as the bump).
 
 from __future__ import annotations
 
-NUMERICS_VERSION = 1
+NUMERICS_VERSION = 2

@@ -97,7 +97,7 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def instance_identity(job: Mapping[str, Any], checkpoint: str | None) -> dict[str, Any]:
+def instance_identity(job: Mapping[str, Any], checkpoint: str | None, *, clip_cache: bool = False) -> dict[str, Any]:
     """Everything about a job that decides the numbers of a clip's features.
 
     ``job`` is the extract rule's ``extraction_params``. The checkpoint counts by its
@@ -115,6 +115,8 @@ def instance_identity(job: Mapping[str, Any], checkpoint: str | None) -> dict[st
         "config_sha256": file_sha256(config) if config and Path(config).is_file() else config,
         "build_options": {k: v for k, v in job["build_options"].items() if k != "layers"},
         "protocol": job["protocol"],
+        # the clip cache stores frames scaled to uint8, which can differ from decoding on the fly
+        "frames": "clip cache" if clip_cache else "decoded",
         "precision": job["precision"],
         "numerics_version": NUMERICS_VERSION,
     }
