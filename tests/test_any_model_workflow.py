@@ -41,7 +41,7 @@ EPOCHS = (5, 20, 100)
 LAYERS = ["layer1", "layer3"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
     workdir = tmp_path_factory.mktemp("anymodel")
     (workdir / "usernet.py").write_text(USER_MODULE)
@@ -71,12 +71,21 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
     }
     config["datasets"]["gen"]["demo"]["videos_per_class"] = 2
     config["extraction"]["clip_cache"] = False  # decode exactly as the direct check below
+    config["probes"] = {"enabled": False}  # covered by the tiny study of test_workflow.py
+    config["sample_size"] = {"enabled": False}
     cfg_file = write_config(workdir / "config.yaml", config)
     snakemake(workdir, "--configfile", str(cfg_file), "--cores", "2", "--resources", "gpu=1")
     return {"workdir": workdir, "config": config}
 
 
-def test_layer_spaces_are_feature_matrices_with_metrics(study: dict) -> None:
+def test_any_model_study(study: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One test over one run (the run takes minutes; its checks below are separate functions)."""
+    check_layer_spaces_are_feature_matrices_with_metrics(study)
+    check_layer_features_equal_the_model_on_the_same_clip(study, monkeypatch)
+    check_series_members_and_figures(study)
+
+
+def check_layer_spaces_are_feature_matrices_with_metrics(study: dict) -> None:
     out = study["workdir"] / "results"
     index = pd.read_csv(out / "features/gen/index.csv")
     rows = pd.read_csv(out / "metrics.csv")
@@ -87,7 +96,7 @@ def test_layer_spaces_are_feature_matrices_with_metrics(study: dict) -> None:
     assert np.load(out / "features/gen/tv/representation.npy").shape == (len(index), 512)
 
 
-def test_layer_features_equal_the_model_on_the_same_clip(study: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+def check_layer_features_equal_the_model_on_the_same_clip(study: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     """Row 0 of a layer space is that module's pooled output for the manifest's first clip."""
     monkeypatch.chdir(study["workdir"])  # the series glob is relative to the study
     from dimcollapse.config import build_options, job_protocol, model_instances
@@ -111,7 +120,7 @@ def test_layer_features_equal_the_model_on_the_same_clip(study: dict, monkeypatc
         np.testing.assert_allclose(stored, direct[f"layer.{layer}"][0].numpy(), rtol=2e-4, atol=1e-5)
 
 
-def test_series_members_and_figures(study: dict) -> None:
+def check_series_members_and_figures(study: dict) -> None:
     out = study["workdir"] / "results"
     rows = pd.read_csv(out / "metrics.csv")
     assert {m for m in rows.method.unique() if m.startswith("mine@")} == {f"mine@{e}" for e in EPOCHS}

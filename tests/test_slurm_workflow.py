@@ -87,6 +87,10 @@ def study_config(videos: Path) -> dict[str, Any]:
         "extraction": {"device": "cpu", "batch_size": 4, "workers": 0, "shards": SHARDS, "flush_every": 4,
                        "threads": THREADS},
         "spectrum": {"bootstrap": 0},
+        # probes and sample-size curves are analysis jobs like the spectrum: covered by the
+        # local workflow tests, left out here to keep the Slurm run short
+        "probes": {"enabled": False},
+        "sample_size": {"enabled": False},
     }
 
 
