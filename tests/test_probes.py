@@ -22,16 +22,7 @@ from dimcollapse.probes import (
 
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():  # type: ignore[no-untyped-def]
-    """The probes' many tiny L-BFGS steps: with 2 threads on 2 busy cores, OpenMP's
-    barriers cost 50× the arithmetic (measured); the pipeline sets the rule's threads."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def mixture(n_per_class: int, n_classes: int, dim: int, spread: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian mixture: class means at distance ~``spread``, unit noise."""

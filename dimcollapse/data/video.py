@@ -463,12 +463,19 @@ def read_frames(
                 counts.append(len(ordered))
                 past_end = w.eof and src.pts_to_sec(ordered[-1]) + interval < float(s) + window - 0.5 * interval
                 shorts.append(past_end or len(ordered) < _needed_distinct(protocol))
-            shapes = {a.shape for a in chosen}
-            if len(shapes) != 1:
-                raise VideoError(path, STAGE, f"frame size changes inside the clip: {sorted(shapes)}")
-            return DecodedFrames(np.stack(chosen), tuple(pts_out), tuple(counts), tuple(shorts))
+            return _decoded(path, chosen, pts_out, counts, shorts)
     except av.FFmpegError as err:
         raise VideoError(path, STAGE, f"damaged video data ({_ffmpeg_message(err)})") from None
+
+
+def _decoded(path: Path, chosen: list[np.ndarray], pts: list[tuple[int, ...]], counts: list[int],
+             shorts: list[bool]) -> DecodedFrames:
+    """The chosen frames of every window as one array; a clip whose frame size changes
+    part-way (a resolution switch inside the stream) cannot be stacked and is an error."""
+    shapes = {a.shape for a in chosen}
+    if len(shapes) != 1:
+        raise VideoError(path, STAGE, f"frame size changes inside the clip: {sorted(shapes)}")
+    return DecodedFrames(np.stack(chosen), tuple(pts), tuple(counts), tuple(shorts))
 
 
 def _read_slowfast(path: Path, protocol: Protocol) -> DecodedFrames:
@@ -530,10 +537,7 @@ def _read_slowfast(path: Path, protocol: Protocol) -> DecodedFrames:
                 pts_out.append(tuple(frames[k].pts for k in sel))
                 counts.append(n)
                 shorts.append(slowfast.raw_last_index(start, end, T) > n - 1 or len(set(sel)) < T)
-            shapes = {a.shape for a in chosen}
-            if len(shapes) != 1:
-                raise VideoError(path, STAGE, f"frame size changes inside the clip: {sorted(shapes)}")
-            return DecodedFrames(np.stack(chosen), tuple(pts_out), tuple(counts), tuple(shorts))
+            return _decoded(path, chosen, pts_out, counts, shorts)
     except av.FFmpegError as err:
         raise VideoError(path, STAGE, f"damaged video data ({_ffmpeg_message(err)})") from None
 
