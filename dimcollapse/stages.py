@@ -196,7 +196,7 @@ def download_checkpoint(smk: Any) -> None:
 
 
 def clip_cache(smk: Any) -> None:
-    from dimcollapse.data.clips import build_clip_cache
+    from dimcollapse.data.clips import cache_dir_of, update_clip_cache
     from dimcollapse.config import sampling_protocols
     from dimcollapse.data.manifest import read_manifest
 
@@ -205,9 +205,14 @@ def clip_cache(smk: Any) -> None:
     # The output path names the sampling key, which covers everything the cache holds.
     protocol = sampling_protocols(smk.config, smk.wildcards.dataset)[smk.wildcards.pkey]
     progress = _progress_logger("decoded")
-    found = build_clip_cache(rows, protocol, smk.output.cache, workers=smk.threads,
-                             on_error=smk.params.on_error, progress=progress)
-    write_failures(smk.output.failures, found)
+    # The cache directory outlives reruns (it is not a declared output) so that a rebuild
+    # can reuse the frames of unchanged videos; the marker stands for it in the DAG.
+    cache = cache_dir_of(smk.output.marker)
+    build = update_clip_cache(rows, protocol, cache, workers=smk.threads,
+                              on_error=smk.params.on_error, progress=progress)
+    write_failures(smk.output.failures, build.failures)
+    write_json(smk.output.marker, {"cache": str(cache), "sampling_key": protocol.sampling_key,
+                                   "rows": len(rows), **build.summary()})
 
 
 def _progress_logger(verb: str, every_s: float = 10.0):  # type: ignore[no-untyped-def]
@@ -266,7 +271,7 @@ def extract(smk: Any) -> None:
         output=smk.output[0],
         store_root=FEATURE_STORE,
         device=ex["device"],
-        clip_cache=smk.input.get("clips"),
+        clip_cache=_clip_cache_dir(smk.input.get("clips")),
         checkpoint=smk.input.get("checkpoint"),
         threads=smk.threads,
         batch_size=ex["batch_size"],
@@ -274,6 +279,15 @@ def extract(smk: Any) -> None:
         flush_every=ex["flush_every"],
         max_rel_error=ex["max_rel_error"],
     )
+
+
+def _clip_cache_dir(marker: str | None) -> str | None:
+    """The clip cache directory an extraction job reads, from the marker it depends on."""
+    if marker is None:
+        return None
+    from dimcollapse.data.clips import cache_dir_of
+
+    return str(cache_dir_of(marker))
 
 
 def merge_features(smk: Any) -> None:

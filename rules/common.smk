@@ -66,8 +66,9 @@ def shard_files(dataset, method):
 
 
 def clip_cache(dataset, method):
-    """Clip cache directory that a (dataset, model instance) job reads."""
-    return f"results/clips/{dataset}/{protocol(dataset, method).sampling_key}"
+    """Marker of the clip cache that a (dataset, model instance) job reads (the cache
+    directory is the marker's path without ``.cache.json``)."""
+    return f"results/clips/{dataset}/{protocol(dataset, method).sampling_key}.cache.json"
 
 
 def dataset_clip_failures(dataset):

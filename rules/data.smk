@@ -51,7 +51,9 @@ rule clip_cache:
     input:
         manifest="results/manifests/{dataset}.csv",
     output:
-        cache=directory("results/clips/{dataset}/{pkey}"),
+        # the cache directory itself is not an output: Snakemake would delete it before a
+        # rerun, and a rebuild reuses the frames of unchanged videos from it
+        marker="results/clips/{dataset}/{pkey}.cache.json",
         failures="results/clips/{dataset}/{pkey}.failures.csv",
     params:
         on_error=EXTRACTION["on_error"],

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 
 import av
@@ -288,3 +289,94 @@ def test_uint8_scaling_does_not_depend_on_the_thread_count() -> None:
     finally:
         torch.set_num_threads(threads)
     assert one.shape == (4, 64, 85, 3) and np.array_equal(one, four)
+
+
+# ---------------------------------------------------------------- rebuilds reuse unchanged rows
+def _content_rows(paths: list[Path]) -> pd.DataFrame:
+    """Manifest rows with the content hash the manifest stage records."""
+    from dimcollapse.data.content import file_digest
+
+    return pd.DataFrame([{**_row(p.stem, p), "content": file_digest(p)} for p in paths])
+
+
+@pytest.fixture
+def own_videos(tmp_path: Path) -> list[Path]:
+    """Copies of the test videos that a test may touch, move or change."""
+    src = tmp_path / "videos"
+    src.mkdir()
+    return [Path(shutil.copyfile(VIDEOS / name, src / name)) for name in ("tree.avi", "vtest.avi", "Megamind.avi")]
+
+
+def test_rebuild_after_touching_or_copying_every_video_decodes_nothing(
+    tmp_path: Path, own_videos: list[Path], monkeypatch
+) -> None:
+    cache_dir = tmp_path / "c"
+    first = clips.update_clip_cache(_content_rows(own_videos), "paper", cache_dir, workers=2)  # any row order
+    assert (first.reused, first.decoded) == (0, 3)
+    data = (cache_dir / "frames.u8").read_bytes()
+    decoded = count_decodes(monkeypatch)
+
+    for p in own_videos:  # touch: new mtimes, same bytes
+        os.utime(p, (1e9, 1e9))
+    again = clips.update_clip_cache(_content_rows(own_videos), "paper", cache_dir, workers=0)
+    assert decoded == [] and (again.reused, again.decoded) == (3, 0)
+
+    # a copy of the dataset elsewhere (new paths, new rows fingerprint): frames copied over
+    (tmp_path / "copy").mkdir()
+    copied = [Path(shutil.copyfile(p, tmp_path / "copy" / p.name)) for p in own_videos]
+    moved = clips.update_clip_cache(_content_rows(copied), "paper", cache_dir, workers=0)
+    assert decoded == [] and (moved.reused, moved.decoded) == (3, 0)
+    assert (cache_dir / "frames.u8").read_bytes() == data
+    meta = json.loads((cache_dir / "meta.json").read_text())
+    assert (meta["reused"], meta["decoded"]) == (3, 0)
+    assert [e.path for e in ClipCache(cache_dir).entries] == [str(p) for p in copied]
+    ClipDataset(_content_rows(copied), "paper", cache=cache_dir)  # compatible with the new manifest
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c", "copy", "videos"]  # no partial or old copy left
+
+
+def test_rebuild_decodes_only_added_or_changed_videos(tmp_path: Path, own_videos: list[Path], monkeypatch) -> None:
+    cache_dir = tmp_path / "c"
+    tree, vtest, megamind = own_videos
+    clips.update_clip_cache(_content_rows([tree, vtest]), "paper", cache_dir, workers=0)
+    decoded = count_decodes(monkeypatch)
+
+    added = clips.update_clip_cache(_content_rows([tree, megamind, vtest]), "paper", cache_dir, workers=0)
+    assert decoded == ["Megamind.avi"] and (added.reused, added.decoded) == (2, 1)
+    fresh = tmp_path / "fresh"
+    build_clip_cache(_content_rows([tree, megamind, vtest]), "paper", fresh, workers=0)
+    rebuilt, clean = ClipCache(cache_dir), ClipCache(fresh)
+    for i in range(3):
+        assert np.array_equal(rebuilt.frames(i), clean.frames(i))
+
+    # same path, duration and fps, other bytes: its stored frames are not trusted
+    decoded.clear()
+    with open(tree, "ab") as fh:
+        fh.write(b"\0")
+    changed = clips.update_clip_cache(_content_rows([tree, megamind, vtest]), "paper", cache_dir, workers=0)
+    assert decoded == ["tree.avi"] and (changed.reused, changed.decoded) == (2, 1)
+
+
+def test_rebuild_for_another_sampling_reuses_nothing(tmp_path: Path, own_videos: list[Path], monkeypatch) -> None:
+    rows = _content_rows(own_videos[:2])
+    clips.update_clip_cache(rows, "paper", tmp_path / "c", workers=0)
+    decoded = count_decodes(monkeypatch)
+    other = clips.update_clip_cache(rows, resolve_protocol("paper", frames=4, rate=4), tmp_path / "c", workers=0)
+    assert decoded == ["tree.avi", "vtest.avi"] and (other.reused, other.decoded) == (0, 2)
+    assert ClipCache(tmp_path / "c").frames(0).shape[0] == 4
+
+
+def test_rows_without_content_are_never_reused(tmp_path: Path, own_videos: list[Path], monkeypatch) -> None:
+    rows = _content_rows(own_videos[:2])
+    clips.update_clip_cache(rows, "paper", tmp_path / "c", workers=0)
+    decoded = count_decodes(monkeypatch)
+    unhashed = rows.drop(columns="content").iloc[::-1]  # other rows, and no hashes to prove them unchanged
+    clips.update_clip_cache(unhashed, "paper", tmp_path / "c", workers=0)
+    assert decoded == ["vtest.avi", "tree.avi"]
+
+
+def test_marker_names_its_cache_directory(tmp_path: Path) -> None:
+    marker = clips.marker_path(tmp_path / "clips" / "paper-8x8")
+    assert marker.name == "paper-8x8.cache.json"
+    assert clips.cache_dir_of(marker) == tmp_path / "clips" / "paper-8x8"
+    with pytest.raises(ValueError, match="not a clip cache marker"):
+        clips.cache_dir_of(tmp_path / "paper-8x8.failures.csv")

@@ -235,8 +235,9 @@ def test_extraction_reruns_only_for_a_numerics_version_change(study: dict, tmp_p
 
 def test_copied_dataset_and_new_sharding_compute_no_clip(study: dict, tmp_path: Path) -> None:
     """The study's results moved along with a copy of its videos that kept no mtimes, run
-    with 3 shards instead of 2: every extraction job reruns and computes 0 clips, the
-    matrices are byte-identical, and what an earlier kill left behind is cleaned."""
+    with 3 shards instead of 2: every extraction job reruns and computes 0 clips, the clip
+    caches decode no video again (only the failed rows are retried) and keep their bytes,
+    the matrices are byte-identical, and what an earlier kill left behind is cleaned."""
     src = study["workdir"]
     workdir = tmp_path / "study"
     shutil.copytree(src, workdir, symlinks=True, ignore=shutil.ignore_patterns("videos"))
@@ -252,9 +253,22 @@ def test_copied_dataset_and_new_sharding_compute_no_clip(study: dict, tmp_path: 
     stray.write_bytes(b"half")
     (workdir / "results" / "clips" / "real" / ".killed.partial").mkdir(parents=True)
 
+    markers = sorted((src / "results" / "clips" / "real").glob("*.cache.json"))
+    assert markers  # one per sampling in use
+    for marker in markers:
+        first = json.loads(marker.read_text())
+        assert (first["reused"], first["decoded"]) == (0, first["rows"]), marker.name
+
     proc = snakemake(workdir, "--configfile", str(cfg), "--cores", "2", "--resources", "gpu=1")
     jobs = job_stats(proc.stdout + proc.stderr)
     assert jobs["extract"] == 2 * len(MODELS) * 3
+    assert jobs["clip_cache"] == len(markers)  # the manifest changed (paths): the caches are rebuilt ...
+    for marker in markers:
+        rebuilt = json.loads((workdir / marker.relative_to(src)).read_text())
+        assert rebuilt["decoded"] == rebuilt["failed"], marker.name  # ... decoding no video that worked
+        assert rebuilt["reused"] == rebuilt["rows"] - rebuilt["failed"] > 0, marker.name
+        cache = marker.name.removesuffix(".cache.json") + "/frames.u8"
+        assert (workdir / "results/clips/real" / cache).read_bytes() == (marker.parent / cache).read_bytes()
     for ds in DATASETS:
         n = len(pd.read_csv(workdir / f"results/manifests/{ds}.csv"))
         for method, spaces in MODELS.items():

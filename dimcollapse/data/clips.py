@@ -18,6 +18,15 @@ then differs from :func:`~dimcollapse.data.video.load_clip` by at most half a gr
 (measured feature error in the README). Set ``extraction.clip_cache: false`` for
 bit-exact features.
 
+A rebuild (new or changed videos, a dataset copied to another root) reuses the previous
+complete cache of the same sampling: the frames of every row whose video content (the
+manifest's ``content`` hash), id, duration and fps are unchanged are copied from it, and
+only the other rows are decoded. The new cache is still built beside the old one and
+swapped in by one rename, so readers never see a mix. The cache directory is therefore not
+a Snakemake output (Snakemake deletes outputs before a rerun); the rule declares the
+marker ``<cache>.cache.json`` (:func:`marker_path`), which records what the last build
+reused and decoded.
+
 Before writing, :func:`build_clip_cache` estimates the bytes it needs from the manifest's
 frame sizes and stops with :class:`~dimcollapse.diskspace.InsufficientSpace` when the
 file system holds less.
@@ -29,10 +38,12 @@ Layout of a cache directory (complete when, and only when, it exists under its f
     each row has its own ``H×W``).
 ``index.json``
     One entry per manifest row, in manifest order: ``id, path, ok, short, offset`` (bytes
-    into ``frames.u8``), ``shape`` (``[K, H, W, 3]``), ``error``.
+    into ``frames.u8``), ``shape`` (``[K, H, W, 3]``), ``error``, ``source`` (digest of
+    what decided the frames: id, content, duration, fps; empty without a content hash).
 ``meta.json``
     Format version, the protocol (``Protocol.to_dict()``), its ``sampling_key``, the row
-    fingerprint (ids, paths, durations, fps) and the total size.
+    fingerprint (ids, paths, contents, durations, fps), the total size and how many rows
+    the build ``reused`` from the previous cache and ``decoded``.
 
 It is built in ``.<name>.partial`` next to it (progress appended per row, so an
 interrupted build resumes where it stopped) and renamed into place at the end.
@@ -65,7 +76,8 @@ from dimcollapse.data.video import STAGE, ensure_openable, frames_to_views, read
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: per-row ``source`` digests, so that a rebuild can reuse unchanged rows
+MARKER_SUFFIX = ".cache.json"
 DATA_FILE = "frames.u8"
 INDEX_FILE = "index.json"
 META_FILE = "meta.json"
@@ -86,6 +98,17 @@ class Row:
     frames: int | None = None
     width: int | None = None
     height: int | None = None
+    content: str | None = None  # hash of the file's bytes (manifest ``content``); None: unknown
+
+    @property
+    def source(self) -> str:
+        """Digest of everything that decides this row's frames for a given sampling (the
+        id seeds random clip placement), or ``""`` without a content hash: such a row is
+        never taken from a previous cache."""
+        if not self.content:
+            return ""
+        text = f"{self.id}\t{self.content}\t{self.duration!r}\t{self.fps!r}"
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 class VideoExcluded(VideoError):
@@ -98,7 +121,7 @@ class VideoExcluded(VideoError):
 
 def as_rows(rows: Any) -> list[Row]:
     """Manifest rows (a pandas DataFrame or mappings with ``id, path, duration, fps`` and
-    optionally ``frames, width, height``)."""
+    optionally ``frames, width, height, content``)."""
     if hasattr(rows, "to_dict") and hasattr(rows, "columns"):
         missing = {"id", "path", "duration", "fps"} - set(rows.columns)
         if missing:
@@ -115,7 +138,8 @@ def as_rows(rows: Any) -> list[Row]:
         if missing:
             raise ValueError(f"manifest row {i} is missing {sorted(missing)}")
         out.append(Row(str(r["id"]), str(r["path"]), _float(r["duration"]), _float(r["fps"]),
-                       _int(r.get("frames")), _int(r.get("width")), _int(r.get("height"))))
+                       _int(r.get("frames")), _int(r.get("width")), _int(r.get("height")),
+                       _str(r.get("content"))))
     return out
 
 
@@ -127,6 +151,10 @@ def _int(value: Any) -> int | None:
     return out if out > 0 else None
 
 
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None  # pandas gives NaN for a missing cell
+
+
 def _float(value: Any) -> float:
     try:
         return float(value)
@@ -135,10 +163,10 @@ def _float(value: Any) -> float:
 
 
 def rows_fingerprint(rows: Sequence[Row]) -> str:
-    """Changes when any row's id, path, duration or fps changes (they decide the clips)."""
+    """Changes when any row's id, path, content, duration or fps changes (they decide the clips)."""
     h = hashlib.sha256()
     for r in rows:
-        h.update(f"{r.id}\t{r.path}\t{r.duration!r}\t{r.fps!r}\n".encode())
+        h.update(f"{r.id}\t{r.path}\t{r.content or ''}\t{r.duration!r}\t{r.fps!r}\n".encode())
     return h.hexdigest()
 
 
@@ -219,6 +247,7 @@ class CacheEntry:
     shape: tuple[int, ...]
     error: str
     excluded: bool = False  # left out by a protocol rule (min_frames), not broken
+    source: str = ""  # Row.source of the row these frames were decoded from
 
     @property
     def nbytes(self) -> int:
@@ -232,7 +261,8 @@ class CacheEntry:
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "CacheEntry":
         return cls(str(d["id"]), str(d["path"]), bool(d["ok"]), bool(d["short"]), int(d["offset"]),
-                   tuple(int(x) for x in d["shape"]), str(d["error"]), bool(d.get("excluded", False)))
+                   tuple(int(x) for x in d["shape"]), str(d["error"]), bool(d.get("excluded", False)),
+                   str(d.get("source", "")))
 
     def failure(self) -> Failure:
         return Failure(self.id, self.path, STAGE, self.error)
@@ -330,6 +360,35 @@ def _loader_worker_init(worker_id: int) -> None:
     _worker_init()
 
 
+@dataclass(frozen=True)
+class CacheBuild:
+    """Outcome of :func:`update_clip_cache`: the failures (stage ``decode``) and where each
+    row's frames came from in this call."""
+
+    failures: list[Failure]
+    reused: int  # rows whose frames were taken from the previous complete cache
+    decoded: int  # rows decoded in this call (including ones that failed)
+    resumed: int  # rows an interrupted build had already written
+
+    def summary(self) -> dict[str, int]:
+        return {"reused": self.reused, "decoded": self.decoded, "resumed": self.resumed,
+                "failed": len(self.failures)}
+
+
+def marker_path(cache_dir: str | os.PathLike[str]) -> Path:
+    """The file the workflow declares for a clip cache directory (which it cannot declare)."""
+    cache_dir = Path(cache_dir)
+    return cache_dir.parent / f"{cache_dir.name}{MARKER_SUFFIX}"
+
+
+def cache_dir_of(marker: str | os.PathLike[str]) -> Path:
+    """The clip cache directory a marker file (:func:`marker_path`) stands for."""
+    marker = Path(marker)
+    if not marker.name.endswith(MARKER_SUFFIX):
+        raise ValueError(f"{marker}: not a clip cache marker (*{MARKER_SUFFIX})")
+    return marker.parent / marker.name[: -len(MARKER_SUFFIX)]
+
+
 def build_clip_cache(
     rows: Any,
     protocol: str | Protocol,
@@ -339,14 +398,31 @@ def build_clip_cache(
     on_error: str = "skip",
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Failure]:
-    """Decode every manifest row once into ``cache_dir``; return the failures (stage ``decode``).
+    """:func:`update_clip_cache`, returning only the failures."""
+    return update_clip_cache(rows, protocol, cache_dir, workers=workers, on_error=on_error,
+                             progress=progress).failures
 
-    ``rows``: manifest records with ``id, path, duration, fps`` (a DataFrame is fine).
-    ``workers``: decoding processes (0 decodes in this process). ``on_error``: ``"skip"``
-    records failing videos and goes on (a warning counts them); ``"fail"`` raises the first
-    :class:`VideoError`, naming the file. ``progress(done, total)`` is called per row.
 
-    A complete cache built from the same rows and sampling is reused without decoding. An
+def update_clip_cache(
+    rows: Any,
+    protocol: str | Protocol,
+    cache_dir: str | os.PathLike[str],
+    *,
+    workers: int,
+    on_error: str = "skip",
+    progress: Callable[[int, int], None] | None = None,
+) -> CacheBuild:
+    """Bring ``cache_dir`` up to date with the manifest rows, decoding only what it lacks.
+
+    ``rows``: manifest records with ``id, path, duration, fps`` (and ``content`` for reuse;
+    a DataFrame is fine). ``workers``: decoding processes (0 decodes in this process).
+    ``on_error``: ``"skip"`` records failing videos and goes on (a warning counts them);
+    ``"fail"`` raises the first :class:`VideoError`, naming the file. ``progress(done,
+    total)`` is called per row.
+
+    A complete cache built from the same rows and sampling is kept as it is. Otherwise a
+    new cache is built: rows whose :attr:`Row.source` matches an ok row of the previous
+    cache (same sampling and format) get its bytes copied, the others are decoded. An
     interrupted build resumes from its ``.partial`` directory; the final directory only
     ever appears complete (rename at the end).
     """
@@ -358,19 +434,16 @@ def build_clip_cache(
     rows = as_rows(rows)
     final = Path(cache_dir)
     fingerprint = rows_fingerprint(rows)
-    try:
-        existing = ClipCache(final)
-        existing.check_compatible(rows, p)
-    except (FileNotFoundError, ValueError, KeyError):
-        pass
-    else:
-        failures = existing.failures()
-        broken = [e for e in existing.entries if not e.ok and not e.excluded]
+    previous = _previous_cache(final, p)
+    if previous is not None and previous.meta["rows_fingerprint"] == fingerprint:
+        failures = previous.failures()
+        broken = [e for e in previous.entries if not e.ok and not e.excluded]
         if broken and on_error == "fail":
             raise VideoError(broken[0].path, STAGE, broken[0].error)
         if progress:
             progress(len(rows), len(rows))
-        return failures
+        log.info("%s: clip cache is up to date: %d rows reused, 0 decoded", final, len(rows))
+        return CacheBuild(failures, reused=len(rows), decoded=0, resumed=0)
 
     partial = final.parent / f".{final.name}.partial"
     need, unknown = estimate_cache_bytes(rows, p)
@@ -382,7 +455,8 @@ def build_clip_cache(
     meta_path = partial / META_FILE
     resumable = meta_path.is_file() and _same_build(meta_path, start_meta)
     written_before = (partial / DATA_FILE).stat().st_size if resumable and (partial / DATA_FILE).exists() else 0
-    # before anything is written: a full disk should stop the build with a clear message
+    # Before anything is written: a full disk should stop the build with a clear message.
+    # Reused rows are copied, so the whole new cache needs room beside the previous one.
     ensure_free_space(final, need - written_before, what=f"the clip cache of {len(rows)} videos")
     if resumable:
         done = _read_progress(partial, rows)
@@ -398,49 +472,100 @@ def build_clip_cache(
     committed = max((e.offset + e.nbytes for e in done.values()), default=0)
     os.truncate(data_path, committed)
     if done:
-        log.info("%s: resuming clip cache build, %d of %d rows already decoded", final, len(done), len(rows))
+        log.info("%s: resuming clip cache build, %d of %d rows already written", final, len(done), len(rows))
     # Rewrite the progress log with only the committed rows (drops a torn tail).
     with open(partial / PROGRESS_FILE, "w") as fh:
         for i, e in sorted(done.items()):
             fh.write(json.dumps({"i": i, **e.to_json()}) + "\n")
 
     entries: dict[int, CacheEntry] = dict(done)
-    tasks = [(i, r, p) for i, r in enumerate(rows) if i not in done]
+    reusable = _reusable_entries(previous)
+    reuse = {i: reusable[r.source] for i, r in enumerate(rows) if i not in done and r.source in reusable}
+    tasks = [(i, r, p) for i, r in enumerate(rows) if i not in done and i not in reuse]
+    log.info("%s: %d rows reused from the previous clip cache, %d to decode, %d already written",
+             final, len(reuse), len(tasks), len(done))
     offset = committed
-    results = _run(tasks, workers)
     with open(data_path, "r+b") as data, open(partial / PROGRESS_FILE, "a") as prog:
         data.seek(offset)
+
+        def commit(i: int, entry: CacheEntry) -> None:
+            entries[i] = entry
+            prog.write(json.dumps({"i": i, **entry.to_json()}) + "\n")
+            prog.flush()
+            if progress:
+                progress(len(entries), len(rows))
+
+        if reuse and previous is not None:
+            with open(previous.dir / DATA_FILE, "rb") as old:
+                # in the old file's order: one sequential read, and the same bytes when every row is reused
+                for i, old_entry in sorted(reuse.items(), key=lambda item: item[1].offset):
+                    old.seek(old_entry.offset)
+                    _copy_bytes(old, data, old_entry.nbytes, previous.dir / DATA_FILE)
+                    data.flush()
+                    row = rows[i]
+                    commit(i, CacheEntry(row.id, row.path, True, old_entry.short, offset, old_entry.shape, "",
+                                         source=row.source))
+                    offset += old_entry.nbytes
+        results = _run(tasks, workers)
         for i, frames, short, error, excluded in results:
             row = rows[i]
             if frames is None:
                 if on_error == "fail" and not excluded:
                     results.close()  # stop the worker pool before raising
                     raise VideoError(row.path, STAGE, error)
-                entry = CacheEntry(row.id, row.path, False, False, 0, (0, 0, 0, 0), error, excluded)
+                entry = CacheEntry(row.id, row.path, False, False, 0, (0, 0, 0, 0), error, excluded, row.source)
             else:
                 frames = np.ascontiguousarray(frames, dtype=np.uint8)
                 data.write(frames.tobytes())
                 data.flush()
-                entry = CacheEntry(row.id, row.path, True, bool(short), offset, tuple(frames.shape), "")
+                entry = CacheEntry(row.id, row.path, True, bool(short), offset, tuple(frames.shape), "",
+                                   source=row.source)
                 offset += frames.nbytes
-            entries[i] = entry
-            prog.write(json.dumps({"i": i, **entry.to_json()}) + "\n")
-            prog.flush()
-            if progress:
-                progress(len(entries), len(rows))
+            commit(i, entry)
         os.fsync(data.fileno())
 
     ordered = [entries[i] for i in range(len(rows))]
+    build = CacheBuild([e.failure() for e in ordered if not e.ok], reused=len(reuse), decoded=len(tasks),
+                       resumed=len(done))
     write_json(partial / INDEX_FILE, [e.to_json() for e in ordered])
     (partial / PROGRESS_FILE).unlink()
     write_json(meta_path, {**start_meta, "complete": True, "protocol": p.to_dict(), "rows": len(rows),
-                           "data_bytes": offset, "failed": sum(not e.ok for e in ordered)})
+                           "data_bytes": offset, **build.summary()})
     _replace_dir(partial, final)
-    failures = [e.failure() for e in ordered if not e.ok]
-    if failures:
+    log.info("%s: clip cache built: %d rows reused, %d decoded, %d resumed", final, build.reused, build.decoded,
+             build.resumed)
+    if build.failures:
+        first = build.failures[0]
         log.warning("%s: %d of %d videos failed to decode and are excluded (first: %s: %s)",
-                    final, len(failures), len(rows), failures[0].path, failures[0].error)
-    return failures
+                    final, len(build.failures), len(rows), first.path, first.error)
+    return build
+
+
+def _previous_cache(final: Path, protocol: Protocol) -> ClipCache | None:
+    """The complete cache at ``final`` when it holds frames of ``protocol``'s sampling."""
+    try:
+        cache = ClipCache(final)
+    except (FileNotFoundError, ValueError, KeyError):
+        return None
+    return cache if cache.protocol.sampling_key == protocol.sampling_key else None
+
+
+def _reusable_entries(previous: ClipCache | None) -> dict[str, CacheEntry]:
+    """Ok rows of the previous cache by their source digest (failed rows are decoded again:
+    a failure may have been transient)."""
+    if previous is None:
+        return {}
+    return {e.source: e for e in previous.entries if e.ok and e.source}
+
+
+def _copy_bytes(src: Any, dst: Any, n: int, name: Path, chunk: int = 1 << 24) -> None:
+    """Copy ``n`` bytes from the current position of ``src`` to ``dst``."""
+    while n > 0:
+        buf = src.read(min(chunk, n))
+        if not buf:
+            raise ValueError(f"{name}: ends before the bytes its index names; delete the cache directory")
+        dst.write(buf)
+        n -= len(buf)
 
 
 def _same_build(meta_path: Path, start_meta: Mapping[str, Any]) -> bool:
