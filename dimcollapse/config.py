@@ -141,8 +141,8 @@ def _check_layers(name: str, method: str, options: Mapping[str, Any], layers: tu
     Network (``named_modules``) order is the order the layer-wise figure plots them in,
     shallow to deep, whatever order the config lists them in; duplicates are dropped.
     """
-    from dimcollapse.models.build import module_names
-    from dimcollapse.models.layers import check_layer_names, listing_command
+    from dimcollapse.models.hooks import check_layer_names, listing_command
+    from dimcollapse.models.layers import module_names
 
     names = module_names(method, options)
     check_layer_names(layers, names, f"model {name!r} ({method})", listing_command(method, options))

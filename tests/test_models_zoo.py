@@ -22,7 +22,7 @@ import torchvision.models.video as tvv
 from torch import nn
 
 from dimcollapse.models import ARCHS, CheckpointError, build_model, module_names
-from dimcollapse.models.layers import FeatureModel
+from dimcollapse.models.hooks import FeatureModel
 from dimcollapse.models.zoo import ClampedAvgPool3d, library_net
 from model_fixtures import TinyVideoNet, randomize_
 

@@ -27,7 +27,6 @@ import pytest
 import torch
 
 from extract_fixtures import job_for, run_extract, run_stage
-from model_fixtures import randomize_
 
 from dimcollapse import stages
 from dimcollapse.data.demo import generate_demo

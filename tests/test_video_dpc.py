@@ -1,6 +1,5 @@
 """DPC's input options: frame-dump size, short-video rule, JPEG step, 128-px resize."""
 
-import io
 from pathlib import Path
 
 import av

@@ -13,8 +13,9 @@ Modules: :mod:`.registry` (method table), :mod:`.archs` (library architectures a
 model-card protocols), :mod:`.slow_r50` (Slow R50 backbone, the PyTorchVideo head and
 the SlowFast contrastive head), :mod:`.dpc` (DPC R-2D3D + ConvGRU linear-eval context),
 :mod:`.checkpoints` (reading the paper's on-disk formats), :mod:`.zoo` (torchvision,
-PyTorchVideo and custom networks and their checkpoints), :mod:`.layers` (representation
-and layer features read with hooks), :mod:`.build` (``build_model``).
+PyTorchVideo and custom networks and their checkpoints), :mod:`.hooks` (representation
+and layer features read with hooks), :mod:`.build` (``build_model``), :mod:`.layers` (the
+layer names a model offers).
 
 The method and arch tables are imported eagerly; everything that needs torch is imported on first
 use, so the Snakefile (which reads only the table) parses without loading torch — a
@@ -31,7 +32,7 @@ _LAZY = {
     "BN_STATS_CHOICES": "build",
     "BatchStatisticsWarning": "build",
     "build_model": "build",
-    "module_names": "build",
+    "module_names": "layers",
     "CheckpointError": "checkpoints",
 }
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 import os
@@ -20,7 +19,7 @@ from dimcollapse.models import zoo
 from dimcollapse.models.archs import Layout, arch_info
 from dimcollapse.models.checkpoints import CheckpointError
 from dimcollapse.models.dpc import ARCH_BLOCKS, DEFAULT_SAMPLE_SIZE, DPCContext
-from dimcollapse.models.layers import FeatureModel, listing_command
+from dimcollapse.models.hooks import FeatureModel, listing_command
 from dimcollapse.models.registry import METHODS, MethodInfo, canonical_method
 from dimcollapse.models.slow_r50 import SlowR50SSL, SlowR50Supervised
 
@@ -93,12 +92,12 @@ def build_model(
     * ``custom``: ``builder`` (``"package.module:function"`` returning an ``nn.Module``),
       ``builder_options`` (its keyword arguments), ``classifier`` (name of the final
       classification layer; default the last ``nn.Linear``), ``layout`` (``conv``,
-      ``tokens`` or ``channels_last``, see :mod:`~dimcollapse.models.layers`),
+      ``tokens`` or ``channels_last``, see :mod:`~dimcollapse.models.hooks`),
       ``class_token`` (token sequences start with a class token), ``frames`` and
       ``crop_size`` (default 8 and 224). ``checkpoint``: a state dict, or a dict holding
       one under ``state_dict``/``model_state``/``model``.
     * Every method: ``layers`` (module names of the network, ``named_modules()``; one
-      ``layer.<name>`` space each, see :mod:`~dimcollapse.models.layers`) and
+      ``layer.<name>`` space each, see :mod:`~dimcollapse.models.hooks`) and
       ``cls_token`` (keep a transformer's class token in layer averages; default False).
 
     The returned module's ``forward(x)`` gives ``{"representation": B×2048 (Slow R50) or
@@ -358,42 +357,6 @@ def _last_linear(net: nn.Module, builder: str) -> str:
     return linears[-1]
 
 
-@functools.lru_cache(maxsize=64)
-def _module_names(method: str, arch: str | None, builder: str | None, builder_options: str) -> tuple[str, ...]:
-    info = METHODS[method]
-    if info.family in ("torchvision", "pytorchvideo"):
-        spec = arch_info(info.family, arch)
-        factory: Callable[[], nn.Module] = lambda: zoo.library_net(spec, spec.frames, spec.crop_size)  # noqa: E731
-    elif info.family == "custom":
-        if builder is None:
-            raise ValueError("method custom needs the builder option ('package.module:function' returning an nn.Module)")
-        factory = lambda: zoo.custom_net(builder, json.loads(builder_options))  # noqa: E731
-    elif info.name == "supervised":
-        factory = SlowR50Supervised
-    elif info.family == "slow_r50":
-        assert info.default_head is not None
-        factory = lambda: SlowR50SSL(info.name, info.default_head, info.normalize_embedding)  # noqa: E731
-    else:
-        factory = lambda: DPCContext(arch or "resnet34")  # noqa: E731
-    try:
-        with torch.device("meta"):
-            net = factory()
-    except (RuntimeError, NotImplementedError):  # constructors that read tensor values (PyTorchVideo MViT)
-        net = factory()
-    return tuple(name for name, _ in net.named_modules() if name)
-
-
-def module_names(method: str, options: Mapping[str, Any] | None = None) -> tuple[str, ...]:
-    """Names of every submodule of ``method``'s network (what ``layers`` accepts), cheaply.
-
-    The network is built on the meta device (no memory, no initialisation) where its
-    constructor allows; results are cached per (method, arch, builder).
-    """
-    options = options or {}
-    builder_options = json.dumps(dict(options.get("builder_options") or {}), sort_keys=True)
-    return _module_names(canonical_method(method), options.get("arch"), options.get("builder"), builder_options)
-
-
 def _allocate(factory: Callable[[], nn.Module]) -> nn.Module:
     """Construct a model without PyTorch's default initialisation, which would be thrown away.
 
@@ -441,4 +404,4 @@ def seeded_init_(model: nn.Module, seed: int) -> dict[str, Any]:
     return {"init": "seeded random", "conv_scale": RANDOM_CONV_SCALE}
 
 
-__all__ = ["BN_STATS_CHOICES", "BatchStatisticsWarning", "build_model", "module_names", "seeded_init_"]
+__all__ = ["BN_STATS_CHOICES", "BatchStatisticsWarning", "build_model", "seeded_init_"]

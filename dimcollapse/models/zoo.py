@@ -1,7 +1,7 @@
 """Networks of the ``torchvision``, ``pytorchvideo`` and ``custom`` methods and their checkpoints.
 
 Each network is the library's (or the user's) own module, built by its own function, so
-its forward pass is exactly the library's; :class:`~dimcollapse.models.layers.FeatureModel`
+its forward pass is exactly the library's; :class:`~dimcollapse.models.hooks.FeatureModel`
 reads the feature spaces off it with hooks.
 
 Checkpoint formats (read with :func:`~dimcollapse.models.checkpoints.read_checkpoint`,
