@@ -31,6 +31,14 @@ class VideoError(Exception):
         return (VideoError, (self.path, self.stage, self.message))
 
 
+class VideoExcluded(VideoError):
+    """A video the protocol leaves out by rule (e.g. DPC's ``min_frames``), not a broken one.
+
+    It is recorded as a failure with the reason, but never stops a build, even with
+    ``on_error: fail``.
+    """
+
+
 @dataclass(frozen=True)
 class Failure:
     """One row of ``results/failures/{dataset}.csv``."""

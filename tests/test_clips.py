@@ -16,7 +16,8 @@ from dimcollapse.data import clips
 from dimcollapse.data.clips import ClipCache, ClipDataset, build_clip_cache, collate_clips, make_loader
 from dimcollapse.failures import Failure, VideoError
 from dimcollapse.data.protocols import clip_starts, resolve_protocol
-from dimcollapse.data.video import load_clip
+from dimcollapse.data.manifest import as_rows
+from dimcollapse.data.video import decode_row, load_clip
 
 VIDEOS = Path("/work/shared/testdata/videos")
 
@@ -169,7 +170,7 @@ def test_resume_redecodes_rows_whose_frames_did_not_reach_the_file(
     assert decoded == ["tree.avi", "vtest.avi"]
     cache = ClipCache(tmp_path / "c")
     paper = resolve_protocol("paper")
-    frames, _ = clips.decode_row(clips.as_rows(manifest)[2], paper)
+    frames, _ = decode_row(as_rows(manifest)[2], paper)
     assert np.array_equal(cache.frames(2), clips.cache_frames(frames, paper))
 
 
@@ -234,17 +235,17 @@ def test_cache_stores_scaled_frames_within_the_byte_bound(tmp_path: Path, manife
     paper = resolve_protocol("paper")
     build_clip_cache(rows, paper, tmp_path / "c", workers=0)
     cache = ClipCache(tmp_path / "c")
-    for entry, row in zip(cache.entries, clips.as_rows(rows)):
+    for entry, row in zip(cache.entries, as_rows(rows)):
         h, w = entry.shape[1:3]
         assert min(h, w) == 256 and entry.nbytes == 8 * h * w * 3  # ≤ 1.25 × T·h·w·3, at the scaled size
         assert entry.shape == clips.stored_shape(row, paper)  # the estimate is what gets stored
     meta = json.loads((tmp_path / "c" / "meta.json").read_text())
-    assert meta["data_bytes"] == clips.estimate_cache_bytes(clips.as_rows(rows), paper)[0]
+    assert meta["data_bytes"] == clips.estimate_cache_bytes(as_rows(rows), paper)[0]
     # a source smaller than the scaled size (tree.avi, 320×240) is stored as decoded: exact
     small = manifest.iloc[[2]].assign(width=[320], height=[240], frames=[68])
     build_clip_cache(small, paper, tmp_path / "s", workers=0)
     entry = ClipCache(tmp_path / "s").entries[0]
-    assert entry.shape == (8, 240, 320, 3) == clips.stored_shape(clips.as_rows(small)[0], paper)
+    assert entry.shape == (8, 240, 320, 3) == clips.stored_shape(as_rows(small)[0], paper)
     assert torch.equal(ClipDataset(small, paper, cache=tmp_path / "s")[0]["video"], ClipDataset(small, paper)[0]["video"])
 
 
@@ -254,7 +255,7 @@ def test_full_disk_stops_before_writing_naming_path_need_and_free(
     from dimcollapse import diskspace
 
     rows = manifest.iloc[[0, 4]].assign(width=[720, 768], height=[528, 576], frames=[270, 795])
-    need = clips.estimate_cache_bytes(clips.as_rows(rows), resolve_protocol("paper"))[0]
+    need = clips.estimate_cache_bytes(as_rows(rows), resolve_protocol("paper"))[0]
     assert need == 8 * 256 * 349 * 3 + 8 * 256 * 341 * 3
     monkeypatch.setattr(diskspace, "free_bytes", lambda path: need - 1)
     decoded = count_decodes(monkeypatch)

@@ -1,33 +1,117 @@
-"""The package is grouped by stage; the flat names that users and the README use still import."""
+"""The package is grouped by stage: one name per module, imports one way (no cycles)."""
 
+from __future__ import annotations
+
+import ast
 import importlib
+import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import dimcollapse
 
-
-@pytest.mark.parametrize("flat, real", sorted(dimcollapse.ALIASES.items()))
-def test_flat_name_is_the_stage_module(flat: str, real: str) -> None:
-    alias = importlib.import_module(f"dimcollapse.{flat}")
-    assert alias is importlib.import_module(real)
-    assert alias.__name__ == real and alias.__spec__.name == real
+PACKAGE_DIR = Path(dimcollapse.__file__).parent
 
 
-def test_alias_first_import_in_a_fresh_process() -> None:
-    """Importing the flat name first must execute the module once, under its real name."""
-    code = (
-        "import sys, dimcollapse.spectrum as s; "
-        "assert s.__name__ == 'dimcollapse.analysis.spectrum', s.__name__; "
-        "assert sys.modules['dimcollapse.analysis.spectrum'] is s; "
-        "from dimcollapse.metrics import metrics_row; print('ok')"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "ok"
+def _module_files() -> dict[str, Path]:
+    """Every module of the package by its dotted name (``pkg/__init__.py`` is ``pkg``)."""
+    out = {}
+    for file in sorted(PACKAGE_DIR.rglob("*.py")):
+        parts = list(file.relative_to(PACKAGE_DIR.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = file
+    return out
 
 
-def test_unknown_flat_name_still_fails() -> None:
-    with pytest.raises(ModuleNotFoundError):
-        importlib.import_module("dimcollapse.no_such_stage")
+def import_graph() -> dict[str, set[str]]:
+    """Module -> package modules it imports, from every import statement (function-level ones too).
+
+    ``from pkg import name`` counts as importing ``pkg.name`` when that is a module, else
+    ``pkg``. Implicit parent-package imports are not edges: a package's ``__init__`` may
+    import its children.
+    """
+    modules = _module_files()
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, file in modules.items():
+        is_package = file.name == "__init__.py"
+        for node in ast.walk(ast.parse(file.read_text(), str(file))):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = name.split(".") if is_package else name.split(".")[:-1]
+                    base = base[: len(base) - node.level + 1]
+                    source = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    source = node.module or ""
+                for alias in node.names:
+                    child = f"{source}.{alias.name}"
+                    targets.append(child if child in modules else source)
+            graph[name].update(t for t in targets if t in modules and t != name)
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as a list of modules (first repeated at the end), or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_no_import_cycle_in_the_package() -> None:
+    graph = import_graph()
+    assert "dimcollapse.data.clips" in graph and graph["dimcollapse.data.clips"], "the walk found no imports"
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_cycle_finder_finds_a_cycle() -> None:
+    """The walk must see function-level imports and report the cycle they close."""
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+    tree = ast.parse("def f():\n    from dimcollapse.data.clips import decode_row\n")
+    assert any(isinstance(n, ast.ImportFrom) for n in ast.walk(tree))
+
+
+def test_every_module_has_one_name() -> None:
+    """After importing every module, no module object is in ``sys.modules`` under two names."""
+    for info in pkgutil.walk_packages(dimcollapse.__path__, "dimcollapse."):
+        importlib.import_module(info.name)
+    seen: dict[int, str] = {}
+    for name, module in list(sys.modules.items()):
+        if name.startswith("dimcollapse") and module is not None:
+            assert id(module) not in seen, f"{name} and {seen[id(module)]} are one module"
+            seen[id(module)] = name
+            assert module.__name__ == name
+
+
+@pytest.mark.parametrize("flat", ["video", "spectrum", "metrics", "clips", "probes", "download"])
+def test_flat_alias_names_are_gone(flat: str) -> None:
+    code = f"import dimcollapse.{flat}"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode != 0 and "ModuleNotFoundError" in out.stderr
+
+
+def test_no_meta_path_finder_of_ours() -> None:
+    assert not [f for f in sys.meta_path if type(f).__module__.startswith("dimcollapse")]

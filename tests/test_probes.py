@@ -9,8 +9,8 @@ from scipy.linalg import sqrtm
 
 from dimcollapse.analysis.spectrum import analyze
 from dimcollapse.data.datasets import official_split
-from dimcollapse.metrics import lidar, sample_size_curve, sample_sizes
-from dimcollapse.probes import (
+from dimcollapse.analysis.metrics import lidar, sample_size_curve, sample_sizes
+from dimcollapse.analysis.probes import (
     assign_split,
     fit_linear_probe,
     fit_logistic,

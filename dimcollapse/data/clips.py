@@ -54,11 +54,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import multiprocessing
 import os
 import shutil
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -69,10 +68,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from dimcollapse.atomic import write_json
 from dimcollapse.diskspace import ensure_free_space
-from dimcollapse.failures import Failure, VideoError
-from dimcollapse.data.protocols import Protocol, clip_starts, resolve_protocol
+from dimcollapse.failures import Failure, VideoError, VideoExcluded
+from dimcollapse.data.manifest import Row, as_rows
+from dimcollapse.data.protocols import Protocol, resolve_protocol
 from dimcollapse.data.slowfast import torchvision_size
-from dimcollapse.data.video import STAGE, ensure_openable, frames_to_views, read_frames, scale_frames, scaled_size
+from dimcollapse.data.video import STAGE, decode_row, frames_to_views, scale_frames, scaled_size
 
 log = logging.getLogger(__name__)
 
@@ -86,113 +86,12 @@ ON_ERROR = ("skip", "fail")
 
 
 # ------------------------------------------------------------------------------ rows
-@dataclass(frozen=True)
-class Row:
-    """What the data layer needs from a manifest row (``frames``/``width``/``height``
-    are ``None`` when unknown: they only serve ``min_frames`` and the disk estimate)."""
-
-    id: str
-    path: str
-    duration: float
-    fps: float
-    frames: int | None = None
-    width: int | None = None
-    height: int | None = None
-    content: str | None = None  # hash of the file's bytes (manifest ``content``); None: unknown
-
-    @property
-    def source(self) -> str:
-        """Digest of everything that decides this row's frames for a given sampling (the
-        id seeds random clip placement), or ``""`` without a content hash: such a row is
-        never taken from a previous cache."""
-        if not self.content:
-            return ""
-        text = f"{self.id}\t{self.content}\t{self.duration!r}\t{self.fps!r}"
-        return hashlib.sha256(text.encode()).hexdigest()[:32]
-
-
-class VideoExcluded(VideoError):
-    """A video the protocol leaves out by rule (e.g. DPC's ``min_frames``), not a broken one.
-
-    It is recorded as a failure with the reason, but never stops a build, even with
-    ``on_error: fail``.
-    """
-
-
-def as_rows(rows: Any) -> list[Row]:
-    """Manifest rows (a pandas DataFrame or mappings with ``id, path, duration, fps`` and
-    optionally ``frames, width, height, content``)."""
-    if hasattr(rows, "to_dict") and hasattr(rows, "columns"):
-        missing = {"id", "path", "duration", "fps"} - set(rows.columns)
-        if missing:
-            raise ValueError(f"manifest is missing columns {sorted(missing)}")
-        records: Iterable[Mapping[str, Any]] = rows.to_dict("records")
-    else:
-        records = rows
-    out = []
-    for i, r in enumerate(records):
-        if isinstance(r, Row):
-            out.append(r)
-            continue
-        missing = {"id", "path", "duration", "fps"} - set(r)
-        if missing:
-            raise ValueError(f"manifest row {i} is missing {sorted(missing)}")
-        out.append(Row(str(r["id"]), str(r["path"]), _float(r["duration"]), _float(r["fps"]),
-                       _int(r.get("frames")), _int(r.get("width")), _int(r.get("height")),
-                       _str(r.get("content"))))
-    return out
-
-
-def _int(value: Any) -> int | None:
-    try:
-        out = int(value)
-    except (TypeError, ValueError):
-        return None
-    return out if out > 0 else None
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None  # pandas gives NaN for a missing cell
-
-
-def _float(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def rows_fingerprint(rows: Sequence[Row]) -> str:
     """Changes when any row's id, path, content, duration or fps changes (they decide the clips)."""
     h = hashlib.sha256()
     for r in rows:
         h.update(f"{r.id}\t{r.path}\t{r.content or ''}\t{r.duration!r}\t{r.fps!r}\n".encode())
     return h.hexdigest()
-
-
-def decode_row(row: Row, protocol: Protocol) -> tuple[np.ndarray, bool]:
-    """The protocol's uint8 frames for one manifest row and its short flag.
-
-    Raises :class:`VideoExcluded` for a video the protocol's ``min_frames`` leaves out and
-    :class:`VideoError` (stage ``decode``) for any problem, including a manifest row whose
-    duration is unusable.
-    """
-    if protocol.min_frames is not None and row.frames is not None and row.frames < protocol.min_frames:
-        raise VideoExcluded(
-            row.path, STAGE,
-            f"excluded: {row.frames} frames, fewer than min_frames={protocol.min_frames} "
-            f"(DPC drops videos of at most num_seq*seq_len*downsample frames)",
-        )
-    if protocol.backend is not None:  # SlowFast places its windows from the stream itself
-        decoded = read_frames(row.path, None, protocol)
-        return decoded.frames, decoded.short
-    try:
-        starts = clip_starts(protocol, row.duration, fps=row.fps, video_id=row.id)
-    except ValueError as err:
-        ensure_openable(row.path)  # a broken file explains a missing duration best
-        raise VideoError(row.path, STAGE, f"cannot place the clip: {err}") from None
-    decoded = read_frames(row.path, starts, protocol)
-    return decoded.frames, decoded.short
 
 
 def cache_frames(frames: np.ndarray, protocol: Protocol) -> np.ndarray:

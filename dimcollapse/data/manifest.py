@@ -26,8 +26,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -229,3 +231,72 @@ def _dir_key(path: str) -> tuple[int, int] | str:
     except OSError:
         return path
     return (st.st_dev, st.st_ino)
+
+
+# ------------------------------------------------------------------------------ rows
+@dataclass(frozen=True)
+class Row:
+    """What the data layer needs from a manifest row (``frames``/``width``/``height``
+    are ``None`` when unknown: they only serve ``min_frames`` and the disk estimate)."""
+
+    id: str
+    path: str
+    duration: float
+    fps: float
+    frames: int | None = None
+    width: int | None = None
+    height: int | None = None
+    content: str | None = None  # hash of the file's bytes (manifest ``content``); None: unknown
+
+    @property
+    def source(self) -> str:
+        """Digest of everything that decides this row's frames for a given sampling (the
+        id seeds random clip placement), or ``""`` without a content hash: such a row is
+        never taken from a previous cache."""
+        if not self.content:
+            return ""
+        text = f"{self.id}\t{self.content}\t{self.duration!r}\t{self.fps!r}"
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def as_rows(rows: Any) -> list[Row]:
+    """Manifest rows (a pandas DataFrame or mappings with ``id, path, duration, fps`` and
+    optionally ``frames, width, height, content``)."""
+    if hasattr(rows, "to_dict") and hasattr(rows, "columns"):
+        missing = {"id", "path", "duration", "fps"} - set(rows.columns)
+        if missing:
+            raise ValueError(f"manifest is missing columns {sorted(missing)}")
+        records: Iterable[Mapping[str, Any]] = rows.to_dict("records")
+    else:
+        records = rows
+    out = []
+    for i, r in enumerate(records):
+        if isinstance(r, Row):
+            out.append(r)
+            continue
+        missing = {"id", "path", "duration", "fps"} - set(r)
+        if missing:
+            raise ValueError(f"manifest row {i} is missing {sorted(missing)}")
+        out.append(Row(str(r["id"]), str(r["path"]), _float(r["duration"]), _float(r["fps"]),
+                       _int(r.get("frames")), _int(r.get("width")), _int(r.get("height")),
+                       _str(r.get("content"))))
+    return out
+
+
+def _int(value: Any) -> int | None:
+    try:
+        out = int(value)
+    except (TypeError, ValueError):
+        return None
+    return out if out > 0 else None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None  # pandas gives NaN for a missing cell
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan

@@ -49,9 +49,10 @@ import av.logging
 import numpy as np
 import torch
 
-from dimcollapse.failures import VideoError
+from dimcollapse.failures import VideoError, VideoExcluded
 from dimcollapse.data import slowfast
-from dimcollapse.data.protocols import Protocol, resolve_protocol
+from dimcollapse.data.manifest import Row
+from dimcollapse.data.protocols import Protocol, clip_starts, resolve_protocol
 
 STAGE = "decode"
 
@@ -690,6 +691,31 @@ def load_clip(
     return frames_to_views(decoded.frames, p)[0]
 
 
+def decode_row(row: Row, protocol: Protocol) -> tuple[np.ndarray, bool]:
+    """The protocol's uint8 frames for one manifest row and its short flag.
+
+    Raises :class:`VideoExcluded` for a video the protocol's ``min_frames`` leaves out and
+    :class:`VideoError` (stage ``decode``) for any problem, including a manifest row whose
+    duration is unusable.
+    """
+    if protocol.min_frames is not None and row.frames is not None and row.frames < protocol.min_frames:
+        raise VideoExcluded(
+            row.path, STAGE,
+            f"excluded: {row.frames} frames, fewer than min_frames={protocol.min_frames} "
+            f"(DPC drops videos of at most num_seq*seq_len*downsample frames)",
+        )
+    if protocol.backend is not None:  # SlowFast places its windows from the stream itself
+        decoded = read_frames(row.path, None, protocol)
+        return decoded.frames, decoded.short
+    try:
+        starts = clip_starts(protocol, row.duration, fps=row.fps, video_id=row.id)
+    except ValueError as err:
+        ensure_openable(row.path)  # a broken file explains a missing duration best
+        raise VideoError(row.path, STAGE, f"cannot place the clip: {err}") from None
+    decoded = read_frames(row.path, starts, protocol)
+    return decoded.frames, decoded.short
+
+
 def load_views(path: str | os.PathLike[str], protocol: str | Protocol = "slowfast_test", **overrides: Any) -> torch.Tensor:
     """Every view of one video, as the extraction pipeline computes them.
 
@@ -699,7 +725,6 @@ def load_views(path: str | os.PathLike[str], protocol: str | Protocol = "slowfas
     video's duration and frame rate, which are probed here exactly as the manifest does.
     Same code path as :class:`dimcollapse.data.clips.ClipDataset` without a cache.
     """
-    from dimcollapse.data.clips import Row, decode_row
     from dimcollapse.data.probe import probe_video
 
     p = resolve_protocol(protocol, **overrides)
