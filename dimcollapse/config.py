@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from dimcollapse.models import METHODS, ArchInfo, arch_info, canonical_method
-from dimcollapse.data.protocols import Protocol, resolve_protocol
+from dimcollapse.data.protocols import Protocol, SlowProtocol, resolve_protocol
 
 #: What figures, sidecars and the report say about a model without a checkpoint.
 UNTRAINED = "untrained weights (demo)"
@@ -315,11 +315,14 @@ def job_protocol(config: Mapping[str, Any], dataset: str, model: ModelInstance) 
         protocol = resolve_protocol(model.protocol, **overrides)
     except ValueError as err:
         raise ValueError(f"model {model.name!r} on dataset {dataset!r}: {err}") from err
-    if arch is not None and arch.fixed_input is not None and (protocol.frames, protocol.crop_size) != arch.fixed_input:
-        frames, crop = arch.fixed_input
+    fixed = arch.fixed_input if arch is not None else None
+    if fixed is not None and (not isinstance(protocol, SlowProtocol) or (protocol.frames, protocol.crop_size) != fixed):
+        frames, crop = fixed
+        given = (f"frames={protocol.frames}, crop_size={protocol.crop_size}" if isinstance(protocol, SlowProtocol)
+                 else f"{protocol.family} clips")
         raise ValueError(
             f"model {model.name!r} on dataset {dataset!r}: {arch.family} {arch.name} only accepts {frames}-frame "
-            f"clips of {crop}×{crop}, but the protocol gives frames={protocol.frames}, crop_size={protocol.crop_size}"
+            f"clips of {crop}×{crop}, but the protocol gives {given}"
         )
     return protocol
 

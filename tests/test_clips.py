@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from dimcollapse.data import clips
+from dimcollapse.data import clips, video
 from dimcollapse.data.clips import ClipCache, ClipDataset, build_clip_cache, collate_clips, make_loader
 from dimcollapse.failures import Failure, VideoError
 from dimcollapse.data.protocols import clip_starts, resolve_protocol
@@ -25,13 +25,13 @@ VIDEOS = Path("/work/shared/testdata/videos")
 def count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record the file name of every video the clip layer decodes from now on."""
     decoded: list[str] = []
-    original = clips.read_frames
+    original = video.read_frames
 
     def counting(path, starts, protocol):  # type: ignore[no-untyped-def]
         decoded.append(Path(path).name)
         return original(path, starts, protocol)
 
-    monkeypatch.setattr(clips, "read_frames", counting)
+    monkeypatch.setattr(video, "read_frames", counting)
     return decoded
 
 
@@ -62,7 +62,7 @@ def _forbid_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
     def no_decoding(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise AssertionError("decoded although the clip cache holds the clip")
 
-    monkeypatch.setattr(clips, "read_frames", no_decoding)
+    monkeypatch.setattr(video, "read_frames", no_decoding)
 
 
 def test_cache_build_then_read_equals_on_the_fly(tmp_path: Path, manifest: pd.DataFrame, monkeypatch) -> None:
@@ -202,8 +202,8 @@ def test_loader_with_two_workers_reports_failures_and_keeps_order(manifest: pd.D
             raise RuntimeError("decoder crashed")
         return original(path, starts, protocol)
 
-    original = clips.read_frames
-    monkeypatch.setattr(clips, "read_frames", crash_on_tree)  # inherited by the forked workers
+    original = video.read_frames
+    monkeypatch.setattr(video, "read_frames", crash_on_tree)  # inherited by the forked workers
     loader = make_loader(ClipDataset(manifest, "paper"), batch_size=2, workers=2)
     ok_index, failed = [], {}
     for batch in loader:

@@ -1,3 +1,4 @@
+import hashlib
 import json
 import math
 
@@ -7,7 +8,9 @@ from dimcollapse.data.protocols import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     PRESETS,
+    DpcProtocol,
     Protocol,
+    SlowProtocol,
     clip_starts,
     resolve_protocol,
 )
@@ -31,7 +34,8 @@ def test_presets_match_the_original_protocols() -> None:
     assert (dpc.num_seq, dpc.seq_len, dpc.downsample, dpc.crop_size) == (5, 5, 3, 224)
     assert dpc.clip_shape == (5, 3, 5, 224, 224) and dpc.views == 1
     assert dpc.window_seconds(fps=25.0) == 75 / 25.0
-    assert dpc.frames is None and paper.num_seq is None
+    assert isinstance(paper, SlowProtocol) and isinstance(dpc, DpcProtocol)
+    assert not hasattr(dpc, "frames") and not hasattr(paper, "num_seq")  # one type per family
     # SlowFast's own decoding for slowfast_test (torchvision backend by default); DPC options off
     assert (sf.backend, paper.backend) == ("torchvision", None)
     assert (dpc.min_frames, dpc.jpeg_quality, dpc.output_size) == (None, None, None)
@@ -131,6 +135,41 @@ def test_to_dict_is_json_and_round_trips() -> None:
         assert Protocol.from_dict(d) == p
     with pytest.raises(ValueError, match="unknown entries"):
         Protocol.from_dict({**resolve_protocol("paper").to_dict(), "bogus": 1})
+
+
+#: Keys computed by the single protocol type this module had before each family got its own
+#: (commit b8aa357): the same settings must give the same bytes, or every feature store
+#: and clip cache would be invalidated. Last entry: SHA-256 of ``to_dict()`` (which the
+#: store's instance identity and the extract rule's parameters hash).
+KEYS_BEFORE_THE_SPLIT = [
+    ("paper", {}, "paper-eca0389ec336", "slow-255662e0645b", "f06e2b33523cd9b0"),
+    ("slowfast_test", {}, "slowfast_test-e353a4a4a24a", "slow-e2896240c447", "a087e7076c0f1e03"),
+    ("dpc", {}, "dpc-e608eb7bbf2d", "dpc-e6b7efecb688", "3b79bb7d48cc187e"),
+    ("paper", {"clip_position": "random", "seed": 3}, "paper-9906debbaa76", "slow-a8be21451d02", "83c998ac917c5ce9"),
+    ("slowfast_test", {"backend": "pyav"}, "slowfast_test-c98837844d49", "slow-365401c79518", "fd6068e37addcbe7"),
+    ("dpc", {"downsample": 1, "min_frames": 26, "jpeg_quality": 80, "side_size": 240, "output_size": 128},
+     "dpc-c86b336fe666", "dpc-6ad5cc35f532", "5b46cf5ef4dd0fde"),
+    ("paper", {"frames": 16, "rate": 4, "crop_size": 112, "side_size": 128, "resize": "ffmpeg"},
+     "paper-bf041c5018a8", "slow-994b0d2c22b9", "07c05a107dfc04df"),
+]
+
+
+@pytest.mark.parametrize(("name", "overrides", "key", "sampling_key", "dict_digest"), KEYS_BEFORE_THE_SPLIT)
+def test_keys_are_the_bytes_of_before_the_family_types(
+    name: str, overrides: dict, key: str, sampling_key: str, dict_digest: str
+) -> None:
+    p = resolve_protocol(name, **overrides)
+    assert (p.key, p.sampling_key) == (key, sampling_key)
+    assert hashlib.sha256(json.dumps(p.to_dict(), sort_keys=True).encode()).hexdigest()[:16] == dict_digest
+    assert KEYS_BEFORE_THE_SPLIT[0][0] in PRESETS and {c[0] for c in KEYS_BEFORE_THE_SPLIT} == set(PRESETS)
+
+
+def test_from_dict_refuses_settings_of_the_other_family() -> None:
+    d = resolve_protocol("paper").to_dict()
+    with pytest.raises(ValueError, match=r"settings \['num_seq'\] belong to another family"):
+        Protocol.from_dict({**d, "num_seq": 5})
+    with pytest.raises(ValueError, match="family must be one of"):
+        Protocol.from_dict({**d, "family": "vit"})
 
 
 def test_centre_and_uniform_starts() -> None:

@@ -70,7 +70,7 @@ from dimcollapse.atomic import write_json
 from dimcollapse.diskspace import ensure_free_space
 from dimcollapse.failures import Failure, VideoError, VideoExcluded
 from dimcollapse.data.manifest import Row, as_rows
-from dimcollapse.data.protocols import Protocol, resolve_protocol
+from dimcollapse.data.protocols import DpcProtocol, Protocol, SlowProtocol, resolve_protocol
 from dimcollapse.data.slowfast import torchvision_size
 from dimcollapse.data.video import STAGE, decode_row, frames_to_views, scale_frames, scaled_size
 
@@ -111,11 +111,12 @@ def stored_shape(row: Row, protocol: Protocol) -> tuple[int, int, int, int] | No
     """
     if row.width is None or row.height is None:
         return None
-    if protocol.backend == "torchvision":
+    slowfast_area = isinstance(protocol, SlowProtocol) and protocol.backend == "torchvision"
+    if slowfast_area:
         h, w = torchvision_size(row.height, row.width, protocol.side_size)
     else:
         h, w = scaled_size(row.height, row.width, protocol)
-    decoder_scales = protocol.family == "dpc" or protocol.backend == "torchvision" or protocol.resize == "ffmpeg"
+    decoder_scales = isinstance(protocol, DpcProtocol) or slowfast_area or protocol.resize == "ffmpeg"
     if row.height * row.width <= h * w and not decoder_scales:
         h, w = row.height, row.width
     return (protocol.windows * protocol.frames_per_window, h, w, 3)

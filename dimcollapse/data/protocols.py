@@ -1,8 +1,12 @@
 """Named clip-sampling protocols: which frames of a video a model sees, and how they are scaled.
 
-A :class:`Protocol` is a frozen, fully explicit description of the input side of an
-extraction: where the clip(s) start, which frames inside each window are taken, how the
-frames are resized, cropped and normalised. Presets reproduce the original codebases:
+A protocol is a frozen, fully explicit description of the input side of an extraction:
+where the clip(s) start, which frames inside each window are taken, how the frames are
+resized, cropped and normalised. Each sampling family has its own small type —
+:class:`SlowProtocol` (``T`` frames of a window, one or several windows and crops) and
+:class:`DpcProtocol` (blocks of consecutive frames) — on a common base :class:`Protocol`
+with the settings they share (scaling, crop, normalisation, clip placement). Presets
+reproduce the original codebases:
 
 ``paper``
     The paper's PyTorchVideo pipeline (``supervised_baseline.py``/``video_ssl.py``): one
@@ -37,7 +41,7 @@ frames are resized, cropped and normalised. Presets reproduce the original codeb
     26 with downsample 1).
 
 Every field can be overridden through :func:`resolve_protocol`; a name that is not a field,
-or a field that does not apply to the protocol's family, is rejected with a clear error.
+or a field of the other family, is rejected with a clear error.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -66,29 +70,32 @@ CROP_ROUNDINGS = ("round", "ceil")
 RESIZERS = ("torch", "ffmpeg")
 BACKENDS = ("torchvision", "pyav")
 
-# Fields that only make sense for one family; the others are None there (the optional
-# ones, ``backend`` and the DPC extras, may be None in their own family too).
-_SLOW_ONLY = ("frames", "rate", "target_fps", "temporal_views", "spatial_views")
-_SLOW_OPTIONAL = ("backend",)
-_DPC_ONLY = ("num_seq", "seq_len", "downsample")
-_DPC_OPTIONAL = ("min_frames", "jpeg_quality", "output_size")
-# Fields fixed by the preset (they select code paths, not settings).
-_FIXED = ("name", "family")
+#: The layout of :meth:`Protocol.to_dict`: every setting of every family, ``null`` where
+#: one does not apply. It is the layout of the single protocol type this module had
+#: before the families got types of their own; feature-store and Snakemake parameter
+#: keys hash this dict, so keeping it keeps every store entry and clip cache valid.
+DICT_FIELDS = (
+    "name", "family", "side_size", "crop_size", "crop_rounding", "mean", "std", "clip_position",
+    "seed", "resize", "frames", "rate", "target_fps", "temporal_views", "spatial_views", "num_seq",
+    "seq_len", "downsample", "backend", "min_frames", "jpeg_quality", "output_size",
+)
 
 
-@dataclass(frozen=True)
+def _positive_int(v: Any) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, np.integer)) and v >= 1
+
+
+@dataclass(frozen=True, kw_only=True)
 class Protocol:
-    """A complete, hashable description of how clips are sampled and normalised.
+    """What every sampling family has: placement, scaling, crop and normalisation.
 
-    Slow-family fields (``frames``, ``rate``, ``target_fps``, ``temporal_views``,
-    ``spatial_views``, ``backend``) are ``None`` for ``dpc``; DPC fields (``num_seq``,
-    ``seq_len``, ``downsample``, ``min_frames``, ``jpeg_quality``, ``output_size``) are
-    ``None`` for the Slow family. ``backend`` set means SlowFast's own decoding and
-    temporal sampling (``slowfast_test``); ``None`` is PyTorchVideo's (``paper``).
+    Not built directly: :func:`resolve_protocol` builds the family's own type. The
+    properties below are what the decoder and the clip cache need from any protocol.
     """
 
+    family: ClassVar[str]
+
     name: str
-    family: str
     side_size: int
     crop_size: int
     crop_rounding: str
@@ -97,39 +104,25 @@ class Protocol:
     clip_position: str = "centre"
     seed: int = 0
     resize: str = "torch"
-    frames: int | None = None
-    rate: int | None = None
-    target_fps: float | None = None
-    temporal_views: int | None = None
-    spatial_views: int | None = None
-    num_seq: int | None = None
-    seq_len: int | None = None
-    downsample: int | None = None
-    backend: str | None = None
-    min_frames: int | None = None
-    jpeg_quality: int | None = None
-    output_size: int | None = None
 
     def __post_init__(self) -> None:
-        _validate(self)
+        self._validate()
 
     # ----------------------------------------------------------------- derived sizes
     @property
     def frames_per_window(self) -> int:
-        """Frames decoded per temporal window (T for Slow, num_seq*seq_len for DPC)."""
-        if self.family == "slow":
-            return int(self.frames)  # type: ignore[arg-type]
-        return int(self.num_seq) * int(self.seq_len)  # type: ignore[arg-type]
+        """Frames decoded per temporal window."""
+        raise NotImplementedError
 
     @property
     def windows(self) -> int:
         """Temporal windows per video."""
-        return int(self.temporal_views) if self.family == "slow" else 1  # type: ignore[arg-type]
+        return 1
 
     @property
     def crops(self) -> int:
         """Spatial crops per temporal window."""
-        return int(self.spatial_views) if self.family == "slow" else 1  # type: ignore[arg-type]
+        return 1
 
     @property
     def views(self) -> int:
@@ -138,50 +131,55 @@ class Protocol:
 
     @property
     def input_size(self) -> int:
-        """Height = width of one model input: ``output_size`` when set, else ``crop_size``."""
-        return int(self.output_size) if self.output_size is not None else self.crop_size
+        """Height = width of one model input."""
+        return self.crop_size
 
     @property
     def clip_shape(self) -> tuple[int, ...]:
-        """Shape of one model input: (3, T, size, size) or (num_seq, 3, seq_len, size, size)."""
-        c = self.input_size
-        if self.family == "slow":
-            return (3, int(self.frames), c, c)  # type: ignore[arg-type]
-        return (int(self.num_seq), 3, int(self.seq_len), c, c)  # type: ignore[arg-type]
+        """Shape of one model input."""
+        raise NotImplementedError
+
+    @property
+    def slowfast_windows(self) -> bool:
+        """True when SlowFast's own decoding places the windows from the stream (``backend``),
+        so no start times are computed from the manifest."""
+        return False
 
     def window_seconds(self, fps: float | None = None) -> float:
-        """Length of one temporal window in seconds.
-
-        Slow family: ``frames * rate / target_fps`` (frame-rate independent, as PyTorchVideo
-        and SlowFast define it). DPC counts native frames, so it needs the video's ``fps``:
-        ``num_seq * seq_len * downsample / fps``.
-        """
-        if self.family == "slow":
-            return self.frames * self.rate / self.target_fps  # type: ignore[operator]
-        if fps is None or not math.isfinite(fps) or fps <= 0:
-            raise ValueError(f"protocol {self.name!r} (dpc) needs the video's frame rate, got fps={fps!r}")
-        return self.num_seq * self.seq_len * self.downsample / fps  # type: ignore[operator]
+        """Length of one temporal window in seconds."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ identities
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready settings (for sidecars), including ``key`` and ``sampling_key``."""
+        """JSON-ready settings (for sidecars) in the :data:`DICT_FIELDS` layout, with ``key``
+        and ``sampling_key``."""
         out: dict[str, Any] = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            out[f.name] = list(v) if isinstance(v, tuple) else v
+        for name in DICT_FIELDS:
+            v = getattr(self, name, None)
+            out[name] = list(v) if isinstance(v, tuple) else v
         out["key"] = self.key
         out["sampling_key"] = self.sampling_key
         return out
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Protocol":
-        """Inverse of :meth:`to_dict` (the derived ``key``/``sampling_key`` entries are ignored)."""
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names - {"key", "sampling_key"}
+    @staticmethod
+    def from_dict(data: Mapping[str, Any]) -> "Protocol":
+        """Inverse of :meth:`to_dict` (the derived ``key``/``sampling_key`` entries are ignored).
+
+        The family's type is chosen by the ``family`` entry; settings of the other family
+        must be null (as :meth:`to_dict` writes them).
+        """
+        unknown = set(data) - set(DICT_FIELDS) - {"key", "sampling_key"}
         if unknown:
             raise ValueError(f"not a protocol description: unknown entries {sorted(unknown)}")
-        kwargs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in names}
-        return cls(**kwargs)
+        family = data.get("family")
+        if family not in FAMILY_TYPES:
+            raise ValueError(f"not a protocol description: family must be one of {FAMILIES}, got {family!r}")
+        cls = FAMILY_TYPES[family]
+        names = _field_names(cls)
+        foreign = sorted(k for k in data if k in DICT_FIELDS and k not in names and k != "family" and data[k] is not None)
+        if foreign:
+            raise ValueError(f"not a {family} protocol description: settings {foreign} belong to another family")
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in names})
 
     @property
     def key(self) -> str:
@@ -199,11 +197,18 @@ class Protocol:
         """
         return f"{self.family}-{_digest(self._sampling_fields())}"
 
+    def _family_sampling(self) -> dict[str, Any]:
+        """The family's settings that decide which frames are decoded and how they are scaled."""
+        raise NotImplementedError
+
+    def _family_pixels(self) -> dict[str, Any]:
+        """The family's settings that decide the model input beyond the decoded frames."""
+        raise NotImplementedError
+
     def _sampling_fields(self) -> dict[str, Any]:
-        keep = ["family", "clip_position", "resize", "side_size", *_SLOW_ONLY, *_DPC_ONLY,
-                *_SLOW_OPTIONAL, "min_frames", "jpeg_quality"]
-        keep.remove("spatial_views")
-        out = {k: getattr(self, k) for k in keep if getattr(self, k) is not None}
+        out: dict[str, Any] = {"family": self.family, "clip_position": self.clip_position,
+                               "resize": self.resize, "side_size": self.side_size}
+        out.update({k: v for k, v in self._family_sampling().items() if v is not None})
         if self.clip_position == "random":
             out["seed"] = self.seed
         out["version"] = PIXEL_SEMANTICS_VERSION
@@ -211,77 +216,178 @@ class Protocol:
 
     def _pixel_fields(self) -> dict[str, Any]:
         out = self._sampling_fields()
-        for k in ("crop_size", "crop_rounding", "mean", "std", "spatial_views", "output_size"):
-            if getattr(self, k) is not None:
-                out[k] = getattr(self, k)
+        out.update(crop_size=self.crop_size, crop_rounding=self.crop_rounding, mean=self.mean, std=self.std)
+        out.update({k: v for k, v in self._family_pixels().items() if v is not None})
         return out
+
+    # ------------------------------------------------------------------ validation
+    def _bad(self, msg: str) -> ValueError:
+        return ValueError(f"protocol {self.name!r}: {msg}")
+
+    def _check_positive(self, *names: str) -> None:
+        for name in names:
+            v = getattr(self, name)
+            if not _positive_int(v):
+                raise self._bad(f"{name} must be a positive integer, got {v!r}")
+
+    def _validate(self) -> None:
+        if not self.name or not all(ch.isalnum() or ch in "_-." for ch in self.name):
+            raise self._bad("name must be a non-empty path-safe string (letters, digits, _ - .)")
+        self._check_positive("side_size", "crop_size")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise self._bad(f"seed must be a non-negative integer, got {self.seed!r}")
+        if self.crop_size > self.side_size:
+            raise self._bad(f"crop_size {self.crop_size} is larger than side_size {self.side_size}: the crop would not fit")
+        if self.crop_rounding not in CROP_ROUNDINGS:
+            raise self._bad(f"crop_rounding must be one of {CROP_ROUNDINGS}, got {self.crop_rounding!r}")
+        if self.resize not in RESIZERS:
+            raise self._bad(f"resize must be one of {RESIZERS}, got {self.resize!r}")
+        if self.clip_position not in CLIP_POSITIONS:
+            raise self._bad(f"clip_position must be one of {CLIP_POSITIONS}, got {self.clip_position!r}")
+        if self.clip_position in ("centre", "random") and self.windows != 1:
+            raise self._bad(f"clip_position {self.clip_position!r} gives one clip; use 'uniform' for {self.windows} temporal views")
+        for name in ("mean", "std"):
+            v = getattr(self, name)
+            if not isinstance(v, tuple) or len(v) != 3 or not all(isinstance(x, float) and math.isfinite(x) for x in v):
+                raise self._bad(f"{name} must be three finite floats (R, G, B), got {v!r}")
+        if min(self.std) <= 0:
+            raise self._bad(f"std must be positive, got {self.std!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SlowProtocol(Protocol):
+    """``frames`` frames of each ``frames × rate / target_fps`` s window (``paper``,
+    ``slowfast_test``). ``backend`` set means SlowFast's own decoding and temporal sampling
+    (``slowfast_test``); ``None`` is PyTorchVideo's (``paper``)."""
+
+    family: ClassVar[str] = "slow"
+
+    frames: int
+    rate: int
+    target_fps: float
+    temporal_views: int = 1
+    spatial_views: int = 1
+    backend: str | None = None
+
+    @property
+    def frames_per_window(self) -> int:
+        return self.frames
+
+    @property
+    def windows(self) -> int:
+        return self.temporal_views
+
+    @property
+    def crops(self) -> int:
+        return self.spatial_views
+
+    @property
+    def clip_shape(self) -> tuple[int, ...]:
+        """(3, T, size, size)."""
+        return (3, self.frames, self.input_size, self.input_size)
+
+    @property
+    def slowfast_windows(self) -> bool:
+        return self.backend is not None
+
+    def window_seconds(self, fps: float | None = None) -> float:
+        """``frames * rate / target_fps``: frame-rate independent, as PyTorchVideo and SlowFast
+        define it (``fps`` is ignored)."""
+        return self.frames * self.rate / self.target_fps
+
+    def _family_sampling(self) -> dict[str, Any]:
+        return {"frames": self.frames, "rate": self.rate, "target_fps": self.target_fps,
+                "temporal_views": self.temporal_views, "backend": self.backend}
+
+    def _family_pixels(self) -> dict[str, Any]:
+        return {"spatial_views": self.spatial_views}
+
+    def _validate(self) -> None:
+        self._check_positive("frames", "rate", "temporal_views", "spatial_views")
+        super()._validate()
+        fps = self.target_fps
+        if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
+            raise self._bad(f"target_fps must be a positive number, got {fps!r}")
+        if self.spatial_views not in (1, 3):
+            raise self._bad(f"spatial_views must be 1 (centre crop) or 3 (SlowFast's 3 crops), got {self.spatial_views!r}")
+        if self.backend is not None:
+            if self.backend not in BACKENDS:
+                raise self._bad(f"backend must be one of {BACKENDS} (or null for PyTorchVideo's sampling), got {self.backend!r}")
+            if self.clip_position != "uniform":
+                raise self._bad("backend (SlowFast's decoding) places SlowFast's uniform test views: clip_position must be 'uniform'")
+            if self.resize != "torch":
+                raise self._bad(f"resize {self.resize!r} does not apply with backend {self.backend!r}, which scales as SlowFast does")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DpcProtocol(Protocol):
+    """``num_seq`` blocks of ``seq_len`` frames, one every ``downsample`` native frames (``dpc``).
+
+    ``min_frames`` drops shorter videos, ``jpeg_quality`` round-trips frames through libjpeg,
+    ``output_size`` resizes the crop (nearest); each is off when ``None``.
+    """
+
+    family: ClassVar[str] = "dpc"
+
+    num_seq: int
+    seq_len: int
+    downsample: int
+    min_frames: int | None = None
+    jpeg_quality: int | None = None
+    output_size: int | None = None
+
+    @property
+    def frames_per_window(self) -> int:
+        return self.num_seq * self.seq_len
+
+    @property
+    def input_size(self) -> int:
+        """``output_size`` when set, else ``crop_size``."""
+        return self.output_size if self.output_size is not None else self.crop_size
+
+    @property
+    def clip_shape(self) -> tuple[int, ...]:
+        """(num_seq, 3, seq_len, size, size): DPC's block layout."""
+        return (self.num_seq, 3, self.seq_len, self.input_size, self.input_size)
+
+    def window_seconds(self, fps: float | None = None) -> float:
+        """DPC counts native frames, so it needs the video's ``fps``:
+        ``num_seq * seq_len * downsample / fps``."""
+        if fps is None or not math.isfinite(fps) or fps <= 0:
+            raise ValueError(f"protocol {self.name!r} (dpc) needs the video's frame rate, got fps={fps!r}")
+        return self.num_seq * self.seq_len * self.downsample / fps
+
+    def _family_sampling(self) -> dict[str, Any]:
+        return {"num_seq": self.num_seq, "seq_len": self.seq_len, "downsample": self.downsample,
+                "min_frames": self.min_frames, "jpeg_quality": self.jpeg_quality}
+
+    def _family_pixels(self) -> dict[str, Any]:
+        return {"output_size": self.output_size}
+
+    def _validate(self) -> None:
+        self._check_positive("num_seq", "seq_len", "downsample")
+        super()._validate()
+        for name in ("min_frames", "output_size"):
+            v = getattr(self, name)
+            if v is not None and not _positive_int(v):
+                raise self._bad(f"{name} must be a positive integer or null, got {v!r}")
+        q = self.jpeg_quality
+        if q is not None and (isinstance(q, bool) or not isinstance(q, (int, np.integer)) or not 1 <= q <= 100):
+            raise self._bad(f"jpeg_quality must be an integer from 1 to 100 or null (off), got {q!r}")
+        if self.clip_position == "uniform":
+            raise self._bad("dpc samples one window per video: clip_position must be 'centre' or 'random'")
+
+
+FAMILY_TYPES: dict[str, type[Protocol]] = {"slow": SlowProtocol, "dpc": DpcProtocol}
+
+
+def _field_names(cls: type[Protocol]) -> set[str]:
+    return {f.name for f in fields(cls)}
 
 
 def _digest(obj: Mapping[str, Any]) -> str:
     text = json.dumps(obj, sort_keys=True, default=list)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _validate(p: Protocol) -> None:
-    def bad(msg: str) -> ValueError:
-        return ValueError(f"protocol {p.name!r}: {msg}")
-
-    if p.family not in FAMILIES:
-        raise bad(f"family must be one of {FAMILIES}, got {p.family!r}")
-    if not p.name or not all(ch.isalnum() or ch in "_-." for ch in p.name):
-        raise bad("name must be a non-empty path-safe string (letters, digits, _ - .)")
-    own, other = (_SLOW_ONLY, _DPC_ONLY) if p.family == "slow" else (_DPC_ONLY, _SLOW_ONLY)
-    other_optional = _DPC_OPTIONAL if p.family == "slow" else _SLOW_OPTIONAL
-    for name in (*other, *other_optional):
-        if getattr(p, name) is not None:
-            raise bad(f"setting {name!r} does not apply to the {p.family} family")
-    for name in own:
-        if getattr(p, name) is None:
-            raise bad(f"setting {name!r} is required for the {p.family} family")
-    ints = ["side_size", "crop_size", *(n for n in own if n != "target_fps")]
-    for name in ints:
-        v = getattr(p, name)
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise bad(f"{name} must be a positive integer, got {v!r}")
-    if isinstance(p.seed, bool) or not isinstance(p.seed, (int, np.integer)) or p.seed < 0:
-        raise bad(f"seed must be a non-negative integer, got {p.seed!r}")
-    if p.family == "slow":
-        if not isinstance(p.target_fps, (int, float)) or not math.isfinite(p.target_fps) or p.target_fps <= 0:
-            raise bad(f"target_fps must be a positive number, got {p.target_fps!r}")
-        if p.spatial_views not in (1, 3):
-            raise bad(f"spatial_views must be 1 (centre crop) or 3 (SlowFast's 3 crops), got {p.spatial_views!r}")
-    for name in ("min_frames", "output_size"):
-        v = getattr(p, name)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
-            raise bad(f"{name} must be a positive integer or null, got {v!r}")
-    q = p.jpeg_quality
-    if q is not None and (isinstance(q, bool) or not isinstance(q, (int, np.integer)) or not 1 <= q <= 100):
-        raise bad(f"jpeg_quality must be an integer from 1 to 100 or null (off), got {q!r}")
-    if p.backend is not None:
-        if p.backend not in BACKENDS:
-            raise bad(f"backend must be one of {BACKENDS} (or null for PyTorchVideo's sampling), got {p.backend!r}")
-        if p.clip_position != "uniform":
-            raise bad("backend (SlowFast's decoding) places SlowFast's uniform test views: clip_position must be 'uniform'")
-        if p.resize != "torch":
-            raise bad(f"resize {p.resize!r} does not apply with backend {p.backend!r}, which scales as SlowFast does")
-    if p.crop_size > p.side_size:
-        raise bad(f"crop_size {p.crop_size} is larger than side_size {p.side_size}: the crop would not fit")
-    if p.crop_rounding not in CROP_ROUNDINGS:
-        raise bad(f"crop_rounding must be one of {CROP_ROUNDINGS}, got {p.crop_rounding!r}")
-    if p.resize not in RESIZERS:
-        raise bad(f"resize must be one of {RESIZERS}, got {p.resize!r}")
-    if p.clip_position not in CLIP_POSITIONS:
-        raise bad(f"clip_position must be one of {CLIP_POSITIONS}, got {p.clip_position!r}")
-    if p.clip_position in ("centre", "random") and p.windows != 1:
-        raise bad(f"clip_position {p.clip_position!r} gives one clip; use 'uniform' for {p.windows} temporal views")
-    if p.family == "dpc" and p.clip_position == "uniform":
-        raise bad("dpc samples one window per video: clip_position must be 'centre' or 'random'")
-    for name in ("mean", "std"):
-        v = getattr(p, name)
-        if not isinstance(v, tuple) or len(v) != 3 or not all(isinstance(x, float) and math.isfinite(x) for x in v):
-            raise bad(f"{name} must be three finite floats (R, G, B), got {v!r}")
-    if min(p.std) <= 0:
-        raise bad(f"std must be positive, got {p.std!r}")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -321,36 +427,36 @@ def _coerce(name: str, value: Any) -> Any:
 
 
 def resolve_protocol(name: "str | Protocol", **overrides: Any) -> Protocol:
-    """The preset ``name`` (or a given :class:`Protocol`) with ``overrides`` applied.
+    """The preset ``name`` (or a given protocol) with ``overrides`` applied, as its family's type.
 
-    Raises ``ValueError`` for an unknown preset, an unknown setting name, a setting that
-    does not apply to the preset's family, or an invalid value.
+    Raises ``ValueError`` for an unknown preset, an unknown setting name, a setting of the
+    other family, or an invalid value.
     """
     if isinstance(name, Protocol):
-        base = name
-        base_fields = {f.name: getattr(base, f.name) for f in fields(Protocol)}
+        cls: type[Protocol] = type(name)
+        base_fields = {f: getattr(name, f) for f in _field_names(cls)}
     else:
         if name not in PRESETS:
             raise ValueError(f"unknown protocol {name!r}; known protocols: {sorted(PRESETS)}")
-        base_fields = {"name": name, **PRESETS[name]}
-    settable = {f.name for f in fields(Protocol)} - set(_FIXED)
+        preset = dict(PRESETS[name])
+        cls = FAMILY_TYPES[preset.pop("family")]
+        base_fields = {"name": name, **preset}
+    settable = _field_names(cls) - {"name"}
+    every_setting = set().union(*(_field_names(t) for t in FAMILY_TYPES.values()))
     for key, value in overrides.items():
-        if key in _FIXED:
+        if key in ("name", "family"):
             raise ValueError(f"protocol setting {key!r} cannot be overridden (choose another preset)")
+        if key in every_setting and key not in settable:
+            raise ValueError(
+                f"protocol setting {key!r} does not apply to protocol {base_fields['name']!r} ({cls.family} family)"
+            )
         if key not in settable:
             raise ValueError(
                 f"unknown protocol setting {key!r} for protocol {base_fields['name']!r}; "
                 f"known settings: {sorted(settable)}"
             )
-        family = base_fields["family"]
-        if (family == "slow" and key in (*_DPC_ONLY, *_DPC_OPTIONAL)) or (
-            family == "dpc" and key in (*_SLOW_ONLY, *_SLOW_OPTIONAL)
-        ):
-            raise ValueError(
-                f"protocol setting {key!r} does not apply to protocol {base_fields['name']!r} ({family} family)"
-            )
         base_fields[key] = _coerce(key, value)
-    return Protocol(**base_fields)
+    return cls(**base_fields)
 
 
 def clip_starts(

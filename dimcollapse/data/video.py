@@ -52,7 +52,7 @@ import torch
 from dimcollapse.failures import VideoError, VideoExcluded
 from dimcollapse.data import slowfast
 from dimcollapse.data.manifest import Row
-from dimcollapse.data.protocols import Protocol, clip_starts, resolve_protocol
+from dimcollapse.data.protocols import DpcProtocol, Protocol, SlowProtocol, clip_starts, resolve_protocol
 
 STAGE = "decode"
 
@@ -95,17 +95,17 @@ def frame_indices(n: int, protocol: Protocol) -> list[int]:
     """
     if n < 1:
         raise ValueError("a window needs at least one frame")
-    if protocol.family == "slow":
-        idx = torch.linspace(0, n - 1, protocol.frames_per_window)
-        return torch.clamp(idx, 0, n - 1).long().tolist()
-    return [min(k * int(protocol.downsample), n - 1) for k in range(protocol.frames_per_window)]  # type: ignore[arg-type]
+    if isinstance(protocol, DpcProtocol):
+        return [min(k * protocol.downsample, n - 1) for k in range(protocol.frames_per_window)]
+    idx = torch.linspace(0, n - 1, protocol.frames_per_window)
+    return torch.clamp(idx, 0, n - 1).long().tolist()
 
 
 def _needed_distinct(protocol: Protocol) -> int:
     """Frames a window must hold so that no selected frame is a repeat."""
-    if protocol.family == "slow":
-        return protocol.frames_per_window
-    return (protocol.frames_per_window - 1) * int(protocol.downsample) + 1  # type: ignore[arg-type]
+    if isinstance(protocol, DpcProtocol):
+        return (protocol.frames_per_window - 1) * protocol.downsample + 1
+    return protocol.frames_per_window
 
 
 def scaled_size(height: int, width: int, protocol: Protocol) -> tuple[int, int]:
@@ -117,9 +117,9 @@ def scaled_size(height: int, width: int, protocol: Protocol) -> tuple[int, int]:
     rounds it. They can differ by one pixel, so each keeps its own.
     """
     size = protocol.side_size
-    if protocol.backend == "torchvision":
+    if isinstance(protocol, SlowProtocol) and protocol.backend == "torchvision":
         return slowfast.torchvision_size(height, width, size)
-    if protocol.family == "dpc":
+    if isinstance(protocol, DpcProtocol):
         if width < height:
             return int(size * height / width), size
         return size, int(size * width / height)
@@ -321,12 +321,13 @@ def _to_rgb(frame: Any, protocol: Protocol) -> np.ndarray:
     the colour conversion; DPC frames are scaled and rounded to uint8 (and JPEG
     round-tripped) as DPC's frame dumps were.
     """
-    if protocol.resize == "ffmpeg" or protocol.backend == "torchvision":
+    slowfast_area = isinstance(protocol, SlowProtocol) and protocol.backend == "torchvision"
+    if protocol.resize == "ffmpeg" or slowfast_area:
         h, w = scaled_size(frame.height, frame.width, protocol)
-        method = "AREA" if protocol.backend == "torchvision" else "BILINEAR"
+        method = "AREA" if slowfast_area else "BILINEAR"
         return frame.reformat(width=w, height=h, format="rgb24", interpolation=method).to_ndarray()
     rgb = frame.to_ndarray(format="rgb24")
-    if protocol.family == "dpc":
+    if isinstance(protocol, DpcProtocol):
         rgb = scale_frames(rgb[None], protocol)[0]
         if protocol.jpeg_quality is not None:
             rgb = jpeg_roundtrip(rgb, protocol.jpeg_quality)
@@ -421,7 +422,7 @@ def read_frames(
     that contains no frame at all (e.g. a start past the real end of the video).
     """
     path = Path(path)
-    if protocol.backend is not None:
+    if isinstance(protocol, SlowProtocol) and protocol.backend is not None:
         if starts is not None:
             raise ValueError(f"protocol {protocol.name!r} places SlowFast's own windows: pass starts=None")
         return _read_slowfast(path, protocol)
@@ -433,7 +434,7 @@ def read_frames(
             raise ValueError(f"{path}: window start must be a finite number >= 0 seconds, got {s!r}")
     try:
         with _Source(path) as src:
-            if protocol.family == "dpc" and src.fps is None:
+            if isinstance(protocol, DpcProtocol) and src.fps is None:
                 raise VideoError(path, STAGE, "stream has no frame rate, needed for DPC's frame-counted window")
             window = protocol.window_seconds(src.fps)
             bounds = [(src.sec_to_pts(s), src.sec_to_pts(s + window)) for s in starts]
@@ -479,7 +480,7 @@ def _decoded(path: Path, chosen: list[np.ndarray], pts: list[tuple[int, ...]], c
     return DecodedFrames(np.stack(chosen), tuple(pts), tuple(counts), tuple(shorts))
 
 
-def _read_slowfast(path: Path, protocol: Protocol) -> DecodedFrames:
+def _read_slowfast(path: Path, protocol: SlowProtocol) -> DecodedFrames:
     """SlowFast's test views of one video (see :mod:`dimcollapse.data.slowfast`)."""
     try:
         with _Source(path) as src:
@@ -490,8 +491,8 @@ def _read_slowfast(path: Path, protocol: Protocol) -> DecodedFrames:
                 try:
                     windows: Sequence[Any] = slowfast.pyav_windows(
                         fps=float(stream.average_rate), frames_length=int(stream.frames or 0),
-                        duration=stream.duration, frames=int(protocol.frames), rate=int(protocol.rate),  # type: ignore[arg-type]
-                        target_fps=float(protocol.target_fps), num_clips=protocol.windows,  # type: ignore[arg-type]
+                        duration=stream.duration, frames=protocol.frames, rate=protocol.rate,
+                        target_fps=float(protocol.target_fps), num_clips=protocol.windows,
                     )
                 except ValueError as err:
                     raise VideoError(path, STAGE, f"SlowFast's PyAV path cannot place its windows: {err}") from None
@@ -500,8 +501,8 @@ def _read_slowfast(path: Path, protocol: Protocol) -> DecodedFrames:
                 fps = slowfast.torchvision_fps(stream.guessed_rate)
                 windows = slowfast.torchvision_windows(
                     fps=fps, duration_s=slowfast.torchvision_duration(stream.duration, src.time_base),
-                    time_base=src.time_base, frames=int(protocol.frames), rate=int(protocol.rate),  # type: ignore[arg-type]
-                    target_fps=float(protocol.target_fps), num_clips=protocol.windows,  # type: ignore[arg-type]
+                    time_base=src.time_base, frames=protocol.frames, rate=protocol.rate,
+                    target_fps=float(protocol.target_fps), num_clips=protocol.windows,
                 )
                 collect = _torchvision_window
             whole: list[Any] | None = None
@@ -643,7 +644,7 @@ def frames_to_views(frames: np.ndarray | torch.Tensor, protocol: Protocol) -> to
     h, wd = x.shape[1:3]
     nh, nw = scaled_size(h, wd, protocol)
     offsets = _crop_offsets(nh, nw, protocol)
-    normalised_first = protocol.backend == "pyav"
+    normalised_first = isinstance(protocol, SlowProtocol) and protocol.backend == "pyav"
     v_index = 0
     for w in range(windows):
         part = x[w * per:(w + 1) * per]
@@ -655,11 +656,11 @@ def frames_to_views(frames: np.ndarray | torch.Tensor, protocol: Protocol) -> to
             clip = torch.nn.functional.interpolate(clip, size=(nh, nw), mode="bilinear", align_corners=False)
         for y0, x0 in offsets:
             crop = clip[..., y0:y0 + c, x0:x0 + c]
-            if protocol.output_size is not None and protocol.output_size != c:
-                crop = torch.nn.functional.interpolate(crop, size=(protocol.output_size,) * 2, mode="nearest-exact")
-            if protocol.family == "dpc":  # C×(N·SL)×H×W → N×C×SL×H×W, DPC's block layout
+            if isinstance(protocol, DpcProtocol):  # C×(N·SL)×H×W → N×C×SL×H×W, DPC's block layout
                 s = protocol.input_size
-                v = crop.reshape(3, protocol.num_seq, protocol.seq_len, s, s).permute(1, 0, 2, 3, 4)  # type: ignore[arg-type]
+                if s != c:
+                    crop = torch.nn.functional.interpolate(crop, size=(s, s), mode="nearest-exact")
+                v = crop.reshape(3, protocol.num_seq, protocol.seq_len, s, s).permute(1, 0, 2, 3, 4)
                 out[v_index].copy_(((v / 255.0) - mean[None, :, None, None, None]) / std[None, :, None, None, None])
             elif normalised_first:
                 out[v_index].copy_(crop)
@@ -683,8 +684,8 @@ def load_clip(
     ``backend``) places its own windows: use :func:`load_views`.
     """
     p = resolve_protocol(protocol, **overrides)
-    if p.backend is not None:
-        raise ValueError(f"protocol {p.name!r} places SlowFast's own windows (backend {p.backend!r}): use load_views")
+    if p.slowfast_windows:
+        raise ValueError(f"protocol {p.name!r} places SlowFast's own windows (its backend): use load_views")
     decoded = read_frames(path, [start_sec], p)
     if p.crops > 1:  # the centre crop alone (same offsets as the middle of SlowFast's three)
         p = resolve_protocol(p, spatial_views=1)
@@ -698,13 +699,14 @@ def decode_row(row: Row, protocol: Protocol) -> tuple[np.ndarray, bool]:
     :class:`VideoError` (stage ``decode``) for any problem, including a manifest row whose
     duration is unusable.
     """
-    if protocol.min_frames is not None and row.frames is not None and row.frames < protocol.min_frames:
+    min_frames = protocol.min_frames if isinstance(protocol, DpcProtocol) else None
+    if min_frames is not None and row.frames is not None and row.frames < min_frames:
         raise VideoExcluded(
             row.path, STAGE,
-            f"excluded: {row.frames} frames, fewer than min_frames={protocol.min_frames} "
+            f"excluded: {row.frames} frames, fewer than min_frames={min_frames} "
             f"(DPC drops videos of at most num_seq*seq_len*downsample frames)",
         )
-    if protocol.backend is not None:  # SlowFast places its windows from the stream itself
+    if protocol.slowfast_windows:  # SlowFast places its windows from the stream itself
         decoded = read_frames(row.path, None, protocol)
         return decoded.frames, decoded.short
     try:
@@ -729,7 +731,7 @@ def load_views(path: str | os.PathLike[str], protocol: str | Protocol = "slowfas
 
     p = resolve_protocol(protocol, **overrides)
     path = Path(path)
-    if p.backend is not None:
+    if p.slowfast_windows:
         row = Row(path.stem, str(path), math.nan, math.nan)
     else:
         info = probe_video(path)
@@ -765,7 +767,7 @@ def pytorchvideo_clip(
     torchvision-style centre crops (``paper`` and its overrides).
     """
     p = resolve_protocol(protocol, **overrides)
-    if p.family != "slow" or p.views != 1 or p.crop_rounding != "round" or p.resize != "torch":
+    if not isinstance(p, SlowProtocol) or p.views != 1 or p.crop_rounding != "round" or p.resize != "torch":
         raise ValueError(f"PyTorchVideo reference covers the paper's single-view pipeline, not {p.name!r}")
     from pytorchvideo.data.encoded_video import EncodedVideo
 
