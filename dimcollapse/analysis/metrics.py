@@ -23,6 +23,7 @@ import csv
 import json
 import math
 import os
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +31,14 @@ from typing import Any
 import numpy as np
 
 from dimcollapse.atomic import atomic_path, write_json, write_text
-from dimcollapse.analysis.spectrum import NORM_EPS, RANKME_EPS, MomentStats, Spectrum, analyze
+from dimcollapse.analysis.spectrum import (
+    DEFAULT_CHUNK_ROWS,
+    NORM_EPS,
+    RANKME_EPS,
+    MomentStats,
+    Spectrum,
+    analyze,
+)
 
 SPECTRUM_COLUMNS = (
     "index",
@@ -497,3 +505,248 @@ def _gram_metrics(rows: np.ndarray, normalize: bool) -> tuple[float, float, floa
     sigma_u = np.sqrt(eigenvalues(x @ x.T))
     p = sigma_u / sigma_u.sum() + RANKME_EPS
     return float(np.exp(-np.sum(p * np.log(p)))), auc_sigma, auc_lambda
+
+
+# --------------------------------------------------------------------------------------
+# Geometry beyond the spectrum: intrinsic dimension, self-clustering, uniformity,
+# alignment, and linear CKA between spaces
+
+TWONN_METHODS = ("linear", "mle")
+DEFAULT_MAX_PAIRS_ROWS = 20_000
+"""Rows above which the O(N²) metrics (TwoNN, uniformity) use a seeded subsample."""
+
+
+class DuplicateRowsWarning(UserWarning):
+    """Rows with an identical twin have r₁ = 0 and no TwoNN ratio: they are left out."""
+
+
+@dataclass(frozen=True)
+class TwoNNRatios:
+    """μ = r₂/r₁ of every row with r₁ > 0, and how many rows had r₁ = 0 (duplicates)."""
+
+    mu: np.ndarray
+    n_rows: int
+    n_duplicates: int
+    rechecked: int
+
+
+@dataclass(frozen=True)
+class TwoNNDimension:
+    """A TwoNN estimate with the counts that qualify it."""
+
+    dimension: float
+    method: str
+    discard_fraction: float
+    n_rows: int
+    """Rows searched (after any subsample)."""
+    n_used: int
+    """Rows with a ratio (``n_rows − n_duplicates``), the N of the estimate."""
+    n_duplicates: int
+
+    def __float__(self) -> float:
+        return self.dimension
+
+
+def twonn_ratios(x: np.ndarray, *, device: str | None = "auto", chunk_rows: int | None = None) -> TwoNNRatios:
+    """The TwoNN ratios μᵢ = r₂/r₁ of the rows of ``x`` (Euclidean, the point itself excluded).
+
+    Rows with r₁ = 0 are dropped with a :class:`DuplicateRowsWarning`; their count is kept.
+    """
+    from dimcollapse.analysis.pairwise import DEFAULT_CHUNK_ROWS, nearest_two
+
+    r1, r2, rechecked = nearest_two(x, device=device, chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS)
+    keep = r1 > 0
+    n_dup = int((~keep).sum())
+    if n_dup:
+        warnings.warn(f"TwoNN: dropping {n_dup} rows with zero distance to their nearest neighbour "
+                      "(duplicate rows)", DuplicateRowsWarning, stacklevel=2)
+    return TwoNNRatios(mu=r2[keep] / r1[keep], n_rows=int(r1.size), n_duplicates=n_dup, rechecked=rechecked)
+
+
+def twonn_from_ratios(ratios: TwoNNRatios, discard_fraction: float = 0.1, method: str = "linear") -> TwoNNDimension:
+    """Facco et al. (2017) from the ratios, with scikit-dimension 0.5's conventions.
+
+    Keep the k = ⌊n(1 − f)⌋ smallest μ of the n rows that have one, F = i/n;
+    ``linear``: slope through the origin of −log(1 − F) on log μ (Σxy / Σx²);
+    ``mle``: (k − 1) / (Σ_{i≤k} log μ₍ᵢ₎ + (n − k) log μ₍ₖ₎), the censored maximum likelihood.
+    """
+    if method not in TWONN_METHODS:
+        raise ValueError(f"TwoNN method must be one of {TWONN_METHODS}, got {method!r}")
+    if not 0.0 <= discard_fraction < 1.0:
+        raise ValueError(f"discard_fraction must be in [0, 1), got {discard_fraction}")
+    n = ratios.mu.size
+    k = int(n * (1 - discard_fraction))
+    if method == "linear" and k == n:
+        raise ValueError("the linear TwoNN fit needs discard_fraction > 0 (−log(1 − F) is infinite at F = 1)")
+    if k < 2:
+        raise ValueError(f"TwoNN needs at least 2 ratios after discarding, have {k} of {n} rows")
+    log_mu = np.log(np.sort(ratios.mu)[:k])
+    if method == "mle":
+        dim = (k - 1) / (log_mu.sum() + (n - k) * log_mu[-1])
+    else:
+        y = -np.log(1 - np.arange(1, k + 1) / n)
+        dim = float(log_mu @ y) / float(log_mu @ log_mu)
+    return TwoNNDimension(dimension=float(dim), method=method, discard_fraction=float(discard_fraction),
+                          n_rows=ratios.n_rows, n_used=int(n), n_duplicates=ratios.n_duplicates)
+
+
+def twonn_dimension(
+    x: np.ndarray, discard_fraction: float = 0.1, method: str = "linear", *, device: str | None = "auto",
+    max_rows: int | None = None, seed: int = 0,
+) -> TwoNNDimension:
+    """TwoNN intrinsic dimension of the rows of ``x`` (Facco et al. 2017; scikit-dimension's
+    ``TwoNN(discard_fraction, method=method)``), by a chunked top-2 neighbour search.
+
+    With more than ``max_rows`` rows a seeded subsample of ``max_rows`` is used
+    (``n_rows`` of the result says how many).
+    """
+    from dimcollapse.analysis.pairwise import pair_subsample
+
+    pick = pair_subsample(len(x), max_rows, seed)
+    rows = np.asarray(x if pick is None else x[pick])
+    return twonn_from_ratios(twonn_ratios(rows, device=device), discard_fraction, method)
+
+
+def self_clustering(x: np.ndarray) -> float:
+    """Self-clustering ψ (Tsitsulin et al. 2023) of the L2-normalised rows z of ``x``:
+    ψ = (d‖ZZᵀ‖²_F − n(n + d − 1)) / (n(n − 1)(d − 1)); 0 for random directions, 1 when
+    all rows point one way.
+
+    ‖ZZᵀ‖_F = ‖ZᵀZ‖_F, so with more rows than dimensions the D × D second moment of the
+    streamed statistics (float64, chunked) replaces the n × n Gram matrix: O(nd²), no pairs.
+    """
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[0] < 2 or x.shape[1] < 2:
+        raise ValueError(f"self-clustering needs at least 2 rows and 2 columns, got shape {x.shape}")
+    n, d = x.shape
+    if n >= d:
+        gram_sq = float(np.sum(MomentStats.from_array(x, normalize=True).second_moment ** 2))
+    else:
+        z = np.array(x, dtype=np.float64)
+        z /= np.maximum(np.linalg.norm(z, axis=1), NORM_EPS)[:, None]
+        gram_sq = float(np.sum((z @ z.T) ** 2))
+    return (d * gram_sq - n * (n + d - 1)) / (n * (n - 1) * (d - 1))
+
+
+def uniformity(
+    x: np.ndarray, t: float = 2.0, *, device: str | None = "auto", max_rows: int | None = None, seed: int = 0,
+) -> float:
+    """Uniformity (Wang & Isola 2020): log of the mean over pairs i < j of exp(−t‖zᵢ − zⱼ‖²)
+    for the L2-normalised rows z; lower is more uniform on the sphere. Summed by log-sum-exp
+    over float32 Gram blocks of the upper triangle; more than ``max_rows`` rows: a seeded subsample.
+    """
+    from dimcollapse.analysis.pairwise import log_mean_pair_kernel, normalized_rows, pair_subsample, torch_device
+
+    if t <= 0:
+        raise ValueError(f"uniformity t must be > 0, got {t}")
+    pick = pair_subsample(len(x), max_rows, seed)
+    rows = np.asarray(x if pick is None else x[pick])
+    return log_mean_pair_kernel(normalized_rows(rows, torch_device(device)), t)
+
+
+def alignment(views: np.ndarray, *, chunk_rows: int = 1024) -> float:
+    """Alignment (Wang & Isola 2020, α = 2) of an N × Q × D array of Q ≥ 2 views per sample:
+    the mean over samples and over view pairs v < w of ‖z_v − z_w‖² (rows L2-normalised);
+    0 when every view of a sample maps to one point, 4 at most.
+
+    Σ_{v<w}‖z_v − z_w‖² = QΣ_v‖z_v‖² − ‖Σ_v z_v‖², so it costs O(NQD), streamed in chunks.
+    """
+    if views.ndim != 3 or views.shape[0] < 1 or views.shape[1] < 2:
+        raise ValueError(f"alignment needs an N × Q × D array with Q ≥ 2 views, got shape {views.shape}")
+    n, q, _ = views.shape
+    total = 0.0
+    for start in range(0, n, chunk_rows):
+        z = np.array(views[start : start + chunk_rows], dtype=np.float64)
+        z /= np.maximum(np.linalg.norm(z, axis=2), NORM_EPS)[..., None]
+        total += float(q * np.sum(z**2) - np.sum(z.sum(axis=1) ** 2))
+    return total / (n * q * (q - 1) / 2)
+
+
+def _centred_cross(x: np.ndarray, y: np.ndarray, chunk_rows: int) -> np.ndarray:
+    """(X − x̄)ᵀ(Y − ȳ) in float64, streamed over row chunks (works on memory maps)."""
+    mx = np.zeros(x.shape[1])
+    my = np.zeros(y.shape[1])
+    for s in range(0, len(x), chunk_rows):
+        mx += np.asarray(x[s : s + chunk_rows], dtype=np.float64).sum(axis=0)
+        my += np.asarray(y[s : s + chunk_rows], dtype=np.float64).sum(axis=0)
+    mx /= len(x)
+    my /= len(y)
+    out = np.zeros((x.shape[1], y.shape[1]))
+    for s in range(0, len(x), chunk_rows):
+        out += (np.asarray(x[s : s + chunk_rows], dtype=np.float64) - mx).T @ (
+            np.asarray(y[s : s + chunk_rows], dtype=np.float64) - my)
+    return out
+
+
+def _centred_gram(x: np.ndarray) -> np.ndarray:
+    xc = np.asarray(x, dtype=np.float64)
+    xc = xc - xc.mean(axis=0)
+    return xc @ xc.T
+
+
+def linear_cka(x: np.ndarray, y: np.ndarray, *, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> float:
+    """Linear CKA (Kornblith et al. 2019) of two matrices with the same rows (samples):
+    with X, Y centred by column, ‖XᵀY‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F), in [0, 1]; invariant to
+    orthogonal transforms and isotropic scaling of either space.
+
+    The D × D form costs O(n·(dx + dy)²); with fewer rows than that pays for (n ≪ d), the
+    n × n form (centred Grams K, L: ⟨K, L⟩ / (‖K‖‖L‖)) gives the same value in O(n²(dx + dy)).
+    """
+    if x.ndim != 2 or y.ndim != 2:
+        raise ValueError(f"linear CKA needs two 2-D matrices, got shapes {x.shape} and {y.shape}")
+    n, dx = x.shape
+    dy = y.shape[1]
+    if y.shape[0] != n:
+        raise ValueError(f"linear CKA needs the same rows in both matrices, got {n} and {y.shape[0]}")
+    if n < 2:
+        raise ValueError(f"linear CKA needs at least 2 rows, got {n}")
+    if n * (dx + dy) < dx * dy + dx * dx + dy * dy:
+        k, ell = _centred_gram(x), _centred_gram(y)
+        cross, kk, ll = float(np.sum(k * ell)), float(np.sum(k * k)), float(np.sum(ell * ell))
+    else:
+        cross = float(np.sum(_centred_cross(x, y, chunk_rows) ** 2))
+        kk = float(np.sum(_centred_cross(x, x, chunk_rows) ** 2))
+        ll = float(np.sum(_centred_cross(y, y, chunk_rows) ** 2))
+    if kk == 0 or ll == 0:
+        raise ValueError("linear CKA is undefined for a space with identical rows (zero centred matrix)")
+    return cross / math.sqrt(kk * ll)
+
+
+GEOMETRY_COLUMNS = ("twonn", "twonn_mle", "twonn_duplicates", "self_clustering", "uniformity", "pairs_rows",
+                    "alignment")
+"""Metrics-table columns of :func:`geometry_metrics` (``alignment`` only for instances with views)."""
+
+
+def geometry_metrics(
+    x: np.ndarray, *, views: np.ndarray | None = None, normalize: bool = True, discard_fraction: float = 0.1,
+    uniformity_t: float = 2.0, max_pairs_rows: int | None = DEFAULT_MAX_PAIRS_ROWS, seed: int = 0,
+    device: str | None = "cpu",
+) -> dict[str, Any]:
+    """The geometry columns of one feature matrix (and of its views, when given).
+
+    TwoNN (linear fit and MLE, from one neighbour search) sees the rows the spectrum sees:
+    L2-normalised when ``normalize``, so both describe one point cloud. TwoNN and
+    uniformity use the same seeded subsample when N > ``max_pairs_rows``; ``pairs_rows``
+    records how many rows they used. Self-clustering uses every row (it needs no pairs).
+    """
+    from dimcollapse.analysis.pairwise import pair_subsample
+
+    pick = pair_subsample(len(x), max_pairs_rows, seed)
+    rows = np.asarray(x if pick is None else x[pick])
+    cloud = rows
+    if normalize:
+        cloud = np.array(rows, dtype=np.float64)
+        cloud /= np.maximum(np.linalg.norm(cloud, axis=1), NORM_EPS)[:, None]
+        cloud = cloud.astype(np.float32)
+    ratios = twonn_ratios(cloud, device=device)
+    out: dict[str, Any] = {
+        "twonn": twonn_from_ratios(ratios, discard_fraction, "linear").dimension,
+        "twonn_mle": twonn_from_ratios(ratios, discard_fraction, "mle").dimension,
+        "twonn_duplicates": ratios.n_duplicates,
+        "self_clustering": self_clustering(x),
+        "uniformity": uniformity(rows, uniformity_t, device=device),
+        "pairs_rows": int(len(rows)),
+    }
+    if views is not None:
+        out["alignment"] = alignment(views)
+    return out

@@ -1,0 +1,177 @@
+"""Kernels over all pairs of rows, one Gram block at a time (torch, CPU or CUDA).
+
+Pairwise metrics (TwoNN's nearest neighbours, uniformity's sum over pairs) need every
+inner product of an N × D matrix with itself, but never the N × N matrix: each kernel
+walks row chunks, computes one float32 Gram block ``x[chunk] @ x.T`` with a single GEMM,
+reduces it, and drops it. Memory is bounded by ``chunk_rows × N`` values, not N².
+
+Float32 is accurate for inner products but not for distances read off them:
+‖a − b‖² = ‖a‖² + ‖b‖² − 2ab cancels when neighbours are close compared with their norms.
+:func:`nearest_two` therefore uses the Gram blocks only to pick a few candidates per row,
+then recomputes the candidates' distances from differences in float64, and proves the
+result: every row whose second-nearest exact distance lies below the smallest distance
+the float32 pass could have missed (a worst-case rounding bound) is certain; the rare
+others are searched again exactly against all rows.
+
+The public metrics built on these kernels are in :mod:`dimcollapse.analysis.metrics`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+DEFAULT_CHUNK_ROWS = 1024
+"""Rows per Gram block: a block of 1,024 × 20,000 float32 values is 80 MiB."""
+
+CANDIDATES = 8
+"""Neighbours per row kept from the float32 pass before the exact float64 check."""
+
+_U32 = float(np.finfo(np.float32).eps) / 2  # unit round-off of float32
+
+
+def torch_device(device: str | None) -> torch.device:
+    """``auto``/None: CUDA when available, else CPU."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    return torch.device(device)
+
+
+@contextlib.contextmanager
+def _ieee_float32(device: torch.device) -> Iterator[None]:
+    """Plain float32 GEMMs on CUDA (no TF32), which the rounding bound assumes."""
+    if device.type != "cuda":
+        yield
+        return
+    matmul = torch.backends.cuda.matmul
+    before = matmul.fp32_precision
+    matmul.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        matmul.fp32_precision = before
+
+
+def pair_subsample(n_rows: int, max_rows: int | None, seed: int) -> np.ndarray | None:
+    """Sorted indices of a seeded subsample of ``max_rows`` rows, or None to use them all."""
+    if max_rows is None or n_rows <= max_rows:
+        return None
+    if max_rows < 3:
+        raise ValueError(f"max_pairs_rows must be at least 3, got {max_rows}")
+    return np.sort(np.random.default_rng(seed).choice(n_rows, size=max_rows, replace=False))
+
+
+def normalized_rows(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Rows scaled to unit L2 norm (zero rows stay zero), normalised in float64, stored float32."""
+    z = torch.as_tensor(np.asarray(x), dtype=torch.float64)
+    z = z / z.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return z.to(device=device, dtype=torch.float32)
+
+
+def _as_tensor(x: np.ndarray) -> torch.Tensor:
+    """The rows as a CPU tensor sharing memory where possible (float32 or float64)."""
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float32)
+    if not (x.flags.c_contiguous and x.flags.writeable):
+        x = np.array(x, order="C")  # a read-only memory map is read into memory once
+    return torch.from_numpy(x)
+
+
+def _exact_sq_distances(src: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, piece: int = 128) -> torch.Tensor:
+    """‖src[rows[i]] − src[cols[i, j]]‖² in float64 from differences (no cancellation)."""
+    out = torch.empty(cols.shape, dtype=torch.float64)
+    for s in range(0, rows.numel(), piece):
+        a = src[rows[s : s + piece]].double()
+        b = src[cols[s : s + piece]].double()
+        out[s : s + piece] = (a[:, None, :] - b).square().sum(dim=2)
+    return out
+
+
+def _exact_two_nearest(src: torch.Tensor, row: int, piece: int = 4096) -> torch.Tensor:
+    """The two smallest squared distances of one row to all other rows, in float64."""
+    point = src[row].double()
+    dist = torch.cat([(src[s : s + piece].double() - point).square().sum(dim=1)
+                      for s in range(0, src.shape[0], piece)])
+    dist[row] = float("inf")
+    return torch.topk(dist, 2, largest=False, sorted=True).values
+
+
+def nearest_two(
+    x: np.ndarray, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, device: str | None = "auto",
+    candidates: int = CANDIDATES,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Euclidean distances r₁ ≤ r₂ of each row to its two nearest other rows, in float64.
+
+    Returns ``(r1, r2, rechecked)``: ``rechecked`` counts the rows whose float32 candidates
+    could not be proven complete and were searched again exactly. Identical rows have
+    distance exactly 0 (the check subtracts them). Memory: the input, one float32 centred
+    copy on ``device``, and one ``chunk_rows × N`` block.
+    """
+    src = _as_tensor(x)
+    n, d = src.shape
+    if n < 3:
+        raise ValueError(f"the two nearest neighbours need at least 3 rows, got {n}")
+    dev = torch_device(device)
+    k = min(candidates, n - 1)
+    piece = 4096
+    centre = sum(src[s : s + piece].double().sum(dim=0) for s in range(0, n, piece)) / n
+    # Centring shrinks the norms, and with them the float32 cancellation.
+    xc = torch.empty((n, d), dtype=torch.float32, device=dev)
+    sq = torch.empty(n, dtype=torch.float64)
+    for s in range(0, n, piece):
+        part = src[s : s + piece].double() - centre
+        sq[s : s + piece] = part.square().sum(dim=1)
+        xc[s : s + piece] = part.to(device=dev, dtype=torch.float32)
+    sq32 = sq.to(device=dev, dtype=torch.float32)
+    # |fl(d²) − d²| ≤ (D + 8)·u·(‖a‖² + ‖b‖²) for float32 dot products of length D
+    slack = (d + 8) * _U32 * (sq + sq.max())
+    r1, r2 = np.empty(n), np.empty(n)
+    rechecked = 0
+    with _ieee_float32(dev):
+        for start in range(0, n, chunk_rows):
+            stop = min(start + chunk_rows, n)
+            block = xc[start:stop] @ xc.T
+            block.mul_(-2).add_(sq32[start:stop, None]).add_(sq32[None, :])
+            rows = torch.arange(stop - start, device=dev)
+            block[rows, rows + start] = float("inf")
+            worst, idx = torch.topk(block, k, dim=1, largest=False, sorted=False)
+            exact = _exact_sq_distances(src, torch.arange(start, stop), idx.cpu())
+            two = torch.topk(exact, 2, dim=1, largest=False, sorted=True).values
+            # a row missed by the float32 pass is at least this far (squared) in exact terms
+            missed = worst.max(dim=1).values.double().cpu() - slack[start:stop]
+            doubtful = (two[:, 1] > missed) & (k < n - 1)
+            for i in torch.nonzero(doubtful).flatten().tolist():
+                two[i] = _exact_two_nearest(src, start + i)
+                rechecked += 1
+            two = two.sqrt().numpy()
+            r1[start:stop], r2[start:stop] = two[:, 0], two[:, 1]
+    return r1, r2, rechecked
+
+
+def log_mean_pair_kernel(z: torch.Tensor, t: float, *, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> float:
+    """log of the mean over pairs i < j of exp(−t‖zᵢ − zⱼ‖²) for unit rows ``z``.
+
+    ‖zᵢ − zⱼ‖² = 2 − 2zᵢ·zⱼ, so each row chunk needs only the Gram block of its own and
+    later rows (the upper triangle: half the GEMM work); block sums are combined with
+    log-sum-exp in float64, so nothing underflows whatever ``t``.
+    """
+    n = z.shape[0]
+    if n < 2:
+        raise ValueError(f"a mean over pairs needs at least 2 rows, got {n}")
+    total = -np.inf
+    with _ieee_float32(z.device):
+        for start in range(0, n - 1, chunk_rows):
+            stop = min(start + chunk_rows, n)
+            block = z[start:stop] @ z[start:].T
+            block.sub_(1).mul_(2 * t)  # −t(2 − 2s)
+            upper = torch.ones(stop - start, n - start, dtype=torch.bool, device=z.device).triu_(1)
+            block.masked_fill_(~upper, float("-inf"))
+            per_row = torch.logsumexp(block, dim=1).double()  # float32 sums of ≤ N terms per row
+            total = float(np.logaddexp(total, torch.logsumexp(per_row, dim=0).item()))
+    return total - float(np.log(n * (n - 1) / 2))

@@ -1,0 +1,205 @@
+"""Geometry metrics beyond the spectrum: TwoNN against scikit-dimension, self-clustering,
+uniformity, alignment and linear CKA against direct float64 formulas."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist, pdist
+from scipy.special import logsumexp
+
+from dimcollapse.analysis.metrics import (
+    DuplicateRowsWarning,
+    alignment,
+    geometry_metrics,
+    linear_cka,
+    self_clustering,
+    twonn_dimension,
+    twonn_from_ratios,
+    twonn_ratios,
+    uniformity,
+)
+from dimcollapse.analysis.pairwise import nearest_two, pair_subsample
+
+skdim = pytest.importorskip("skdim")
+
+
+def low_rank(n: int = 700, d: int = 64, rank: int = 5, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, rank)) @ rng.standard_normal((rank, d))).astype(np.float32)
+
+
+def isotropic(n: int = 700, d: int = 40, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
+
+
+def power_law(n: int = 700, d: int = 64, seed: int = 2) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, d)) * np.arange(1, d + 1) ** -1.0 + 0.3).astype(np.float32)
+
+
+MATRICES = {"low_rank": low_rank, "isotropic": isotropic, "power_law": power_law,
+            "isotropic_10d": lambda: isotropic(d=10)}
+
+
+@pytest.mark.parametrize("method", ["linear", "mle"])
+@pytest.mark.parametrize("name", sorted(MATRICES))
+def test_twonn_equals_scikit_dimension(name: str, method: str) -> None:
+    x = MATRICES[name]()
+    ours = twonn_dimension(x, 0.1, method, device="cpu")
+    ref = skdim.id.TwoNN(discard_fraction=0.1, method=method).fit(x).dimension_
+    assert ours.dimension == pytest.approx(ref, rel=1e-3)
+    assert (ours.n_rows, ours.n_used, ours.n_duplicates) == (len(x), len(x), 0)
+
+
+@pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")  # the reference's unused fit at f = 0
+def test_twonn_discard_fraction_is_passed_through() -> None:
+    x = power_law()
+    for f in (0.05, 0.3):
+        ref = skdim.id.TwoNN(discard_fraction=f).fit(x).dimension_
+        assert twonn_dimension(x, f, device="cpu").dimension == pytest.approx(ref, rel=1e-3)
+    ref = skdim.id.TwoNN(discard_fraction=0.0, method="mle").fit(x).dimension_
+    assert twonn_dimension(x, 0.0, "mle", device="cpu").dimension == pytest.approx(ref, rel=1e-3)
+    with pytest.raises(ValueError, match="discard_fraction > 0"):
+        twonn_dimension(x, 0.0, "linear", device="cpu")
+
+
+def test_neighbours_are_exact_where_float32_distances_cancel() -> None:
+    """Points far from the origin but close together: float32 Gram distances are noise at
+    that scale, so the certificate must send rows to the exact search, and the result
+    must still be the float64 nearest neighbours."""
+    rng = np.random.default_rng(3)
+    x = (1e3 + rng.standard_normal((300, 50)) * 1e-2).astype(np.float32)
+    x[:, 0] += np.linspace(0, 40, 300).astype(np.float32)  # a large offset along one axis
+    r1, r2, rechecked = nearest_two(x, chunk_rows=64, device="cpu", candidates=2)
+    full = cdist(x.astype(np.float64), x.astype(np.float64))
+    np.fill_diagonal(full, np.inf)
+    full.sort(axis=1)
+    np.testing.assert_allclose(r1, full[:, 0], rtol=1e-12)
+    np.testing.assert_allclose(r2, full[:, 1], rtol=1e-12)
+    assert rechecked > 0
+
+
+def test_chunk_size_changes_nothing() -> None:
+    x = isotropic(n=500)
+    a = nearest_two(x, chunk_rows=37, device="cpu")
+    b = nearest_two(x, chunk_rows=4096, device="cpu")
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_duplicate_rows_are_dropped_with_a_warning_and_counted() -> None:
+    x = isotropic(n=400)
+    x[10] = x[20]
+    x[30] = x[40] = x[50]  # a triplet: r₁ = r₂ = 0
+    with pytest.warns(DuplicateRowsWarning, match="5 rows"):
+        ratios = twonn_ratios(x, device="cpu")
+    assert ratios.n_duplicates == 5 and ratios.mu.size == 395
+    out = twonn_from_ratios(ratios, 0.1, "mle")
+    assert (out.n_rows, out.n_used, out.n_duplicates) == (400, 395, 5)
+    # the reference, fed the exact (r₁, r₂), drops the same rows
+    full = cdist(x.astype(np.float64), x.astype(np.float64))
+    np.fill_diagonal(full, np.inf)
+    full.sort(axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = skdim.id.TwoNN(dist=True, method="mle").fit(full[:, :2]).dimension_
+    assert out.dimension == pytest.approx(ref, rel=1e-9)
+
+
+def test_more_rows_than_the_cap_use_a_seeded_subsample() -> None:
+    x = low_rank(n=600)
+    out = twonn_dimension(x, max_rows=250, seed=4, device="cpu")
+    pick = pair_subsample(600, 250, 4)
+    assert out.n_rows == 250 and pick is not None and len(set(pick)) == 250
+    assert out.dimension == twonn_dimension(x[pick], device="cpu").dimension
+    assert pair_subsample(600, 600, 4) is None
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def self_clustering_direct(x: np.ndarray) -> float:
+    z = _unit(x)
+    n, d = z.shape
+    return (d * np.sum((z @ z.T) ** 2) - n * (n + d - 1)) / (n * (n - 1) * (d - 1))
+
+
+@pytest.mark.parametrize("shape", [(300, 20), (30, 80)])
+def test_self_clustering_equals_the_float64_formula(shape: tuple[int, int]) -> None:
+    x = power_law(*shape)
+    assert self_clustering(x) == pytest.approx(self_clustering_direct(x), rel=1e-4, abs=1e-8)
+
+
+def test_self_clustering_is_one_for_one_direction_and_near_zero_for_random_ones() -> None:
+    direction = np.random.default_rng(5).standard_normal(16)
+    scales = np.linspace(0.5, 3, 200)[:, None]
+    assert self_clustering((scales * direction).astype(np.float32)) == pytest.approx(1.0, abs=1e-6)
+    assert abs(self_clustering(isotropic(n=2000, d=16))) < 0.01
+
+
+@pytest.mark.parametrize("t", [2.0, 0.5])
+def test_uniformity_equals_the_float64_formula(t: float) -> None:
+    x = power_law(n=400, d=30)
+    direct = logsumexp(-t * pdist(_unit(x), "sqeuclidean")) - np.log(400 * 399 / 2)
+    assert uniformity(x, t, device="cpu") == pytest.approx(direct, rel=1e-4)
+    from dimcollapse.analysis.pairwise import log_mean_pair_kernel, normalized_rows, torch_device
+
+    z = normalized_rows(x, torch_device("cpu"))
+    assert log_mean_pair_kernel(z, t, chunk_rows=33) == pytest.approx(direct, rel=1e-4)
+
+
+def test_alignment_equals_the_direct_formula() -> None:
+    rng = np.random.default_rng(6)
+    views = rng.standard_normal((50, 3, 12))
+    z = views / np.linalg.norm(views, axis=2, keepdims=True)
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    direct = np.mean([np.sum((z[:, v] - z[:, w]) ** 2, axis=1) for v, w in pairs])
+    assert alignment(views, chunk_rows=7) == pytest.approx(direct, rel=1e-10)
+    assert alignment(np.repeat(views[:, :1], 2, axis=1)) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="Q ≥ 2"):
+        alignment(views[:, :1])
+
+
+def cka_direct(x: np.ndarray, y: np.ndarray) -> float:
+    x = np.asarray(x, dtype=np.float64) - np.mean(x, axis=0)
+    y = np.asarray(y, dtype=np.float64) - np.mean(y, axis=0)
+    return np.linalg.norm(x.T @ y) ** 2 / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y))
+
+
+@pytest.mark.parametrize("shape", [(400, 20, 12), (25, 60, 90)])  # D × D form and n × n form
+def test_linear_cka_equals_the_float64_formula(shape: tuple[int, int, int]) -> None:
+    n, dx, dy = shape
+    x = power_law(n, dx)
+    y = (x[:, :1] * np.ones(dy) + np.random.default_rng(7).standard_normal((n, dy))).astype(np.float32)
+    assert linear_cka(x, y, chunk_rows=64) == pytest.approx(cka_direct(x, y), rel=1e-4)
+
+
+def test_linear_cka_of_a_matrix_with_itself_and_its_invariances() -> None:
+    x = power_law(200, 30)
+    q, _ = np.linalg.qr(np.random.default_rng(8).standard_normal((30, 30)))
+    assert linear_cka(x, x) == pytest.approx(1.0, abs=1e-9)
+    assert linear_cka(x, x @ q) == pytest.approx(1.0, abs=1e-6)
+    y = isotropic(200, 10)
+    assert linear_cka(x, 7.5 * y) == pytest.approx(linear_cka(x, y), rel=1e-6)
+    assert linear_cka(x @ q, y) == pytest.approx(linear_cka(x, y), rel=1e-6)
+    assert linear_cka(x, y) < 0.5
+    with pytest.raises(ValueError, match="same rows"):
+        linear_cka(x, y[:100])
+
+
+def test_geometry_metrics_columns_and_subsample_size() -> None:
+    x = low_rank(n=300, d=32)
+    views = np.stack([x, x + 0.01], axis=1)
+    out = geometry_metrics(x, views=views, max_pairs_rows=200, seed=1)
+    assert set(out) == {"twonn", "twonn_mle", "twonn_duplicates", "self_clustering", "uniformity", "pairs_rows",
+                        "alignment"}
+    assert out["pairs_rows"] == 200 and out["twonn_duplicates"] == 0
+    pick = pair_subsample(300, 200, 1)
+    assert out["uniformity"] == pytest.approx(uniformity(x[pick]), rel=1e-6)
+    assert out["twonn"] == pytest.approx(twonn_dimension(_unit(x[pick]).astype(np.float32)).dimension, rel=1e-9)
+    assert "alignment" not in geometry_metrics(x)
