@@ -8,10 +8,11 @@ reduces it, and drops it. Memory is bounded by ``chunk_rows × N`` values, not N
 Float32 is accurate for inner products but not for distances read off them:
 ‖a − b‖² = ‖a‖² + ‖b‖² − 2ab cancels when neighbours are close compared with their norms.
 :func:`nearest_two` therefore uses the Gram blocks only to pick a few candidates per row,
-then recomputes the candidates' distances from differences in float64, and proves the
-result: every row whose second-nearest exact distance lies below the smallest distance
-the float32 pass could have missed (a worst-case rounding bound) is certain; the rare
-others are searched again exactly against all rows.
+then recomputes the candidates' distances from differences (rounded relative to the
+distance itself, not to the norms), and proves the result: every row whose second-nearest
+distance lies below the smallest distance the float32 pass could have missed (a
+worst-case rounding bound) is certain; the rare others are searched again against all rows
+in float64.
 
 The public metrics built on these kernels are in :mod:`dimcollapse.analysis.metrics`.
 """
@@ -27,8 +28,9 @@ import torch
 DEFAULT_CHUNK_ROWS = 1024
 """Rows per Gram block: a block of 1,024 × 20,000 float32 values is 80 MiB."""
 
-CANDIDATES = 8
-"""Neighbours per row kept from the float32 pass before the exact float64 check."""
+CANDIDATES = 4
+"""Neighbours per row whose distances are recomputed from differences after the float32
+pass; the next one's float32 distance bounds what the pass could have missed."""
 
 _U32 = float(np.finfo(np.float32).eps) / 2  # unit round-off of float32
 
@@ -83,13 +85,15 @@ def _as_tensor(x: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(x)
 
 
-def _exact_sq_distances(src: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, piece: int = 128) -> torch.Tensor:
-    """‖src[rows[i]] − src[cols[i, j]]‖² in float64 from differences (no cancellation)."""
+def _exact_sq_distances(src: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, piece: int = 256) -> torch.Tensor:
+    """‖src[rows[i]] − src[cols[i, j]]‖² from differences, so without cancellation: each
+    difference is rounded relative to itself (float32 input: relative error ~1e-7 of the
+    distance, not of the norms), and identical rows give exactly 0."""
     out = torch.empty(cols.shape, dtype=torch.float64)
     for s in range(0, rows.numel(), piece):
-        a = src[rows[s : s + piece]].double()
-        b = src[cols[s : s + piece]].double()
-        out[s : s + piece] = (a[:, None, :] - b).square().sum(dim=2)
+        b = src[cols[s : s + piece]]
+        b.sub_(src[rows[s : s + piece]][:, None, :])
+        out[s : s + piece] = torch.einsum("ckd,ckd->ck", b, b).double()
     return out
 
 
@@ -106,7 +110,7 @@ def nearest_two(
     x: np.ndarray, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, device: str | None = "auto",
     candidates: int = CANDIDATES,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Euclidean distances r₁ ≤ r₂ of each row to its two nearest other rows, in float64.
+    """Euclidean distances r₁ ≤ r₂ of each row to its two nearest other rows (float64 array).
 
     Returns ``(r1, r2, rechecked)``: ``rechecked`` counts the rows whose float32 candidates
     could not be proven complete and were searched again exactly. Identical rows have
@@ -118,7 +122,7 @@ def nearest_two(
     if n < 3:
         raise ValueError(f"the two nearest neighbours need at least 3 rows, got {n}")
     dev = torch_device(device)
-    k = min(candidates, n - 1)
+    k = min(candidates + 1, n - 1)  # the (candidates + 1)-th only bounds the others
     piece = 4096
     centre = sum(src[s : s + piece].double().sum(dim=0) for s in range(0, n, piece)) / n
     # Centring shrinks the norms, and with them the float32 cancellation.
@@ -129,23 +133,26 @@ def nearest_two(
         sq[s : s + piece] = part.square().sum(dim=1)
         xc[s : s + piece] = part.to(device=dev, dtype=torch.float32)
     sq32 = sq.to(device=dev, dtype=torch.float32)
-    # |fl(d²) − d²| ≤ (D + 8)·u·(‖a‖² + ‖b‖²) for float32 dot products of length D
-    slack = (d + 8) * _U32 * (sq + sq.max())
+    # |fl(d²) − d²| ≤ (D + 8)·u·(‖a‖² + ‖b‖²) for float32 dot products of length D; the
+    # factor 2 covers the rounding of the differences in the exact recomputation
+    slack = 2 * (d + 8) * _U32 * (sq + sq.max())
     r1, r2 = np.empty(n), np.empty(n)
     rechecked = 0
     with _ieee_float32(dev):
         for start in range(0, n, chunk_rows):
             stop = min(start + chunk_rows, n)
-            block = xc[start:stop] @ xc.T
-            block.mul_(-2).add_(sq32[start:stop, None]).add_(sq32[None, :])
+            # ‖b‖² − 2a·b in one GEMM: ‖a‖² is the same along a row, so it joins after the top-k
+            block = torch.addmm(sq32[None, :], xc[start:stop], xc.T, alpha=-2)
             rows = torch.arange(stop - start, device=dev)
             block[rows, rows + start] = float("inf")
-            worst, idx = torch.topk(block, k, dim=1, largest=False, sorted=False)
-            exact = _exact_sq_distances(src, torch.arange(start, stop), idx.cpu())
+            near, idx = torch.topk(block, k, dim=1, largest=False, sorted=True)
+            near += sq32[start:stop, None]
+            checked = idx[:, :candidates] if k > candidates else idx
+            exact = _exact_sq_distances(src, torch.arange(start, stop), checked.cpu())
             two = torch.topk(exact, 2, dim=1, largest=False, sorted=True).values
-            # a row missed by the float32 pass is at least this far (squared) in exact terms
-            missed = worst.max(dim=1).values.double().cpu() - slack[start:stop]
-            doubtful = (two[:, 1] > missed) & (k < n - 1)
+            # a row not checked is at least this far (squared) in exact terms
+            missed = near[:, -1].double().cpu() - slack[start:stop]
+            doubtful = (two[:, 1] > missed) & (k > candidates)
             for i in torch.nonzero(doubtful).flatten().tolist():
                 two[i] = _exact_two_nearest(src, start + i)
                 rechecked += 1
