@@ -81,21 +81,32 @@ def failures(smk: Any) -> None:
 
 
 def spectrum(smk: Any) -> None:
-    from dimcollapse.analysis.metrics import metrics_row, write_metrics_json, write_spectrum_csv
+    import numpy as np
+
+    from dimcollapse.analysis.metrics import geometry_metrics, metrics_row, write_metrics_json, write_spectrum_csv
     from dimcollapse.analysis.spectrum import analyze_file
 
     _start(smk)
     p = smk.params.spectrum
     spec = analyze_file(
-        smk.input[0], normalize=p["normalize"], chunk_rows=p["chunk_rows"],
+        smk.input.features, normalize=p["normalize"], chunk_rows=p["chunk_rows"],
         alpha_range=tuple(p["alpha_req_range"]), n_boot=p["bootstrap"], seed=p["seed"],
     )
     if spec.warning:
         log.warning("%s", spec.warning)
     write_spectrum_csv(smk.output.spectrum, spec)
+    g = smk.params.geometry
+    views = np.load(smk.input.views, mmap_mode="r") if smk.input.get("views") else None
+    geometry = geometry_metrics(
+        np.load(smk.input.features, mmap_mode="r"), views=views, normalize=p["normalize"],
+        discard_fraction=g["twonn_discard_fraction"], uniformity_t=g["uniformity_t"],
+        max_pairs_rows=g["max_pairs_rows"], seed=g["seed"], device=smk.config["analysis"]["device"],
+    )
     w = smk.wildcards
-    write_metrics_json(smk.output.metrics, metrics_row(spec, dataset=w.dataset, method=w.method, space=w.space))
-    log.info("N=%d D=%d AUC=%.4f RankMe=%.2f", spec.n_samples, spec.dim, spec.auc, spec.rankme)
+    write_metrics_json(smk.output.metrics,
+                       metrics_row(spec, dataset=w.dataset, method=w.method, space=w.space, **geometry))
+    log.info("N=%d D=%d AUC=%.4f RankMe=%.2f TwoNN=%.2f (%d rows)", spec.n_samples, spec.dim, spec.auc,
+             spec.rankme, geometry["twonn"], geometry["pairs_rows"])
 
 
 def metrics(smk: Any) -> None:
@@ -115,7 +126,18 @@ def metrics(smk: Any) -> None:
         row["label"] = smk.params.labels[row["method"]]
         row.update(extra.get((row["dataset"], row["method"], row["space"]), {}))
     write_metrics_csv(smk.output.table, rows)
-    write_metrics_markdown(smk.output.markdown, rows)
+    write_metrics_markdown(smk.output.markdown, rows, _probe_tracking(smk.input.correlations))
+
+
+def _probe_tracking(paths: Any) -> str:
+    """The "which measure tracks which probe" section of metrics.md ("" without probes)."""
+    import pandas as pd
+
+    from dimcollapse.analysis.metrics import probe_tracking_markdown
+    from dimcollapse.analysis.probes import ACCURACIES, CORRELATED_METRICS
+
+    correlations = [r for path in paths for r in pd.read_csv(path).to_dict("records")]
+    return probe_tracking_markdown(correlations, CORRELATED_METRICS, ACCURACIES)
 
 
 def _figure_view(view: dict[str, Any], subject: str | None = None) -> tuple[dict[str, str], dict[str, str], str]:
@@ -473,7 +495,8 @@ def _json_rows(paths: Any) -> dict[tuple[str, str, str], dict[str, Any]]:
 PROBE_TABLE_COLUMNS = (
     "dataset", "method", "label", "space", "n_samples", "dim", "rank_limited", "split", "n_train", "n_test",
     "n_classes", "knn_k", "knn_temperature", "knn_accuracy", "linear_accuracy", "linear_weight_decay",
-    "auc_sigma", "auc_lambda", "rankme", "alpha_req", "lidar",
+    "auc_sigma", "auc_lambda", "rankme", "alpha_req", "lidar", "twonn", "twonn_mle", "self_clustering", "uniformity",
+    "alignment",
 )
 CORRELATION_COLUMNS = (
     "dataset", "accuracy", "metric", "n_points", "spearman_rho", "ci_low", "ci_high", "ci_level", "bootstrap_n",

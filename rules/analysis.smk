@@ -3,7 +3,7 @@
 
 rule spectrum:
     input:
-        "results/features/{dataset}/{method}/{space}.npy",
+        unpack(spectrum_input),
     output:
         spectrum=report(
             "results/spectra/{dataset}/{method}/{space}.csv",
@@ -15,13 +15,15 @@ rule spectrum:
         metrics="results/spectra/{dataset}/{method}/{space}.json",
     params:
         spectrum=SPECTRUM,
-        code=code("analysis/spectrum.py", "analysis/metrics.py"),
+        geometry=GEOMETRY,
+        code=code("analysis/spectrum.py", "analysis/metrics.py", "analysis/pairwise.py"),
     log:
         "logs/spectrum/{dataset}/{method}/{space}.log",
     benchmark:
         "results/benchmarks/spectrum/{dataset}/{method}/{space}.tsv"
     threads: 2
     resources:
+        gpu=analysis_gpu(),
         mem_mb=4000,
         runtime=60,
     conda:
@@ -35,6 +37,7 @@ rule metrics:
         spectra=study_metrics(),
         lidar=lidar_files(),
         probes=probe_table_files(),
+        correlations=probe_correlation_files(),
     output:
         table=report(
             "results/metrics.csv", caption="../report/metrics.rst", category="Metrics"

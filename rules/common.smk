@@ -183,6 +183,18 @@ def extraction_params(wildcards):
 
 
 SPECTRUM = config["spectrum"]
+# Geometry metrics computed with the spectrum; the device changes no number, so it is no param.
+ANALYSIS = config["analysis"]
+GEOMETRY = {k: v for k, v in ANALYSIS.items() if k != "device"}
+
+
+def spectrum_input(wildcards):
+    """The features, and their per-view features where kept (for alignment)."""
+    ds, m, s = wildcards.dataset, wildcards.method, wildcards.space
+    inputs = {"features": f"results/features/{ds}/{m}/{s}.npy"}
+    if multi_view(ds, m):
+        inputs["views"] = f"results/features/{ds}/{m}/{s}_views.npy"
+    return inputs
 
 
 FIGURES = config["figures"]
@@ -269,6 +281,10 @@ def probe_table_files():
     return ["results/probes.csv"] if PROBES["enabled"] else []
 
 
+def probe_correlation_files():
+    return ["results/probe_correlations.csv"] if PROBES["enabled"] else []
+
+
 def probe_targets():
     targets = probe_table_files() + lidar_files()
     if PROBES["enabled"]:
@@ -279,9 +295,18 @@ def probe_targets():
     return targets
 
 
-def probe_gpu():
-    """GPU resource of probe jobs, as for extraction (`auto`: when a GPU is visible)."""
-    device = PROBES["device"]
+def _gpu_resource(device):
+    """1 when a job will run on CUDA, as for extraction (`auto`: when a GPU is visible)."""
     if device == "auto":
         return int(dcfg.nvidia_gpu_visible())
     return int(device == "cuda")
+
+
+def probe_gpu():
+    """GPU resource of probe jobs."""
+    return _gpu_resource(PROBES["device"])
+
+
+def analysis_gpu():
+    """GPU resource of spectrum jobs (their TwoNN and uniformity Gram blocks)."""
+    return _gpu_resource(ANALYSIS["device"])

@@ -307,3 +307,17 @@ def test_sample_size_figure_means_bands_and_n_equals_d():
     assert [line.get_xdata()[0] for line in dashed] == [16]  # N = D
     assert rankme_ax.get_xscale() == "log" and auc_ax.get_ylabel().startswith("AUC")
     assert len(rankme_ax.collections) == 2  # a min-max band per method
+
+
+def test_probe_figure_wraps_many_metrics_onto_rows_of_five():
+    from dimcollapse.analysis.figures import PROBE_PANELS_PER_ROW, probe_figure
+
+    metrics = {f"m{i}": f"Metric {i}" for i in range(7)}
+    rows = [{"dataset": "d", "method": f"x{j}", "space": "representation", "knn_accuracy": 0.1 * j,
+             **{m: float(i * j) for i, m in enumerate(metrics)}} for j in range(4)]
+    fig = probe_figure(rows, [], metrics=metrics, accuracies={"knn_accuracy": "k-NN"})
+    axes = fig.get_axes()
+    assert PROBE_PANELS_PER_ROW == 5 and len(axes) == 2 * 5
+    shown = [ax for ax in axes if ax.axison]
+    assert [ax.get_xlabel() for ax in shown] == list(metrics.values())
+    assert [ax.get_ylabel().split("\n")[0] for ax in shown if ax.get_ylabel()] == ["d", "d"]

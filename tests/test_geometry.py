@@ -203,3 +203,38 @@ def test_geometry_metrics_columns_and_subsample_size() -> None:
     assert out["uniformity"] == pytest.approx(uniformity(x[pick]), rel=1e-6)
     assert out["twonn"] == pytest.approx(twonn_dimension(_unit(x[pick]).astype(np.float32)).dimension, rel=1e-9)
     assert "alignment" not in geometry_metrics(x)
+
+
+def test_metrics_table_carries_the_geometry_columns(tmp_path) -> None:
+    from dimcollapse.analysis.metrics import (
+        GEOMETRY_NOTE, metrics_markdown, metrics_row, read_metrics_csv, write_metrics_csv,
+    )
+    from dimcollapse.analysis.spectrum import analyze
+
+    x = power_law(300, 20)
+    row = metrics_row(analyze(x), dataset="d", method="m", space="representation",
+                      **geometry_metrics(x, max_pairs_rows=100))
+    write_metrics_csv(tmp_path / "m.csv", [row])
+    back = read_metrics_csv(tmp_path / "m.csv")[0]
+    assert back["twonn"] == row["twonn"] and back["pairs_rows"] == 100 and isinstance(back["pairs_rows"], int)
+    text = metrics_markdown([row])
+    assert "TwoNN ID" in text and "Self-clustering" in text and "Alignment" not in text
+    assert GEOMETRY_NOTE in text and "subsample of 100 rows" in text
+
+
+def test_which_measure_tracks_which_probe_is_sorted_by_strength() -> None:
+    from dimcollapse.analysis.metrics import probe_tracking_markdown
+
+    def corr(metric: str, acc: str, rho: float) -> dict:
+        return {"dataset": "ucf", "metric": metric, "accuracy": acc, "n_points": 6, "spearman_rho": rho,
+                "ci_low": rho - 0.1, "ci_high": min(rho + 0.1, 1.0)}
+
+    rows = [corr("rankme", "knn_accuracy", 0.2), corr("rankme", "linear_accuracy", 0.3),
+            corr("twonn", "knn_accuracy", -0.9), corr("twonn", "linear_accuracy", -0.7),
+            corr("uniformity", "knn_accuracy", float("nan")), corr("uniformity", "linear_accuracy", float("nan"))]
+    text = probe_tracking_markdown(rows, {"rankme": "RankMe", "twonn": "TwoNN", "uniformity": "Uniformity"},
+                                   {"knn_accuracy": "k-NN", "linear_accuracy": "Linear"})
+    table = [line for line in text.splitlines() if line.startswith("| ") and "ρ" not in line]
+    assert [line.split(" | ")[0] for line in table] == ["| TwoNN", "| RankMe", "| Uniformity"]
+    assert "| TwoNN | -0.90 [-1.00, -0.80] | -0.70 [-0.80, -0.60] |" in text
+    assert probe_tracking_markdown([], {}, {}) == ""

@@ -392,6 +392,7 @@ def metrics_figure(
 
 
 NO_PROBE_NOTE = "no probe accuracy to show (see results/probes.csv)"
+PROBE_PANELS_PER_ROW = 5
 SPACE_MARKERS = {"representation": "o", "embedding": "^"}
 _OTHER_MARKERS = ("s", "D", "v", "P", "X", "*", "h", "<", ">", "p")
 
@@ -449,11 +450,16 @@ def probe_figure(
             fig.suptitle(title, fontsize=12)
         return fig
     corr = {(str(c["dataset"]), str(c["accuracy"]), str(c["metric"])): c for c in correlations}
-    fig = Figure(figsize=(3.3 * len(shown), 2.9 * len(grid) + 0.9), layout="constrained")
-    axes = fig.subplots(len(grid), len(shown), squeeze=False)
+    # many metrics wrap onto several panel rows per (dataset, probe)
+    columns = min(len(shown), PROBE_PANELS_PER_ROW)
+    wraps = -(-len(shown) // columns)
+    fig = Figure(figsize=(3.3 * columns, 2.9 * len(grid) * wraps + 0.9), layout="constrained")
+    axes = fig.subplots(len(grid) * wraps, columns, squeeze=False)
     for i, (dataset, acc) in enumerate(grid):
+        for j in range(len(shown), wraps * columns):
+            axes[i * wraps + j // columns][j % columns].axis("off")
         for j, metric in enumerate(shown):
-            ax = axes[i][j]
+            ax = axes[i * wraps + j // columns][j % columns]
             for r in rows:
                 if str(r["dataset"]) != dataset or not (_finite(r.get(metric)) and _finite(r.get(acc))):
                     continue
@@ -461,7 +467,7 @@ def probe_figure(
                            marker=markers[str(r["space"])], s=45, edgecolor="0.15", linewidth=0.5, zorder=3)
             ax.set_title(_rho_text(corr.get((dataset, acc, metric))), fontsize=9)
             ax.set_xlabel(metrics[metric], fontsize=9)
-            if j == 0:
+            if j % columns == 0:
                 ax.set_ylabel(f"{dataset}\n{accuracies[acc]} (%)", fontsize=9)
             ax.tick_params(labelsize=8)
             ax.grid(alpha=0.3)

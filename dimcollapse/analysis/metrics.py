@@ -176,9 +176,14 @@ CI_COLUMNS = tuple(f"{col}_ci_{end}" for col in CI_METRICS.values() for end in (
     "ci_method",
 )
 
+GEOMETRY_COLUMNS = ("twonn", "twonn_mle", "twonn_duplicates", "self_clustering", "uniformity", "pairs_rows",
+                    "alignment")
+"""Metrics-table columns of :func:`geometry_metrics` (``alignment`` only for instances with views)."""
+
 _INT_COLUMNS = {
     "n_samples", "dim", "numerical_rank", "alpha_req_first", "alpha_req_last",
     "dims_90_lambda", "dims_95_lambda", "dims_99_lambda", "bootstrap_n", "bootstrap_seed",
+    "twonn_duplicates", "pairs_rows",
 }
 _BOOL_COLUMNS = {"rank_limited", "normalized"}
 _STR_COLUMNS = set(ID_COLUMNS) | {"warning", "ci_method"}
@@ -287,7 +292,7 @@ def _parse(col: str, text: str) -> Any:
         return text == "true"
     if col in _INT_COLUMNS:
         return int(text)
-    if col in _STR_COLUMNS or col not in set(METRIC_COLUMNS) | set(CI_COLUMNS):
+    if col in _STR_COLUMNS or col not in set(METRIC_COLUMNS) | set(CI_COLUMNS) | set(GEOMETRY_COLUMNS):
         return text
     return float(text)
 
@@ -325,6 +330,11 @@ def _percent(value: Any) -> str:
 
 #: Columns shown in the Markdown table only when some row has them (added by later stages).
 OPTIONAL_MARKDOWN = (
+    ("twonn", "TwoNN ID", lambda v: _num(v, 1)),
+    ("twonn_mle", "TwoNN ID (MLE)", lambda v: _num(v, 1)),
+    ("self_clustering", "Self-clustering", lambda v: _num(v, 3)),
+    ("uniformity", "Uniformity", lambda v: _num(v, 3)),
+    ("alignment", "Alignment", lambda v: _num(v, 3)),
     ("lidar", "LiDAR", lambda v: _num(v, 1)),
     ("knn_accuracy", "k-NN acc. %", _percent),
     ("linear_accuracy", "Linear acc. %", _percent),
@@ -376,11 +386,65 @@ def metrics_markdown(rows: Iterable[Mapping[str, Any]]) -> str:
     if level is not None:
         methods = sorted({str(r["ci_method"]) for r in rows if r.get("ci_method")})
         notes.append(f"Brackets: {level:.0%} bootstrap intervals over videos ({', '.join(methods)}).")
+    if any("twonn" in r for r in rows):
+        notes.append(GEOMETRY_NOTE)
+        subsampled = sorted({(r["pairs_rows"], r["n_samples"]) for r in rows
+                             if r.get("pairs_rows") is not None and r["pairs_rows"] < r["n_samples"]})
+        if subsampled:
+            notes.append(f"TwoNN and uniformity used a seeded subsample of {subsampled[0][0]} rows where N is larger.")
     return "\n".join(lines) + "\n" + "".join(f"\n{n}\n" for n in notes)
 
 
-def write_metrics_markdown(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]) -> None:
-    write_text(path, metrics_markdown(rows))
+GEOMETRY_NOTE = (
+    "TwoNN ID: intrinsic dimension from the ratio of each row's second to first nearest-neighbour "
+    "distance (Facco et al. 2017; linear fit and maximum likelihood). Self-clustering: 0 for random "
+    "directions, 1 when every row points one way (Tsitsulin et al. 2023). Uniformity: log of the mean "
+    "exp(−2‖zᵢ − zⱼ‖²) over pairs of normalised rows, lower is more uniform; alignment: mean ‖z_v − z_w‖² "
+    "between views of one video (Wang & Isola 2020)."
+)
+
+
+def probe_tracking_markdown(
+    correlations: Sequence[Mapping[str, Any]], metric_labels: Mapping[str, str], accuracy_labels: Mapping[str, str],
+) -> str:
+    """"Which measure tracks which probe": per dataset, Spearman's ρ of every measure with
+    every probe accuracy and its bootstrap interval, strongest |ρ| first (undefined last)."""
+    if not correlations:
+        return ""
+    lines = ["## Which measure tracks which probe", "",
+             "Spearman's ρ between each measure and probe accuracy over a dataset's instances and spaces, "
+             "with its bootstrap interval; strongest first.", ""]
+    for dataset in dict.fromkeys(str(c["dataset"]) for c in correlations):
+        subset = [c for c in correlations if str(c["dataset"]) == dataset]
+        accuracies = [a for a in accuracy_labels if any(c["accuracy"] == a for c in subset)]
+        by_metric: dict[str, dict[str, Mapping[str, Any]]] = {}
+        for c in subset:
+            by_metric.setdefault(str(c["metric"]), {})[str(c["accuracy"])] = c
+
+        def strength(metric: str) -> float:
+            rhos = [abs(float(c["spearman_rho"])) for c in by_metric[metric].values()
+                    if c.get("spearman_rho") is not None and math.isfinite(float(c["spearman_rho"]))]
+            return max(rhos) if rhos else -1.0
+
+        points = max(int(c["n_points"]) for c in subset)
+        lines += [f"**{dataset}** (up to {points} points)", "",
+                  "| Measure | " + " | ".join(f"{accuracy_labels[a]} ρ" for a in accuracies) + " |",
+                  "|---|" + "---|" * len(accuracies)]
+        for metric in sorted(by_metric, key=lambda m: -strength(m)):
+            cells = []
+            for a in accuracies:
+                c = by_metric[metric].get(a)
+                cells.append("–" if c is None else _num(c["spearman_rho"], 2)
+                             + (f" [{_num(c['ci_low'], 2)}, {_num(c['ci_high'], 2)}]"
+                                if c.get("ci_low") is not None and math.isfinite(float(c["ci_low"])) else ""))
+            lines.append(f"| {metric_labels.get(metric, metric)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_metrics_markdown(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]], tracking: str = "") -> None:
+    """The metrics table, then ``tracking`` (:func:`probe_tracking_markdown`) when given."""
+    write_text(path, metrics_markdown(rows) + (f"\n{tracking}" if tracking else ""))
 
 
 # --------------------------------------------------------------------------------------
@@ -712,9 +776,6 @@ def linear_cka(x: np.ndarray, y: np.ndarray, *, chunk_rows: int = DEFAULT_CHUNK_
     return cross / math.sqrt(kk * ll)
 
 
-GEOMETRY_COLUMNS = ("twonn", "twonn_mle", "twonn_duplicates", "self_clustering", "uniformity", "pairs_rows",
-                    "alignment")
-"""Metrics-table columns of :func:`geometry_metrics` (``alignment`` only for instances with views)."""
 
 
 def geometry_metrics(
@@ -738,11 +799,21 @@ def geometry_metrics(
         cloud = np.array(rows, dtype=np.float64)
         cloud /= np.maximum(np.linalg.norm(cloud, axis=1), NORM_EPS)[:, None]
         cloud = cloud.astype(np.float32)
-    ratios = twonn_ratios(cloud, device=device)
+    twonn, twonn_mle, n_dup = math.nan, math.nan, 0
+    if len(cloud) < 3:
+        warnings.warn(f"TwoNN needs at least 3 rows, have {len(cloud)}: left undefined", stacklevel=2)
+    else:
+        ratios = twonn_ratios(cloud, device=device)
+        n_dup = ratios.n_duplicates
+        if int(ratios.mu.size * (1 - discard_fraction)) >= 2:
+            twonn = twonn_from_ratios(ratios, discard_fraction, "linear").dimension
+            twonn_mle = twonn_from_ratios(ratios, discard_fraction, "mle").dimension
+        else:
+            warnings.warn(f"TwoNN: {ratios.mu.size} rows with a ratio are too few: left undefined", stacklevel=2)
     out: dict[str, Any] = {
-        "twonn": twonn_from_ratios(ratios, discard_fraction, "linear").dimension,
-        "twonn_mle": twonn_from_ratios(ratios, discard_fraction, "mle").dimension,
-        "twonn_duplicates": ratios.n_duplicates,
+        "twonn": twonn,
+        "twonn_mle": twonn_mle,
+        "twonn_duplicates": n_dup,
         "self_clustering": self_clustering(x),
         "uniformity": uniformity(rows, uniformity_t, device=device),
         "pairs_rows": int(len(rows)),

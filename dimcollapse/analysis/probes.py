@@ -338,6 +338,11 @@ CORRELATED_METRICS = {
     "rankme": "RankMe",
     "alpha_req": "α-ReQ",
     "lidar": "LiDAR",
+    "twonn": "TwoNN intrinsic dimension",
+    "twonn_mle": "TwoNN intrinsic dimension (MLE)",
+    "self_clustering": "Self-clustering",
+    "uniformity": "Uniformity",
+    "alignment": "Alignment",
 }
 #: Probe accuracies: probes-table column -> axis label.
 ACCURACIES = {"knn_accuracy": "k-NN top-1 accuracy", "linear_accuracy": "Linear probe top-1 accuracy"}
