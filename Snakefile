@@ -34,6 +34,7 @@ include: "rules/extract.smk"
 include: "rules/probes.smk"
 include: "rules/analysis.smk"
 include: "rules/trends.smk"
+include: "rules/similarity.smk"
 
 
 onstart:

@@ -6,6 +6,7 @@ Subcommands::
     dimcollapse analyze FEATURES [--array NAME] [--no-normalize] [--json OUT] [--plot OUT.png]
     dimcollapse compare A B ... [--labels ...] --plot OUT.png
     dimcollapse probe FEATURES --labels LABELS.csv [--split-column C] ...
+    dimcollapse similarity A B [--json OUT]
 
 FEATURES is a ``.npy`` file, or an ``.npz``/``.pt`` file holding several arrays, one of
 which ``--array`` names (it may be omitted when the file holds exactly one). Bad input
@@ -91,19 +92,24 @@ SUMMARY = (
     ("alpha_req_r2", "α-ReQ fit R²", ".4f"), ("participation_ratio", "Participation ratio", ".2f"),
     ("stable_rank", "Stable rank", ".2f"), ("numerical_rank", "Numerical rank", "d"),
     ("dims_90_lambda", "Dims for 90 % variance (λ)", "d"), ("dims_99_lambda", "Dims for 99 % variance (λ)", "d"),
+    ("twonn", "TwoNN intrinsic dimension", ".2f"), ("twonn_mle", "TwoNN intrinsic dimension (MLE)", ".2f"),
+    ("self_clustering", "Self-clustering", ".4f"), ("uniformity", "Uniformity (t = 2)", ".4f"),
+    ("pairs_rows", "Rows used by TwoNN, uniformity", "d"),
 )
 
 
-def _metrics(x: np.ndarray, normalize: bool, name: str) -> tuple[Any, dict[str, Any]]:
+def _metrics(x: np.ndarray, normalize: bool, name: str, max_pairs_rows: int | None = None) -> tuple[Any, dict[str, Any]]:
     import warnings
 
-    from dimcollapse.analysis.metrics import ID_COLUMNS, metrics_row
+    from dimcollapse.analysis.metrics import DEFAULT_MAX_PAIRS_ROWS, ID_COLUMNS, geometry_metrics, metrics_row
     from dimcollapse.analysis.spectrum import analyze
 
     with warnings.catch_warnings():  # the warning is part of the row (and printed once)
         warnings.simplefilter("ignore")
         spec = analyze(x, normalize)
-    row = metrics_row(spec, dataset="", method=name, space="")
+    geometry = geometry_metrics(x, normalize=normalize, max_pairs_rows=max_pairs_rows or DEFAULT_MAX_PAIRS_ROWS,
+                                device="auto")
+    row = metrics_row(spec, dataset="", method=name, space="", **geometry)
     return spec, {"file": name, **{k: v for k, v in row.items() if k not in ID_COLUMNS}}
 
 
@@ -122,7 +128,7 @@ def _analyze(args: argparse.Namespace) -> None:
     from dimcollapse.analysis.figures import save_figure, spectrum_figure
 
     x = load_matrix(args.features, args.array)
-    spec, row = _metrics(x, not args.no_normalize, args.features)
+    spec, row = _metrics(x, not args.no_normalize, args.features, args.max_pairs_rows)
     _print_summary([row], sys.stdout)
     if args.json:
         from dimcollapse.atomic import write_json
@@ -149,6 +155,29 @@ def _compare(args: argparse.Namespace) -> None:
         rows.append(row)
     _print_summary(rows, sys.stdout)
     save_figure(spectrum_figure(specs, title=args.title), args.plot, dpi=args.dpi)
+
+
+# --------------------------------------------------------------------------- similarity
+
+
+def _similarity(args: argparse.Namespace) -> None:
+    from dimcollapse.analysis.metrics import linear_cka
+
+    x = load_matrix(args.a, args.array)
+    y = load_matrix(args.b, args.array)
+    if x.shape[0] != y.shape[0]:
+        raise InputError(f"{args.a} has {x.shape[0]} rows but {args.b} has {y.shape[0]}: "
+                         "CKA compares two spaces on the same samples (row i = sample i in both)")
+    try:
+        value = linear_cka(x, y)
+    except ValueError as err:
+        raise InputError(f"{args.a}, {args.b}: {err}") from err
+    print(f"linear CKA: {value:.6f}  (N={x.shape[0]}, D={x.shape[1]} and {y.shape[1]})")
+    if args.json:
+        from dimcollapse.atomic import write_json
+
+        write_json(args.json, {"a": args.a, "b": args.b, "n_samples": x.shape[0], "dim_a": x.shape[1],
+                               "dim_b": y.shape[1], "linear_cka": value})
 
 
 # --------------------------------------------------------------------------- probe
@@ -233,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--json", metavar="OUT", help="write the metrics to this JSON file")
     a.add_argument("--plot", metavar="OUT.png", help="draw log spectrum and cumulative explained variance")
     a.add_argument("--label", help="legend label (default: the file name without extension)")
+    a.add_argument("--max-pairs-rows", type=int, metavar="N",
+                   help="TwoNN and uniformity use a seeded subsample of N rows above N (default 20000)")
     a.set_defaults(run=_analyze)
 
     c = sub.add_parser("compare", help="the paper's figure for several matrices",
@@ -243,6 +274,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--plot", metavar="OUT.png", required=True, help="output figure (.png)")
     c.add_argument("--title", help="figure title")
     c.set_defaults(run=_compare)
+
+    sim = sub.add_parser("similarity", help="linear CKA of two matrices with the same rows",
+                         description="Linear CKA (Kornblith et al. 2019) between two feature matrices of the same "
+                         "samples: 1 when one is a rotation and scaling of the other, 0 when unrelated.")
+    sim.add_argument("a", help=".npy (or .npz/.pt) feature matrix A (N × D₁)")
+    sim.add_argument("b", help=".npy (or .npz/.pt) feature matrix B (N × D₂)")
+    sim.add_argument("--array", help="name of the array inside .npz/.pt files")
+    sim.add_argument("--json", metavar="OUT", help="write the result to this JSON file")
+    sim.set_defaults(run=_similarity)
 
     p = sub.add_parser("probe", help="k-NN and linear probe accuracy",
                        description="Weighted k-NN (Wu et al. 2018) and linear-probe top-1 accuracy of a feature "

@@ -344,6 +344,38 @@ def _trend_rows(smk: Any) -> list[dict[str, Any]]:
     return [{**row, "label": labels[row["method"]]} for row in map(read_metrics_json, smk.input.metrics)]
 
 
+def similarity(smk: Any) -> None:
+    import numpy as np
+
+    from dimcollapse.analysis.similarity import similarity_tables
+
+    _start(smk)
+    dataset = smk.wildcards.dataset
+    n_rows: dict[str, int] = {}
+
+    def load(method: str, space: str) -> np.ndarray:
+        path = f"results/features/{dataset}/{method}/{space}.npy"
+        x = np.load(path, mmap_mode="r")
+        n_rows[path] = x.shape[0]
+        if len(set(n_rows.values())) > 1:  # every space of a dataset has the rows of its aligned index
+            raise ValueError(f"{path}: {x.shape[0]} rows, but {next(iter(n_rows))} has {next(iter(n_rows.values()))}")
+        return x
+
+    written = similarity_tables(smk.params.plan, load, smk.output[0])
+    log.info("%d CKA tables in %s", len(written), smk.output[0])
+
+
+def similarity_figure(smk: Any) -> None:
+    from dimcollapse.analysis.figures import save_figure
+    from dimcollapse.analysis.similarity import similarity_figure as draw
+
+    _start(smk)
+    view = smk.params.view
+    labels, _, title = _figure_view(view, f"{smk.wildcards.dataset}, linear CKA between feature spaces")
+    save_figure(draw(smk.input[0], labels=labels, title=title), smk.output.png, smk.output.pdf,
+                dpi=view["figures"]["dpi"])
+
+
 def layer_figure(smk: Any) -> None:
     from dimcollapse.analysis.figures import save_figure
     from dimcollapse.analysis.trends import layer_figure as draw

@@ -106,6 +106,7 @@ def all_targets():
     targets += [f"results/figures/overview.{ext}" for ext in ("png", "pdf")]
     targets += [f"results/figures/metrics.{ext}" for ext in ("png", "pdf")]
     targets += probe_targets()  # rules/probes.smk
+    targets += similarity_targets()  # rules/similarity.smk
     return targets
 
 
@@ -224,6 +225,28 @@ SERIES = {
     name: members
     for name, members in dcfg.model_series({m: MODELS[m] for m in STUDY_MODELS}).items()
 }
+
+
+def similarity_plan():
+    """What the similarity rule compares (see dimcollapse.analysis.similarity)."""
+    shared = {}
+    for m in STUDY_MODELS:
+        for s in spaces_of(m):
+            shared.setdefault(s, []).append(m)
+    series = {name: members for name, members in SERIES.items() if len(members) > 1}
+    return {
+        "layers": {m: dcfg.depth_order(MODELS[m]) for m in LAYERED},
+        "instances": {s: ms for s, ms in sorted(shared.items()) if len(ms) > 1},
+        "series": {name: [[MODELS[m].series_order, m] for m in members] for name, members in series.items()},
+        "series_spaces": {name: list(spaces_of(members[0])) for name, members in series.items()},
+    }
+
+
+def similarity_targets():
+    plan = similarity_plan()
+    if not (plan["layers"] or plan["instances"] or plan["series"]):
+        return []
+    return [f"results/figures/similarity/{ds}.{ext}" for ds in DATASETS for ext in ("png", "pdf")]
 
 
 def trend_figures():

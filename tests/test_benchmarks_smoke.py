@@ -158,3 +158,19 @@ def test_gpu_check_script_names_a_missing_interpreter() -> None:
     proc = subprocess.run(["bash", "benchmarks/gpu_check.sh"], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=30, check=False)
     assert proc.returncode == 1 and "/nonexistent/python" in proc.stderr
+
+
+def test_geometry_bench_paths_agree_on_a_tiny_matrix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The three paths in-process on 300 × 32 (the script runs each in a subprocess)."""
+    geometry = _load("geometry_bench")
+    path = tmp_path / "x.npy"
+    geometry.write_features(path, 300, 32)
+    geometry.print_report({kind: geometry.worker(kind, str(path), 128) for kind in ("gram", "ours", "skdim")})
+    out = capsys.readouterr().out
+    table = [line for line in out.splitlines() if line.startswith("| ") and "path" not in line]
+    assert [line.split(" | ")[0] for line in table] == [
+        "| float32 Gram blocks", "| twonn_dimension", "| scikit-dimension TwoNN"]
+    ours, ref = (float(line.split(" | ")[-1].rstrip(" |")) for line in table[1:])
+    assert ours == pytest.approx(ref, rel=1e-3)
+    tail = out.split("ratios:")[1]
+    assert "scikit-dimension / ours" in tail and "Gram blocks" in tail and "GB" in tail

@@ -42,7 +42,7 @@ def test_console_script_is_declared() -> None:
     assert scripts == {"dimcollapse": "dimcollapse.cli:main"}
 
 
-@pytest.mark.parametrize("sub", ["analyze", "compare", "probe"])
+@pytest.mark.parametrize("sub", ["analyze", "compare", "probe", "similarity"])
 def test_every_subcommand_has_help(sub: str, capsys) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(SystemExit) as exit_info:
         main([sub, "--help"])
@@ -150,3 +150,35 @@ def test_probe_with_split_column_and_seeded_split(tmp_path: Path, capsys) -> Non
     pd.DataFrame({"label": y[:10]}).to_csv(tmp_path / "short.csv", index=False)
     assert main(["probe", str(tmp_path / "x.npy"), "--labels", str(tmp_path / "short.csv")]) == 2
     assert "10 label rows for 90 feature rows" in capsys.readouterr().err
+
+
+def test_analyze_prints_and_writes_the_geometry_metrics(features: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from dimcollapse.analysis.metrics import geometry_metrics
+
+    out_json = tmp_path / "g.json"
+    assert main(["analyze", str(features), "--json", str(out_json), "--max-pairs-rows", "100"]) == 0
+    got = json.loads(out_json.read_text())
+    ref = geometry_metrics(np.load(features), max_pairs_rows=100)
+    for key in ("twonn", "twonn_mle", "self_clustering", "uniformity", "pairs_rows"):
+        assert got[key] == pytest.approx(ref[key], rel=1e-9), key
+    printed = capsys.readouterr().out
+    assert f"TwoNN intrinsic dimension        {ref['twonn']:14.2f}" in printed
+    assert "Self-clustering" in printed and "Uniformity" in printed and got["pairs_rows"] == 100
+
+
+def test_similarity_prints_linear_cka_and_names_a_row_mismatch(features: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from dimcollapse.analysis.metrics import linear_cka
+
+    x = np.load(features)
+    other = tmp_path / "other.npy"
+    np.save(other, (x[:, :10] @ np.random.default_rng(1).normal(size=(10, 6))).astype(np.float32))
+    out_json = tmp_path / "cka.json"
+    assert main(["similarity", str(features), str(other), "--json", str(out_json)]) == 0
+    ref = linear_cka(x, np.load(other))
+    assert json.loads(out_json.read_text())["linear_cka"] == pytest.approx(ref, rel=1e-12)
+    assert f"linear CKA: {ref:.6f}" in capsys.readouterr().out
+    short = tmp_path / "short.npy"
+    np.save(short, x[:50])
+    assert main(["similarity", str(features), str(short)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(features) in err and str(short) in err and "120 rows" in err

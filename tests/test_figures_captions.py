@@ -11,7 +11,8 @@ jinja2 = pytest.importorskip("jinja2")
 docutils_core = pytest.importorskip("docutils.core")
 
 REPORT = Path(__file__).resolve().parent.parent / "report"
-CAPTIONS = ("spectrum", "figure", "overview", "metrics_chart", "metrics", "probes", "probes_figure", "sample_size")
+CAPTIONS = ("spectrum", "figure", "overview", "metrics_chart", "metrics", "probes", "probes_figure", "sample_size",
+            "similarity")
 
 
 def render(name: str, wildcards: dict[str, str]) -> str:

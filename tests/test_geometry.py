@@ -238,3 +238,35 @@ def test_which_measure_tracks_which_probe_is_sorted_by_strength() -> None:
     assert [line.split(" | ")[0] for line in table] == ["| TwoNN", "| RankMe", "| Uniformity"]
     assert "| TwoNN | -0.90 [-1.00, -0.80] | -0.70 [-0.80, -0.60] |" in text
     assert probe_tracking_markdown([], {}, {}) == ""
+
+
+def test_similarity_tables_and_their_figure(tmp_path) -> None:
+    from dimcollapse.analysis.similarity import (
+        SERIES_COLUMNS, read_cka_csv, similarity_figure, similarity_tables,
+    )
+
+    rng = np.random.default_rng(9)
+    base = rng.standard_normal((60, 8))
+    spaces = {("a", "layer.l1"): base @ rng.standard_normal((8, 12)), ("a", "representation"): base,
+              ("b", "representation"): rng.standard_normal((60, 8)),
+              ("s@1", "representation"): base, ("s@2", "representation"): base * 3.0,
+              ("s@3", "representation"): rng.standard_normal((60, 5))}
+    plan = {"layers": {"a": ["layer.l1", "representation"]},
+            "instances": {"representation": ["a", "b", "s@1"]},
+            "series": {"s": [[1, "s@1"], [2, "s@2"], [3, "s@3"]]}, "series_spaces": {"s": ["representation"]}}
+    written = similarity_tables(plan, lambda m, s: spaces[(m, s)], tmp_path / "sim")
+    assert sorted(p.name for p in written) == ["instances.representation.csv", "layers.a.csv", "series.s.csv"]
+    names, matrix = read_cka_csv(tmp_path / "sim" / "instances.representation.csv")
+    assert names == ["a", "b", "s@1"] and np.allclose(np.diag(matrix), 1.0) and np.allclose(matrix, matrix.T)
+    assert matrix[0, 2] == pytest.approx(1.0, abs=1e-6)  # the same matrix under two names
+    assert matrix[0, 1] == pytest.approx(linear_cka(spaces[("a", "representation")], spaces[("b", "representation")]),
+                                         abs=1e-6)
+    import pandas as pd
+
+    steps = pd.read_csv(tmp_path / "sim" / "series.s.csv")
+    assert tuple(steps.columns) == SERIES_COLUMNS and list(steps["to_order"]) == [2, 3]
+    assert steps["cka"].iloc[0] == pytest.approx(1.0, abs=1e-6) and steps["cka"].iloc[1] < 0.9
+    fig = similarity_figure(tmp_path / "sim", labels={"a": "Model A"}, title="t")
+    titles = [ax.get_title() for ax in fig.get_axes()]
+    assert "Linear CKA: layers of Model A" in titles and "Linear CKA: instances, representation space" in titles
+    assert "Series s: consecutive checkpoints" in titles

@@ -56,7 +56,8 @@ def variant(study: dict, name: str, change) -> Path:  # type: ignore[no-untyped-
 
 def analysis_jobs(features: int) -> dict[str, int]:
     """Probe and sample-size jobs after ``features`` feature matrices changed."""
-    return {"probe": features, "sample_size": features, "probe_table": 1, "probe_figure": 1, "sample_size_figure": 2}
+    return {"probe": features, "sample_size": features, "probe_table": 1, "probe_figure": 1, "sample_size_figure": 2,
+            "similarity": 2, "similarity_figure": 2}
 
 
 def test_every_output_exists_and_rows_align(study: dict) -> None:
@@ -143,7 +144,8 @@ def test_second_run_does_nothing(study: dict) -> None:
 
 def test_figure_option_reruns_only_figures(study: dict) -> None:
     cfg = variant(study, "dpi", lambda c: c.setdefault("figures", {}).update(dpi=150))
-    assert planned_jobs(study["workdir"], cfg) == changed(figure=2, overview=1, probe_figure=1, sample_size_figure=2)
+    assert planned_jobs(study["workdir"], cfg) == changed(figure=2, overview=1, probe_figure=1, sample_size_figure=2,
+                                                          similarity_figure=2)
 
 
 @pytest.mark.parametrize("method", ["simclr", "sup"])
@@ -177,6 +179,34 @@ def test_spectrum_option_reruns_analysis_but_no_extraction(study: dict) -> None:
     # the subsets against N use the α-ReQ range too; the probes do not depend on it
     assert jobs == changed(spectrum=8, metrics=1, figure=2, overview=1, sample_size=8, sample_size_figure=2,
                            probe_table=1, probe_figure=1)
+
+
+def test_geometry_option_reruns_the_spectra_and_their_tables_only(study: dict) -> None:
+    cfg = variant(study, "twonn", lambda c: c.setdefault("analysis", {}).update(twonn_discard_fraction=0.2))
+    jobs = planned_jobs(study["workdir"], cfg)
+    # no extraction, probe, sample-size or similarity job: none of them reads a geometry metric
+    assert jobs == changed(spectrum=8, metrics=1, figure=2, overview=1, probe_table=1, probe_figure=1)
+    device = variant(study, "device", lambda c: c.setdefault("analysis", {}).update(device="auto"))
+    assert planned_jobs(study["workdir"], device) == changed()
+
+
+def test_geometry_columns_correlations_and_similarity(study: dict) -> None:
+    w = study["workdir"]
+    metrics = pd.read_csv(w / "results/metrics.csv")
+    for col in ("twonn", "twonn_mle", "self_clustering", "uniformity"):
+        assert metrics[col].notna().all(), col
+    assert (metrics["pairs_rows"] == metrics["n_samples"]).all() and "alignment" not in metrics  # no views kept
+    row = json.loads((w / "results/spectra/real/simclr/embedding.json").read_text())
+    assert {"twonn", "twonn_mle", "twonn_duplicates", "self_clustering", "uniformity", "pairs_rows"} <= set(row)
+    corr = pd.read_csv(w / "results/probe_correlations.csv")
+    assert {"twonn", "twonn_mle", "self_clustering", "uniformity", "rankme"} <= set(corr["metric"])
+    assert "## Which measure tracks which probe" in (w / "results/metrics.md").read_text()
+    names = sorted(p.name for p in (w / "results/similarity/real").iterdir())
+    assert names == ["instances.representation.csv"]  # only simclr has an embedding space
+    table = pd.read_csv(w / "results/similarity/real/instances.representation.csv", index_col=0)
+    assert list(table.index) == list(MODELS) and np.allclose(np.diag(table), 1.0)
+    for ds in DATASETS:
+        assert (w / f"results/figures/similarity/{ds}.png").stat().st_size > 10_000
 
 
 def test_editing_a_video_reruns_its_dataset(study: dict, tmp_path: Path) -> None:

@@ -25,8 +25,9 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-DEFAULT_CHUNK_ROWS = 1024
-"""Rows per Gram block: a block of 1,024 × 20,000 float32 values is 80 MiB."""
+DEFAULT_CHUNK_ROWS = 512
+"""Rows per Gram block: a block of 512 × 20,000 float32 values is 40 MiB, and the GEMM
+is still large enough to run at full speed."""
 
 CANDIDATES = 4
 """Neighbours per row whose distances are recomputed from differences after the float32
@@ -70,7 +71,7 @@ def pair_subsample(n_rows: int, max_rows: int | None, seed: int) -> np.ndarray |
 
 def normalized_rows(x: np.ndarray, device: torch.device) -> torch.Tensor:
     """Rows scaled to unit L2 norm (zero rows stay zero), normalised in float64, stored float32."""
-    z = torch.as_tensor(np.asarray(x), dtype=torch.float64)
+    z = torch.from_numpy(np.array(x, dtype=np.float64))  # a copy: the input may be a read-only map
     z = z / z.norm(dim=1, keepdim=True).clamp_min(1e-12)
     return z.to(device=device, dtype=torch.float32)
 
@@ -123,7 +124,7 @@ def nearest_two(
         raise ValueError(f"the two nearest neighbours need at least 3 rows, got {n}")
     dev = torch_device(device)
     k = min(candidates + 1, n - 1)  # the (candidates + 1)-th only bounds the others
-    piece = 4096
+    piece = 2048
     centre = sum(src[s : s + piece].double().sum(dim=0) for s in range(0, n, piece)) / n
     # Centring shrinks the norms, and with them the float32 cancellation.
     xc = torch.empty((n, d), dtype=torch.float32, device=dev)
