@@ -83,6 +83,7 @@ def test_any_model_study(study: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     check_layer_spaces_are_feature_matrices_with_metrics(study)
     check_layer_features_equal_the_model_on_the_same_clip(study, monkeypatch)
     check_series_members_and_figures(study)
+    check_cka_across_layers_instances_and_checkpoints(study)
 
 
 def check_layer_spaces_are_feature_matrices_with_metrics(study: dict) -> None:
@@ -132,3 +133,18 @@ def check_series_members_and_figures(study: dict) -> None:
         assert png.stat().st_size > 10_000 and (out / f"figures/{kind}/gen.pdf").is_file()
     sidecar = json.loads((out / "features/gen/mine@20/representation.json").read_text())
     assert sidecar["clips_computed"] + sidecar["clips_reused"] > 0
+
+
+def check_cka_across_layers_instances_and_checkpoints(study: dict) -> None:
+    from dimcollapse.analysis.metrics import linear_cka
+
+    out = study["workdir"] / "results"
+    layers = pd.read_csv(out / "similarity/gen/layers.tv.csv", index_col=0)
+    assert list(layers.index) == ["layer.layer1", "layer.layer3", "representation"]
+    a, b = (np.load(out / f"features/gen/tv/{s}.npy") for s in ("layer.layer1", "representation"))
+    assert layers.loc["layer.layer1", "representation"] == pytest.approx(linear_cka(a, b), abs=1e-6)
+    instances = pd.read_csv(out / "similarity/gen/instances.representation.csv", index_col=0)
+    assert {"sup", "dpc", "tv", "pv", "mine@5"} <= set(instances.index)
+    steps = pd.read_csv(out / "similarity/gen/series.mine.csv")
+    assert list(steps["to_order"]) == list(EPOCHS[1:]) and steps["cka"].between(0, 1).all()
+    assert (out / "figures/similarity/gen.png").stat().st_size > 10_000

@@ -270,3 +270,10 @@ def test_similarity_tables_and_their_figure(tmp_path) -> None:
     titles = [ax.get_title() for ax in fig.get_axes()]
     assert "Linear CKA: layers of Model A" in titles and "Linear CKA: instances, representation space" in titles
     assert "Series s: consecutive checkpoints" in titles
+
+
+def test_similarity_figure_without_tables_says_so(tmp_path) -> None:
+    from dimcollapse.analysis.similarity import NO_SIMILARITY_NOTE, similarity_figure
+
+    fig = similarity_figure(tmp_path)
+    assert [t.get_text() for t in fig.get_axes()[0].texts] == [NO_SIMILARITY_NOTE]

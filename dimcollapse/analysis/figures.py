@@ -416,6 +416,17 @@ def _rho_text(corr: Mapping[str, Any] | None) -> str:
     return text + f", n = {corr['n_points']}"
 
 
+def note_figure(note: str, title: str | None = None) -> Figure:
+    """A small figure that says in words why there is nothing to draw."""
+    fig = Figure(figsize=(6, 2), layout="constrained")
+    ax = fig.subplots()
+    ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes, color="0.3")
+    ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=12)
+    return fig
+
+
 def probe_figure(
     rows: Sequence[Mapping[str, Any]],
     correlations: Sequence[Mapping[str, Any]],
@@ -442,13 +453,7 @@ def probe_figure(
     datasets = list(dict.fromkeys(str(r["dataset"]) for r in rows))
     grid = [(ds, acc) for ds in datasets for acc in accuracies if any(_finite(r.get(acc)) for r in rows)]
     if not shown or not grid:  # e.g. too few videos per class for a test split
-        fig = Figure(figsize=(6, 2), layout="constrained")
-        ax = fig.subplots()
-        ax.text(0.5, 0.5, NO_PROBE_NOTE, ha="center", va="center", transform=ax.transAxes, color="0.3")
-        ax.axis("off")
-        if title:
-            fig.suptitle(title, fontsize=12)
-        return fig
+        return note_figure(NO_PROBE_NOTE, title)
     corr = {(str(c["dataset"]), str(c["accuracy"]), str(c["metric"])): c for c in correlations}
     # many metrics wrap onto several panel rows per (dataset, probe)
     columns = min(len(shown), PROBE_PANELS_PER_ROW)

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from dimcollapse.analysis.figures import note_figure
 from dimcollapse.analysis.metrics import linear_cka
 from dimcollapse.atomic import atomic_path
 
@@ -104,13 +105,7 @@ def similarity_figure(
     series = sorted(folder.glob("series.*.csv"))
     panels = len(heatmaps) + len(series)
     if panels == 0:
-        fig = Figure(figsize=(6, 2), layout="constrained")
-        ax = fig.subplots()
-        ax.text(0.5, 0.5, NO_SIMILARITY_NOTE, ha="center", va="center", transform=ax.transAxes, color="0.3")
-        ax.axis("off")
-        if title:
-            fig.suptitle(title, fontsize=12)
-        return fig
+        return note_figure(NO_SIMILARITY_NOTE, title)
     columns = min(panels, 3)
     fig = Figure(figsize=(5.0 * columns, 4.6 * math.ceil(panels / columns) + 0.6), layout="constrained")
     axes = fig.subplots(math.ceil(panels / columns), columns, squeeze=False).flatten()
