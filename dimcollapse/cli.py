@@ -6,6 +6,7 @@ Subcommands::
     dimcollapse analyze FEATURES [--array NAME] [--no-normalize] [--json OUT] [--plot OUT.png]
     dimcollapse compare A B ... [--labels ...] --plot OUT.png
     dimcollapse probe FEATURES --labels LABELS.csv [--split-column C] ...
+    dimcollapse store list|prune|verify [--results DIR] ...   (see dimcollapse.store_command)
 
 FEATURES is a ``.npy`` file, or an ``.npz``/``.pt`` file holding several arrays, one of
 which ``--array`` names (it may be omitted when the file holds exactly one). Bad input
@@ -263,6 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-linear", action="store_true", help="skip the linear probe")
     p.add_argument("--json", metavar="OUT", help="write the results to this JSON file")
     p.set_defaults(run=_probe)
+
+    from dimcollapse.store_command import add_store_parser
+
+    add_store_parser(sub, InputError)
     return parser
 
 
@@ -270,11 +275,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dimcollapse`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
+        code = args.run(args)
     except InputError as err:
         print(f"dimcollapse: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -354,6 +354,48 @@ def build_options(model: ModelInstance, protocol: Protocol) -> dict[str, Any]:
     return opts
 
 
+def extraction_job(config: Mapping[str, Any], model: ModelInstance, protocol: Protocol) -> dict[str, Any]:
+    """The extract rule's ``job``: everything that changes the numbers of one instance's
+    features on one dataset, and nothing else (so that e.g. a new loader worker count,
+    device or sharding does not rerun extraction). ``device`` is not here (it only
+    changes float rounding, see README); extraction jobs read it from the config.
+
+    ``dimcollapse store prune`` derives the feature store keys a config uses from it too.
+    """
+    return {
+        "model": {k: v for k, v in vars(model).items() if k != "label"},
+        "protocol": protocol.to_dict(),
+        "build_options": build_options(model, protocol),
+        "precision": config["extraction"]["precision"],
+        "keep_views": config["extraction"]["keep_views"],
+    }
+
+
+def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A study config file as the workflow sees it: unknown keys refused, schema defaults filled in.
+
+    For tools that run outside Snakemake (``dimcollapse store prune``).
+    """
+    import yaml
+    from snakemake.utils import validate
+
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"{path}: cannot read the config: {err}") from err
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: not a config (a YAML mapping of keys)")
+    schema = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
+    if problems := unknown_keys_message(config, schema, [path]):
+        raise ValueError(problems)
+    try:
+        validate(config, str(schema), set_default=True)
+    except Exception as err:  # snakemake's WorkflowError: the schema's message
+        raise ValueError(f"{path}: {err}") from err
+    return config
+
+
 def unknown_keys_message(
     config: Mapping[str, Any], schema_path: str | os.PathLike[str], config_files: Iterable[str | os.PathLike[str]]
 ) -> str | None:

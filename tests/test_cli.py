@@ -42,7 +42,7 @@ def test_console_script_is_declared() -> None:
     assert scripts == {"dimcollapse": "dimcollapse.cli:main"}
 
 
-@pytest.mark.parametrize("sub", ["analyze", "compare", "probe"])
+@pytest.mark.parametrize("sub", ["analyze", "compare", "probe", "store"])
 def test_every_subcommand_has_help(sub: str, capsys) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(SystemExit) as exit_info:
         main([sub, "--help"])

@@ -203,6 +203,8 @@ class ClipCache:
                                   f"{META_FILE} says {meta['data_bytes']}")
         if len(self.entries) != meta.get("rows", len(self.entries)):
             raise CacheUnreadable(f"{self.dir / INDEX_FILE}: {len(self.entries)} rows, {META_FILE} says {meta['rows']}")
+        if any(e.offset + e.nbytes > size for e in self.entries):
+            raise CacheUnreadable(f"{self.dir / INDEX_FILE}: names frames beyond the end of {data}")
         self._mm: np.memmap | None = None
         self._pid = -1
 

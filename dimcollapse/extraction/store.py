@@ -186,8 +186,7 @@ class InstanceStore:
         parts, read = [], []
         for f in files:
             try:
-                with np.load(f, allow_pickle=False) as data:
-                    parts.append({k: data[k] for k in ("keys", "seg", "pos", "ok", "segments", "spaces")})
+                parts.append(_load_index(f))
                 read.append(f)
             except FileNotFoundError:
                 continue  # merged into another keys file by a concurrent compaction
@@ -369,6 +368,96 @@ class InstanceStore:
             f.unlink(missing_ok=True)
         log.info("feature store %s: merged %d index files (%d entries)", self.dir.name, len(read), int(keep.sum()))
         return True
+
+
+    # ---------------------------------------------------------------- inspection
+    def summary(self) -> dict[str, Any]:
+        """What ``dimcollapse store list`` shows of this key, read without changing anything:
+        the description, distinct clips held, bytes on disk and when an entry was last added."""
+        clips: set[bytes] = set()
+        dropped = self.quarantined()
+        for f in self._keys_files():
+            try:
+                part = _load_index(f)
+            except (*DAMAGED, OSError):
+                continue  # verify names it
+            live = ~np.isin(part["segments"].astype(str), list(dropped))[part["seg"]] if dropped else slice(None)
+            clips.update(part["keys"][live].tolist())
+        files = [f for f in self.dir.rglob("*") if f.is_file()]
+        written = [f.stat().st_mtime for sub in (_DATA, _KEYS) for f in (self.dir / sub).glob("*.npz")]
+        try:
+            description = json.loads((self.dir / DESCRIPTION).read_text())
+        except (OSError, ValueError):
+            description = {}
+        return {"key": self.dir.name, **description, "clips": len(clips),
+                "bytes": sum(f.stat().st_size for f in files), "last_written": max(written, default=None),
+                "quarantined": sum(1 for f in files if f.relative_to(self.dir).parts[0] == QUARANTINE)}
+
+    def verify(self, repair: bool = False) -> list[str]:
+        """Read every index file and segment in full; one line per torn, corrupt or missing file.
+
+        ``repair`` moves each to ``quarantine/`` (:meth:`quarantine`), so the clips it held
+        are computed again by the next extraction.
+        """
+        problems: list[str] = []
+
+        def found(path: Path, reason: str) -> None:
+            problems.append(f"{path}: {reason}")
+            if repair:
+                self.quarantine(path, reason, "its clips are computed again")
+
+        dropped = self.quarantined()
+        rows_needed: dict[str, int] = {}
+        for f in self._keys_files():
+            try:
+                part = _load_index(f)
+                _check_index(part)
+            except FileNotFoundError:
+                continue
+            except (*DAMAGED, OSError) as err:
+                found(f, f"{type(err).__name__}: {err}")
+                continue
+            for s, name in enumerate(part["segments"].astype(str)):
+                if name not in dropped and (pos := part["pos"][part["seg"] == s]).size:
+                    rows_needed[name] = max(rows_needed.get(name, 0), int(pos.max()) + 1)
+        present = set()
+        for f in sorted((self.dir / _DATA).glob("*.npz")):
+            present.add(f.stem)
+            try:
+                rows = _check_segment(f)
+            except FileNotFoundError:
+                continue
+            except (*DAMAGED, OSError) as err:
+                found(f, f"{type(err).__name__}: {err}")
+                continue
+            if rows < rows_needed.get(f.stem, 0):
+                found(f, f"holds {rows} clips, its index names clip {rows_needed[f.stem] - 1}")
+        for name in sorted(set(rows_needed) - present):
+            found(self.dir / _DATA / f"{name}.npz", "named by the index but missing")
+        return problems
+
+
+def _load_index(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of one keys file (raises what a damaged file raises, see :data:`DAMAGED`)."""
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in ("keys", "seg", "pos", "ok", "segments", "spaces")}
+
+
+def _check_index(part: Mapping[str, np.ndarray]) -> None:
+    n = len(part["keys"])
+    if not (len(part["seg"]) == len(part["pos"]) == len(part["ok"]) == n) or len(part["segments"]) != len(part["spaces"]):
+        raise ValueError("index arrays of different lengths")
+    if n and (part["seg"].min() < 0 or part["seg"].max() >= len(part["segments"]) or part["pos"].min() < 0):
+        raise ValueError("index names a segment or clip out of range")
+
+
+def _check_segment(path: Path) -> int:
+    """Read every array of a data segment (the zip CRCs are checked); return its clip count."""
+    with np.load(path, allow_pickle=False) as data:
+        lengths = {name: len(data[name]) for name in data.files}
+    if not {"ok", "short", "stage", "error"} <= set(lengths) or len(set(lengths.values())) != 1:
+        raise ValueError(f"arrays {sorted(lengths)} missing or of different lengths")
+    return lengths["ok"]
 
 
 def _high_words(keys: np.ndarray) -> np.ndarray:
