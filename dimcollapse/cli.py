@@ -55,6 +55,10 @@ def load_matrix(path: str | Path, array: str | None = None) -> np.ndarray:
         else:
             if array is not None:
                 raise InputError(f"{p}: --array applies to .npz and .pt files only")
+            with open(p, "rb") as fh:  # np.load calls any other file "pickled (object) data"
+                if fh.read(len(np.lib.format.MAGIC_PREFIX)) != np.lib.format.MAGIC_PREFIX:
+                    raise InputError(f"{p}: not a NumPy .npy file (it lacks the .npy header); save the matrix "
+                                     "with numpy.save, or give an .npz or .pt file")
             x = np.load(p, mmap_mode="r", allow_pickle=False)
     except InputError:
         raise

@@ -26,6 +26,8 @@ from dimcollapse.data.protocols import Protocol, SlowProtocol, resolve_protocol
 
 #: What figures, sidecars and the report say about a model without a checkpoint.
 UNTRAINED = "untrained weights (demo)"
+#: What the label of an untrained instance adds in a study that also has trained ones.
+UNTRAINED_MARK = "untrained"
 
 CHECKPOINT_DIR = "resources/checkpoints"
 
@@ -229,6 +231,18 @@ def model_instances(config: Mapping[str, Any]) -> dict[str, ModelInstance]:
             member_cfg = {**cfg, "checkpoint": source, "label": f"{label} ({key} {value})"}
             out[member] = model_instance(member, member_cfg, series=name, series_order=value, series_key=key)
     return out
+
+
+def display_labels(instances: Mapping[str, ModelInstance]) -> dict[str, str]:
+    """Labels of a study's instances as its tables and figures show them.
+
+    Where trained and untrained weights are mixed, only the untrained instances are
+    marked (``SimCLR (untrained)``); a study whose instances are all untrained says so
+    once, in its figures' titles (:data:`UNTRAINED`), and one with none says nothing.
+    """
+    mixed = len({inst.untrained for inst in instances.values()}) == 2
+    return {name: f"{inst.label} ({UNTRAINED_MARK})" if mixed and inst.untrained else inst.label
+            for name, inst in instances.items()}
 
 
 def depth_order(instance: ModelInstance) -> list[str]:

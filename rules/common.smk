@@ -182,12 +182,16 @@ def study_metrics():
     ]
 
 
+# Labels in tables and figures: untrained instances marked where the study mixes weights.
+LABELS = dcfg.display_labels({m: MODELS[m] for m in STUDY_MODELS})
+
+
 def figure_params():
     return {
         "figures": FIGURES,
         "title": config["title"],
         "models": {
-            m: {"label": MODELS[m].label, "untrained": MODELS[m].untrained}
+            m: {"label": LABELS[m], "untrained": MODELS[m].untrained}
             for m in STUDY_MODELS
         },
     }

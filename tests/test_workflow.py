@@ -290,7 +290,7 @@ def test_store_commands_on_the_study(study: dict, capsys: pytest.CaptureFixture[
     assert "nothing to prune" in capsys.readouterr().out
     assert main(["store", "list", "--json", "--results", results]) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert len(listed["store"]) == len(DATASETS) * len(MODELS)
+    assert len(listed["store"]) == len(MODELS)  # one key per instance: clips are keyed by content, not dataset
     assert {u["instance"] for k in listed["store"] for u in k["used_by"]} == set(MODELS)
     assert {(c["dataset"], c["state"]) for c in listed["clips"]} == {(ds, "complete") for ds in DATASETS}
     assert len(listed["clips"]) == 2 * len(DATASETS)  # the paper's and DPC's sampling per dataset
