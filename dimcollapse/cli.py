@@ -7,6 +7,7 @@ Subcommands::
     dimcollapse compare A B ... [--labels ...] --plot OUT.png
     dimcollapse probe FEATURES --labels LABELS.csv [--split-column C] ...
     dimcollapse similarity A B [--json OUT]
+    dimcollapse store list|prune|verify [--results DIR] ...   (see dimcollapse.store_command)
 
 FEATURES is a ``.npy`` file, or an ``.npz``/``.pt`` file holding several arrays, one of
 which ``--array`` names (it may be omitted when the file holds exactly one). Bad input
@@ -55,6 +56,10 @@ def load_matrix(path: str | Path, array: str | None = None) -> np.ndarray:
         else:
             if array is not None:
                 raise InputError(f"{p}: --array applies to .npz and .pt files only")
+            with open(p, "rb") as fh:  # np.load calls any other file "pickled (object) data"
+                if fh.read(len(np.lib.format.MAGIC_PREFIX)) != np.lib.format.MAGIC_PREFIX:
+                    raise InputError(f"{p}: not a NumPy .npy file (it lacks the .npy header); save the matrix "
+                                     "with numpy.save, or give an .npz or .pt file")
             x = np.load(p, mmap_mode="r", allow_pickle=False)
     except InputError:
         raise
@@ -303,6 +308,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-linear", action="store_true", help="skip the linear probe")
     p.add_argument("--json", metavar="OUT", help="write the results to this JSON file")
     p.set_defaults(run=_probe)
+
+    from dimcollapse.store_command import add_store_parser
+
+    add_store_parser(sub, InputError)
     return parser
 
 
@@ -310,11 +319,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dimcollapse`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
+        code = args.run(args)
     except InputError as err:
         print(f"dimcollapse: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ from dimcollapse.data.protocols import Protocol, SlowProtocol, resolve_protocol
 
 #: What figures, sidecars and the report say about a model without a checkpoint.
 UNTRAINED = "untrained weights (demo)"
+#: What the label of an untrained instance adds in a study that also has trained ones.
+UNTRAINED_MARK = "untrained"
 
 CHECKPOINT_DIR = "resources/checkpoints"
 
@@ -231,6 +233,18 @@ def model_instances(config: Mapping[str, Any]) -> dict[str, ModelInstance]:
     return out
 
 
+def display_labels(instances: Mapping[str, ModelInstance]) -> dict[str, str]:
+    """Labels of a study's instances as its tables and figures show them.
+
+    Where trained and untrained weights are mixed, only the untrained instances are
+    marked (``SimCLR (untrained)``); a study whose instances are all untrained says so
+    once, in its figures' titles (:data:`UNTRAINED`), and one with none says nothing.
+    """
+    mixed = len({inst.untrained for inst in instances.values()}) == 2
+    return {name: f"{inst.label} ({UNTRAINED_MARK})" if mixed and inst.untrained else inst.label
+            for name, inst in instances.items()}
+
+
 def depth_order(instance: ModelInstance) -> list[str]:
     """Spaces of a layer-wise instance from shallow to deep: its layers in network order,
     then ``representation`` (the classifier's input, the deepest feature it has)."""
@@ -352,6 +366,48 @@ def build_options(model: ModelInstance, protocol: Protocol) -> dict[str, Any]:
     if model.checkpoint is None:
         opts["seed"] = model.seed
     return opts
+
+
+def extraction_job(config: Mapping[str, Any], model: ModelInstance, protocol: Protocol) -> dict[str, Any]:
+    """The extract rule's ``job``: everything that changes the numbers of one instance's
+    features on one dataset, and nothing else (so that e.g. a new loader worker count,
+    device or sharding does not rerun extraction). ``device`` is not here (it only
+    changes float rounding, see README); extraction jobs read it from the config.
+
+    ``dimcollapse store prune`` derives the feature store keys a config uses from it too.
+    """
+    return {
+        "model": {k: v for k, v in vars(model).items() if k != "label"},
+        "protocol": protocol.to_dict(),
+        "build_options": build_options(model, protocol),
+        "precision": config["extraction"]["precision"],
+        "keep_views": config["extraction"]["keep_views"],
+    }
+
+
+def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A study config file as the workflow sees it: unknown keys refused, schema defaults filled in.
+
+    For tools that run outside Snakemake (``dimcollapse store prune``).
+    """
+    import yaml
+    from snakemake.utils import validate
+
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"{path}: cannot read the config: {err}") from err
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: not a config (a YAML mapping of keys)")
+    schema = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
+    if problems := unknown_keys_message(config, schema, [path]):
+        raise ValueError(problems)
+    try:
+        validate(config, str(schema), set_default=True)
+    except Exception as err:  # snakemake's WorkflowError: the schema's message
+        raise ValueError(f"{path}: {err}") from err
+    return config
 
 
 def unknown_keys_message(

@@ -143,7 +143,8 @@ def _probe_tracking(paths: Any) -> str:
 def _figure_view(view: dict[str, Any], subject: str | None = None) -> tuple[dict[str, str], dict[str, str], str]:
     """Labels, colours (same per method in every figure) and title of the study's figures.
 
-    A study with any untrained model says so in every title.
+    A study whose models are all untrained says so in every title; in one that mixes
+    weights, the labels mark the untrained ones (:func:`dimcollapse.config.display_labels`).
     """
     from dimcollapse.config import UNTRAINED
     from dimcollapse.analysis.figures import method_colors
@@ -151,7 +152,7 @@ def _figure_view(view: dict[str, Any], subject: str | None = None) -> tuple[dict
     models = view["models"]
     labels = {m: spec["label"] for m, spec in models.items()}
     title = f"{view['title']}: {subject}" if subject else view["title"]
-    if any(spec["untrained"] for spec in models.values()):
+    if models and all(spec["untrained"] for spec in models.values()):
         title = f"{title} — {UNTRAINED}"
     return labels, method_colors(list(labels.values())), title
 

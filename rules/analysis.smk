@@ -44,7 +44,7 @@ rule metrics:
         ),
         markdown="results/metrics.md",
     params:
-        labels={m: MODELS[m].label for m in STUDY_MODELS},
+        labels=LABELS,
     log:
         "logs/metrics.log",
     benchmark:

@@ -167,20 +167,8 @@ def extract_input(wildcards):
 
 
 def extraction_params(wildcards):
-    """Everything that changes the numbers of one instance's features (and nothing else,
-    so that e.g. a new loader worker count, device or sharding does not rerun extraction).
-
-    `device` is not here (it only changes float rounding, see README); extraction jobs
-    read it from the config."""
-    model = MODELS[wildcards.method]
-    proto = protocol(wildcards.dataset, wildcards.method)
-    return {
-        "model": {k: v for k, v in vars(model).items() if k != "label"},
-        "protocol": proto.to_dict(),
-        "build_options": dcfg.build_options(model, proto),
-        "precision": EXTRACTION["precision"],
-        "keep_views": EXTRACTION["keep_views"],
-    }
+    """The extract rule's job (see dimcollapse.config.extraction_job)."""
+    return dcfg.extraction_job(config, MODELS[wildcards.method], protocol(wildcards.dataset, wildcards.method))
 
 
 SPECTRUM = config["spectrum"]
@@ -207,12 +195,16 @@ def study_metrics():
     ]
 
 
+# Labels in tables and figures: untrained instances marked where the study mixes weights.
+LABELS = dcfg.display_labels({m: MODELS[m] for m in STUDY_MODELS})
+
+
 def figure_params():
     return {
         "figures": FIGURES,
         "title": config["title"],
         "models": {
-            m: {"label": MODELS[m].label, "untrained": MODELS[m].untrained}
+            m: {"label": LABELS[m], "untrained": MODELS[m].untrained}
             for m in STUDY_MODELS
         },
     }

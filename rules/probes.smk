@@ -136,7 +136,7 @@ rule probe_table:
         correlations="results/probe_correlations.csv",
     params:
         probes={k: PROBES[k] for k in ("bootstrap", "seed")},
-        labels={m: MODELS[m].label for m in STUDY_MODELS},
+        labels=LABELS,
         code=code("analysis/probes.py"),
     log:
         "logs/probe_table.log",

@@ -84,6 +84,44 @@ def test_any_model_study(study: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     check_layer_features_equal_the_model_on_the_same_clip(study, monkeypatch)
     check_series_members_and_figures(study)
     check_cka_across_layers_instances_and_checkpoints(study)
+    check_store_commands(study)
+
+
+def check_store_commands(study: dict) -> None:
+    """``store prune`` keeps every key of the config that made the results (series members,
+    layers); with a smaller config it removes exactly the keys of the instances it dropped."""
+    import copy
+
+    from dimcollapse.cli import main
+    from workflow_helpers import write_config
+
+    results = study["workdir"] / "results"
+
+    def store(*args: str) -> tuple[int, str]:
+        import contextlib
+        import io
+
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = main(["store", *args, "--results", str(results)])
+        return code, out.getvalue()
+
+    code, out = store("prune", "--dry-run")
+    assert code == 0 and "nothing to prune" in out, out
+    keys = json.loads(store("list", "--json")[1])["store"]
+    owner = {k["key"]: k["used_by"][0]["instance"] for k in keys}
+    assert sorted(owner.values()) == sorted(["sup", "dpc", "tv", "pv"] + [f"mine@{e}" for e in EPOCHS])
+    reduced = copy.deepcopy(study["config"])
+    del reduced["models"]["pv"]
+    reduced["models"]["mine"]["checkpoints"] = [f"runs/epoch_{e:05d}.pth" for e in EPOCHS[:2]]
+    smaller = str(write_config(study["workdir"] / "smaller.yaml", reduced))
+    gone = {k for k, name in owner.items() if name in ("pv", f"mine@{EPOCHS[-1]}")}
+    code, out = store("prune", "--dry-run", "--configfile", smaller)
+    assert code == 0 and {line.split()[2].rsplit("/", 1)[-1] for line in out.splitlines()
+                          if line.startswith("would remove")} == gone, out
+    assert store("prune", "--configfile", smaller)[0] == 0
+    assert {d.name for d in (results / "store").iterdir()} == set(owner) - gone
+    assert store("verify")[0] == 0
 
 
 def check_layer_spaces_are_feature_matrices_with_metrics(study: dict) -> None:

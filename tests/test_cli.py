@@ -42,7 +42,7 @@ def test_console_script_is_declared() -> None:
     assert scripts == {"dimcollapse": "dimcollapse.cli:main"}
 
 
-@pytest.mark.parametrize("sub", ["analyze", "compare", "probe", "similarity"])
+@pytest.mark.parametrize("sub", ["analyze", "compare", "probe", "similarity", "store"])
 def test_every_subcommand_has_help(sub: str, capsys) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(SystemExit) as exit_info:
         main([sub, "--help"])
@@ -92,6 +92,8 @@ def bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     np.save(tmp_path / "one_row.npy", np.ones((1, 3), np.float32))
     np.savez(tmp_path / "two.npz", a=np.ones((3, 3)), b=np.ones((3, 3)))
     (tmp_path / "junk.npy").write_bytes(b"not numpy")
+    (tmp_path / "text.npy").write_text("0.1,0.2\n0.3,0.4\n")
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}, None], dtype=object))
     return {
         "three_d.npy": ([], "expected a 2-D matrix"),
         "ints.npy": ([], "floating-point"),
@@ -99,7 +101,9 @@ def bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
         "one_row.npy": ([], "at least 2 rows"),
         "two.npz": ([], "choose one with --array"),
         "two.npz ": (["--array", "c"], "no array named 'c'"),
-        "junk.npy": ([], "cannot read"),
+        "junk.npy": ([], "not a NumPy .npy file"),
+        "text.npy": ([], "not a NumPy .npy file"),
+        "objects.npy": ([], "cannot read"),  # a real .npy of Python objects: numpy's own message
         "absent.npy": ([], "no such file"),
     }
 

@@ -381,3 +381,37 @@ def test_marker_names_its_cache_directory(tmp_path: Path) -> None:
     assert clips.cache_dir_of(marker) == tmp_path / "clips" / "paper-8x8"
     with pytest.raises(ValueError, match="not a clip cache marker"):
         clips.cache_dir_of(tmp_path / "paper-8x8.failures.csv")
+
+
+@pytest.mark.parametrize("damage", ["truncate frames", "tear index", "tear meta"])
+def test_a_damaged_cache_is_named_quarantined_and_decoded_to_the_same_frames(
+    tmp_path: Path, manifest: pd.DataFrame, damage: str, caplog
+) -> None:  # type: ignore[no-untyped-def]
+    rows = manifest.iloc[[0, 2]]  # Megamind is scaled down (uint8 rounding), tree is stored as decoded
+    cache_dir = tmp_path / "clips" / "ds" / "key"
+    build_clip_cache(rows, "paper", cache_dir, workers=0)
+    good = ClipDataset(rows, "paper", cache=cache_dir)
+    expected = [good[i]["video"] for i in range(2)]
+    clips.marker_path(cache_dir).write_text("{}")
+    name = {"truncate frames": "frames.u8", "tear index": "index.json", "tear meta": "meta.json"}[damage]
+    damaged = cache_dir / name
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    with pytest.raises(clips.CacheUnreadable, match=str(damaged)):
+        ClipCache(cache_dir)
+
+    dataset = clips.open_clip_dataset(rows, resolve_protocol("paper"), cache_dir)
+    assert dataset.cache is None and all(torch.equal(dataset[i]["video"], expected[i]) for i in range(2))
+    assert not cache_dir.exists() and (tmp_path / "clips" / "ds" / "quarantine" / "key" / name).exists()
+    assert not clips.marker_path(cache_dir).exists()  # so the workflow builds it again
+    assert str(damaged) in caplog.text and "quarantine" in caplog.text
+
+
+def test_a_rebuild_sets_a_damaged_previous_cache_aside(tmp_path: Path, manifest: pd.DataFrame) -> None:
+    rows = manifest.iloc[[2]]
+    cache_dir = tmp_path / "key"
+    build_clip_cache(rows, "paper", cache_dir, workers=0)
+    (cache_dir / "index.json").write_text("[{")
+    build = clips.update_clip_cache(rows, "paper", cache_dir, workers=0)
+    assert (build.reused, build.decoded) == (0, 1)
+    assert (tmp_path / "quarantine" / "key" / "index.json").read_text() == "[{"
+    assert len(ClipCache(cache_dir)) == 1

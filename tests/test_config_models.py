@@ -185,3 +185,22 @@ def test_layers_follow_network_order() -> None:
     inst = model_instances(cfg)["r3d"]
     assert inst.layers == ("layer2", "layer4")
     assert depth_order(inst) == ["layer.layer2", "layer.layer4", "representation"]
+
+
+def test_only_untrained_instances_are_marked_where_weights_are_mixed() -> None:
+    from dimcollapse.config import UNTRAINED, display_labels, model_instance
+    from dimcollapse.stages import _figure_view
+
+    seeded = model_instance("a", {"method": "SimCLR", "label": "SimCLR", "seed": 1})
+    trained = model_instance("b", {"method": "supervised", "label": "Sup", "checkpoint": "w/sup.pyth"})
+    assert display_labels({"a": seeded, "b": trained}) == {"a": "SimCLR (untrained)", "b": "Sup"}
+    assert display_labels({"a": seeded}) == {"a": "SimCLR"} and display_labels({"b": trained}) == {"b": "Sup"}
+
+    def title(*instances) -> str:  # type: ignore[no-untyped-def]
+        labels = display_labels({i.name: i for i in instances})
+        view = {"title": "Study", "models": {i.name: {"label": labels[i.name], "untrained": i.untrained}
+                                            for i in instances}}
+        return _figure_view(view, "ds")[2]
+
+    assert title(seeded) == f"Study: ds — {UNTRAINED}"
+    assert title(seeded, trained) == title(trained) == "Study: ds"

@@ -471,3 +471,41 @@ def test_multi_view_protocol_keeps_every_view_when_asked(dataset: dict[str, Any]
         assert features.shape == (N_VIDEOS, dim) and views.shape == (N_VIDEOS, 6, dim)
         np.testing.assert_allclose(views.mean(axis=1), features, rtol=1e-5, atol=1e-6)
         assert np.abs(views[:, 0] - views[:, 5]).max() > 1e-4  # the views do differ
+
+
+# ------------------------------------------------------- 8. damaged store and clip cache
+@pytest.mark.slow
+def test_a_damaged_store_segment_and_clip_cache_are_set_aside_and_recomputed_to_the_bit(
+    dataset: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A truncated segment and a truncated clip cache met by a rerun: both are named in a
+    warning and moved to quarantine, their clips computed again, and the features equal a
+    clean run's byte for byte."""
+    import shutil
+
+    from dimcollapse.data.clips import marker_path
+
+    job = job_for("simclr")
+    cache = tmp_path / "clips" / "tiny" / dataset["caches"]["simclr"].name
+    shutil.copytree(dataset["caches"]["simclr"], cache)
+    marker_path(cache).write_text("{}")
+    store = tmp_path / "store"
+    run = {"job": job, "manifest": dataset["manifest"], "store_root": store, "clip_cache": cache}
+    run_extract(output=tmp_path / "clean.npz", **run)
+    clean = ShardResult.load(tmp_path / "clean.npz")
+
+    segment = sorted(store.glob("*/data/*.npz"))[1]
+    segment.write_bytes(segment.read_bytes()[:100])
+    frames = cache / "frames.u8"
+    frames.write_bytes(frames.read_bytes()[:1000])
+    stats = run_extract(output=tmp_path / "rerun.npz", **run)
+    rerun = ShardResult.load(tmp_path / "rerun.npz")
+
+    assert (stats.clips_computed, stats.clips_reused) == (BATCH_SIZE, N_VIDEOS - BATCH_SIZE)
+    assert np.array_equal(rerun.rows, clean.rows)
+    for space in instance("simclr").spaces:
+        assert same_bytes(rerun.features[space], clean.features[space]), space
+    assert (segment.parent.parent / "quarantine" / "data" / segment.name).exists()
+    assert (cache.parent / "quarantine" / cache.name / "frames.u8").stat().st_size == 1000
+    assert not marker_path(cache).exists()
+    assert str(segment) in caplog.text and str(frames) in caplog.text

@@ -143,3 +143,14 @@ def test_metrics_markdown_table(tmp_path):
     path = tmp_path / "metrics.md"
     write_metrics_markdown(path, rows)
     assert path.read_text() == text
+
+
+def test_series_members_are_listed_in_the_order_of_their_value(tmp_path):
+    spec = spectrum_of(30, 8)
+    names = ["mine@20", "mine@100", "tv", "mine@5", "mine@0.5"]
+    rows = [metrics_row(spec, dataset="d", method=m, space="representation", label=f"L {m}") for m in names]
+    body = [line for line in metrics_markdown(rows).splitlines()[2:] if line.startswith("| d ")]
+    assert [line.split(" | ")[1] for line in body] == ["L mine@0.5", "L mine@5", "L mine@20", "L mine@100", "L tv"]
+    write_metrics_csv(tmp_path / "m.csv", rows)
+    assert [r["method"] for r in read_metrics_csv(tmp_path / "m.csv")] == [
+        "mine@0.5", "mine@5", "mine@20", "mine@100", "tv"]

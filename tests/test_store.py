@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import signal
@@ -239,3 +240,64 @@ def test_a_million_clips_open_fast(tmp_path: Path) -> None:
     expected = {int(r): int(np.flatnonzero(keys == query[r])[0]) for r in rows}  # the clip's original row
     assert {int(r): int(v) for r, v in zip(got.rows, got.features["representation"][:, 0])} == expected
     assert elapsed < 10, f"opening and searching 10^6 keys took {elapsed:.1f} s"
+
+
+def truncate(path: Path, keep: int = 40) -> None:
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+def test_a_torn_segment_is_quarantined_named_and_its_clips_missing(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    store = InstanceStore(tmp_path)
+    add(store, np.arange(0, 4), {"representation": 3})
+    add(store, np.arange(4, 8), {"representation": 3})
+    segment = sorted((tmp_path / "data").glob("*.npz"))[0]
+    torn_rows = np.arange(0, 4) if np.load(tmp_path / "keys" / segment.name)["keys"][0] == keys_of(np.arange(1))[0] \
+        else np.arange(4, 8)
+    truncate(segment)
+    rows = np.arange(8)
+    lookup = store.lookup(keys_of(rows), ("representation",))
+    assert lookup.found.all()  # the index does not know yet
+    found, unreadable = store.read(lookup, rows, [f"id{r}" for r in rows], [f"/v/{r}" for r in rows],
+                                   ("representation",))
+    assert sorted(unreadable.tolist()) == torn_rows.tolist()
+    assert sorted(found.rows.tolist()) == sorted(set(rows.tolist()) - set(torn_rows.tolist()))
+    assert not segment.exists() and (tmp_path / "quarantine" / "data" / segment.name).exists()
+    assert str(segment) in caplog.text and "quarantine" in caplog.text
+    # From now on its clips are missing, and recomputing them makes them found again.
+    assert store.lookup(keys_of(rows), ("representation",)).found.tolist() == [r not in torn_rows for r in rows]
+    add(store, torn_rows, {"representation": 3})
+    assert np.array_equal(read_all(store, rows, ("representation",)).features["representation"],
+                          result_of(rows, {"representation": 3}).features["representation"])
+    # Compaction drops the quarantined entries for good.
+    assert store.compact(at_least=2)
+    index = np.load(next((tmp_path / "keys").glob("*.npz")))
+    assert len(index["keys"]) == 8 and segment.stem not in set(index["segments"][index["seg"]].astype(str))
+
+
+def test_a_torn_index_file_or_a_vanished_segment_is_set_aside(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+    store = InstanceStore(tmp_path)
+    add(store, np.arange(0, 4), {"representation": 3})
+    add(store, np.arange(4, 8), {"representation": 3})
+    first, second = sorted((tmp_path / "keys").glob("*.npz"))
+    truncate(first, 0)
+    found = store.lookup(keys_of(np.arange(8)), ("representation",)).found
+    assert found.sum() == 4
+    assert (tmp_path / "quarantine" / "keys" / first.name).exists() and str(first) in caplog.text
+    # A segment an index names but that is gone (deleted by hand): a note, then a miss.
+    (tmp_path / "data" / second.name).unlink()
+    rows = np.arange(8)
+    _, unreadable = store.read(store.lookup(keys_of(rows), ("representation",)), rows, [f"id{r}" for r in rows],
+                               [f"/v/{r}" for r in rows], ("representation",))
+    assert len(unreadable) == 4
+    assert (tmp_path / "quarantine" / "data" / f"{second.stem}.missing").exists()
+    assert not store.lookup(keys_of(rows), ("representation",)).found.any()
+
+
+def test_instance_json_records_who_wrote_the_key(tmp_path: Path) -> None:
+    identity = instance_identity(_job(), None)
+    FeatureStore(tmp_path).instance(identity, {"instance": "a", "checkpoint": None})
+    FeatureStore(tmp_path).instance(identity, {"instance": "b", "checkpoint": "ck/b.pth"})
+    FeatureStore(tmp_path).instance(identity, {"instance": "a", "checkpoint": None})
+    described = json.loads((tmp_path / identity_key(identity) / "instance.json").read_text())
+    assert described["used_by"] == [{"instance": "a", "checkpoint": None}, {"instance": "b", "checkpoint": "ck/b.pth"}]
+    assert identity_key({k: v for k, v in described.items() if k != "used_by"}) == identity_key(identity)

@@ -309,3 +309,19 @@ def test_copied_dataset_and_new_sharding_compute_no_clip(study: dict, tmp_path: 
                 assert sidecar["shards"] == 3
                 assert (workdir / f"{rel}.npy").read_bytes() == (src / f"{rel}.npy").read_bytes(), rel
     assert not stray.exists() and not (workdir / "results" / "clips" / "real" / ".killed.partial").exists()
+
+
+def test_store_commands_on_the_study(study: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    """The config that made the results uses every key and clip cache; all read back whole."""
+    from dimcollapse.cli import main
+
+    results = str(study["workdir"] / "results")
+    assert main(["store", "prune", "--dry-run", "--results", results]) == 0
+    assert "nothing to prune" in capsys.readouterr().out
+    assert main(["store", "list", "--json", "--results", results]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert len(listed["store"]) == len(MODELS)  # one key per instance: clips are keyed by content, not dataset
+    assert {u["instance"] for k in listed["store"] for u in k["used_by"]} == set(MODELS)
+    assert {(c["dataset"], c["state"]) for c in listed["clips"]} == {(ds, "complete") for ds in DATASETS}
+    assert len(listed["clips"]) == 2 * len(DATASETS)  # the paper's and DPC's sampling per dataset
+    assert main(["store", "verify", "--results", results]) == 0

@@ -272,9 +272,22 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def row_order(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Sort key of metrics rows: dataset, method, space, with the members of a checkpoint
+    series (named ``<series>@<value>``, see :func:`dimcollapse.config.series_members`) in
+    the order of their value — ``@5`` before ``@20`` before ``@100`` — not as text."""
+    method = str(row.get("method", ""))
+    series, _, value = method.rpartition("@")
+    try:
+        member = (series, float(value))
+    except ValueError:
+        member = (method, 0.0)
+    return (str(row.get("dataset", "")), member, str(row.get("space", "")))
+
+
 def write_metrics_csv(path: str | os.PathLike[str], rows: Iterable[Mapping[str, Any]]) -> None:
-    """Write ``results/metrics.csv`` (rows sorted by dataset, method, space), atomically."""
-    rows = sorted(rows, key=lambda r: tuple(str(r.get(c, "")) for c in ID_COLUMNS))
+    """Write ``results/metrics.csv`` (rows in :func:`row_order`), atomically."""
+    rows = sorted(rows, key=row_order)
     cols = _columns(rows)
     with atomic_path(path, suffix=".csv") as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
@@ -347,7 +360,7 @@ def metrics_markdown(rows: Iterable[Mapping[str, Any]]) -> str:
     Rank-limited rows (N <= D) are marked with † and explained under the table;
     bootstrap intervals, when present, follow the value in brackets.
     """
-    rows = sorted(rows, key=lambda r: tuple(str(r.get(c, "")) for c in ID_COLUMNS))
+    rows = sorted(rows, key=row_order)
     _columns(rows)
     level = next((r["ci_level"] for r in rows if r.get("ci_level") is not None), None)
     header = [

@@ -47,6 +47,12 @@ Layout of a cache directory (complete when, and only when, it exists under its f
 
 It is built in ``.<name>.partial`` next to it (progress appended per row, so an
 interrupted build resumes where it stopped) and renamed into place at the end.
+
+A cache whose files are torn or corrupt all the same (:class:`CacheUnreadable`: a disk
+fault, a partial copy) is moved to ``quarantine/`` beside it by the job that meets it,
+never deleted (:func:`quarantine_cache`). An extraction job then decodes its clips to the
+very frames the cache would hold (:func:`open_clip_dataset`), so its features equal a
+clean run's byte for byte, and the next run of the workflow builds the cache again.
 """
 
 from __future__ import annotations
@@ -73,6 +79,7 @@ from dimcollapse.data.manifest import Row, as_rows
 from dimcollapse.data.protocols import DpcProtocol, Protocol, SlowProtocol, resolve_protocol
 from dimcollapse.data.slowfast import torchvision_size
 from dimcollapse.data.video import STAGE, decode_row, frames_to_views, scale_frames, scaled_size
+from dimcollapse.quarantine import QUARANTINE, move_aside
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +142,10 @@ def estimate_cache_bytes(rows: Sequence[Row], protocol: Protocol) -> tuple[int, 
 
 
 # ------------------------------------------------------------------------------ cache
+class CacheUnreadable(ValueError):
+    """A file of a clip cache directory is torn or corrupt; the message names it."""
+
+
 @dataclass(frozen=True)
 class CacheEntry:
     """Index record of one manifest row in a clip cache."""
@@ -176,15 +187,24 @@ class ClipCache:
         meta_path = self.dir / META_FILE
         if not meta_path.is_file():
             raise FileNotFoundError(f"{self.dir}: not a complete clip cache (no {META_FILE})")
-        meta = json.loads(meta_path.read_text())
+        meta = _read_json(meta_path)
         if meta.get("format") != CACHE_FORMAT or not meta.get("complete"):
             raise ValueError(f"{self.dir}: unsupported or incomplete clip cache (format {meta.get('format')!r})")
         self.meta = meta
         self.protocol = Protocol.from_dict(meta["protocol"])
-        self.entries = [CacheEntry.from_json(e) for e in json.loads((self.dir / INDEX_FILE).read_text())]
-        size = (self.dir / DATA_FILE).stat().st_size
+        try:
+            self.entries = [CacheEntry.from_json(e) for e in _read_json(self.dir / INDEX_FILE)]
+        except (KeyError, TypeError, ValueError) as err:
+            raise CacheUnreadable(f"{self.dir / INDEX_FILE}: not a clip cache index ({err})") from err
+        data = self.dir / DATA_FILE
+        size = data.stat().st_size if data.is_file() else None
         if size != meta["data_bytes"]:
-            raise ValueError(f"{self.dir}: {DATA_FILE} has {size} bytes, index says {meta['data_bytes']}")
+            raise CacheUnreadable(f"{data}: {'missing' if size is None else f'{size} bytes'}, the cache's "
+                                  f"{META_FILE} says {meta['data_bytes']}")
+        if len(self.entries) != meta.get("rows", len(self.entries)):
+            raise CacheUnreadable(f"{self.dir / INDEX_FILE}: {len(self.entries)} rows, {META_FILE} says {meta['rows']}")
+        if any(e.offset + e.nbytes > size for e in self.entries):
+            raise CacheUnreadable(f"{self.dir / INDEX_FILE}: names frames beyond the end of {data}")
         self._mm: np.memmap | None = None
         self._pid = -1
 
@@ -219,6 +239,31 @@ class ClipCache:
             )
         if self.meta["rows_fingerprint"] != rows_fingerprint(rows):
             raise ValueError(f"{self.dir}: cache was built from other manifest rows; rebuild it")
+
+
+def _read_json(path: Path) -> Any:
+    """A cache's JSON file; a torn or unreadable one is :class:`CacheUnreadable`."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as err:
+        raise CacheUnreadable(f"{path}: missing") from err
+    except (OSError, ValueError) as err:
+        raise CacheUnreadable(f"{path}: unreadable ({err})") from err
+
+
+def quarantine_cache(cache_dir: str | os.PathLike[str], reason: str) -> Path | None:
+    """Move a damaged cache directory to ``quarantine/`` beside it and remove its marker.
+
+    Without the marker the workflow builds the cache again on its next run. Returns
+    where the directory went (``None`` when it was already gone).
+    """
+    cache_dir = Path(cache_dir)
+    moved = move_aside(cache_dir, cache_dir.parent / QUARANTINE)
+    marker_path(cache_dir).unlink(missing_ok=True)
+    where = f"moved to {moved}" if moved is not None else "it is gone"
+    log.warning("clip cache %s is unreadable (%s); %s; the next run of the workflow builds it again",
+                cache_dir, reason, where)
+    return moved
 
 
 def _read_progress(partial: Path, rows: Sequence[Row]) -> dict[int, CacheEntry]:
@@ -445,6 +490,9 @@ def _previous_cache(final: Path, protocol: Protocol) -> ClipCache | None:
     """The complete cache at ``final`` when it holds frames of ``protocol``'s sampling."""
     try:
         cache = ClipCache(final)
+    except CacheUnreadable as err:
+        quarantine_cache(final, str(err))
+        return None
     except (FileNotFoundError, ValueError, KeyError):
         return None
     return cache if cache.protocol.sampling_key == protocol.sampling_key else None
@@ -506,6 +554,9 @@ class ClipDataset(Dataset):
     ``slowfast_test``; an empty tensor when the row failed), ``ok``, ``short`` and
     ``error`` (``""`` when ok). A failing video never raises: it comes back with
     ``ok=False`` and the error message, so a DataLoader worker survives it.
+
+    ``as_cached`` (without a cache) decodes each clip to the frames a clip cache would
+    store (:func:`cache_frames`), so the views equal those read from a cache exactly.
     """
 
     def __init__(
@@ -514,9 +565,11 @@ class ClipDataset(Dataset):
         protocol: str | Protocol = "paper",
         *,
         cache: ClipCache | str | os.PathLike[str] | None = None,
+        as_cached: bool = False,
     ) -> None:
         self.rows = as_rows(rows)
         self.protocol = resolve_protocol(protocol)
+        self.as_cached = as_cached
         if cache is not None and not isinstance(cache, ClipCache):
             cache = ClipCache(cache)
         if cache is not None:
@@ -533,10 +586,28 @@ class ClipDataset(Dataset):
                 short = self.cache.entries[i].short
             else:
                 frames, short = decode_row(self.rows[i], self.protocol)
+                if self.as_cached:
+                    frames = cache_frames(frames, self.protocol)
             video = frames_to_views(frames, self.protocol)
             return {"index": i, "video": video, "ok": True, "short": bool(short), "error": ""}
         except Exception as err:  # noqa: BLE001 - reported per item, never kills the loader
             return {"index": i, "video": torch.empty(0), "ok": False, "short": False, "error": _message(err)}
+
+
+def open_clip_dataset(rows: Any, protocol: Protocol, cache_dir: str | os.PathLike[str] | None) -> ClipDataset:
+    """The extraction dataset of ``rows``: read from the clip cache at ``cache_dir`` (if any).
+
+    A damaged or vanished cache does not stop the job: it is quarantined
+    (:func:`quarantine_cache`) and the clips are decoded to the frames it would hold.
+    """
+    if cache_dir is None:
+        return ClipDataset(rows, protocol)
+    try:
+        return ClipDataset(rows, protocol, cache=cache_dir)
+    except (CacheUnreadable, FileNotFoundError) as err:
+        quarantine_cache(cache_dir, str(err))
+        log.warning("decoding the clips of %s to the frames the cache would hold (same features, slower)", cache_dir)
+        return ClipDataset(rows, protocol, as_cached=True)
 
 
 def _message(err: BaseException) -> str:

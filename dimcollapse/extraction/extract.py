@@ -365,7 +365,7 @@ def extract_shard(
     job selects the instance's part of the feature store under ``store_root``; clips
     found there are reused.
     """
-    from dimcollapse.data.clips import ClipDataset
+    from dimcollapse.data.clips import open_clip_dataset
     from dimcollapse.data.manifest import read_manifest
     from dimcollapse.data.protocols import Protocol
     from dimcollapse.models import METHODS, build_model
@@ -380,7 +380,8 @@ def extract_shard(
     dev = resolve_device(device)
     precision = job["precision"]
     identity = instance_identity(job, checkpoint, clip_cache=clip_cache is not None)
-    store = FeatureStore(store_root).instance(identity)
+    store = FeatureStore(store_root).instance(identity, {"instance": model_cfg["name"],
+                                                         "checkpoint": model_cfg.get("checkpoint")})
     keys = clip_keys(manifest["content"], manifest["duration"], manifest["fps"])
     log.info("shard %d/%d: %d of %d manifest rows; model %s (%s) on %s, %s; protocol %s; store %s",
              shard, n_shards, len(rows), len(manifest), model_cfg["name"], model_cfg["method"], dev,
@@ -390,7 +391,7 @@ def extract_shard(
         dev,
         precision,
     )
-    dataset = ClipDataset(manifest, protocol, cache=clip_cache)
+    dataset = open_clip_dataset(manifest, protocol, clip_cache)
     make_batches = loader_batches(dataset, batch_size, workers, dev)
     result, stats = run_shard(model, spaces, rows, make_batches, store, keys=keys, ids=manifest["id"].tolist(),
                               paths=manifest["path"].tolist(), device=dev, batch_size=batch_size,

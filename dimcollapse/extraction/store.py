@@ -9,9 +9,13 @@ not (see :func:`instance_identity` and :func:`clip_keys`).
 Layout (``results/store/`` in the workflow)::
 
     <instance key>/             one model instance × sampling × precision × numerics version
-        instance.json           what the key stands for (for people; never read back)
+        instance.json           what the key stands for, and who wrote it (read by
+                                ``dimcollapse store list``, never by extraction)
         data/<segment>.npz      immutable: features of some clips, one array per space
         keys/<name>.npz         the index: clip keys → (segment, position), ok flags
+        quarantine/data/        segments found unreadable (``<segment>.npz``), or a
+                                ``<segment>.missing`` note for one that had vanished
+        quarantine/keys/        index files found unreadable
 
 *Entries* are grouped per instance key directory; inside it a clip is keyed by
 :func:`clip_keys` (its video's content hash, duration and fps). An entry holds one vector
@@ -30,6 +34,11 @@ keys files into one, writing the merged file before deleting the ones it read, s
 concurrent readers and compactors at worst see an entry twice (lookups take any one:
 equal keys mean equal numbers). Opening reads only keys files, 16 bytes plus a few per
 clip: about 25 MB for 10⁶ clips once compacted.
+
+A file that is torn or corrupt all the same (a disk fault, a partial copy between file
+systems) is moved to ``quarantine/`` by the first reader that meets it, with a warning
+naming it; lookups skip every entry of a quarantined segment, so its clips are computed
+again and the run finishes as a clean one would. Nothing is deleted.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ import hashlib
 import json
 import logging
 import os
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +59,7 @@ from dimcollapse.atomic import atomic_path, unique_name, write_json
 from dimcollapse.extraction.numerics import NUMERICS_VERSION
 from dimcollapse.extraction.shards import ShardResult
 from dimcollapse.failures import Failure
+from dimcollapse.quarantine import QUARANTINE, move_aside
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +68,12 @@ KEY_DTYPE = f"S{KEY_BYTES}"
 #: Compact an instance's keys files into one when a job finds at least this many.
 COMPACT_AT = 32
 _DATA, _KEYS = "data", "keys"
+#: What reading a torn or corrupt ``.npz`` raises (a truncated file: ``BadZipFile`` or,
+#: when empty, ``EOFError``; flipped bytes: ``BadZipFile`` on the CRC check).
+DAMAGED = (zipfile.BadZipFile, EOFError, ValueError, KeyError)
+#: The note left in ``quarantine/data/`` for a segment that an index names but that is gone.
+MISSING_SUFFIX = ".missing"
+DESCRIPTION = "instance.json"
 
 
 # ------------------------------------------------------------------------------- keys
@@ -140,13 +157,26 @@ class Lookup:
 class InstanceStore:
     """The entries of one instance key (see the module docstring)."""
 
-    def __init__(self, directory: str | os.PathLike[str], identity: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, directory: str | os.PathLike[str], identity: Mapping[str, Any] | None = None,
+                 used_by: Mapping[str, Any] | None = None) -> None:
         self.dir = Path(directory)
         (self.dir / _DATA).mkdir(parents=True, exist_ok=True)
         (self.dir / _KEYS).mkdir(parents=True, exist_ok=True)
-        description = self.dir / "instance.json"
-        if identity is not None and not description.exists():
-            write_json(description, dict(identity))
+        if identity is not None:
+            self._describe(identity, used_by)
+
+    def _describe(self, identity: Mapping[str, Any], used_by: Mapping[str, Any] | None) -> None:
+        """Write ``instance.json``: the identity, and under ``used_by`` each model instance
+        (name, checkpoint path) that wrote to this key, which ``store list`` shows."""
+        description = self.dir / DESCRIPTION
+        try:
+            known = json.loads(description.read_text())
+        except (OSError, ValueError):
+            known = {}
+        users = known.get("used_by", [])
+        if known and (used_by is None or dict(used_by) in users):
+            return
+        write_json(description, {**identity, "used_by": users + ([dict(used_by)] if used_by else [])})
 
     # -------------------------------------------------------------------- reading
     def _keys_files(self) -> list[Path]:
@@ -156,18 +186,41 @@ class InstanceStore:
         parts, read = [], []
         for f in files:
             try:
-                with np.load(f, allow_pickle=False) as data:
-                    parts.append({k: data[k] for k in ("keys", "seg", "pos", "ok", "segments", "spaces")})
+                parts.append(_load_index(f))
                 read.append(f)
             except FileNotFoundError:
                 continue  # merged into another keys file by a concurrent compaction
-            except (OSError, ValueError, KeyError) as err:
-                log.warning("feature store: ignoring unreadable index file %s (%s); its clips are recomputed", f, err)
+            except DAMAGED as err:
+                self.quarantine(f, f"{type(err).__name__}: {err}", "its clips are computed again")
+            except OSError as err:  # an I/O error need not mean a damaged file: leave it be
+                log.warning("feature store: cannot read index file %s (%s); its clips are computed again", f, err)
         return parts, read
+
+    # ------------------------------------------------------------------ quarantine
+    def quarantine(self, path: Path, reason: str, consequence: str) -> None:
+        """Move a damaged data or keys file to ``quarantine/`` (a note if it is gone), with a warning.
+
+        Lookups skip the entries of a quarantined segment (:meth:`quarantined`).
+        """
+        folder = self.dir / QUARANTINE / path.parent.name
+        moved = move_aside(path, folder)
+        if moved is None and path.parent.name == _DATA and path.stem not in self.quarantined():
+            note = folder / f"{path.stem}{MISSING_SUFFIX}"
+            folder.mkdir(parents=True, exist_ok=True)
+            note.write_text(f"{path}: {reason}\n")
+            moved = note
+        where = f"moved to {moved}" if moved is not None else "another job moved it aside"
+        log.warning("feature store: %s is unreadable (%s); %s; %s", path, reason, where, consequence)
+
+    def quarantined(self) -> set[str]:
+        """Names of the segments moved to (or noted missing in) ``quarantine/data/``."""
+        folder = self.dir / QUARANTINE / _DATA
+        return {f.name.split(".")[0] for f in folder.iterdir()} if folder.is_dir() else set()
 
     def lookup(self, keys: np.ndarray, spaces: Sequence[str]) -> Lookup:
         """Locate ``keys`` among entries that hold every one of ``spaces`` (or a failure)."""
         parts, _ = self._read_index(self._keys_files())
+        dropped = self.quarantined()
         segments: list[str] = []
         all_keys, all_seg, all_pos = [], [], []
         wanted = set(spaces)
@@ -176,6 +229,8 @@ class InstanceStore:
             usable = p["ok"] == 0
             if len(has):
                 usable = usable | has[p["seg"]]
+                if dropped:
+                    usable &= ~np.isin(p["segments"].astype(str), list(dropped))[p["seg"]]
             all_keys.append(p["keys"][usable])
             all_seg.append(p["seg"][usable].astype(np.int64) + len(segments))
             all_pos.append(p["pos"][usable])
@@ -216,8 +271,18 @@ class InstanceStore:
                     # A space the segment lacks can only be asked of its failures (see lookup).
                     seg_feats = {s: data[f"feat_{s}"][pos] if f"feat_{s}" in data.files
                                  else np.zeros((len(sel), 0), np.float32) for s in spaces}
-            except (OSError, ValueError, KeyError) as err:
-                log.warning("feature store: segment %s unreadable (%s); %d clips are recomputed", name, err, len(sel))
+            except FileNotFoundError as err:  # an index names it, but it is gone
+                self.quarantine(self.dir / _DATA / f"{name}.npz", str(err), f"{len(sel)} clips are computed again")
+                unreadable.append(rows[sel])
+                continue
+            except DAMAGED as err:
+                self.quarantine(self.dir / _DATA / f"{name}.npz", f"{type(err).__name__}: {err}",
+                                f"{len(sel)} clips are computed again")
+                unreadable.append(rows[sel])
+                continue
+            except OSError as err:  # an I/O error need not mean a damaged file: leave it be
+                log.warning("feature store: cannot read segment %s (%s); %d clips are computed again",
+                            self.dir / _DATA / f"{name}.npz", err, len(sel))
                 unreadable.append(rows[sel])
                 continue
             for s in spaces:
@@ -293,6 +358,8 @@ class InstanceStore:
         keys, seg, pos, ok = keys[order], seg[order], pos[order], ok[order]
         keep = np.ones(len(keys), bool)
         keep[1:] = (keys[1:] != keys[:-1]) | (seg[1:] != seg[:-1]) | (pos[1:] != pos[:-1])
+        if dropped := self.quarantined():  # entries of quarantined segments go for good
+            keep &= ~np.isin(segments.astype(str), list(dropped))[seg]
         self._write_keys(unique_name("index"), {
             "keys": keys[keep], "seg": seg[keep], "pos": pos[keep], "ok": ok[keep],
             "segments": segments, "spaces": spaces[first],
@@ -301,6 +368,96 @@ class InstanceStore:
             f.unlink(missing_ok=True)
         log.info("feature store %s: merged %d index files (%d entries)", self.dir.name, len(read), int(keep.sum()))
         return True
+
+
+    # ---------------------------------------------------------------- inspection
+    def summary(self) -> dict[str, Any]:
+        """What ``dimcollapse store list`` shows of this key, read without changing anything:
+        the description, distinct clips held, bytes on disk and when an entry was last added."""
+        clips: set[bytes] = set()
+        dropped = self.quarantined()
+        for f in self._keys_files():
+            try:
+                part = _load_index(f)
+            except (*DAMAGED, OSError):
+                continue  # verify names it
+            live = ~np.isin(part["segments"].astype(str), list(dropped))[part["seg"]] if dropped else slice(None)
+            clips.update(part["keys"][live].tolist())
+        files = [f for f in self.dir.rglob("*") if f.is_file()]
+        written = [f.stat().st_mtime for sub in (_DATA, _KEYS) for f in (self.dir / sub).glob("*.npz")]
+        try:
+            description = json.loads((self.dir / DESCRIPTION).read_text())
+        except (OSError, ValueError):
+            description = {}
+        return {"key": self.dir.name, **description, "clips": len(clips),
+                "bytes": sum(f.stat().st_size for f in files), "last_written": max(written, default=None),
+                "quarantined": sum(1 for f in files if f.relative_to(self.dir).parts[0] == QUARANTINE)}
+
+    def verify(self, repair: bool = False) -> list[str]:
+        """Read every index file and segment in full; one line per torn, corrupt or missing file.
+
+        ``repair`` moves each to ``quarantine/`` (:meth:`quarantine`), so the clips it held
+        are computed again by the next extraction.
+        """
+        problems: list[str] = []
+
+        def found(path: Path, reason: str) -> None:
+            problems.append(f"{path}: {reason}")
+            if repair:
+                self.quarantine(path, reason, "its clips are computed again")
+
+        dropped = self.quarantined()
+        rows_needed: dict[str, int] = {}
+        for f in self._keys_files():
+            try:
+                part = _load_index(f)
+                _check_index(part)
+            except FileNotFoundError:
+                continue
+            except (*DAMAGED, OSError) as err:
+                found(f, f"{type(err).__name__}: {err}")
+                continue
+            for s, name in enumerate(part["segments"].astype(str)):
+                if name not in dropped and (pos := part["pos"][part["seg"] == s]).size:
+                    rows_needed[name] = max(rows_needed.get(name, 0), int(pos.max()) + 1)
+        present = set()
+        for f in sorted((self.dir / _DATA).glob("*.npz")):
+            present.add(f.stem)
+            try:
+                rows = _check_segment(f)
+            except FileNotFoundError:
+                continue
+            except (*DAMAGED, OSError) as err:
+                found(f, f"{type(err).__name__}: {err}")
+                continue
+            if rows < rows_needed.get(f.stem, 0):
+                found(f, f"holds {rows} clips, its index names clip {rows_needed[f.stem] - 1}")
+        for name in sorted(set(rows_needed) - present):
+            found(self.dir / _DATA / f"{name}.npz", "named by the index but missing")
+        return problems
+
+
+def _load_index(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of one keys file (raises what a damaged file raises, see :data:`DAMAGED`)."""
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in ("keys", "seg", "pos", "ok", "segments", "spaces")}
+
+
+def _check_index(part: Mapping[str, np.ndarray]) -> None:
+    n = len(part["keys"])
+    if not (len(part["seg"]) == len(part["pos"]) == len(part["ok"]) == n) or len(part["segments"]) != len(part["spaces"]):
+        raise ValueError("index arrays of different lengths")
+    if n and (part["seg"].min() < 0 or part["seg"].max() >= len(part["segments"]) or part["pos"].min() < 0):
+        raise ValueError("index names a segment or clip out of range")
+
+
+def _check_segment(path: Path) -> int:
+    """Read every array of a data segment (the zip CRCs are checked); return its clip count."""
+    with np.load(path, allow_pickle=False) as data:
+        lengths = {name: len(data[name]) for name in data.files}
+    if not {"ok", "short", "stage", "error"} <= set(lengths) or len(set(lengths.values())) != 1:
+        raise ValueError(f"arrays {sorted(lengths)} missing or of different lengths")
+    return lengths["ok"]
 
 
 def _high_words(keys: np.ndarray) -> np.ndarray:
@@ -334,5 +491,7 @@ class FeatureStore:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
 
-    def instance(self, identity: Mapping[str, Any]) -> InstanceStore:
-        return InstanceStore(self.root / identity_key(identity), identity)
+    def instance(self, identity: Mapping[str, Any], used_by: Mapping[str, Any] | None = None) -> InstanceStore:
+        """The entries of ``identity``; ``used_by`` (model instance name and checkpoint path)
+        is recorded in its ``instance.json`` for ``dimcollapse store list``."""
+        return InstanceStore(self.root / identity_key(identity), identity, used_by)

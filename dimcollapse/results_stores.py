@@ -1,0 +1,219 @@
+"""The feature store and the clip caches of a results folder: what they hold, what study
+configs use of them, and whether their files can be read.
+
+The back end of ``dimcollapse store list|prune|verify``. Both stores outlive every
+config change by design (a checkpoint swapped back, a sampling tried again reuse them),
+so at Kinetics scale they grow by tens to hundreds of GB per checkpoint and sampling
+ever used. What a config uses is derived with the workflow's own functions: the extract
+rule's job (:func:`~dimcollapse.config.extraction_job`), the store key of its identity
+(:func:`~dimcollapse.extraction.store.instance_identity`) and the protocols' sampling
+keys, so pruning can never disagree with what the next run would look up.
+
+Layout under ``<results>``::
+
+    store/<instance key>/            one per model instance × sampling × precision × numerics
+    clips/<dataset>/<sampling key>/  a complete clip cache
+    clips/<dataset>/<sampling key>.cache.json, .failures.csv   the rule's outputs for it
+    clips/<dataset>/.<sampling key>.partial/                   an interrupted build
+    clips/<dataset>/quarantine/<sampling key>[.n]/             a cache found damaged
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dimcollapse.data.clips import META_FILE, MARKER_SUFFIX, CacheUnreadable, ClipCache, quarantine_cache
+from dimcollapse.extraction.store import DESCRIPTION, InstanceStore
+from dimcollapse.quarantine import QUARANTINE
+
+STORE, CLIPS = "store", "clips"
+
+
+# ------------------------------------------------------------------------------ listing
+def store_keys(results: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """One :meth:`InstanceStore.summary` per instance key under ``<results>/store``."""
+    root = Path(results) / STORE
+    return [InstanceStore(d).summary() for d in _subdirs(root)]
+
+
+def clip_caches(results: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every clip cache folder under ``<results>/clips``: complete, partial or quarantined."""
+    out = []
+    for ds in _subdirs(Path(results) / CLIPS):
+        for path, state in _cache_folders(ds):
+            meta: dict[str, Any] = {}
+            with contextlib.suppress(OSError, ValueError):
+                meta = json.loads((path / META_FILE).read_text())
+            files = [f for f in path.rglob("*") if f.is_file()]
+            out.append({
+                "dataset": ds.name, "sampling_key": _cache_key(path.name), "state": state, "path": str(path),
+                "protocol": (meta.get("protocol") or {}).get("key"), "clips": meta.get("rows"),
+                "bytes": sum(f.stat().st_size for f in files),
+                "last_written": max((f.stat().st_mtime for f in files), default=None),
+            })
+    return out
+
+
+def _cache_folders(dataset_dir: Path) -> Iterator[tuple[Path, str]]:
+    for path in _subdirs(dataset_dir, hidden=True):
+        if path.name == QUARANTINE:
+            yield from ((q, "quarantined") for q in _subdirs(path, hidden=True))
+        elif path.name.endswith(".partial"):
+            yield path, "partial"
+        elif not path.name.startswith("."):
+            yield path, "complete" if (path / META_FILE).is_file() else "no meta.json"
+
+
+def _subdirs(folder: Path, hidden: bool = False) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(d for d in folder.iterdir() if d.is_dir() and (hidden or not d.name.startswith(".")))
+
+
+def _cache_key(name: str) -> str:
+    """The sampling key a clip-cache file or folder name belongs to (``.k.partial``, ``k.cache.json``, ``k.1``)."""
+    return name.lstrip(".").split(".")[0].split("@")[0]
+
+
+# -------------------------------------------------------------------------------- usage
+@dataclass
+class Usage:
+    """What study configs use: store keys, clip caches and instances whose key is unknown here."""
+
+    store_keys: set[str] = field(default_factory=set)
+    clip_caches: set[tuple[str, str]] = field(default_factory=set)  # (dataset, sampling key)
+    #: instance name → method, for instances whose checkpoint is not on disk (their key needs its hash)
+    unresolved: dict[str, str] = field(default_factory=dict)
+
+
+def config_usage(configs: Sequence[Mapping[str, Any]], workdir: str | os.PathLike[str]) -> Usage:
+    """Everything ``configs`` (validated, defaults filled in) would use, run in ``workdir``.
+
+    Every configured model instance (series members included) on every configured
+    dataset counts, whether or not ``study:`` selects it: a smaller study for a while
+    must not cost the rest. Relative paths (checkpoints, globs, model config files) are
+    read from ``workdir`` as the workflow reads them.
+    """
+    from dimcollapse.config import extraction_job, job_protocol, model_instances
+    from dimcollapse.extraction.store import identity_key, instance_identity
+
+    usage = Usage()
+    with contextlib.chdir(workdir):
+        for config in configs:
+            cached = bool(config["extraction"]["clip_cache"])
+            instances = model_instances(config)
+            for dataset in config["datasets"]:
+                for model in instances.values():
+                    try:
+                        protocol = job_protocol(config, dataset, model)
+                    except ValueError:  # a combination the workflow cannot run either
+                        continue
+                    if cached:
+                        usage.clip_caches.add((dataset, protocol.sampling_key))
+                    checkpoint = _checkpoint_on_disk(model)
+                    if model.checkpoint is not None and checkpoint is None:
+                        usage.unresolved[model.name] = model.method
+                        continue
+                    identity = instance_identity(extraction_job(config, model, protocol), checkpoint, clip_cache=cached)
+                    usage.store_keys.add(identity_key(identity))
+    return usage
+
+
+def _checkpoint_on_disk(model: Any) -> str | None:
+    """The checkpoint an extraction job would hash: the pipeline's copy, else the local source."""
+    for candidate in (model.checkpoint_path, model.checkpoint):
+        if candidate is not None and Path(candidate).exists():
+            return str(candidate)
+    return None
+
+
+# -------------------------------------------------------------------------------- prune
+@dataclass(frozen=True)
+class Removal:
+    """One folder or file that pruning removes."""
+
+    path: Path
+    bytes: int
+    what: str
+
+
+def prune_plan(results: str | os.PathLike[str], usage: Usage) -> tuple[list[Removal], list[str]]:
+    """What to remove from ``results`` that ``usage`` does not need, and notes on what is kept
+    although unused-looking (keys of instances whose checkpoint is not on disk)."""
+    results = Path(results)
+    removals, kept = [], []
+    for summary in store_keys(results):
+        path = results / STORE / summary["key"]
+        if summary["key"] in usage.store_keys:
+            continue
+        method = summary.get("method")
+        if usage.unresolved and (method is None or method in usage.unresolved.values()):
+            names = sorted(n for n, m in usage.unresolved.items() if method in (None, m))
+            kept.append(f"{path}: kept: it may belong to {', '.join(names)}, whose checkpoint is not on disk "
+                        "here (its key needs the file's hash)")
+            continue
+        removals.append(Removal(path, summary["bytes"], f"feature store key ({_describe_key(summary)})"))
+    for ds in _subdirs(results / CLIPS):
+        for path in sorted(ds.iterdir()):
+            folders = _subdirs(path, hidden=True) if path.name == QUARANTINE else [path]
+            for item in folders:
+                if (ds.name, _cache_key(item.name)) not in usage.clip_caches:
+                    removals.append(Removal(item, _bytes(item), f"clip cache of dataset {ds.name}"))
+    return removals, kept
+
+
+def remove(plan: Sequence[Removal]) -> None:
+    for item in plan:
+        if item.path.is_dir() and not item.path.is_symlink():
+            shutil.rmtree(item.path)
+        else:
+            item.path.unlink(missing_ok=True)
+
+
+def _describe_key(summary: Mapping[str, Any]) -> str:
+    users = ", ".join(dict.fromkeys(u["instance"] for u in summary.get("used_by", []))) or "instance unknown"
+    return f"{summary.get('method', 'method unknown')}: {users}"
+
+
+def _bytes(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+# ------------------------------------------------------------------------------- verify
+def verify(results: str | os.PathLike[str], repair: bool = False) -> list[str]:
+    """Read every segment and index of the store and every clip cache's files; one line per
+    damaged file. ``repair`` moves each to its ``quarantine/`` (what it held is computed
+    again by the next run)."""
+    results = Path(results)
+    problems: list[str] = []
+    for key in _subdirs(results / STORE):
+        if (key / DESCRIPTION).exists() or (key / "keys").is_dir():
+            problems += InstanceStore(key).verify(repair)
+    for ds in _subdirs(results / CLIPS):
+        for path, state in _cache_folders(ds):
+            if state not in ("complete", "no meta.json"):
+                continue
+            try:
+                ClipCache(path)
+            except (CacheUnreadable, FileNotFoundError) as err:
+                problems.append(str(err))
+                if repair:
+                    quarantine_cache(path, str(err))
+            except ValueError:
+                continue  # an older cache format: the workflow rebuilds it, nothing is damaged
+        for marker in sorted(ds.glob(f"*{MARKER_SUFFIX}")):
+            cache = ds / marker.name[: -len(MARKER_SUFFIX)]
+            if not cache.exists():
+                problems.append(f"{marker}: marks a clip cache that is missing ({cache})")
+                if repair:
+                    quarantine_cache(cache, "missing")
+    return problems
