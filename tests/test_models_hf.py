@@ -20,47 +20,9 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 
 from dimcollapse.models import CheckpointError, build_model  # noqa: E402
 from dimcollapse.models import hub  # noqa: E402
+from hf_helpers import FRAMES, SIZE, save_tiny  # noqa: E402
 
-TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, image_size=32, patch_size=8)
-FRAMES, SIZE, BATCH = 4, 32, 2
-
-
-def tiny_config(name: str) -> Any:
-    """A tiny random config of class ``name`` (REFERENCE §13), with three labels for classifiers."""
-    labels = {"num_labels": 3} if "Classification" in name else {}
-    if name.startswith("VideoMAE"):
-        return transformers.VideoMAEConfig(**TINY, num_frames=FRAMES, tubelet_size=2, **labels,
-                                           decoder_hidden_size=32, decoder_num_hidden_layers=1,
-                                           decoder_num_attention_heads=4, decoder_intermediate_size=64)
-    if name.startswith("VJEPA2"):
-        return transformers.VJEPA2Config(
-            hidden_size=64, num_hidden_layers=2, num_attention_heads=4, mlp_ratio=2.0, crop_size=SIZE, patch_size=8,
-            frames_per_clip=FRAMES, tubelet_size=2, pred_hidden_size=32, pred_num_hidden_layers=1,
-            pred_num_attention_heads=4, num_pooler_layers=1, **labels)
-    if name.startswith("Timesformer"):
-        return transformers.TimesformerConfig(**TINY, num_frames=FRAMES, **labels)
-    if name.startswith("Vivit"):
-        tiny = {k: v for k, v in TINY.items() if k != "patch_size"}
-        return transformers.VivitConfig(**tiny, num_frames=FRAMES, tubelet_size=[2, 8, 8], **labels)
-    configs = {
-        "Dinov2Model": transformers.Dinov2Config, "Dinov2WithRegistersModel": transformers.Dinov2WithRegistersConfig,
-        "DINOv3ViTModel": transformers.DINOv3ViTConfig, "SiglipVisionModel": transformers.SiglipVisionConfig,
-        "CLIPVisionModel": transformers.CLIPVisionConfig, "ViTModel": transformers.ViTConfig,
-    }
-    extra = {"num_register_tokens": 2} if "Registers" in name or "DINOv3" in name else {}
-    return configs[name](**TINY, **extra)
-
-
-def save_tiny(name: str, directory: Path, seed: int = 0) -> torch.nn.Module:
-    """Save a seeded random ``name`` with every parameter non-zero (biases too) and return it."""
-    torch.manual_seed(seed)
-    net = getattr(transformers, name)(tiny_config(name)).eval()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    net.save_pretrained(directory)
-    return net
-
+BATCH = 2
 
 def close(a: torch.Tensor, b: torch.Tensor, rel: float = 1e-5) -> bool:
     return a.shape == b.shape and float((a - b).norm() / b.norm().clamp_min(1e-12)) <= rel

@@ -139,7 +139,8 @@ def parse_hub_id(source: str) -> HubId | None:
 
 
 def resolve_directory(source: str | os.PathLike[str], *, metadata_only: bool = False) -> Path:
-    """The local folder a checkpoint source names: the path itself, or the Hub snapshot.
+    """The local folder a checkpoint source names: the path itself, the Hub snapshot, or the
+    folder a download rule's :data:`SNAPSHOT_RECORD` names.
 
     ``metadata_only``: fetch only the config and preprocessor files of a Hub snapshot not yet
     cached (what the workflow needs while parsing); the weights come with the download rule.
@@ -147,6 +148,8 @@ def resolve_directory(source: str | os.PathLike[str], *, metadata_only: bool = F
     hub = parse_hub_id(str(source))
     if hub is None:
         path = Path(source).expanduser()
+        if path.name == SNAPSHOT_RECORD and path.is_file():
+            return read_snapshot_record(path)[0]
         if not path.is_dir():
             raise CheckpointError(f"{path}: no such directory (a transformers checkpoint is a folder with {CONFIG})")
         return path
@@ -237,18 +240,6 @@ def _sha256(path: Path) -> str:
         while block := f.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
-
-
-def local_state(source: str) -> dict[str, Any] | None:
-    """Names, sizes and mtimes of a local checkpoint folder (stat only): a download-rule param,
-    so that a folder edited in place is recorded again. None for Hub ids (snapshots are immutable)."""
-    if parse_hub_id(source) is not None:
-        return None
-    path = Path(source).expanduser().resolve()
-    if not path.is_dir():
-        return {"path": str(path), "files": None}
-    files = {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(path.iterdir()) if p.is_file()}
-    return {"path": str(path), "files": files}
 
 
 # ------------------------------------------------------------------------ clip defaults
@@ -356,6 +347,6 @@ def read_snapshot_record(path: str | os.PathLike[str]) -> tuple[Path, dict[str, 
 
 __all__ = [
     "CLASSES", "HF_SCHEME", "SNAPSHOT_RECORD", "HFClass", "HubId", "checkpoint_clip", "clip_problem",
-    "content_digest", "fetch_snapshot", "file_hashes", "frames_and_size", "local_state", "parse_hub_id",
+    "content_digest", "fetch_snapshot", "file_hashes", "frames_and_size", "parse_hub_id",
     "read_config", "read_snapshot_record", "resolve_directory", "weight_files",
 ]
