@@ -42,7 +42,7 @@ def test_local_folder_instance_takes_its_clip_from_the_checkpoint(videomae: Path
     config = study({"vm": {"method": "transformers", "checkpoint": str(videomae), "layers": "all"}})
     inst = model_instances(config)["vm"]
     assert inst.layers == ("encoder.layer.0", "encoder.layer.1")
-    assert (inst.frames, inst.rate, inst.filename) == (FRAMES, 4, "snapshot.json")
+    assert (inst.frames, inst.rate, inst.filename) == (FRAMES, 4, "hf_snapshot")
     proto = job_protocol(config, "d", inst)
     assert (proto.frames, proto.side_size, proto.crop_size) == (FRAMES, 40, SIZE)
     assert proto.mean == pytest.approx((0.485, 0.456, 0.406)) and proto.std == pytest.approx((0.229, 0.224, 0.225))
@@ -81,13 +81,13 @@ def test_the_download_record_keys_the_store_on_content_not_path(videomae: Path, 
     records = []
     for folder, out in ((videomae, tmp_path / "a"), (copy, tmp_path / "b")):
         out.mkdir()
-        sidecar = fetch_snapshot(str(folder), out / "snapshot.json", out / "snapshot.json.json")
+        sidecar = fetch_snapshot(str(folder), out / "hf_snapshot", out / "hf_snapshot.json")
         assert sidecar["files"]["model.safetensors"]["size"] > 0 and sidecar["method"] == "local directory"
-        assert resolve_directory(out / "snapshot.json") == Path(folder).resolve()
-        records.append(out / "snapshot.json")
+        assert resolve_directory(out / "hf_snapshot") == Path(folder).resolve()
+        records.append(out / "hf_snapshot")
     assert checkpoint_sha256(records[0]) == checkpoint_sha256(records[1])
     save_tiny("VideoMAEModel", copy, seed=1)  # other weights, same path
-    fetch_snapshot(str(copy), records[1], tmp_path / "b" / "snapshot.json.json")
+    fetch_snapshot(str(copy), records[1], tmp_path / "b" / "hf_snapshot.json")
     assert checkpoint_sha256(records[0]) != checkpoint_sha256(records[1])
     assert build_model("transformers", checkpoint=records[1]).provenance["directory"] == str(Path(copy).resolve())
 

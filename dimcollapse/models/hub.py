@@ -39,8 +39,9 @@ from dimcollapse.models.checkpoints import CheckpointError
 
 HF_SCHEME = "hf://"
 #: What the download rule writes for a ``transformers`` instance: the resolved folder and the
-#: hashes of its files (the feature store's key uses the hashes, never the path).
-SNAPSHOT_RECORD = "snapshot.json"
+#: hashes of its files, as JSON (the feature store's key uses the hashes, never the path); no ``.json``
+#: suffix, which the rule's sidecar pattern ``<file>.json`` would claim.
+SNAPSHOT_RECORD = "hf_snapshot"
 CONFIG = "config.json"
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
