@@ -32,6 +32,11 @@ def tiny_config(name: str, **overrides: Any) -> Any:
     if name.startswith("Vivit"):
         patch = tiny.pop("patch_size")
         return transformers.VivitConfig(**tiny, num_frames=FRAMES, tubelet_size=[2, patch, patch], **labels)
+    if name in ("SiglipModel", "CLIPModel"):
+        text = dict(hidden_size=64, num_hidden_layers=1, num_attention_heads=4, intermediate_size=128, vocab_size=99)
+        config = transformers.SiglipConfig if name == "SiglipModel" else transformers.CLIPConfig
+        extra = {} if name == "SiglipModel" else {"projection_dim": 32}
+        return config(text_config=text, vision_config=tiny, **extra)
     configs = {
         "Dinov2Model": transformers.Dinov2Config, "Dinov2WithRegistersModel": transformers.Dinov2WithRegistersConfig,
         "DINOv3ViTModel": transformers.DINOv3ViTConfig, "SiglipVisionModel": transformers.SiglipVisionConfig,

@@ -35,6 +35,7 @@ def reference(name: str, net: Any, clip: torch.Tensor) -> tuple[torch.Tensor, to
     b, t = video.shape[:2]
     with torch.no_grad():
         if spec.image:
+            net = net.get_submodule(spec.encoder)
             out = net(pixel_values=video.reshape(b * t, *video.shape[2:]), output_hidden_states=True)
             prefix = 1 + getattr(net.config, "num_register_tokens", 0) * spec.registers if spec.class_token else 0
             block0 = out.hidden_states[1][:, prefix:].mean(1).reshape(b, t, -1).mean(1)

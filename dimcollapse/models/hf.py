@@ -16,8 +16,9 @@ Our clips are B×3×T×H×W; the model gets B×T×3×H×W (``pixel_values`` or
 * VideoMAE (a pretraining checkpoint: its encoder), V-JEPA 2 (``skip_predictor=True``):
   ``last_hidden_state`` averaged over tokens;
 * TimeSformer, ViViT: the class token of ``last_hidden_state``;
-* image encoders (DINOv2, DINOv2 with registers, DINOv3, SigLIP, CLIP vision, ViT): each
-  frame's ``pooler_output``, averaged over the clip's frames.
+* image encoders (DINOv2, DINOv2 with registers, DINOv3, SigLIP, CLIP vision, ViT; the
+  vision tower of a SigLIP/CLIP dual encoder): each frame's ``pooler_output``, averaged over
+  the clip's frames.
 
 A layer (``layer.<name>``, a ``named_modules()`` name) is its output averaged over tokens,
 leaving out the class and register tokens of sequences that carry them (those as long as
@@ -63,18 +64,22 @@ def meta_network(directory: Path) -> tuple[nn.Module, hub.HFClass]:
         return _transformers_class(spec)(config), spec
 
 
-def block_names(net: nn.Module, num_blocks: int) -> list[str]:
-    """Names of the transformer blocks: the first ``layer``/``layers`` list with one entry per block."""
-    for name, module in net.named_modules():
-        if isinstance(module, nn.ModuleList) and name.rsplit(".", 1)[-1] in ("layer", "layers") and len(module) == num_blocks:
-            return [f"{name}.{i}" for i in range(num_blocks)]
-    raise ValueError(f"{type(net).__name__}: found no list of {num_blocks} transformer blocks")
+def block_names(net: nn.Module, spec: hub.HFClass) -> list[str]:
+    """Names of the transformer blocks of the part that runs: its first ``layer``/``layers``
+    list with one entry per block (``num_hidden_layers``)."""
+    encoder = net.get_submodule(spec.encoder)
+    blocks = encoder.config.num_hidden_layers
+    prefix = f"{spec.encoder}." if spec.encoder else ""
+    for name, module in encoder.named_modules():
+        if isinstance(module, nn.ModuleList) and name.rsplit(".", 1)[-1] in ("layer", "layers") and len(module) == blocks:
+            return [f"{prefix}{name}.{i}" for i in range(blocks)]
+    raise ValueError(f"{type(net).__name__}: found no list of {blocks} transformer blocks")
 
 
 def module_names(source: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
     """(every module name, the transformer blocks) of a checkpoint, in network order."""
-    net, _ = meta_network(hub.resolve_directory(source, metadata_only=True))
-    return [n for n, _ in net.named_modules() if n], block_names(net, net.config.num_hidden_layers)
+    net, spec = meta_network(hub.resolve_directory(source, metadata_only=True))
+    return [n for n, _ in net.named_modules() if n], block_names(net, spec)
 
 
 def load_pretrained(directory: Path, spec: hub.HFClass) -> nn.Module:
@@ -120,15 +125,16 @@ class TransformersFeatures(nn.Module):
         self.net, self.spec, self.name = net, spec, name
         self.input_shape = (3, frames, crop_size, crop_size)
         self.layers = tuple(layers)
-        config = net.config
+        self.encoder = net.get_submodule(spec.encoder)  # what runs: the network, or its encoder / vision tower
+        config = self.encoder.config
         self.prefix = int(spec.class_token) + (int(config.num_register_tokens) if spec.registers else 0)
         modules = dict(net.named_modules())
         check_layer_names(self.layers, modules, name, listing)
         self._captured: dict[str, torch.Tensor] = {}
         self._batch = 0
         self._sequence = -1
-        embeddings = next(n for n in modules if n.rsplit(".", 1)[-1] == "embeddings")
-        modules[embeddings].register_forward_hook(self._sequence_length)  # runs before any layer hook
+        embeddings = next(m for n, m in self.encoder.named_modules() if n.rsplit(".", 1)[-1] == "embeddings")
+        embeddings.register_forward_hook(self._sequence_length)  # runs before any layer hook
         if spec.representation == "classifier":
             modules["classifier"].register_forward_pre_hook(self._classifier_input)
         for layer in self.layers:
@@ -165,8 +171,7 @@ class TransformersFeatures(nn.Module):
         extra = {"skip_predictor": True} if self.spec.name == "VJEPA2Model" else {}
         self._captured, self._batch = {}, pixels.shape[0]
         try:
-            runs = self.net.get_submodule(self.spec.encoder) if self.spec.encoder else self.net
-            out = runs(**{self.spec.input: pixels}, **extra)
+            out = self.encoder(**{self.spec.input: pixels}, **extra)
             spaces = {"representation": self._representation(out, b, t)}
             missing = [n for n in self.layers if f"layer.{n}" not in self._captured]
             if missing:
@@ -211,7 +216,7 @@ def build_transformers(
         raise ValueError(f"{directory}: {problem}")
     net = load_pretrained(directory, spec)
     if layers == "all":
-        layers = block_names(net, net.config.num_hidden_layers)
+        layers = block_names(net, spec)
     elif isinstance(layers, str):
         raise ValueError(f"layers must be a list of module names or 'all', got {layers!r}")
     model = TransformersFeatures(net, spec, frames=frames, crop_size=crop_size, layers=layers,

@@ -104,6 +104,9 @@ CLASSES: Mapping[str, HFClass] = {
         _image("DINOv3ViTModel", True, "patch", registers=True),
         _image("SiglipVisionModel", False, "fixed"),
         _image("CLIPVisionModel", True, "fixed"),
+        # the published SigLIP and CLIP files hold the text tower too: loaded whole, vision tower run
+        HFClass("SiglipModel", "pixel_values", "pooler", False, "fixed", None, encoder="vision_model"),
+        HFClass("CLIPModel", "pixel_values", "pooler", True, "fixed", None, encoder="vision_model"),
         _image("ViTModel", True, "fixed"),
     )
 }
@@ -244,8 +247,14 @@ def _sha256(path: Path) -> str:
 
 
 # ------------------------------------------------------------------------ clip defaults
+def encoder_config(config: Mapping[str, Any], spec: HFClass) -> Mapping[str, Any]:
+    """The part of ``config.json`` that describes the network that runs (a dual tower's ``vision_config``)."""
+    return config.get("vision_config") or {} if spec.encoder == "vision_model" else config
+
+
 def frames_and_size(config: Mapping[str, Any], spec: HFClass) -> tuple[int | None, int]:
     """The clip the checkpoint was configured for: (frames or None for image encoders, crop size)."""
+    config = encoder_config(config, spec)
     frames = None if spec.image else int(config.get("frames_per_clip", config.get("num_frames", 16)))
     size = config.get("crop_size", config.get("image_size", 224))
     return frames, int(size[0] if isinstance(size, (list, tuple)) else size)
@@ -262,7 +271,7 @@ def _patch(config: Mapping[str, Any]) -> tuple[int, int]:
 def clip_problem(config: Mapping[str, Any], spec: HFClass, frames: int, crop: int) -> str | None:
     """Why the class's default forward cannot take ``frames``×``crop``², or None when it can."""
     want_frames, want_size = frames_and_size(config, spec)
-    tubelet, patch = _patch(config)
+    tubelet, patch = _patch(encoder_config(config, spec))
     if spec.size == "fixed" and crop != want_size:
         return f"{spec.name} has position embeddings for {want_size}×{want_size} only (got crop_size={crop})"
     if crop % patch:
@@ -347,7 +356,7 @@ def read_snapshot_record(path: str | os.PathLike[str]) -> tuple[Path, dict[str, 
 
 
 __all__ = [
-    "CLASSES", "HF_SCHEME", "SNAPSHOT_RECORD", "HFClass", "HubId", "checkpoint_clip", "clip_problem",
+    "CLASSES", "HF_SCHEME", "SNAPSHOT_RECORD", "HFClass", "HubId", "checkpoint_clip", "clip_problem", "encoder_config",
     "content_digest", "fetch_snapshot", "file_hashes", "frames_and_size", "parse_hub_id",
     "read_config", "read_snapshot_record", "resolve_directory", "weight_files",
 ]
