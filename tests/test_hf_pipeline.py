@@ -104,3 +104,24 @@ def test_hub_ids_resolve_through_an_offline_cache(videomae: Path, tmp_path: Path
         resolve_directory("hf://tiny/absent")
     with pytest.raises(ValueError, match="expected hf://<org>/<name>"):
         resolve_directory("hf://no-slash")
+
+
+def test_the_readme_configs_validate_against_the_schema() -> None:
+    """The copy-paste VideoMAE-B / V-JEPA 2 block of the README passes the schema (``layers: all`` too)."""
+    import re
+
+    import yaml
+    from snakemake.utils import validate
+
+    repo = Path(__file__).resolve().parents[1]
+    readme = (repo / "README.md").read_text()
+    section = readme[readme.index("### Hugging Face transformers models"):]
+    block = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))
+    assert {m["checkpoint"] for m in block["models"].values()} == {
+        "hf://MCG-NJU/videomae-base", "hf://facebook/vjepa2-vitl-fpc64-256"}
+    config = {**yaml.safe_load((repo / "config.demo.yaml").read_text()), "models": block["models"]}
+    validate(config, str(repo / "schemas" / "config.schema.yaml"))
+    assert config["models"]["videomae_b"]["layers"] == "all"
+    config["models"]["videomae_b"]["layers"] = "some"
+    with pytest.raises(Exception, match="layers"):
+        validate(config, str(repo / "schemas" / "config.schema.yaml"))
