@@ -149,3 +149,13 @@ def test_sharded_and_bin_folders_load(tmp_path: Path, clip: torch.Tensor) -> Non
         model = build_model("transformers", checkpoint=tmp_path / folder, frames=FRAMES)
         with torch.no_grad():
             assert close(model(clip)["representation"], want)
+
+
+def test_cls_token_keeps_class_and_register_tokens_in_layers(tmp_path: Path, clip: torch.Tensor) -> None:
+    net = save_tiny("Dinov2WithRegistersModel", tmp_path)
+    model = build_model("transformers", checkpoint=tmp_path, layers=["encoder.layer.0"], frames=FRAMES, cls_token=True)
+    video = clip.transpose(1, 2).reshape(BATCH * FRAMES, 3, SIZE, SIZE)
+    with torch.no_grad():
+        want = net(pixel_values=video, output_hidden_states=True).hidden_states[1].mean(1)
+        got = model(clip)["layer.encoder.layer.0"]
+    assert close(got, want.reshape(BATCH, FRAMES, -1).mean(1))

@@ -160,7 +160,10 @@ def _build_transformers(checkpoint: str | os.PathLike[str] | None, options: Mapp
 
     layers = options.get("layers") or ()
     frames, crop = (None if options.get(k) is None else _positive_int(dict(options), k, 1) for k in ("frames", "crop_size"))
-    model, provenance = build_transformers(checkpoint, frames=frames, crop_size=crop,
+    cls_token = options.get("cls_token", False)
+    if not isinstance(cls_token, bool):
+        raise ValueError(f"cls_token must be true or false, got {cls_token!r}")
+    model, provenance = build_transformers(checkpoint, frames=frames, crop_size=crop, cls_token=cls_token,
                                            layers=layers if layers == "all" else _layers(options))
     model.provenance = {"method": "transformers", "checkpoint": str(checkpoint), **provenance,
                         "layers": list(model.layers)}

@@ -119,7 +119,7 @@ class TransformersFeatures(nn.Module):
 
     def __init__(
         self, net: nn.Module, spec: hub.HFClass, *, frames: int, crop_size: int, layers: Sequence[str] = (),
-        name: str = "transformers", listing: str = "",
+        cls_token: bool = False, name: str = "transformers", listing: str = "",
     ) -> None:
         super().__init__()
         self.net, self.spec, self.name = net, spec, name
@@ -127,7 +127,8 @@ class TransformersFeatures(nn.Module):
         self.layers = tuple(layers)
         self.encoder = net.get_submodule(spec.encoder)  # what runs: the network, or its encoder / vision tower
         config = self.encoder.config
-        self.prefix = int(spec.class_token) + (int(config.num_register_tokens) if spec.registers else 0)
+        registers = int(config.num_register_tokens) if spec.registers else 0
+        self.prefix = 0 if cls_token else int(spec.class_token) + registers  # leading tokens left out of layers
         modules = dict(net.named_modules())
         check_layer_names(self.layers, modules, name, listing)
         self._captured: dict[str, torch.Tensor] = {}
@@ -198,11 +199,13 @@ class TransformersFeatures(nn.Module):
 
 def build_transformers(
     checkpoint: str | os.PathLike[str] | None, *, frames: int | None, crop_size: int | None, layers: Sequence[str] | str,
+    cls_token: bool = False,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The eval-mode :class:`TransformersFeatures` of a checkpoint folder or ``hf://`` id, and its provenance.
 
     ``frames``/``crop_size`` default to the checkpoint's configured clip; a clip the class's
     forward cannot take is refused here. ``layers``: module names, or ``"all"`` (every block).
+    ``cls_token``: keep the class and register tokens in layer averages.
     """
     if checkpoint is None:
         raise ValueError("method transformers needs a checkpoint: a save_pretrained folder or hf://<org>/<name>")
@@ -219,7 +222,7 @@ def build_transformers(
         layers = block_names(net, spec)
     elif isinstance(layers, str):
         raise ValueError(f"layers must be a list of module names or 'all', got {layers!r}")
-    model = TransformersFeatures(net, spec, frames=frames, crop_size=crop_size, layers=layers,
+    model = TransformersFeatures(net, spec, frames=frames, crop_size=crop_size, layers=layers, cls_token=cls_token,
                                  name=f"transformers {spec.name}", listing=listing_command(checkpoint))
     provenance = {
         "class": spec.name, "directory": str(directory), "frames": frames, "crop_size": crop_size,
