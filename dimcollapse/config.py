@@ -114,9 +114,9 @@ def model_instance(name: str, cfg: Mapping[str, Any], **series: Any) -> ModelIns
         raise ValueError(f"model {name!r}: method custom needs options.builder: 'package.module:function'")
     checkpoint = cfg.get("checkpoint")
     if method == "transformers":
+        clip = transformers_clip(name, checkpoint)  # first: it says when the checkpoint is missing
         layers = _transformers_layers(name, cfg)
         filename = _transformers_filename(name, cfg)
-        clip = transformers_clip(name, checkpoint)
     else:
         layers = tuple(cfg.get("layers") or ())
         if layers == ("all",) or cfg.get("layers") == "all":
@@ -154,11 +154,12 @@ def transformers_clip(name: str, checkpoint: str | None) -> dict[str, Any]:
     if not checkpoint:
         raise ValueError(f"model {name!r}: method transformers needs checkpoint: a save_pretrained folder or "
                          "hf://<org>/<name>[@<revision>]")
+    from dimcollapse.models.checkpoints import CheckpointError
     from dimcollapse.models.hub import checkpoint_clip
 
     try:
         return {"rate": TRANSFORMERS_RATE, **checkpoint_clip(_transformers_directory(checkpoint))}
-    except Exception as err:  # CheckpointError, ValueError: the instance is what the user must fix
+    except (CheckpointError, ValueError) as err:  # the instance is what the user must fix
         raise ValueError(f"model {name!r}: {err}") from err
 
 
@@ -185,12 +186,13 @@ def _transformers_layers(name: str, cfg: Mapping[str, Any]) -> tuple[str, ...]:
     layers = cfg.get("layers") or ()
     if not layers:
         return ()
+    from dimcollapse.models.checkpoints import CheckpointError
     from dimcollapse.models.hf import listing_command, module_names
     from dimcollapse.models.hooks import check_layer_names
 
     try:
         names, blocks = module_names(_transformers_directory(cfg["checkpoint"]))
-    except Exception as err:
+    except (CheckpointError, ValueError, OSError) as err:
         raise ValueError(f"model {name!r}: {err}") from err
     if layers == "all":
         return tuple(blocks)

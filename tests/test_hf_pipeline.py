@@ -125,3 +125,10 @@ def test_the_readme_configs_validate_against_the_schema() -> None:
     config["models"]["videomae_b"]["layers"] = "some"
     with pytest.raises(Exception, match="layers"):
         validate(config, str(repo / "schemas" / "config.schema.yaml"))
+
+
+def test_an_instance_without_checkpoint_or_with_layers_all_elsewhere_is_refused(videomae: Path) -> None:
+    with pytest.raises(ValueError, match="model 'vm': method transformers needs checkpoint"):
+        model_instances(study({"vm": {"method": "transformers", "layers": "all"}}))
+    with pytest.raises(ValueError, match="layers: all is for method transformers"):
+        model_instances(study({"tv": {"method": "torchvision", "options": {"arch": "r3d_18"}, "layers": "all"}}))
