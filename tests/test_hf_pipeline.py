@@ -132,3 +132,17 @@ def test_an_instance_without_checkpoint_or_with_layers_all_elsewhere_is_refused(
         model_instances(study({"vm": {"method": "transformers", "layers": "all"}}))
     with pytest.raises(ValueError, match="layers: all is for method transformers"):
         model_instances(study({"tv": {"method": "torchvision", "options": {"arch": "r3d_18"}, "layers": "all"}}))
+
+
+def test_a_folder_edited_in_place_changes_the_download_rule_param(tmp_path: Path) -> None:
+    import os
+
+    from dimcollapse.models.download import local_source_state
+
+    save_tiny("ViTModel", tmp_path)
+    before = local_source_state(str(tmp_path))
+    assert set(before["files"]) == {"config.json", "model.safetensors"}
+    weights = tmp_path / "model.safetensors"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1_000_000))
+    assert local_source_state(str(tmp_path)) != before
+    assert local_source_state("hf://org/name") is None
