@@ -3,7 +3,8 @@
 Part 1, synthetic clips (seeded random weights, seeded random inputs already on the
 device, so this is the model alone): for each model of the study — the Slow R50s
 (supervised, SimCLR, MoCo, SwAV, BYOL at 8×224², BYOL 16×4) and DPC (R34 at 224, R18 at
-128) — prepared as extraction prepares them (:func:`~dimcollapse.extraction.extract.prepare_model`:
+128), then VideoMAE-B (16×224²) and V-JEPA 2 ViT-L (64×256²) of the ``transformers`` family
+(random weights of their published configurations, :mod:`transformers_models`) — prepared as extraction prepares them (:func:`~dimcollapse.extraction.extract.prepare_model`:
 cuDNN autotuning, channels-last 3D) and run through
 :func:`~dimcollapse.extraction.extract.forward_views`:
 
@@ -23,7 +24,7 @@ A short table is printed last. Without a CUDA device it says so and exits 0.
 ``--budget`` seconds bound part 1 (models not reached are listed as skipped); the shell
 wrapper bounds the whole run.
 
-    bash benchmarks/gpu_check.sh                           # on the GPU machine, < 5 min
+    bash benchmarks/gpu_check.sh                           # on the GPU machine, < 7 min
     python benchmarks/gpu_check.py --device cpu --quick    # the logic, on CPU at tiny sizes
 """
 
@@ -34,6 +35,7 @@ import io
 import os
 import platform
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from contextlib import redirect_stdout
@@ -47,6 +49,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 import extract_bench  # noqa: E402
+import transformers_models  # noqa: E402
 
 from dimcollapse.extraction.extract import forward_views, prepare_model, relative_error  # noqa: E402
 from dimcollapse.models import METHODS, build_model  # noqa: E402
@@ -84,6 +87,34 @@ def study_models(slow_crop: int = 224, dpc34_size: int = 224, dpc18_size: int = 
         dpc(f"DPC R34-{dpc34_size}", "resnet34", dpc34_size),
         dpc(f"DPC R18-{dpc18_size}", "resnet18", dpc18_size),
     ]
+
+
+#: The transformers models timed here (random weights of their published configurations).
+TRANSFORMERS_ROWS = (("VideoMAE-B", "MCG-NJU/videomae-base"), ("V-JEPA 2 ViT-L", "facebook/vjepa2-vitl-fpc64-256"))
+#: What ``--quick`` makes of their configurations: the tiny test sizes (REFERENCE §13).
+TINY = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128,
+        "image_size": 32, "crop_size": 32, "num_frames": 4, "frames_per_clip": 4, "pred_hidden_size": 32,
+        "pred_num_hidden_layers": 1, "pred_num_attention_heads": 4, "mlp_ratio": 2.0, "decoder_hidden_size": 32,
+        "decoder_num_hidden_layers": 1, "decoder_num_attention_heads": 4, "decoder_intermediate_size": 64}
+
+
+def transformers_specs(root: Path, quick: bool = False) -> list[Spec]:
+    """VideoMAE-B and V-JEPA 2 ViT-L as checkpoint folders under ``root`` with random weights of
+    their published configurations (``quick``: the same classes at tiny sizes), at their default clip."""
+    published = {m.hub_id: m for m in transformers_models.PUBLISHED}
+    specs = []
+    for label, hub_id in TRANSFORMERS_ROWS:
+        model = published[hub_id]
+        if quick:
+            config = {**model.config, **{k: v for k, v in TINY.items() if k in model.config or k.startswith("pred")}}
+            pre = {**model.preprocessor, "size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}}
+            model = transformers_models.Published(label, hub_id, config, pre, model.preprocessor_file)
+        folder = transformers_models.random_checkpoint(model, root / hub_id.replace("/", "--"))
+        clip = transformers_models.measure(model, folder).clip
+        frames, crop = clip["frames"], clip["crop_size"]
+        specs.append(Spec(f"{label} {frames}x{crop}", "transformers", {"checkpoint": str(folder)},
+                          (3, frames, crop, crop)))
+    return specs
 
 
 @dataclass
@@ -201,11 +232,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--warmup", type=int, default=None, help="untimed calls first (default 3; --quick 1)")
     ap.add_argument("--iters", type=int, default=None, help="timed calls (default 20; --quick 2)")
     ap.add_argument("--time-box", type=float, default=8.0, help="stop timing a measurement after this many s")
-    ap.add_argument("--budget", type=float, default=120.0, help="seconds for part 1; later models are skipped")
+    ap.add_argument("--budget", type=float, default=170.0, help="seconds for part 1; later models are skipped")
     ap.add_argument("--workers", type=int, default=None,
                     help="loader workers of the end-to-end run (default min(12, cores - 2); --quick 1)")
     ap.add_argument("--clips-per-video", type=int, default=3, help="end-to-end clips per demo video")
     ap.add_argument("--skip-e2e", action="store_true", help="part 1 only")
+    ap.add_argument("--skip-transformers", action="store_true",
+                    help="leave out the VideoMAE-B and V-JEPA 2 ViT-L rows (random weights of the published configs)")
     args = ap.parse_args(argv)
     args.batch = args.batch or (2 if args.quick else 16)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3)
@@ -243,6 +276,12 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'}; torch threads {torch.get_num_threads()}")
 
     specs = study_models(32, 32, 32) if args.quick else study_models()
+    checkpoints = tempfile.TemporaryDirectory(prefix="gpu_check_transformers_")
+    if not args.skip_transformers:
+        try:
+            specs += transformers_specs(Path(checkpoints.name), quick=args.quick)
+        except Exception as err:  # noqa: BLE001 - e.g. no disk for the checkpoints: the other rows still run
+            print(f"[1] transformers rows left out: writing their checkpoints failed ({type(err).__name__}: {err})")
     rows: list[Row] = []
     skipped: list[Spec] = []
     for spec in specs:
@@ -284,6 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               + (f"; peak GPU memory {e2e['peak_gpu_bytes'] / 2**30:.2f} GiB" if cuda else ""))
     elif e2e_error:
         print(f"end to end: FAILED: {e2e_error}")
+    checkpoints.cleanup()
     failed = any(r.error for r in rows) or bool(e2e_error)
     return 1 if failed else 0
 

@@ -9,6 +9,7 @@ build options in exactly one place.
 from __future__ import annotations
 
 import difflib
+import functools
 import glob
 import hashlib
 import json
@@ -99,7 +100,8 @@ def model_instance(name: str, cfg: Mapping[str, Any], **series: Any) -> ModelIns
     """Resolve one ``models:`` entry (already schema-validated) with a single checkpoint.
 
     Frames, rate and protocol default to the architecture's model card for the
-    ``torchvision``/``pytorchvideo`` methods, to 8 × 8 and the method's protocol otherwise.
+    ``torchvision``/``pytorchvideo`` methods, to the checkpoint's config for ``transformers``
+    (rate :data:`TRANSFORMERS_RATE`), to 8 × 8 and the method's protocol otherwise.
     ``layers`` are checked against the network's module names (this imports torch, so
     only configs that name layers pay for it). ``series``: the series fields of a member
     of a checkpoint series (see :func:`model_instances`).
@@ -112,12 +114,19 @@ def model_instance(name: str, cfg: Mapping[str, Any], **series: Any) -> ModelIns
         raise ValueError(f"model {name!r}: {err}") from err
     if method == "custom" and not (isinstance(options.get("builder"), str) and ":" in options["builder"]):
         raise ValueError(f"model {name!r}: method custom needs options.builder: 'package.module:function'")
-    layers = tuple(cfg.get("layers") or ())
-    if layers:
-        layers = _check_layers(name, method, options, layers)
     checkpoint = cfg.get("checkpoint")
-    filename = cfg.get("filename") or (_default_filename(checkpoint) if checkpoint else None)
-    clip = arch.protocol_overrides if arch is not None else {}
+    if method == "transformers":
+        clip = transformers_clip(name, checkpoint)  # first: it says when the checkpoint is missing
+        layers = _transformers_layers(name, cfg)
+        filename = _transformers_filename(name, cfg)
+    else:
+        layers = tuple(cfg.get("layers") or ())
+        if layers == ("all",) or cfg.get("layers") == "all":
+            raise ValueError(f"model {name!r}: layers: all is for method transformers; list module names")
+        if layers:
+            layers = _check_layers(name, method, options, layers)
+        filename = cfg.get("filename") or (_default_filename(checkpoint) if checkpoint else None)
+        clip = arch.protocol_overrides if arch is not None else {}
     return ModelInstance(
         name=name,
         method=method,
@@ -135,6 +144,63 @@ def model_instance(name: str, cfg: Mapping[str, Any], **series: Any) -> ModelIns
         layers=layers,
         **series,
     )
+
+
+#: Frame sampling rate of ``transformers`` instances (checkpoints do not record one): VideoMAE's
+#: Kinetics-400 sample rate, at the protocol's 30 fps.
+TRANSFORMERS_RATE = 4
+
+
+def transformers_clip(name: str, checkpoint: str | None) -> dict[str, Any]:
+    """The clip a ``transformers`` checkpoint was made for (frames, size, crop, mean, std) and its rate."""
+    if not checkpoint:
+        raise ValueError(f"model {name!r}: method transformers needs checkpoint: a save_pretrained folder or "
+                         "hf://<org>/<name>[@<revision>]")
+    from dimcollapse.models.checkpoints import CheckpointError
+    from dimcollapse.models.hub import checkpoint_clip
+
+    try:
+        return {"rate": TRANSFORMERS_RATE, **checkpoint_clip(_transformers_directory(checkpoint))}
+    except (CheckpointError, ValueError) as err:  # the instance is what the user must fix
+        raise ValueError(f"model {name!r}: {err}") from err
+
+
+@functools.lru_cache(maxsize=None)
+def _transformers_directory(checkpoint: str) -> Path:
+    """The folder of a ``transformers`` checkpoint, for its config (a Hub snapshot's metadata only)."""
+    from dimcollapse.models.hub import resolve_directory
+
+    return resolve_directory(checkpoint, metadata_only=True)
+
+
+def _transformers_filename(name: str, cfg: Mapping[str, Any]) -> str:
+    from dimcollapse.models.hub import SNAPSHOT_RECORD
+
+    for key, why in (("filename", "the download rule records the snapshot as " + SNAPSHOT_RECORD),
+                     ("sha256", "pin a revision (hf://org/name@<commit>) instead; file hashes are recorded")):
+        if cfg.get(key) is not None:
+            raise ValueError(f"model {name!r}: `{key}` does not apply to method transformers ({why})")
+    return SNAPSHOT_RECORD
+
+
+def _transformers_layers(name: str, cfg: Mapping[str, Any]) -> tuple[str, ...]:
+    """A ``transformers`` instance's layers, ``all`` expanded to every transformer block, in network order."""
+    layers = cfg.get("layers") or ()
+    if not layers:
+        return ()
+    from dimcollapse.models.checkpoints import CheckpointError
+    from dimcollapse.models.hf import listing_command, module_names
+    from dimcollapse.models.hooks import check_layer_names
+
+    try:
+        names, blocks = module_names(_transformers_directory(cfg["checkpoint"]))
+    except (CheckpointError, ValueError, OSError) as err:
+        raise ValueError(f"model {name!r}: {err}") from err
+    if layers == "all":
+        return tuple(blocks)
+    check_layer_names(layers, names, f"model {name!r} (transformers)", listing_command(cfg["checkpoint"]))
+    position = {n: i for i, n in enumerate(names)}
+    return tuple(sorted(layers, key=position.__getitem__))
 
 
 def _check_layers(name: str, method: str, options: Mapping[str, Any], layers: tuple[str, ...]) -> tuple[str, ...]:
@@ -298,6 +364,7 @@ _PROTOCOL_TO_MODEL = {
     "torchvision": _CLIP,
     "pytorchvideo": _CLIP,
     "custom": _CLIP,
+    "transformers": _CLIP,
 }
 #: Model options that set a protocol field (``sample_size`` is the DPC crop unless the
 #: protocol resizes the crop with ``output_size``, as for the UCF101 R18-128 model).
@@ -308,7 +375,8 @@ def job_protocol(config: Mapping[str, Any], dataset: str, model: ModelInstance) 
     """The sampling protocol of one (dataset, model instance) job.
 
     Overrides apply from general to specific: the architecture's model-card clip
-    (``torchvision``/``pytorchvideo``: size, frame rate, mean/std), the model's
+    (``torchvision``/``pytorchvideo``: size, frame rate, mean/std) or the checkpoint's
+    (``transformers``: its config and preprocessor config), the model's
     frames × rate, then the study-wide ``protocols:`` entry, then the dataset's, then
     (for DPC) the instance's ``sample_size``/``num_seq``/``seq_len`` options, then its
     ``protocol_options``.
@@ -317,6 +385,8 @@ def job_protocol(config: Mapping[str, Any], dataset: str, model: ModelInstance) 
     arch = model.arch_info
     if arch is not None:
         overrides.update(arch.protocol_overrides)
+    if model.family == "transformers":
+        overrides.update(transformers_clip(model.name, model.checkpoint))
     if model.family != "dpc":
         overrides.update(frames=model.frames, rate=model.rate)
     overrides.update(config.get("protocols", {}).get(model.protocol, {}))
@@ -338,7 +408,21 @@ def job_protocol(config: Mapping[str, Any], dataset: str, model: ModelInstance) 
             f"model {model.name!r} on dataset {dataset!r}: {arch.family} {arch.name} only accepts {frames}-frame "
             f"clips of {crop}×{crop}, but the protocol gives {given}"
         )
+    if model.family == "transformers":
+        _check_transformers_clip(model, dataset, protocol)
     return protocol
+
+
+def _check_transformers_clip(model: ModelInstance, dataset: str, protocol: Protocol) -> None:
+    """Refuse, before anything runs, a clip that the checkpoint's class cannot take."""
+    from dimcollapse.models.hub import clip_problem, read_config
+
+    config, spec = read_config(_transformers_directory(str(model.checkpoint)))
+    problem = (clip_problem(config, spec, protocol.frames, protocol.crop_size) if isinstance(protocol, SlowProtocol)
+               else f"{spec.name} takes T×H×W clips, not {protocol.family} clips")
+    if problem is not None:
+        raise ValueError(f"model {model.name!r} on dataset {dataset!r}: {problem}; set protocol_options (or frames) "
+                         "to a clip it accepts")
 
 
 def sampling_protocols(config: Mapping[str, Any], dataset: str) -> dict[str, Protocol]:

@@ -18,7 +18,10 @@ from typing import Any
 
 from dimcollapse.config import stable_hash
 
-PACKAGES = ("dimcollapse", "torch", "torchvision", "pytorchvideo", "av", "numpy", "scipy", "snakemake")
+PACKAGES = (
+    "dimcollapse", "torch", "torchvision", "pytorchvideo", "av", "numpy", "scipy", "snakemake",
+    "transformers", "huggingface_hub", "safetensors",  # method transformers: loading and its key renaming
+)
 
 
 def package_versions() -> dict[str, str]:

@@ -1,5 +1,6 @@
 """End to end with models beyond the paper: one model of each family (random weights), two
-layers on one of them, and a three-checkpoint series of a user's own model."""
+layers on one of them, a three-checkpoint series of a user's own model, and a Hugging Face
+transformers model with two layers read from an ``hf://`` id in an offline Hub cache."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from hf_helpers import hub_snapshot, save_tiny
 from workflow_helpers import make_videos, snakemake, tiny_config, write_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("any_model")]
@@ -39,6 +41,7 @@ def build(width: int = 4):
 '''
 EPOCHS = (5, 20, 100)
 LAYERS = ["layer1", "layer3"]
+HF_LAYERS = ["encoder.layer.0", "encoder.layer.1"]
 
 
 @pytest.fixture
@@ -55,6 +58,9 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
     for epoch in EPOCHS:  # the weights drift with training progress
         torch.manual_seed(epoch)
         torch.save(module.build().state_dict(), runs / f"epoch_{epoch:05d}.pth")
+    hf_home = workdir / "hf_home"  # a Hub cache holding one tiny VideoMAE, read offline
+    save_tiny("VideoMAEModel", workdir / "videomae", image_size=64, patch_size=16)
+    snapshot = hub_snapshot(hf_home, "tiny/videomae", workdir / "videomae")
 
     config = tiny_config(workdir, make_videos(workdir / "videos", bad=False))
     del config["datasets"]["real"]
@@ -68,22 +74,29 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "mine": {"method": "custom", "label": "Mine", "options": {"builder": "usernet:build"},
                  "checkpoints": "runs/epoch_*.pth", "order": r"epoch_(\d+)",
                  "frames": 8, "rate": 4, "protocol_options": {"side_size": 64, "crop_size": 64}},
+        "hf": {"method": "transformers", "label": "VideoMAE (tiny)", "checkpoint": "hf://tiny/videomae",
+               "layers": list(reversed(HF_LAYERS))},
     }
     config["datasets"]["gen"]["demo"]["videos_per_class"] = 2
     config["extraction"]["clip_cache"] = False  # decode exactly as the direct check below
     config["probes"] = {"enabled": False}  # covered by the tiny study of test_workflow.py
     config["sample_size"] = {"enabled": False}
     cfg_file = write_config(workdir / "config.yaml", config)
-    snakemake(workdir, "--configfile", str(cfg_file), "--cores", "2", "--resources", "gpu=1")
-    return {"workdir": workdir, "config": config}
+    snakemake(workdir, "--configfile", str(cfg_file), "--cores", "2", "--resources", "gpu=1",
+              env={"HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"})
+    return {"workdir": workdir, "config": config, "snapshot": snapshot}
 
 
 def test_any_model_study(study: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     """One test over one run (the run takes minutes; its checks below are separate functions)."""
+    # the config is resolved here too, reading the hf:// instance from the study's Hub cache
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(study["workdir"] / "hf_home" / "hub"))
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     check_layer_spaces_are_feature_matrices_with_metrics(study)
     check_layer_features_equal_the_model_on_the_same_clip(study, monkeypatch)
     check_series_members_and_figures(study)
     check_cka_across_layers_instances_and_checkpoints(study)
+    check_transformers_instance_from_the_hub_cache(study)
     check_store_commands(study)
 
 
@@ -110,7 +123,7 @@ def check_store_commands(study: dict) -> None:
     assert code == 0 and "nothing to prune" in out, out
     keys = json.loads(store("list", "--json")[1])["store"]
     owner = {k["key"]: k["used_by"][0]["instance"] for k in keys}
-    assert sorted(owner.values()) == sorted(["sup", "dpc", "tv", "pv"] + [f"mine@{e}" for e in EPOCHS])
+    assert sorted(owner.values()) == sorted(["sup", "dpc", "tv", "pv", "hf"] + [f"mine@{e}" for e in EPOCHS])
     reduced = copy.deepcopy(study["config"])
     del reduced["models"]["pv"]
     reduced["models"]["mine"]["checkpoints"] = [f"runs/epoch_{e:05d}.pth" for e in EPOCHS[:2]]
@@ -186,3 +199,19 @@ def check_cka_across_layers_instances_and_checkpoints(study: dict) -> None:
     steps = pd.read_csv(out / "similarity/gen/series.mine.csv")
     assert list(steps["to_order"]) == list(EPOCHS[1:]) and steps["cka"].between(0, 1).all()
     assert (out / "figures/similarity/gen.png").stat().st_size > 10_000
+
+
+def check_transformers_instance_from_the_hub_cache(study: dict) -> None:
+    out = study["workdir"] / "results"
+    n = len(pd.read_csv(out / "features/gen/index.csv"))
+    rows = pd.read_csv(out / "metrics.csv")
+    for space in ["representation", *(f"layer.{name}" for name in HF_LAYERS)]:
+        x = np.load(out / f"features/gen/hf/{space}.npy")
+        assert x.shape == (n, 64) and np.isfinite(x).all() and x.std(axis=0).max() > 0
+        assert ((rows.method == "hf") & (rows.space == space)).sum() == 1
+    record = json.loads((study["workdir"] / "resources/checkpoints/hf/hf_snapshot.json").read_text())
+    assert record["directory"] == str(study["snapshot"].resolve()) and record["commit"] == study["snapshot"].name
+    assert set(record["files"]) == {"config.json", "model.safetensors"}
+    sidecar = json.loads((out / "features/gen/hf/representation.json").read_text())
+    assert sidecar["weights"] == "hf://tiny/videomae" and len(sidecar["checkpoint_sha256"]) == 64
+    assert sidecar["build_options"] == {"frames": 4, "crop_size": 64, "layers": HF_LAYERS}

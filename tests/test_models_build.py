@@ -26,7 +26,8 @@ EMBEDDING_DIM = {"SimCLR": 128, "MoCo": 128, "SwAV": 128, "BYOL": 256}
 
 
 def test_method_table() -> None:
-    assert list(METHODS) == ["supervised", "SimCLR", "MoCo", "SwAV", "BYOL", "DPC", "torchvision", "pytorchvideo", "custom"]
+    assert list(METHODS) == ["supervised", "SimCLR", "MoCo", "SwAV", "BYOL", "DPC", "torchvision", "pytorchvideo", "custom",
+                             "transformers"]
     assert PAPER_METHODS == tuple(METHODS)[:6]
     for name in ("torchvision", "pytorchvideo", "custom"):
         assert METHODS[name].family == name and METHODS[name].spaces == ("representation",)

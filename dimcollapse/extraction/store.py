@@ -114,6 +114,16 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def checkpoint_sha256(checkpoint: str | os.PathLike[str]) -> str:
+    """SHA-256 of a checkpoint's content: of the file, or, for the download rule's record of a
+    transformers folder, of its config and weight files' hashes (never of the folder's path)."""
+    from dimcollapse.models.hub import SNAPSHOT_RECORD, content_digest, read_snapshot_record
+
+    if Path(checkpoint).name == SNAPSHOT_RECORD:
+        return content_digest(read_snapshot_record(checkpoint)[1])
+    return file_sha256(checkpoint)
+
+
 def instance_identity(job: Mapping[str, Any], checkpoint: str | None, *, clip_cache: bool = False) -> dict[str, Any]:
     """Everything about a job that decides the numbers of a clip's features.
 
@@ -128,7 +138,7 @@ def instance_identity(job: Mapping[str, Any], checkpoint: str | None, *, clip_ca
     config = model.get("config")
     return {
         "method": model["method"],
-        "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None,
+        "checkpoint_sha256": checkpoint_sha256(checkpoint) if checkpoint else None,
         "config_sha256": file_sha256(config) if config and Path(config).is_file() else config,
         "build_options": {k: v for k, v in job["build_options"].items() if k != "layers"},
         "protocol": job["protocol"],

@@ -13,7 +13,9 @@ Modules: :mod:`.registry` (method table), :mod:`.archs` (library architectures a
 model-card protocols), :mod:`.slow_r50` (Slow R50 backbone, the PyTorchVideo head and
 the SlowFast contrastive head), :mod:`.dpc` (DPC R-2D3D + ConvGRU linear-eval context),
 :mod:`.checkpoints` (reading the paper's on-disk formats), :mod:`.zoo` (torchvision,
-PyTorchVideo and custom networks and their checkpoints), :mod:`.hooks` (representation
+PyTorchVideo and custom networks and their checkpoints), :mod:`.hub` (Hugging Face
+checkpoint folders and ``hf://`` ids, torch-free facts per transformers class), :mod:`.hf`
+(the ``transformers`` family's network and features), :mod:`.hooks` (representation
 and layer features read with hooks), :mod:`.build` (``build_model``), :mod:`.layers` (the
 layer names a model offers).
 

@@ -37,6 +37,7 @@ _FAMILY_OPTIONS = {
     "torchvision": {"arch", "frames", "crop_size"},
     "pytorchvideo": {"arch", "frames", "crop_size"},
     "custom": {"builder", "builder_options", "classifier", "layout", "class_token", "frames", "crop_size"},
+    "transformers": {"frames", "crop_size"},
 }
 LAYOUTS: tuple[Layout, ...] = ("conv", "tokens", "channels_last")
 BN_STATS_CHOICES = ("auto", "running", "batch")
@@ -96,6 +97,10 @@ def build_model(
       ``class_token`` (token sequences start with a class token), ``frames`` and
       ``crop_size`` (default 8 and 224). ``checkpoint``: a state dict, or a dict holding
       one under ``state_dict``/``model_state``/``model``.
+    * ``transformers``: ``checkpoint`` is a ``save_pretrained`` folder or
+      ``hf://<org>/<name>[@<revision>]`` (required); ``frames`` and ``crop_size`` default to the
+      checkpoint's config; ``layers`` may also be ``"all"`` (every transformer block). See
+      :mod:`dimcollapse.models.hf` for the representation of each class.
     * Every method: ``layers`` (module names of the network, ``named_modules()``; one
       ``layer.<name>`` space each, see :mod:`~dimcollapse.models.hooks`) and
       ``cls_token`` (keep a transformer's class token in layer averages; default False).
@@ -117,6 +122,8 @@ def build_model(
         raise ValueError(f"seed must be an integer, got {seed!r}")
     device = _device(options.get("device", "cpu"))
 
+    if info.family == "transformers":
+        return _build_transformers(checkpoint, options, device)
     layers = _layers(options)
     cls_token = options.get("cls_token", False)
     if not isinstance(cls_token, bool):
@@ -145,6 +152,21 @@ def build_model(
     if path is None:
         provenance["seed"] = seed
     model.provenance = provenance
+    return model.eval().to(device)
+
+
+def _build_transformers(checkpoint: str | os.PathLike[str] | None, options: Mapping[str, Any], device: torch.device) -> nn.Module:
+    from dimcollapse.models.hf import build_transformers
+
+    layers = options.get("layers") or ()
+    frames, crop = (None if options.get(k) is None else _positive_int(dict(options), k, 1) for k in ("frames", "crop_size"))
+    cls_token = options.get("cls_token", False)
+    if not isinstance(cls_token, bool):
+        raise ValueError(f"cls_token must be true or false, got {cls_token!r}")
+    model, provenance = build_transformers(checkpoint, frames=frames, crop_size=crop, cls_token=cls_token,
+                                           layers=layers if layers == "all" else _layers(options))
+    model.provenance = {"method": "transformers", "checkpoint": str(checkpoint), **provenance,
+                        "layers": list(model.layers)}
     return model.eval().to(device)
 
 

@@ -168,7 +168,8 @@ def local_source(source: str) -> Path | None:
 
 
 def local_source_state(source: str | None) -> dict[str, Any] | None:
-    """Path, size and mtime of a local checkpoint source (stat only), for a rule param.
+    """Path, size and mtime of a local checkpoint source (stat only; of each file of a folder),
+    for a rule param.
 
     The download rule carries this so Snakemake copies the file again when it is fixed
     or replaced at the same path; None for remote sources and for no checkpoint.
@@ -177,6 +178,9 @@ def local_source_state(source: str | None) -> dict[str, Any] | None:
     if local is None:
         return None
     path = local.resolve()
+    if path.is_dir():  # a transformers checkpoint folder: every file of it
+        files = {p.name: [p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(path.iterdir()) if p.is_file()}
+        return {"path": str(path), "files": files}
     try:
         st = path.stat()
     except OSError:

@@ -1,8 +1,8 @@
 """The layer names of a model: what the ``layers:`` option of a model instance accepts.
 
 Names come from the network's own ``named_modules()``, built cheaply on the meta device.
-Run ``python -m dimcollapse.models.layers <method> [--arch A | --builder M:F]`` to print
-them, one a line. How a layer's output becomes a feature space is
+Run ``python -m dimcollapse.models.layers <method> [--arch A | --builder M:F | --checkpoint DIR]``
+to print them, one a line (``--checkpoint`` for ``transformers``: a folder or ``hf://`` id). How a layer's output becomes a feature space is
 :mod:`dimcollapse.models.hooks`.
 """
 
@@ -30,6 +30,9 @@ def _module_names(method: str, arch: str | None, builder: str | None, builder_op
     if info.family in ("torchvision", "pytorchvideo"):
         spec = arch_info(info.family, arch)
         factory: Callable[[], nn.Module] = lambda: zoo.library_net(spec, spec.frames, spec.crop_size)  # noqa: E731
+    elif info.family == "transformers":
+        raise ValueError("method transformers: its layer names come from the checkpoint "
+                         "(dimcollapse.models.hf.module_names, or --checkpoint on the command line)")
     elif info.family == "custom":
         if builder is None:
             raise ValueError("method custom needs the builder option ('package.module:function' returning an nn.Module)")
@@ -66,9 +69,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("method")
     parser.add_argument("--arch")
     parser.add_argument("--builder")
+    parser.add_argument("--checkpoint", help="method transformers: a save_pretrained folder or hf://<org>/<name>")
     args = parser.parse_args(argv)
-    options = {k: v for k, v in (("arch", args.arch), ("builder", args.builder)) if v is not None}
-    for name in module_names(args.method, options):
+    if canonical_method(args.method) == "transformers":
+        if args.checkpoint is None:
+            parser.error("method transformers needs --checkpoint")
+        from dimcollapse.models.hf import module_names as transformers_module_names
+
+        names, _ = transformers_module_names(args.checkpoint)
+    else:
+        options = {k: v for k, v in (("arch", args.arch), ("builder", args.builder)) if v is not None}
+        names = list(module_names(args.method, options))
+    for name in names:
         print(name)
 
 

@@ -7,7 +7,8 @@ Everything downstream (which feature spaces to write, which input protocol to us
 how to read a checkpoint) is decided from this table, so adding a model means adding
 one row here rather than branching on names elsewhere. Three more methods open the
 tool to other models: ``torchvision`` and ``pytorchvideo`` (every video classifier of
-those libraries, chosen by the ``arch`` option, see :mod:`dimcollapse.models.archs`)
+those libraries, chosen by the ``arch`` option, see :mod:`dimcollapse.models.archs`),
+``transformers`` (Hugging Face video and image encoders, :mod:`dimcollapse.models.hf`)
 and ``custom`` (a user's own builder function).
 """
 
@@ -18,8 +19,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
-Family = Literal["slow_r50", "dpc", "torchvision", "pytorchvideo", "custom"]
-CheckpointFormat = Literal["pytorchvideo", "slowfast", "dpc", "torchvision", "pytorchvideo_hub", "state_dict"]
+Family = Literal["slow_r50", "dpc", "torchvision", "pytorchvideo", "custom", "transformers"]
+CheckpointFormat = Literal[
+    "pytorchvideo", "slowfast", "dpc", "torchvision", "pytorchvideo_hub", "state_dict", "transformers"
+]
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,9 @@ METHODS: Mapping[str, MethodInfo] = MappingProxyType(
         "torchvision": MethodInfo("torchvision", "torchvision", _REP, "torchvision", "paper"),
         "pytorchvideo": MethodInfo("pytorchvideo", "pytorchvideo", _REP, "pytorchvideo_hub", "paper"),
         "custom": MethodInfo("custom", "custom", _REP, "state_dict", "paper"),
+        # Hugging Face video and image encoders, from a save_pretrained folder or hf:// id
+        # (see :mod:`dimcollapse.models.hub` and :mod:`dimcollapse.models.hf`).
+        "transformers": MethodInfo("transformers", "transformers", _REP, "transformers", "paper"),
     }
 )
 
