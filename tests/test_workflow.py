@@ -201,7 +201,7 @@ def test_geometry_columns_correlations_and_similarity(study: dict) -> None:
     corr = pd.read_csv(w / "results/probe_correlations.csv")
     assert {"twonn", "twonn_mle", "self_clustering", "uniformity", "rankme"} <= set(corr["metric"])
     assert "## Which measure tracks which probe" in (w / "results/metrics.md").read_text()
-    names = sorted(p.name for p in (w / "results/similarity/real").iterdir())
+    names = sorted(p.name for p in (w / "results/similarity/real").glob("*.csv"))
     assert names == ["instances.representation.csv"]  # only simclr has an embedding space
     table = pd.read_csv(w / "results/similarity/real/instances.representation.csv", index_col=0)
     assert list(table.index) == list(MODELS) and np.allclose(np.diag(table), 1.0)

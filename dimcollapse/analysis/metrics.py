@@ -412,7 +412,8 @@ GEOMETRY_NOTE = (
     "TwoNN ID: intrinsic dimension from the ratio of each row's second to first nearest-neighbour "
     "distance (Facco et al. 2017; linear fit and maximum likelihood). Self-clustering: 0 for random "
     "directions, 1 when every row points one way (Tsitsulin et al. 2023). Uniformity: log of the mean "
-    "exp(−2‖zᵢ − zⱼ‖²) over pairs of normalised rows, lower is more uniform; alignment: mean ‖z_v − z_w‖² "
+    "exp(−t‖zᵢ − zⱼ‖²) over pairs of normalised rows (t = 2 unless configured), lower is more uniform; "
+    "alignment: mean ‖z_v − z_w‖² "
     "between views of one video (Wang & Isola 2020)."
 )
 
