@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dimcollapse.data.clips import META_FILE, MARKER_SUFFIX, CacheUnreadable, ClipCache, quarantine_cache
+from dimcollapse.data.clips import META_FILE, CacheUnreadable, ClipCache, quarantine_cache
 from dimcollapse.extraction.store import DESCRIPTION, InstanceStore
 from dimcollapse.quarantine import QUARANTINE
 
@@ -192,7 +192,7 @@ def _bytes(path: Path) -> int:
 def verify(results: str | os.PathLike[str], repair: bool = False) -> list[str]:
     """Read every segment and index of the store and every clip cache's files; one line per
     damaged file. ``repair`` moves each to its ``quarantine/`` (what it held is computed
-    again by the next run)."""
+    again by the next run, which also builds a quarantined clip cache again)."""
     results = Path(results)
     problems: list[str] = []
     for key in _subdirs(results / STORE):
@@ -210,10 +210,4 @@ def verify(results: str | os.PathLike[str], repair: bool = False) -> list[str]:
                     quarantine_cache(path, str(err))
             except ValueError:
                 continue  # an older cache format: the workflow rebuilds it, nothing is damaged
-        for marker in sorted(ds.glob(f"*{MARKER_SUFFIX}")):
-            cache = ds / marker.name[: -len(MARKER_SUFFIX)]
-            if not cache.exists():
-                problems.append(f"{marker}: marks a clip cache that is missing ({cache})")
-                if repair:
-                    quarantine_cache(cache, "missing")
     return problems

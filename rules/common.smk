@@ -44,6 +44,14 @@ def protocol(dataset, method):
 # Clip caches: one per (dataset, sampling key), shared by every model whose protocol
 # decodes the same frames (crop and normalisation are applied when reading).
 CLIP_CACHES = sorted((ds, key) for ds in DATASETS for key in dcfg.sampling_protocols(config, ds))
+# A cache set aside as damaged (or deleted) keeps its marker until the run that met it ends;
+# drop such markers as a run starts, so the cache is built again (README, "Clip cache").
+if workflow.is_main_process and EXTRACTION["clip_cache"]:
+    from dimcollapse.data.clips import drop_stale_marker
+
+    for ds, key in CLIP_CACHES:
+        if reason := drop_stale_marker(f"results/clips/{ds}/{key}"):
+            print(f"clip cache results/clips/{ds}/{key} is built again: {reason}", file=sys.stderr)
 
 
 def spaces_of(method):
@@ -104,6 +112,8 @@ def all_targets():
     for ds in DATASETS:
         targets += [f"results/figures/{kind}/{ds}.{ext}" for kind in trend_figures() for ext in ("png", "pdf")]
     targets += [f"results/figures/overview.{ext}" for ext in ("png", "pdf")]
+    if EXTRACTION["clip_cache"]:  # requested, so that a dropped marker (damaged cache) rebuilds it
+        targets += [f"results/clips/{ds}/{key}.cache.json" for ds, key in CLIP_CACHES]
     targets += [f"results/figures/metrics.{ext}" for ext in ("png", "pdf")]
     targets += probe_targets()  # rules/probes.smk
     targets += similarity_targets()  # rules/similarity.smk

@@ -402,8 +402,23 @@ def test_a_damaged_cache_is_named_quarantined_and_decoded_to_the_same_frames(
     dataset = clips.open_clip_dataset(rows, resolve_protocol("paper"), cache_dir)
     assert dataset.cache is None and all(torch.equal(dataset[i]["video"], expected[i]) for i in range(2))
     assert not cache_dir.exists() and (tmp_path / "clips" / "ds" / "quarantine" / "key" / name).exists()
-    assert not clips.marker_path(cache_dir).exists()  # so the workflow builds it again
     assert str(damaged) in caplog.text and "quarantine" in caplog.text
+    # The marker stays for the running workflow; the next run drops it and builds the cache.
+    assert clips.marker_path(cache_dir).exists()
+    assert clips.drop_stale_marker(cache_dir) == f"{cache_dir} is missing"
+    assert not clips.marker_path(cache_dir).exists()
+
+
+def test_stale_markers_are_dropped_healthy_ones_kept(tmp_path: Path, manifest: pd.DataFrame) -> None:
+    cache_dir = tmp_path / "key"
+    build_clip_cache(manifest.iloc[[2]], "paper", cache_dir, workers=0)
+    marker = clips.marker_path(cache_dir)
+    assert clips.drop_stale_marker(cache_dir) is None  # no marker: nothing to do
+    marker.write_text("{}")
+    assert clips.drop_stale_marker(cache_dir) is None and marker.exists()
+    frames = cache_dir / "frames.u8"
+    frames.write_bytes(frames.read_bytes()[:10])
+    assert str(frames) in clips.drop_stale_marker(cache_dir) and not marker.exists()
 
 
 def test_a_rebuild_sets_a_damaged_previous_cache_aside(tmp_path: Path, manifest: pd.DataFrame) -> None:

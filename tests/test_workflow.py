@@ -325,3 +325,13 @@ def test_store_commands_on_the_study(study: dict, capsys: pytest.CaptureFixture[
     assert {(c["dataset"], c["state"]) for c in listed["clips"]} == {(ds, "complete") for ds in DATASETS}
     assert len(listed["clips"]) == 2 * len(DATASETS)  # the paper's and DPC's sampling per dataset
     assert main(["store", "verify", "--results", results]) == 0
+
+
+def test_a_damaged_clip_cache_is_built_again_by_the_next_run(study: dict, tmp_path: Path) -> None:
+    """Its marker is dropped as the run starts, so the clip-cache rule runs again (on a copy)."""
+    copy_dir = tmp_path / "study"
+    shutil.copytree(study["workdir"], copy_dir, symlinks=True)
+    frames = next((copy_dir / "results" / "clips" / "real").glob("*/frames.u8"))
+    frames.write_bytes(frames.read_bytes()[:100])
+    planned = planned_jobs(copy_dir, study["configfile"])
+    assert planned["clip_cache"] == 1 and not (frames.parent.parent / f"{frames.parent.name}.cache.json").exists()

@@ -52,7 +52,9 @@ A cache whose files are torn or corrupt all the same (:class:`CacheUnreadable`: 
 fault, a partial copy) is moved to ``quarantine/`` beside it by the job that meets it,
 never deleted (:func:`quarantine_cache`). An extraction job then decodes its clips to the
 very frames the cache would hold (:func:`open_clip_dataset`), so its features equal a
-clean run's byte for byte, and the next run of the workflow builds the cache again.
+clean run's byte for byte. The marker stays until the run ends (Snakemake checks that
+every job's inputs exist); when the next run starts, :func:`drop_stale_marker` removes
+the marker of a missing or damaged cache, so the workflow builds it again.
 """
 
 from __future__ import annotations
@@ -251,19 +253,42 @@ def _read_json(path: Path) -> Any:
         raise CacheUnreadable(f"{path}: unreadable ({err})") from err
 
 
-def quarantine_cache(cache_dir: str | os.PathLike[str], reason: str) -> Path | None:
-    """Move a damaged cache directory to ``quarantine/`` beside it and remove its marker.
+def quarantine_cache(cache_dir: str | os.PathLike[str], reason: str,
+                     then: str = "the next run of the workflow builds it again") -> Path | None:
+    """Move a damaged cache directory to ``quarantine/`` beside it, with a warning naming
+    why and what happens ``then``.
 
-    Without the marker the workflow builds the cache again on its next run. Returns
-    where the directory went (``None`` when it was already gone).
+    Returns where it went (``None`` when it was already gone). Its marker is left to
+    :func:`drop_stale_marker`: a running workflow needs it until its jobs have started.
     """
     cache_dir = Path(cache_dir)
     moved = move_aside(cache_dir, cache_dir.parent / QUARANTINE)
-    marker_path(cache_dir).unlink(missing_ok=True)
-    where = f"moved to {moved}" if moved is not None else "it is gone"
-    log.warning("clip cache %s is unreadable (%s); %s; the next run of the workflow builds it again",
-                cache_dir, reason, where)
+    where = f"moved to {moved}" if moved is not None else "another job moved it aside"
+    log.warning("clip cache %s is unreadable (%s); %s; %s", cache_dir, reason, where, then)
     return moved
+
+
+def drop_stale_marker(cache_dir: str | os.PathLike[str]) -> str | None:
+    """Remove the marker of a clip cache that is missing or visibly damaged; return why.
+
+    Called as a workflow run starts, so that the clip-cache rule runs again (and sets a
+    damaged cache aside, see :func:`update_clip_cache`). Only cheap checks, a stat and
+    ``meta.json``: a torn ``index.json`` is found by the job that reads it.
+    """
+    cache_dir = Path(cache_dir)
+    marker = marker_path(cache_dir)
+    if not marker.is_file():
+        return None
+    try:
+        meta = _read_json(cache_dir / META_FILE)
+        data = cache_dir / DATA_FILE
+        size = data.stat().st_size if data.is_file() else None
+        problem = None if size == meta.get("data_bytes") else f"{data}: {size} bytes, {META_FILE} says {meta.get('data_bytes')}"
+    except CacheUnreadable as err:
+        problem = f"{cache_dir} is missing" if not cache_dir.exists() else str(err)
+    if problem is not None:
+        marker.unlink(missing_ok=True)
+    return problem
 
 
 def _read_progress(partial: Path, rows: Sequence[Row]) -> dict[int, CacheEntry]:
@@ -491,7 +516,7 @@ def _previous_cache(final: Path, protocol: Protocol) -> ClipCache | None:
     try:
         cache = ClipCache(final)
     except CacheUnreadable as err:
-        quarantine_cache(final, str(err))
+        quarantine_cache(final, str(err), "this build replaces it")
         return None
     except (FileNotFoundError, ValueError, KeyError):
         return None
@@ -605,8 +630,8 @@ def open_clip_dataset(rows: Any, protocol: Protocol, cache_dir: str | os.PathLik
     try:
         return ClipDataset(rows, protocol, cache=cache_dir)
     except (CacheUnreadable, FileNotFoundError) as err:
-        quarantine_cache(cache_dir, str(err))
-        log.warning("decoding the clips of %s to the frames the cache would hold (same features, slower)", cache_dir)
+        quarantine_cache(cache_dir, str(err), "this job decodes its clips to the frames the cache would hold "
+                         "(same features, slower); the next run of the workflow builds it again")
         return ClipDataset(rows, protocol, as_cached=True)
 
 
