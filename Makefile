@@ -8,10 +8,10 @@ CORES ?= 2
 
 .PHONY: demo test lint clean-results
 
-$(STAMP): requirements.lock pyproject.toml
+# tools/install_lock.py installs with uv (from pip's configured sources) when it can, else pip.
+$(STAMP): requirements.lock pyproject.toml tools/install_lock.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -r requirements.lock
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python tools/install_lock.py requirements.lock
 	touch $(STAMP)
 
 demo: $(STAMP)

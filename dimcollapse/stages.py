@@ -324,10 +324,9 @@ def _clip_cache_dir(marker: str | None) -> str | None:
 def merge_features(smk: Any) -> None:
     import pandas as pd
 
-    from dimcollapse.extraction.extract import views_key
     from dimcollapse.extraction.features import merge_space, save_npy, sidecar
     from dimcollapse.data.manifest import read_manifest
-    from dimcollapse.extraction.shards import ShardResult
+    from dimcollapse.extraction.shards import ShardResult, views_key
 
     _start(smk)
     shards = [ShardResult.load(p) for p in smk.input.shards]

@@ -170,7 +170,7 @@ def test_workflow_accepts_library_models_and_series(tmp_path: Path) -> None:
     proc = snakemake(tmp_path, "--configfile", str(path), "--dry-run", "--cores", "1", "--quiet", "rules")
     text = proc.stdout + proc.stderr
     assert re.search(r"download_checkpoint\s+3", text), text[-3000:]
-    assert re.search(r"extract\s+10", text), text[-3000:]  # 5 instances × 2 shards
+    assert re.search(r"extract\s+5", text), text[-3000:]  # 5 instances × 1 shard (the demo config's)
     # one spectrum per (instance, space): 4 single-space instances + x3d's representation and 2 layers
     assert re.search(r"spectrum\s+7", text), text[-3000:]
     assert re.search(r"layer_figure\s+1", text) and re.search(r"series_figure\s+1", text), text[-3000:]

@@ -115,3 +115,27 @@ def test_flat_alias_names_are_gone(flat: str) -> None:
 
 def test_no_meta_path_finder_of_ours() -> None:
     assert not [f for f in sys.meta_path if type(f).__module__.startswith("dimcollapse")]
+
+
+
+#: Stages whose jobs need torch: networks (extraction, probes, checkpoints) and the clip
+#: cache (it decodes videos in torch DataLoader workers).
+_TORCH_STAGES = {"extract", "probe", "download_checkpoint", "clip_cache"}
+
+
+def test_jobs_that_run_no_network_import_no_torch() -> None:
+    """Every merge, spectrum, metrics and figure job is a fresh process: importing torch
+    there (seconds each) would be much of a small study's time. Imports every module each
+    such stage function of dimcollapse.stages imports, in a clean interpreter."""
+    tree = ast.parse((PACKAGE_DIR / "stages.py").read_text())
+    modules = {
+        node.module
+        for fn in tree.body
+        if isinstance(fn, ast.FunctionDef) and not fn.name.startswith("_") and fn.name not in _TORCH_STAGES
+        for node in ast.walk(fn)
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dimcollapse")
+    }
+    assert "dimcollapse.extraction.shards" in modules  # merge_features is among them
+    code = f"import sys\nfor m in {sorted(modules)!r}: __import__(m)\nprint('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "False"

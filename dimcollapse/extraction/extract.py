@@ -24,7 +24,7 @@ import torch
 
 from dimcollapse.failures import Failure
 from dimcollapse.extraction.gpu_slots import physical_gpu
-from dimcollapse.extraction.shards import ShardResult, concat_results, shard_rows
+from dimcollapse.extraction.shards import ShardResult, concat_results, shard_rows, views_key
 from dimcollapse.extraction.store import (
     FeatureStore,
     InstanceStore,
@@ -288,11 +288,6 @@ def uses_batch_statistics(model: torch.nn.Module) -> bool:
     from torch.nn.modules.batchnorm import _NormBase
 
     return any(isinstance(m, _NormBase) and m.running_mean is None for m in model.modules())
-
-
-def views_key(space: str) -> str:
-    """Name of the per-view features of ``space`` in shard results and output files."""
-    return f"{space}_views"
 
 
 def _batch_result(batch: Batch, feats: dict[str, np.ndarray], spaces: tuple[str, ...]) -> ShardResult:

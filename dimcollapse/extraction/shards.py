@@ -23,6 +23,12 @@ _ROWS = "rows"
 _OK = "ok"
 
 
+def views_key(space: str) -> str:
+    """Name of the per-view features of ``space`` in shard results and output files (here, in
+    the torch-free shard format, so that merging reads it without importing torch)."""
+    return f"{space}_views"
+
+
 def shard_rows(n_rows: int, shard: int, n_shards: int, align: int = 1) -> np.ndarray:
     """Manifest row positions of one shard: contiguous, balanced, covering all rows once.
 
