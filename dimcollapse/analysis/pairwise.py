@@ -93,18 +93,21 @@ def _exact_sq_distances(src: torch.Tensor, rows: torch.Tensor, cols: torch.Tenso
     out = torch.empty(cols.shape, dtype=torch.float64)
     for s in range(0, rows.numel(), piece):
         b = src[cols[s : s + piece]]
-        b.sub_(src[rows[s : s + piece]][:, None, :])
-        out[s : s + piece] = torch.einsum("ckd,ckd->ck", b, b).double()
+        b.sub_(src[rows[s : s + piece]][:, None, :]).square_()
+        out[s : s + piece] = b.sum(dim=2)  # a sum of squares: no cancellation in any precision
     return out
 
 
-def _exact_two_nearest(src: torch.Tensor, row: int, piece: int = 4096) -> torch.Tensor:
-    """The two smallest squared distances of one row to all other rows, in float64."""
-    point = src[row].double()
-    dist = torch.cat([(src[s : s + piece].double() - point).square().sum(dim=1)
-                      for s in range(0, src.shape[0], piece)])
-    dist[row] = float("inf")
-    return torch.topk(dist, 2, largest=False, sorted=True).values
+def _recheck_row(src: torch.Tensor, xc: torch.Tensor, sq32: torch.Tensor, row: int, reach: float) -> torch.Tensor:
+    """The two smallest squared distances of one row to all others, when its candidates
+    were not proven complete: one float32 pass over all rows (a GEMV) keeps every row whose
+    float32 distance is within ``reach`` (r₂² plus the rounding bound), then those few are
+    measured from differences."""
+    approx = (sq32 + sq32[row] - 2 * (xc @ xc[row])).cpu()
+    approx[row] = float("inf")
+    near = torch.nonzero(approx <= reach).flatten()
+    exact = _exact_sq_distances(src, torch.tensor([row]), near[None, :])[0]
+    return torch.topk(exact, 2, largest=False, sorted=True).values
 
 
 def nearest_two(
@@ -116,7 +119,7 @@ def nearest_two(
     Returns ``(r1, r2, rechecked)``: ``rechecked`` counts the rows whose float32 candidates
     could not be proven complete and were searched again exactly. Identical rows have
     distance exactly 0 (the check subtracts them). Memory: the input, one float32 centred
-    copy on ``device``, and one ``chunk_rows × N`` block.
+    copy on ``device``, one ``chunk_rows × N`` block and N × (candidates + 1) candidates.
     """
     src = _as_tensor(x)
     n, d = src.shape
@@ -125,29 +128,43 @@ def nearest_two(
     dev = torch_device(device)
     k = min(candidates + 1, n - 1)  # the (candidates + 1)-th only bounds the others
     piece = 2048
-    centre = sum(src[s : s + piece].double().sum(dim=0) for s in range(0, n, piece)) / n
-    # Centring shrinks the norms, and with them the float32 cancellation.
+    # Centring shrinks the norms, and with them the float32 cancellation (a shift of all
+    # rows by the rounded mean changes no distance).
+    centre = (src.sum(dim=0, dtype=torch.float64) / n).to(src.dtype)
     xc = torch.empty((n, d), dtype=torch.float32, device=dev)
     sq = torch.empty(n, dtype=torch.float64)
     for s in range(0, n, piece):
-        part = src[s : s + piece].double() - centre
-        sq[s : s + piece] = part.square().sum(dim=1)
-        xc[s : s + piece] = part.to(device=dev, dtype=torch.float32)
+        part = (src[s : s + piece] - centre).to(torch.float32)
+        sq[s : s + piece] = part.square().sum(dim=1, dtype=torch.float64)
+        xc[s : s + piece] = part.to(dev)
     sq32 = sq.to(device=dev, dtype=torch.float32)
     # |fl(d²) − d²| ≤ (D + 8)·u·(‖a‖² + ‖b‖²) for float32 dot products of length D; the
     # factor 2 covers the rounding of the differences in the exact recomputation
     slack = 2 * (d + 8) * _U32 * (sq + sq.max())
     r1, r2 = np.empty(n), np.empty(n)
     rechecked = 0
+    # Running float32 candidates of every row: d² is symmetric, so each row chunk computes
+    # only its block of the upper triangle (columns from its first row on: half the GEMM
+    # work); the block's rows update their own candidates, its later columns theirs.
+    cand = torch.full((n, k), float("inf"), device=dev)
+    cand_idx = torch.zeros((n, k), dtype=torch.long, device=dev)
     with _ieee_float32(dev):
         for start in range(0, n, chunk_rows):
             stop = min(start + chunk_rows, n)
-            # ‖b‖² − 2a·b in one GEMM: ‖a‖² is the same along a row, so it joins after the top-k
-            block = torch.addmm(sq32[None, :], xc[start:stop], xc.T, alpha=-2)
+            block = xc[start:stop] @ xc[start:].T
+            block.mul_(-2).add_(sq32[None, start:]).add_(sq32[start:stop, None])
             rows = torch.arange(stop - start, device=dev)
-            block[rows, rows + start] = float("inf")
-            near, idx = torch.topk(block, k, dim=1, largest=False, sorted=True)
-            near += sq32[start:stop, None]
+            block[rows, rows] = float("inf")
+            width = min(k, block.shape[1])
+            near, idx = torch.topk(block, width, dim=1, largest=False)
+            near, pick = torch.topk(torch.cat([cand[start:stop], near], dim=1), k, dim=1, largest=False, sorted=True)
+            idx = torch.cat([cand_idx[start:stop], idx + start], dim=1).gather(1, pick)
+            if stop < n:  # the later columns: their nearest rows within this chunk
+                later = block[:, stop - start :]
+                col_near, col_idx = torch.topk(later, min(k, stop - start), dim=0, largest=False)
+                merged, pick = torch.topk(torch.cat([cand[stop:], col_near.T], dim=1), k, dim=1, largest=False)
+                cand_idx[stop:] = torch.cat([cand_idx[stop:], col_idx.T + start], dim=1).gather(1, pick)
+                cand[stop:] = merged
             checked = idx[:, :candidates] if k > candidates else idx
             exact = _exact_sq_distances(src, torch.arange(start, stop), checked.cpu())
             two = torch.topk(exact, 2, dim=1, largest=False, sorted=True).values
@@ -155,7 +172,8 @@ def nearest_two(
             missed = near[:, -1].double().cpu() - slack[start:stop]
             doubtful = (two[:, 1] > missed) & (k > candidates)
             for i in torch.nonzero(doubtful).flatten().tolist():
-                two[i] = _exact_two_nearest(src, start + i)
+                reach = float(two[i, 1] + 2 * slack[start + i])
+                two[i] = _recheck_row(src, xc, sq32, start + i, reach)
                 rechecked += 1
             two = two.sqrt().numpy()
             r1[start:stop], r2[start:stop] = two[:, 0], two[:, 1]
