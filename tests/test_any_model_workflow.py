@@ -78,6 +78,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
                "layers": list(reversed(HF_LAYERS))},
     }
     config["datasets"]["gen"]["demo"]["videos_per_class"] = 2
+    config["extraction"]["shards"] = 1  # sharding is covered by test_workflow.py and test_extract_jobs.py
     config["extraction"]["clip_cache"] = False  # decode exactly as the direct check below
     config["probes"] = {"enabled": False}  # covered by the tiny study of test_workflow.py
     config["sample_size"] = {"enabled": False}

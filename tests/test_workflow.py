@@ -31,7 +31,9 @@ DATASETS = ("real", "gen")
 MODELS = {"sup": ("representation",), "simclr": ("representation", "embedding"), "dpc": ("representation",)}
 
 
-@pytest.fixture(scope="module")
+# Session scope: under xdist a worker may run tests of other modules between these, and a
+# module-scoped study would then be torn down and run again (minutes).
+@pytest.fixture(scope="session")
 def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One complete run of the tiny study; tests only read it or dry-run variants of it."""
     workdir = tmp_path_factory.mktemp("study")
