@@ -95,7 +95,10 @@ def install(lock: Path, project: Path) -> None:
         return
     listing = subprocess.run(_pip("config", "list"), check=True, capture_output=True, text=True).stdout
     sources, env = uv_arguments(parse_pip_config(listing))
-    command = [uv, "pip", "install", "--quiet", "--python", sys.executable, *sources]
+    # --compile-bytecode: pip writes .pyc files at install time, uv does not; where
+    # PYTHONDONTWRITEBYTECODE is set (CI images often set it) every workflow job would then
+    # recompile torch, pandas and matplotlib from source on import (2-3 s per process).
+    command = [uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", sys.executable, *sources]
     environment = {**os.environ, **env}
     subprocess.run([*command, "-r", str(lock)], check=True, env=environment)
     subprocess.run([*command, "--no-deps", "-e", str(project)], check=True, env=environment)
