@@ -193,6 +193,10 @@ def test_teardown_stops_daemons_and_jobs_on_interrupt() -> None:
                 if any(j.job_id == job_id and j.state == "RUNNING" for j in cluster.jobs()):
                     break
                 time.sleep(0.25)
+            for _ in range(40):  # RUNNING in slurmctld comes before slurmd has started the step
+                if harness._processes_of(cluster):
+                    break
+                time.sleep(0.25)
             assert harness._processes_of(cluster), "the running job's processes should be visible"
             raise KeyboardInterrupt
     cluster = holder["cluster"]

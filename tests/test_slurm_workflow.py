@@ -163,7 +163,7 @@ def test_study_on_slurm_equals_the_local_run(slurm: SlurmCluster, tmp_path: Path
     assert sorted(run.submitted_job_ids) == [job.job_id for job in jobs]
     assert len({(job.rule, job.wildcards) for job in jobs}) == len(jobs), "a job ran twice (retried?)"
     for job in jobs:
-        cpus = THREADS if job.rule == "extract" else 1  # cpus_per_task: threads
+        cpus = {"extract": THREADS, "similarity": 2}.get(job.rule, 1)  # cpus_per_task: the rule's threads
         assert (job.state, job.exit_code, job.num_cpus) == ("COMPLETED", "0:0", cpus), job
     completed = slurm.jobcomp_records()
     assert {job.job_id: completed.get(job.job_id) for job in jobs} == {job.job_id: "COMPLETED" for job in jobs}
