@@ -49,8 +49,9 @@ THREADS = 1  # torch intra-op threads of every extraction job, local and on Slur
 
 #: Both runs: every rule on one CPU, so that the 2-CPU test node runs two jobs at a
 #: time (probing workers and BLAS threads of spectra; neither changes the numbers as
-#: long as both runs agree, which they do by taking the same options).
-SHARED_ARGS = ("--set-threads", "manifest=1", "spectrum=1")
+#: long as both runs agree, which they do by taking the same options), and greedy
+#: scheduling (the ILP scheduler starts a solver process at every scheduling round).
+SHARED_ARGS = ("--set-threads", "manifest=1", "spectrum=1", "--scheduler", "greedy")
 
 #: Slurm run only: first status poll 6 s after a submission. The executor plugin adds
 #: 10 s to its poll interval after every poll that finds no finished job (polls at

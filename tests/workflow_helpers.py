@@ -67,10 +67,18 @@ def write_config(path: Path, config: dict[str, Any]) -> Path:
     return path
 
 
+#: The tests' studies are tiny, like the demo: greedy scheduling (the ILP scheduler starts a
+#: solver at every round) and one thread per analysis job, so that two run at once on 2 cores.
+#: Extraction threads come from the config (``extraction.threads``), not from here.
+TINY_RUN_ARGS = ("--scheduler", "greedy", "--set-threads", "spectrum=1", "probe=1", "lidar=1", "sample_size=1",
+                 "similarity=1", "clip_cache=1")
+
+
 def snakemake(workdir: Path, *args: str, timeout: float = 900, check: bool = True,
               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the workflow (this repository's Snakefile) in ``workdir``."""
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir), *args]
+    """Run the workflow (this repository's Snakefile) in ``workdir`` with :data:`TINY_RUN_ARGS`."""
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
+           *TINY_RUN_ARGS, *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
     if check and proc.returncode != 0:
