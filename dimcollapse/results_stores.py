@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dimcollapse.data.clips import META_FILE, CacheUnreadable, ClipCache, quarantine_cache
+from dimcollapse.data.cache_files import META_FILE, CacheUnreadable
+from dimcollapse.data.clips import ClipCache, quarantine_cache
 from dimcollapse.extraction.store import DESCRIPTION, InstanceStore
 from dimcollapse.quarantine import QUARANTINE
 

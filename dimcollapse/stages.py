@@ -227,7 +227,8 @@ def download_checkpoint(smk: Any) -> None:
 
 
 def clip_cache(smk: Any) -> None:
-    from dimcollapse.data.clips import cache_dir_of, update_clip_cache
+    from dimcollapse.data.cache_files import cache_dir_of
+    from dimcollapse.data.clips import update_clip_cache
     from dimcollapse.config import sampling_protocols
     from dimcollapse.data.manifest import read_manifest
 
@@ -316,7 +317,7 @@ def _clip_cache_dir(marker: str | None) -> str | None:
     """The clip cache directory an extraction job reads, from the marker it depends on."""
     if marker is None:
         return None
-    from dimcollapse.data.clips import cache_dir_of
+    from dimcollapse.data.cache_files import cache_dir_of
 
     return str(cache_dir_of(marker))
 

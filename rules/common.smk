@@ -47,7 +47,7 @@ CLIP_CACHES = sorted((ds, key) for ds in DATASETS for key in dcfg.sampling_proto
 # A cache set aside as damaged (or deleted) keeps its marker until the run that met it ends;
 # drop such markers as a run starts, so the cache is built again (README, "Clip cache").
 if workflow.is_main_process and EXTRACTION["clip_cache"]:
-    from dimcollapse.data.clips import drop_stale_marker
+    from dimcollapse.data.cache_files import drop_stale_marker  # torch-free: every run starts here
 
     for ds, key in CLIP_CACHES:
         if reason := drop_stale_marker(f"results/clips/{ds}/{key}"):

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from dimcollapse.data import clips, video
+from dimcollapse.data import cache_files, clips, video
 from dimcollapse.data.clips import ClipCache, ClipDataset, build_clip_cache, collate_clips, make_loader
 from dimcollapse.failures import Failure, VideoError
 from dimcollapse.data.protocols import clip_starts, resolve_protocol
@@ -376,11 +376,11 @@ def test_rows_without_content_are_never_reused(tmp_path: Path, own_videos: list[
 
 
 def test_marker_names_its_cache_directory(tmp_path: Path) -> None:
-    marker = clips.marker_path(tmp_path / "clips" / "paper-8x8")
+    marker = cache_files.marker_path(tmp_path / "clips" / "paper-8x8")
     assert marker.name == "paper-8x8.cache.json"
-    assert clips.cache_dir_of(marker) == tmp_path / "clips" / "paper-8x8"
+    assert cache_files.cache_dir_of(marker) == tmp_path / "clips" / "paper-8x8"
     with pytest.raises(ValueError, match="not a clip cache marker"):
-        clips.cache_dir_of(tmp_path / "paper-8x8.failures.csv")
+        cache_files.cache_dir_of(tmp_path / "paper-8x8.failures.csv")
 
 
 @pytest.mark.parametrize("damage", ["truncate frames", "tear index", "tear meta"])
@@ -392,11 +392,11 @@ def test_a_damaged_cache_is_named_quarantined_and_decoded_to_the_same_frames(
     build_clip_cache(rows, "paper", cache_dir, workers=0)
     good = ClipDataset(rows, "paper", cache=cache_dir)
     expected = [good[i]["video"] for i in range(2)]
-    clips.marker_path(cache_dir).write_text("{}")
+    cache_files.marker_path(cache_dir).write_text("{}")
     name = {"truncate frames": "frames.u8", "tear index": "index.json", "tear meta": "meta.json"}[damage]
     damaged = cache_dir / name
     damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
-    with pytest.raises(clips.CacheUnreadable, match=str(damaged)):
+    with pytest.raises(cache_files.CacheUnreadable, match=str(damaged)):
         ClipCache(cache_dir)
 
     dataset = clips.open_clip_dataset(rows, resolve_protocol("paper"), cache_dir)
@@ -404,21 +404,21 @@ def test_a_damaged_cache_is_named_quarantined_and_decoded_to_the_same_frames(
     assert not cache_dir.exists() and (tmp_path / "clips" / "ds" / "quarantine" / "key" / name).exists()
     assert str(damaged) in caplog.text and "quarantine" in caplog.text
     # The marker stays for the running workflow; the next run drops it and builds the cache.
-    assert clips.marker_path(cache_dir).exists()
-    assert clips.drop_stale_marker(cache_dir) == f"{cache_dir} is missing"
-    assert not clips.marker_path(cache_dir).exists()
+    assert cache_files.marker_path(cache_dir).exists()
+    assert cache_files.drop_stale_marker(cache_dir) == f"{cache_dir} is missing"
+    assert not cache_files.marker_path(cache_dir).exists()
 
 
 def test_stale_markers_are_dropped_healthy_ones_kept(tmp_path: Path, manifest: pd.DataFrame) -> None:
     cache_dir = tmp_path / "key"
     build_clip_cache(manifest.iloc[[2]], "paper", cache_dir, workers=0)
-    marker = clips.marker_path(cache_dir)
-    assert clips.drop_stale_marker(cache_dir) is None  # no marker: nothing to do
+    marker = cache_files.marker_path(cache_dir)
+    assert cache_files.drop_stale_marker(cache_dir) is None  # no marker: nothing to do
     marker.write_text("{}")
-    assert clips.drop_stale_marker(cache_dir) is None and marker.exists()
+    assert cache_files.drop_stale_marker(cache_dir) is None and marker.exists()
     frames = cache_dir / "frames.u8"
     frames.write_bytes(frames.read_bytes()[:10])
-    assert str(frames) in clips.drop_stale_marker(cache_dir) and not marker.exists()
+    assert str(frames) in cache_files.drop_stale_marker(cache_dir) and not marker.exists()
 
 
 def test_a_rebuild_sets_a_damaged_previous_cache_aside(tmp_path: Path, manifest: pd.DataFrame) -> None:

@@ -483,7 +483,7 @@ def test_a_damaged_store_segment_and_clip_cache_are_set_aside_and_recomputed_to_
     clean run's byte for byte."""
     import shutil
 
-    from dimcollapse.data.clips import marker_path
+    from dimcollapse.data.cache_files import marker_path
 
     job = job_for("simclr")
     cache = tmp_path / "clips" / "tiny" / dataset["caches"]["simclr"].name

@@ -118,13 +118,14 @@ def test_no_meta_path_finder_of_ours() -> None:
 
 
 
-#: Stages whose jobs need torch: networks (extraction, probes, checkpoints) and the clip
-#: cache (it decodes videos in torch DataLoader workers).
-_TORCH_STAGES = {"extract", "probe", "download_checkpoint", "clip_cache"}
+#: Stages whose jobs need torch: networks (extraction, probes, checkpoints), the clip
+#: cache (it decodes videos in torch DataLoader workers) and spectra (the pairwise geometry
+#: measures run torch's Gram-block kernels, on the CPU or a GPU; imported when they run).
+_TORCH_STAGES = {"extract", "probe", "download_checkpoint", "clip_cache", "spectrum"}
 
 
 def test_jobs_that_run_no_network_import_no_torch() -> None:
-    """Every merge, spectrum, metrics and figure job is a fresh process: importing torch
+    """Every merge, metrics and figure job is a fresh process: importing torch
     there (seconds each) would be much of a small study's time. Imports every module each
     such stage function of dimcollapse.stages imports, in a clean interpreter."""
     tree = ast.parse((PACKAGE_DIR / "stages.py").read_text())
@@ -139,3 +140,19 @@ def test_jobs_that_run_no_network_import_no_torch() -> None:
     code = f"import sys\nfor m in {sorted(modules)!r}: __import__(m)\nprint('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "False"
+
+
+def test_starting_the_workflow_imports_no_torch(tmp_path: Path) -> None:
+    """Snakemake's own process parses the Snakefile at every run and dry run, and on Slurm
+    twice per job: torch there (1.7 s) was most of a no-op run's time."""
+    repo = PACKAGE_DIR.parent
+    code = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('torch imported:', 'torch' in sys.modules))\n"
+        "from snakemake.cli import main\n"
+        f"main(['--snakefile', {str(repo / 'Snakefile')!r}, '--directory', {str(tmp_path)!r},"
+        f" '--configfile', {str(repo / 'config.demo.yaml')!r}, '--dry-run', '--cores', '1'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "torch imported: False" in out.stdout, out.stdout[-3000:]

@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from dimcollapse.cli import main
-from dimcollapse.data.clips import build_clip_cache, marker_path
+from dimcollapse.data.cache_files import marker_path
+from dimcollapse.data.clips import build_clip_cache
 from dimcollapse.extraction.shards import ShardResult
 from dimcollapse.extraction.store import FeatureStore, clip_keys, identity_key
 from dimcollapse.results_stores import Usage, prune_plan

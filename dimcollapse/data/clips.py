@@ -53,7 +53,7 @@ fault, a partial copy) is moved to ``quarantine/`` beside it by the job that mee
 never deleted (:func:`quarantine_cache`). An extraction job then decodes its clips to the
 very frames the cache would hold (:func:`open_clip_dataset`), so its features equal a
 clean run's byte for byte. The marker stays until the run ends (Snakemake checks that
-every job's inputs exist); when the next run starts, :func:`drop_stale_marker` removes
+every job's inputs exist); when the next run starts, :func:`~dimcollapse.data.cache_files.drop_stale_marker` removes
 the marker of a missing or damaged cache, so the workflow builds it again.
 """
 
@@ -77,6 +77,9 @@ from torch.utils.data import DataLoader, Dataset
 from dimcollapse.atomic import write_json
 from dimcollapse.diskspace import ensure_free_space
 from dimcollapse.failures import Failure, VideoError, VideoExcluded
+from dimcollapse.data.cache_files import (
+    DATA_FILE, INDEX_FILE, META_FILE, PROGRESS_FILE, CacheUnreadable, marker_path, read_json,
+)
 from dimcollapse.data.manifest import Row, as_rows
 from dimcollapse.data.protocols import DpcProtocol, Protocol, SlowProtocol, resolve_protocol
 from dimcollapse.data.slowfast import torchvision_size
@@ -86,11 +89,6 @@ from dimcollapse.quarantine import QUARANTINE, move_aside
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 3  # 3: per-row ``source`` digests, so that a rebuild can reuse unchanged rows
-MARKER_SUFFIX = ".cache.json"
-DATA_FILE = "frames.u8"
-INDEX_FILE = "index.json"
-META_FILE = "meta.json"
-PROGRESS_FILE = "progress.jsonl"
 ON_ERROR = ("skip", "fail")
 
 
@@ -144,10 +142,6 @@ def estimate_cache_bytes(rows: Sequence[Row], protocol: Protocol) -> tuple[int, 
 
 
 # ------------------------------------------------------------------------------ cache
-class CacheUnreadable(ValueError):
-    """A file of a clip cache directory is torn or corrupt; the message names it."""
-
-
 @dataclass(frozen=True)
 class CacheEntry:
     """Index record of one manifest row in a clip cache."""
@@ -189,13 +183,13 @@ class ClipCache:
         meta_path = self.dir / META_FILE
         if not meta_path.is_file():
             raise FileNotFoundError(f"{self.dir}: not a complete clip cache (no {META_FILE})")
-        meta = _read_json(meta_path)
+        meta = read_json(meta_path)
         if meta.get("format") != CACHE_FORMAT or not meta.get("complete"):
             raise ValueError(f"{self.dir}: unsupported or incomplete clip cache (format {meta.get('format')!r})")
         self.meta = meta
         self.protocol = Protocol.from_dict(meta["protocol"])
         try:
-            self.entries = [CacheEntry.from_json(e) for e in _read_json(self.dir / INDEX_FILE)]
+            self.entries = [CacheEntry.from_json(e) for e in read_json(self.dir / INDEX_FILE)]
         except (KeyError, TypeError, ValueError) as err:
             raise CacheUnreadable(f"{self.dir / INDEX_FILE}: not a clip cache index ({err})") from err
         data = self.dir / DATA_FILE
@@ -243,52 +237,19 @@ class ClipCache:
             raise ValueError(f"{self.dir}: cache was built from other manifest rows; rebuild it")
 
 
-def _read_json(path: Path) -> Any:
-    """A cache's JSON file; a torn or unreadable one is :class:`CacheUnreadable`."""
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise CacheUnreadable(f"{path}: missing") from err
-    except (OSError, ValueError) as err:
-        raise CacheUnreadable(f"{path}: unreadable ({err})") from err
-
-
 def quarantine_cache(cache_dir: str | os.PathLike[str], reason: str,
                      then: str = "the next run of the workflow builds it again") -> Path | None:
     """Move a damaged cache directory to ``quarantine/`` beside it, with a warning naming
     why and what happens ``then``.
 
     Returns where it went (``None`` when it was already gone). Its marker is left to
-    :func:`drop_stale_marker`: a running workflow needs it until its jobs have started.
+    :func:`~dimcollapse.data.cache_files.drop_stale_marker`: a running workflow needs it until its jobs have started.
     """
     cache_dir = Path(cache_dir)
     moved = move_aside(cache_dir, cache_dir.parent / QUARANTINE)
     where = f"moved to {moved}" if moved is not None else "another job moved it aside"
     log.warning("clip cache %s is unreadable (%s); %s; %s", cache_dir, reason, where, then)
     return moved
-
-
-def drop_stale_marker(cache_dir: str | os.PathLike[str]) -> str | None:
-    """Remove the marker of a clip cache that is missing or visibly damaged; return why.
-
-    Called as a workflow run starts, so that the clip-cache rule runs again (and sets a
-    damaged cache aside, see :func:`update_clip_cache`). Only cheap checks, a stat and
-    ``meta.json``: a torn ``index.json`` is found by the job that reads it.
-    """
-    cache_dir = Path(cache_dir)
-    marker = marker_path(cache_dir)
-    if not marker.is_file():
-        return None
-    try:
-        meta = _read_json(cache_dir / META_FILE)
-        data = cache_dir / DATA_FILE
-        size = data.stat().st_size if data.is_file() else None
-        problem = None if size == meta.get("data_bytes") else f"{data}: {size} bytes, {META_FILE} says {meta.get('data_bytes')}"
-    except CacheUnreadable as err:
-        problem = f"{cache_dir} is missing" if not cache_dir.exists() else str(err)
-    if problem is not None:
-        marker.unlink(missing_ok=True)
-    return problem
 
 
 def _read_progress(partial: Path, rows: Sequence[Row]) -> dict[int, CacheEntry]:
@@ -343,20 +304,6 @@ class CacheBuild:
     def summary(self) -> dict[str, int]:
         return {"reused": self.reused, "decoded": self.decoded, "resumed": self.resumed,
                 "failed": len(self.failures)}
-
-
-def marker_path(cache_dir: str | os.PathLike[str]) -> Path:
-    """The file the workflow declares for a clip cache directory (which it cannot declare)."""
-    cache_dir = Path(cache_dir)
-    return cache_dir.parent / f"{cache_dir.name}{MARKER_SUFFIX}"
-
-
-def cache_dir_of(marker: str | os.PathLike[str]) -> Path:
-    """The clip cache directory a marker file (:func:`marker_path`) stands for."""
-    marker = Path(marker)
-    if not marker.name.endswith(MARKER_SUFFIX):
-        raise ValueError(f"{marker}: not a clip cache marker (*{MARKER_SUFFIX})")
-    return marker.parent / marker.name[: -len(MARKER_SUFFIX)]
 
 
 def build_clip_cache(
