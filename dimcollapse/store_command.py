@@ -32,7 +32,7 @@ def add_store_parser(sub: Any, input_error: Callable[[str], Exception]) -> None:
 
     def action(name: str, help: str) -> argparse.ArgumentParser:
         p = actions.add_parser(name, help=help, description=help)
-        p.add_argument("--results", default="results", metavar="DIR",
+        p.add_argument("--results", default="results", metavar="DIR", type=_results_folder,
                        help="the results folder (default: results, in the current folder)")
         return p
 
@@ -53,6 +53,15 @@ def add_store_parser(sub: Any, input_error: Callable[[str], Exception]) -> None:
     check.add_argument("--repair", action="store_true",
                        help="move damaged files to quarantine/, so the next run computes their clips again")
     check.set_defaults(run=_verify)
+
+
+def _results_folder(value: str) -> str:
+    """``--results``: an existing folder. A mistyped path, or a command run outside the project
+    folder, would otherwise list an empty store and "verify" it as whole."""
+    if not Path(value).is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{value}: no such folder (run from the project folder, or give --results DIR)")
+    return value
 
 
 # ------------------------------------------------------------------------------ actions

@@ -140,6 +140,15 @@ def test_prune_refuses_while_a_snakemake_run_holds_the_results(tmp_path: Path, c
 
 def test_prune_reports_a_bad_config_in_one_line(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     (tmp_path / "config.yaml").write_text("models: {a: {method: DPC, sede: 1}}\n")
+    (tmp_path / "results").mkdir()
     assert store_cmd("prune", results=tmp_path / "results") == 2
     err = capsys.readouterr().err
     assert err.startswith("dimcollapse: error: ") and "sede" in err and "config.yaml" in err
+
+
+@pytest.mark.parametrize("action", ["list", "verify", "prune"])
+def test_a_missing_results_folder_is_an_error_naming_it(action: str, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit) as exit_:
+        store_cmd(action, results=tmp_path / "reslts")
+    assert exit_.value.code == 2
+    assert f"{tmp_path / 'reslts'}: no such folder" in capsys.readouterr().err
