@@ -53,8 +53,9 @@ fault, a partial copy) is moved to ``quarantine/`` beside it by the job that mee
 never deleted (:func:`quarantine_cache`). An extraction job then decodes its clips to the
 very frames the cache would hold (:func:`open_clip_dataset`), so its features equal a
 clean run's byte for byte. The marker stays until the run ends (Snakemake checks that
-every job's inputs exist); when the next run starts, :func:`~dimcollapse.data.cache_files.drop_stale_marker` removes
-the marker of a missing or damaged cache, so the workflow builds it again.
+every job's inputs exist); when the next run starts,
+:func:`~dimcollapse.data.cache_files.drop_stale_marker` removes the marker of a missing or
+damaged cache, so the workflow builds it again.
 """
 
 from __future__ import annotations
