@@ -15,6 +15,7 @@ from dimcollapse.analysis.metrics import (
     alignment,
     geometry_metrics,
     linear_cka,
+    linear_cka_matrix,
     self_clustering,
     twonn_dimension,
     twonn_from_ratios,
@@ -190,6 +191,39 @@ def test_linear_cka_of_a_matrix_with_itself_and_its_invariances() -> None:
     assert linear_cka(x, y) < 0.5
     with pytest.raises(ValueError, match="same rows"):
         linear_cka(x, y[:100])
+
+
+def test_cka_matrix_equals_every_pair_and_computes_each_normaliser_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Widths 10, 200, 300 at N = 50: some pairs take the D × D form, one the n × n form."""
+    import dimcollapse.analysis.metrics as metrics
+
+    rng = np.random.default_rng(9)
+    base = rng.standard_normal((50, 4))
+    spaces = [(base @ rng.standard_normal((4, d)) + 0.3 * rng.standard_normal((50, d))).astype(np.float32)
+              for d in (10, 200, 300, 12)]
+    calls = {"cross": 0, "gram": 0}
+    cross, gram = metrics._centred_cross, metrics._centred_gram
+
+    def counted(name, fn):  # type: ignore[no-untyped-def]
+        def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(metrics, "_centred_cross", counted("cross", cross))
+    monkeypatch.setattr(metrics, "_centred_gram", counted("gram", gram))
+    matrix = linear_cka_matrix(spaces, chunk_rows=16)
+    # 6 pairs: 5 cross terms in the D × D form and one (200 × 300) from two Grams; each
+    # normaliser once: the narrow spaces' in the D × D form, the wide ones' by their Gram
+    assert calls == {"cross": 5 + 2, "gram": 2 + 2}  # every pair on its own: 18 products
+    monkeypatch.undo()
+    assert np.allclose(np.diag(matrix), 1.0) and np.array_equal(matrix, matrix.T)
+    for i in range(4):
+        for j in range(i + 1, 4):
+            assert matrix[i, j] == pytest.approx(cka_direct(spaces[i], spaces[j]), rel=1e-9)
+            assert matrix[i, j] == pytest.approx(linear_cka(spaces[i], spaces[j]), rel=1e-12)
+    with pytest.raises(ValueError, match="same rows"):
+        linear_cka_matrix([spaces[0], spaces[1][:40]])
 
 
 def test_geometry_metrics_columns_and_subsample_size() -> None:

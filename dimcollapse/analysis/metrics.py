@@ -762,34 +762,72 @@ def _centred_gram(x: np.ndarray) -> np.ndarray:
     return xc @ xc.T
 
 
-def linear_cka(x: np.ndarray, y: np.ndarray, *, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> float:
-    """Linear CKA (Kornblith et al. 2019) of two matrices with the same rows (samples):
-    with X, Y centred by column, ‖XᵀY‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F), in [0, 1]; invariant to
-    orthogonal transforms and isotropic scaling of either space.
+class _CkaSpace:
+    """One space compared by linear CKA, with its normaliser ‖XᵀX‖²_F (X centred) kept once
+    computed: a matrix of k spaces then computes k normalisers, not one per pair."""
 
-    The D × D form costs O(n·(dx + dy)²); with fewer rows than that pays for (n ≪ d), the
-    n × n form (centred Grams K, L: ⟨K, L⟩ / (‖K‖‖L‖)) gives the same value in O(n²(dx + dy)).
-    """
-    if x.ndim != 2 or y.ndim != 2:
-        raise ValueError(f"linear CKA needs two 2-D matrices, got shapes {x.shape} and {y.shape}")
-    n, dx = x.shape
-    dy = y.shape[1]
-    if y.shape[0] != n:
-        raise ValueError(f"linear CKA needs the same rows in both matrices, got {n} and {y.shape[0]}")
-    if n < 2:
-        raise ValueError(f"linear CKA needs at least 2 rows, got {n}")
-    if n * (dx + dy) < dx * dy + dx * dx + dy * dy:
-        k, ell = _centred_gram(x), _centred_gram(y)
-        cross, kk, ll = float(np.sum(k * ell)), float(np.sum(k * k)), float(np.sum(ell * ell))
+    def __init__(self, x: np.ndarray, chunk_rows: int) -> None:
+        self.x, self.chunk_rows = x, chunk_rows
+        self._norm_sq: float | None = None
+
+    def norm_sq(self, gram: np.ndarray | None = None) -> float:
+        """‖XᵀX‖²_F = ‖XXᵀ‖²_F, from ``gram`` (XXᵀ) when the caller has it, else from the
+        smaller of the D × D and N × N forms."""
+        if self._norm_sq is None:
+            n, d = self.x.shape
+            if gram is None:
+                gram = _centred_gram(self.x) if n < d else _centred_cross(self.x, self.x, self.chunk_rows)
+            self._norm_sq = float(np.sum(gram * gram))
+        return self._norm_sq
+
+
+def _cka(a: _CkaSpace, b: _CkaSpace) -> float:
+    """‖XᵀY‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F): the cross term from the D × D form, O(n·dx·dy), or with
+    few rows from the centred Grams K, L (⟨K, L⟩, O(n²(dx + dy))), which also give the norms."""
+    n, dx = a.x.shape
+    dy = b.x.shape[1]
+    if n * (dx + dy) < dx * dy:
+        k, ell = _centred_gram(a.x), _centred_gram(b.x)
+        cross = float(np.sum(k * ell))
+        kk, ll = a.norm_sq(k), b.norm_sq(ell)
     else:
-        cross = float(np.sum(_centred_cross(x, y, chunk_rows) ** 2))
-        kk = float(np.sum(_centred_cross(x, x, chunk_rows) ** 2))
-        ll = float(np.sum(_centred_cross(y, y, chunk_rows) ** 2))
+        cross = float(np.sum(_centred_cross(a.x, b.x, a.chunk_rows) ** 2))
+        kk, ll = a.norm_sq(), b.norm_sq()
     if kk == 0 or ll == 0:
         raise ValueError("linear CKA is undefined for a space with identical rows (zero centred matrix)")
     return cross / math.sqrt(kk * ll)
 
 
+def _cka_spaces(matrices: Sequence[np.ndarray], chunk_rows: int) -> list[_CkaSpace]:
+    for m in matrices:
+        if m.ndim != 2:
+            raise ValueError(f"linear CKA needs 2-D matrices, got shape {m.shape}")
+    rows = {m.shape[0] for m in matrices}
+    if len(rows) > 1:
+        raise ValueError(f"linear CKA needs the same rows in every matrix, got {sorted(rows)}")
+    if rows and min(rows) < 2:
+        raise ValueError(f"linear CKA needs at least 2 rows, got {min(rows)}")
+    return [_CkaSpace(m, chunk_rows) for m in matrices]
+
+
+def linear_cka(x: np.ndarray, y: np.ndarray, *, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> float:
+    """Linear CKA (Kornblith et al. 2019) of two matrices with the same rows (samples):
+    with X, Y centred by column, ‖XᵀY‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F), in [0, 1]; invariant to
+    orthogonal transforms and isotropic scaling of either space. Float64, streamed over
+    row chunks in the D × D form (works on memory maps)."""
+    a, b = _cka_spaces([x, y], chunk_rows)
+    return _cka(a, b)
+
+
+def linear_cka_matrix(matrices: Sequence[np.ndarray], *, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> np.ndarray:
+    """Symmetric matrix of linear CKA between every two of ``matrices`` (ones on the
+    diagonal); each space's normaliser is computed once."""
+    spaces = _cka_spaces(matrices, chunk_rows)
+    out = np.eye(len(spaces))
+    for i in range(len(spaces)):
+        for j in range(i + 1, len(spaces)):
+            out[i, j] = out[j, i] = _cka(spaces[i], spaces[j])
+    return out
 
 
 def geometry_metrics(

@@ -29,23 +29,13 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from dimcollapse.analysis.figures import note_figure
-from dimcollapse.analysis.metrics import linear_cka
+from dimcollapse.analysis.metrics import linear_cka, linear_cka_matrix
 from dimcollapse.atomic import atomic_path
 
 Loader = Callable[[str, str], np.ndarray]
 """(instance, space) -> its N × D feature matrix (a memory map is fine)."""
 
 SERIES_COLUMNS = ("space", "from", "to", "from_order", "to_order", "cka")
-
-
-def cka_matrix(matrices: Sequence[np.ndarray]) -> np.ndarray:
-    """Symmetric matrix of linear CKA between every two of ``matrices`` (ones on the diagonal)."""
-    k = len(matrices)
-    out = np.eye(k)
-    for i in range(k):
-        for j in range(i + 1, k):
-            out[i, j] = out[j, i] = linear_cka(matrices[i], matrices[j])
-    return out
 
 
 def write_cka_csv(path: str | os.PathLike[str], names: Sequence[str], matrix: np.ndarray) -> None:
@@ -72,11 +62,11 @@ def similarity_tables(plan: Mapping[str, Any], load: Loader, out_dir: str | os.P
     written = []
     for method, spaces in plan["layers"].items():
         path = out / f"layers.{method}.csv"
-        write_cka_csv(path, spaces, cka_matrix([load(method, s) for s in spaces]))
+        write_cka_csv(path, spaces, linear_cka_matrix([load(method, s) for s in spaces]))
         written.append(path)
     for space, methods in plan["instances"].items():
         path = out / f"instances.{space}.csv"
-        write_cka_csv(path, methods, cka_matrix([load(m, space) for m in methods]))
+        write_cka_csv(path, methods, linear_cka_matrix([load(m, space) for m in methods]))
         written.append(path)
     for name, members in plan["series"].items():
         rows = []
