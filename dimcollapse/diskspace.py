@@ -25,7 +25,8 @@ def free_bytes(path: str | os.PathLike[str]) -> int:
     return shutil.disk_usage(p).free
 
 
-def _human(n: float) -> str:
+def human_bytes(n: float) -> str:
+    """A byte count for people: ``512 B``, ``3.4 MB`` (powers of 1000)."""
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1000 or unit == "TB":
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
@@ -40,7 +41,7 @@ def ensure_free_space(path: str | os.PathLike[str], need: int, *, what: str) -> 
     free = free_bytes(path)
     if need > free:
         raise InsufficientSpace(
-            f"{path}: {what} needs about {_human(need)} ({need} bytes) but only {_human(free)} "
+            f"{path}: {what} needs about {human_bytes(need)} ({need} bytes) but only {human_bytes(free)} "
             f"({free} bytes) is free there; "
             f"free space or point the output at a larger disk"
         )

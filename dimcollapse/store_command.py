@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dimcollapse.diskspace import human_bytes
+
 EXIT_FOUND = 1
 
 
@@ -74,12 +76,12 @@ def _list(args: argparse.Namespace) -> int:
         return 0
     root = Path(args.results)
     total = sum(k["bytes"] for k in keys)
-    print(f"Feature store {root / 'store'}: {len(keys)} instance keys, {_size(total)}")
+    print(f"Feature store {root / 'store'}: {len(keys)} instance keys, {human_bytes(total)}")
     _table([_key_row(k) for k in keys], ("key", "instances", "method", "checkpoint", "sha256", "sampling", "frames",
                                          "precision", "numerics", "clips", "size", "last written", "quarantined"))
-    print(f"\nClip caches {root / 'clips'}: {len(caches)}, {_size(sum(c['bytes'] for c in caches))}")
+    print(f"\nClip caches {root / 'clips'}: {len(caches)}, {human_bytes(sum(c['bytes'] for c in caches))}")
     _table([{"dataset": c["dataset"], "sampling key": c["sampling_key"], "protocol": c["protocol"] or "?",
-             "state": c["state"], "clips": _text(c["clips"]), "size": _size(c["bytes"]),
+             "state": c["state"], "clips": _text(c["clips"]), "size": human_bytes(c["bytes"]),
              "last written": _when(c["last_written"])} for c in caches],
            ("dataset", "sampling key", "protocol", "state", "clips", "size", "last written"))
     return 0
@@ -106,10 +108,10 @@ def _prune(args: argparse.Namespace, input_error: Callable[[str], Exception]) ->
     used_by = ", ".join(str(f) for f in files)
     verb = "would remove" if args.dry_run else "removing"
     for item in plan:
-        print(f"{verb} {item.path} ({_size(item.bytes)}): {item.what}")
+        print(f"{verb} {item.path} ({human_bytes(item.bytes)}): {item.what}")
     for note in kept:
         print(note)
-    freed = _size(sum(item.bytes for item in plan))
+    freed = human_bytes(sum(item.bytes for item in plan))
     if not plan:
         print(f"nothing to prune: {used_by} uses every store key and clip cache under {results}")
         return 0
@@ -152,7 +154,7 @@ def _key_row(k: Mapping[str, Any]) -> dict[str, str]:
         "method": _text(k.get("method")), "checkpoint": checkpoint, "sha256": sha[:12] if sha else "-",
         "sampling": _text(protocol.get("key")), "frames": _text(k.get("frames")),
         "precision": _text(k.get("precision")), "numerics": _text(k.get("numerics_version")),
-        "clips": str(k["clips"]), "size": _size(k["bytes"]), "last written": _when(k["last_written"]),
+        "clips": str(k["clips"]), "size": human_bytes(k["bytes"]), "last written": _when(k["last_written"]),
         "quarantined": str(k["quarantined"]),
     }
 
@@ -169,14 +171,6 @@ def _table(rows: Sequence[Mapping[str, str]], columns: Sequence[str]) -> None:
 
 def _text(value: Any) -> str:
     return "?" if value is None else str(value)
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
 
 
 def _when(timestamp: float | None) -> str:

@@ -244,7 +244,8 @@ def quarantine_cache(cache_dir: str | os.PathLike[str], reason: str,
     why and what happens ``then``.
 
     Returns where it went (``None`` when it was already gone). Its marker is left to
-    :func:`~dimcollapse.data.cache_files.drop_stale_marker`: a running workflow needs it until its jobs have started.
+    :func:`~dimcollapse.data.cache_files.drop_stale_marker`: a running workflow needs it
+    until its jobs have started.
     """
     cache_dir = Path(cache_dir)
     moved = move_aside(cache_dir, cache_dir.parent / QUARANTINE)

@@ -379,7 +379,6 @@ class InstanceStore:
         log.info("feature store %s: merged %d index files (%d entries)", self.dir.name, len(read), int(keep.sum()))
         return True
 
-
     # ---------------------------------------------------------------- inspection
     def summary(self) -> dict[str, Any]:
         """What ``dimcollapse store list`` shows of this key, read without changing anything:
