@@ -14,12 +14,10 @@ $(STAMP): requirements.lock pyproject.toml tools/install_lock.py
 	$(BIN)/python tools/install_lock.py requirements.lock
 	touch $(STAMP)
 
-# The demo's jobs are tiny (40 videos): one thread each lets two run at once on two cores,
-# where the rules' defaults (2 threads for spectrum, probes, similarity) would run them one by one.
-DEMO_THREADS := spectrum=1 probe=1 lidar=1 sample_size=1 similarity=1 clip_cache=1
-
+# The demo's jobs are tiny (40 videos): profiles/tiny gives each analysis job one thread,
+# so that two run at once on two cores.
 demo: $(STAMP)
-	$(BIN)/snakemake --workflow-profile profiles/default --configfile config.demo.yaml --cores $(CORES) --set-threads $(DEMO_THREADS) -- all
+	$(BIN)/snakemake --workflow-profile profiles/default --profile profiles/tiny --configfile config.demo.yaml --cores $(CORES) all
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(CORES) --dist loadgroup --durations=15 -rs

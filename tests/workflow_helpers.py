@@ -67,11 +67,9 @@ def write_config(path: Path, config: dict[str, Any]) -> Path:
     return path
 
 
-#: The tests' studies are tiny, like the demo: greedy scheduling (the ILP scheduler starts a
-#: solver at every round) and one thread per analysis job, so that two run at once on 2 cores.
-#: Extraction threads come from the config (``extraction.threads``), not from here.
-TINY_RUN_ARGS = ("--scheduler", "greedy", "--set-threads", "spectrum=1", "probe=1", "lidar=1", "sample_size=1",
-                 "similarity=1", "clip_cache=1")
+#: The tests' studies are tiny, like the demo: one thread per analysis job, so that two run
+#: at once on 2 cores (profiles/default, with its greedy scheduler, applies by itself).
+TINY_RUN_ARGS = ("--profile", str(REPO / "profiles" / "tiny"))
 
 
 def snakemake(workdir: Path, *args: str, timeout: float = 900, check: bool = True,
