@@ -65,6 +65,22 @@ def test_unchanged_files_are_not_read_again(tmp_path: Path, monkeypatch: pytest.
     assert again[0] == first[0] and again[1] != first[1] and again[2:] == first[2:]
 
 
+def test_digests_of_other_hashing_code_are_not_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An edit of the hashing module may change what a digest means: the cache keys its
+    entries by that code's version too, so every file is read again."""
+    f = tmp_path / "v.mp4"
+    f.write_bytes(b"video" * 100)
+    cache = tmp_path / "cache"
+    read = _counting(monkeypatch)
+    ContentHashCache(cache).digests([str(f)])
+    read.clear()
+    ContentHashCache(cache).digests([str(f)])
+    assert read == []
+    monkeypatch.setattr(content, "HASHING_CODE", "edited")
+    ContentHashCache(cache).digests([str(f)])
+    assert read == [str(f)]
+
+
 def _hash_in_process(args: tuple[str, list[str]]) -> list[str]:
     cache, files = args
     return ContentHashCache(cache).digests(files)

@@ -14,7 +14,8 @@ The cache is a directory of small immutable JSON files, each published by an ato
 rename under a unique name: several manifest jobs (or Slurm jobs on a shared file
 system) can add to it at once without a lock, and a kill leaves at most a ``.tmp``
 file that readers ignore. A stale entry is harmless: a changed file has a new size or
-mtime and is hashed again.
+mtime and is hashed again, and an entry made by other hashing code (this module's
+source, :data:`HASHING_CODE`) is not used.
 """
 
 from __future__ import annotations
@@ -28,8 +29,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from dimcollapse.atomic import unique_name, write_json
+from dimcollapse.code_versions import digest_files
 
 log = logging.getLogger(__name__)
+
+#: Version of the code that computes the digests: the digest of this module's source. An
+#: edit here may change what a digest means, so cached digests of other code are not reused.
+HASHING_CODE = digest_files([Path(__file__).resolve()], root=Path(__file__).resolve().parent)
 
 _BLOCK = 1 << 20
 #: Merge the cache's files into one when a run finds at least this many.
@@ -46,12 +52,13 @@ def file_digest(path: str | os.PathLike[str]) -> str:
 
 
 def _stat_key(path: str) -> str:
+    """What a cached digest is valid for: the file's size and mtime, and the hashing code."""
     st = os.stat(path)
-    return f"{st.st_size}:{st.st_mtime_ns}"
+    return f"{st.st_size}:{st.st_mtime_ns}:{HASHING_CODE}"
 
 
 class ContentHashCache:
-    """``{absolute path: (size:mtime_ns, digest)}`` kept in ``directory``."""
+    """``{absolute path: (size:mtime_ns:hashing code, digest)}`` kept in ``directory``."""
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.dir = Path(directory)

@@ -1,0 +1,173 @@
+"""Which package code a workflow rule runs, read from the import statements.
+
+Snakemake reruns a job when its params change, but it does not look at the modules a
+rule's script imports. Every rule therefore carries a ``code`` param: a digest of the
+source of every package module its stage function can import. The list is derived,
+never written by hand, so it cannot drift from the code: a rule's modules are
+
+* the stage module that defines its function (``dimcollapse.stages.<file>``, whole:
+  helpers and constants of that module count for each of its rules),
+* every ``dimcollapse`` module imported at that module's top level or inside the
+  function (and inside the module's own helpers that the function uses),
+* and, transitively, everything those modules import anywhere — at the top or inside a
+  function, since a function-level import runs whenever that function is called. The
+  ``__init__`` of every package on the way is included too: importing a module runs it.
+
+The package's own modules import each name from the module that defines it (a test
+checks this), so the lazy re-exports of ``dimcollapse.models`` (``importlib`` calls for
+users' convenience) hide nothing from this walk.
+
+Extraction is deliberately *not* keyed this way: its numbers are versioned by
+``NUMERICS_VERSION`` (``dimcollapse/extraction/numerics.py``) and its clips live in the
+feature store keyed by that version, so a refactoring of the model code reruns no GPU job
+(see the ``extract`` rule).
+
+This module imports nothing of ours and no third-party package: the workflow computes
+these digests every time it starts.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+
+PACKAGE = "dimcollapse"
+#: Where the package's sources are; the digests are of these files' bytes.
+ROOT = Path(__file__).resolve().parent
+#: The package that holds one function per workflow rule.
+STAGES = f"{PACKAGE}.stages"
+
+
+class StageNotFound(LookupError):
+    """No stage module defines a function of the rule's name."""
+
+
+def module_file(name: str, root: Path = ROOT) -> Path | None:
+    """The source file of package module ``name`` (``dimcollapse.a.b``), or ``None``."""
+    parts = name.split(".")
+    if parts[0] != PACKAGE:
+        return None
+    base = root.joinpath(*parts[1:])
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _is_package(name: str, root: Path) -> bool:
+    file = module_file(name, root)
+    return file is not None and file.name == "__init__.py"
+
+
+def _parents(name: str) -> list[str]:
+    """``dimcollapse.a.b`` -> ``dimcollapse``, ``dimcollapse.a`` (their ``__init__`` runs on import)."""
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def imported_modules(nodes: Iterable[ast.AST], module: str, root: Path = ROOT) -> set[str]:
+    """Package modules named by the import statements anywhere inside ``nodes``.
+
+    ``from pkg import name`` counts ``pkg.name`` when that is a module of ours, else
+    ``pkg`` (the name is defined there). Relative imports are resolved against
+    ``module``. Modules outside the package are ignored.
+    """
+    package = module if _is_package(module, root) else module.rpartition(".")[0]
+    found: set[str] = set()
+    for top in nodes:
+        for node in ast.walk(top):
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")
+                    anchor = anchor[:len(anchor) - (node.level - 1)]
+                    base = ".".join(anchor + ([base] if base else []))
+                for alias in node.names:
+                    sub = f"{base}.{alias.name}"
+                    found.add(sub if module_file(sub, root) is not None else base)
+    ours = {name for name in found if module_file(name, root) is not None}
+    return ours | {p for name in ours for p in _parents(name)}
+
+
+@functools.lru_cache(maxsize=None)
+def _parse(path: Path) -> ast.Module:
+    return ast.parse(path.read_bytes(), filename=str(path))
+
+
+def module_imports(name: str, root: Path = ROOT) -> set[str]:
+    """Package modules that module ``name`` imports anywhere in its source."""
+    file = module_file(name, root)
+    if file is None:
+        raise ModuleNotFoundError(f"{name}: not a module of {root}")
+    return imported_modules([_parse(file)], name, root) - {name}
+
+
+def closure(names: Iterable[str], root: Path = ROOT) -> set[str]:
+    """``names`` and every package module they import, transitively."""
+    seen: set[str] = set()
+    todo = [n for name in names for n in (*_parents(name), name)]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo.extend(module_imports(name, root) - seen)
+    return seen
+
+
+def stage_module(function: str, root: Path = ROOT) -> str:
+    """The stage module (``dimcollapse.stages.<file>``) that defines ``function``."""
+    stages = module_file(STAGES, root)
+    if stages is None:
+        raise StageNotFound(f"{root}: has no {STAGES} package")
+    found = [
+        f"{STAGES}.{path.stem}"
+        for path in sorted(stages.parent.glob("*.py"))
+        if path.stem != "__init__" and _top_level_function(_parse(path), function) is not None
+    ]
+    if len(found) != 1:
+        where = f"in {', '.join(found)}" if found else "in no stage module"
+        raise StageNotFound(f"stage function {function!r} is defined {where} of {stages.parent}")
+    return found[0]
+
+
+def _top_level_function(tree: ast.Module, name: str) -> ast.FunctionDef | None:
+    return next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == name), None)
+
+
+def stage_modules(function: str, root: Path = ROOT) -> set[str]:
+    """Every package module the stage function ``function`` can import (see module docstring)."""
+    module = stage_module(function, root)
+    tree = _parse(module_file(module, root))  # type: ignore[arg-type]  # stage_module found it
+    helpers = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    used: dict[str, ast.FunctionDef] = {}
+    todo = [function]
+    while todo:  # the function, and the module's own functions it names (decorators included)
+        name = todo.pop()
+        if name in used:
+            continue
+        used[name] = helpers[name]
+        todo.extend(n.id for n in ast.walk(helpers[name]) if isinstance(n, ast.Name) and n.id in helpers)
+    top_level = [n for n in tree.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    direct = imported_modules([*top_level, *used.values()], module, root)
+    return closure(direct | {module}, root)
+
+
+def digest_files(paths: Iterable[Path], root: Path = ROOT, length: int = 12) -> str:
+    """SHA-256 of the files' paths (relative to ``root``) and bytes, in path order."""
+    h = hashlib.sha256()
+    for path in sorted(paths):
+        h.update(str(path.relative_to(root)).encode() + b"\0")
+        h.update(path.read_bytes())
+    return h.hexdigest()[:length]
+
+
+def stage_code(function: str, root: Path = ROOT) -> str:
+    """The code version of the rule whose stage function is ``function``."""
+    files = [module_file(m, root) for m in stage_modules(function, root)]
+    return digest_files([f for f in files if f is not None], root)
