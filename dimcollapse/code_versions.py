@@ -154,8 +154,8 @@ def stage_modules(function: str, root: Path = ROOT) -> set[str]:
         used[name] = helpers[name]
         todo.extend(n.id for n in ast.walk(helpers[name]) if isinstance(n, ast.Name) and n.id in helpers)
     top_level = [n for n in tree.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-    direct = imported_modules([*top_level, *used.values()], module, root)
-    return closure(direct | {module}, root)
+    direct = imported_modules([*top_level, *used.values()], module, root) - {module}
+    return closure(direct | set(_parents(module)), root) | {module}  # not closure({module}): that is every function's imports
 
 
 def digest_files(paths: Iterable[Path], root: Path = ROOT, length: int = 12) -> str:

@@ -22,7 +22,7 @@ adapter does not know, such as per-dataset protocol overrides, are ignored):
       optional, e.g. ``val``);
     * ``list_file``: SlowFast-style lines ``<path> <integer label>``, paths relative to
       ``path_prefix`` (default ``root/<split>``); label names from ``class_names``
-      (optional; see :func:`_read_class_names`), else the integer as text;
+      (optional; see :func:`read_class_names`), else the integer as text;
     * ``annotations``: the official CSV (``label,youtube_id,time_start,time_end,split
       [,is_cc]``); each row is matched to a file named
       ``<youtube_id>_<start:06d>_<end:06d>.<ext>`` anywhere under ``root/<split>``;
@@ -53,133 +53,51 @@ adapter does not know, such as per-dataset protocol overrides, are ignored):
     sorted order.
 
 Video files are recognised by extension (case-insensitive; key ``extensions``,
-default :data:`VIDEO_EXTENSIONS`; PyTorchVideo itself only took ``mp4`` and ``avi``).
+default :data:`~dimcollapse.data.listing.VIDEO_EXTENSIONS`; PyTorchVideo itself only took ``mp4`` and ``avi``).
 A video's id is its path relative to the layout's video folder, POSIX separators,
 without extension; two files that would share an id are an error.
 """
 
-from __future__ import annotations
 
 import csv
-import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dimcollapse.failures import Failure
-
-VIDEO_EXTENSIONS: tuple[str, ...] = (
-    "mp4", "avi", "mkv", "webm", "mov", "m4v", "mpg", "mpeg", "ogv", "flv", "wmv", "3gp",
+from dimcollapse.data.listing import (
+    DatasetConfigError,
+    DatasetListing,
+    DatasetSources,
+    VideoRecord,
+    add_listed,
+    existing_dir,
+    existing_file,
+    extensions_of,
+    finish,
+    list_folder,
+    missing,
+    name_for,
+    read_class_names,
+    read_lines,
+    require,
+    resolve,
+    root_of,
+    video_id,
+    walk_videos,
 )
+
 LAYOUTS: tuple[str, ...] = ("kinetics", "ucf101", "hmdb51", "folder", "csv")
 # The config keys any adapter reads; all others are ignored here.
 LISTING_KEYS: tuple[str, ...] = (
     "layout", "root", "split", "subset", "extensions", "annotations", "list_file", "path_prefix",
     "class_names", "splits_dir", "videos_dir", "csv",
 )
-MISSING_STAGE = "missing"
 
 _UCF_DEFAULT_SPLITS_DIR = "ucfTrainTestlist"
 _HMDB_DEFAULT_SPLITS_DIR = "split/testTrainMulti_7030_splits"
 _HMDB_DEFAULT_VIDEOS_DIR = "videos"
 _HMDB_FLAGS = {"unused": 0, "train": 1, "test": 2}
-
-
-class DatasetConfigError(ValueError):
-    """A dataset config or split/annotation file that cannot be used as given."""
-
-
-@dataclass(frozen=True)
-class VideoRecord:
-    """One selected video: stable id, absolute path, class index and class name."""
-
-    id: str
-    path: str
-    label: int
-    label_name: str
-
-
-@dataclass(frozen=True)
-class DatasetListing:
-    """What an adapter selected.
-
-    ``records`` are sorted by ``(label, id)``; ``problems`` are listed videos without a
-    file (stage ``"missing"``), sorted by ``(id, path)``; ``classes[i]`` names label ``i``.
-    """
-
-    records: tuple[VideoRecord, ...]
-    problems: tuple[Failure, ...]
-    classes: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class DatasetSources:
-    """The files a listing depends on, for a stat-only fingerprint.
-
-    ``video_dirs`` are walked for video files (a superset of the selection, so that any
-    change there is noticed), skipping ``exclude_dirs``; ``video_files`` are videos named
-    one by one (the ``csv`` layout: only the files its table names, never a walk of
-    ``root``, which may be ``/``); ``meta_paths`` are the split, list and annotation
-    files, or folders whose every file counts as one.
-    """
-
-    video_dirs: tuple[Path, ...]
-    exclude_dirs: tuple[Path, ...]
-    meta_paths: tuple[Path, ...]
-    extensions: tuple[str, ...]
-    video_files: tuple[Path, ...] = ()
-
-
-# --------------------------------------------------------------------------- config
-
-
-def _require(cfg: Mapping[str, Any], key: str) -> Any:
-    if key not in cfg or cfg[key] is None or cfg[key] == "":
-        raise DatasetConfigError(
-            f"dataset config for layout {cfg.get('layout')!r} is missing required key {key!r}"
-        )
-    return cfg[key]
-
-
-def _root(cfg: Mapping[str, Any]) -> Path:
-    return Path(os.path.abspath(os.path.expanduser(str(_require(cfg, "root")))))
-
-
-def _resolve(root: Path, value: Any) -> Path:
-    """A file key: absolute, or relative to the dataset root."""
-    path = Path(os.path.expanduser(str(value)))
-    return Path(os.path.abspath(path if path.is_absolute() else root / path))
-
-
-def _extensions(cfg: Mapping[str, Any]) -> tuple[str, ...]:
-    raw = cfg.get("extensions")
-    if raw is None:
-        return VIDEO_EXTENSIONS
-    if isinstance(raw, str):
-        raw = [raw]
-    exts = tuple(sorted({"." + str(e).lower().lstrip(".") for e in raw}))
-    if not exts:
-        raise DatasetConfigError("dataset config key 'extensions' is empty")
-    return tuple(e[1:] for e in exts)
-
-
-def _is_video(name: str, extensions: tuple[str, ...]) -> bool:
-    lower = name.lower()
-    return any(lower.endswith("." + ext) for ext in extensions)
-
-
-def _existing_dir(path: Path, key: str) -> Path:
-    if not path.is_dir():
-        raise DatasetConfigError(f"{path}: not a directory (dataset config key {key!r})")
-    return path
-
-
-def _existing_file(path: Path, key: str) -> Path:
-    if not path.is_file():
-        raise DatasetConfigError(f"{path}: file not found (dataset config key {key!r})")
-    return path
 
 
 def _layout(cfg: Mapping[str, Any]) -> str:
@@ -193,132 +111,10 @@ def _layout(cfg: Mapping[str, Any]) -> str:
     return str(layout)
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-def _video_id(path: Path, base: Path) -> str:
-    """Path relative to ``base`` (absolute if outside it), POSIX, without extension."""
-    try:
-        rel = path.relative_to(base).as_posix()
-    except ValueError:
-        rel = path.as_posix()
-    stem, _ = os.path.splitext(rel)
-    return stem
-
-
-def _walk_videos(directory: Path, extensions: tuple[str, ...]) -> Iterator[Path]:
-    """Video files under ``directory``, recursively (symlinked folders followed, each real
-    folder once, so a link back to an ancestor cannot loop), sorted."""
-    seen: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(directory, followlinks=True):
-        st = os.stat(dirpath)
-        if (st.st_dev, st.st_ino) in seen:
-            dirnames.clear()
-            continue
-        seen.add((st.st_dev, st.st_ino))
-        dirnames.sort()
-        for name in sorted(filenames):
-            if _is_video(name, extensions):
-                yield Path(dirpath) / name
-
-
-def _class_dirs(directory: Path, exclude: Iterable[Path] = ()) -> list[Path]:
-    excluded = {Path(os.path.abspath(p)) for p in exclude}
-    return sorted(
-        (entry for entry in directory.iterdir() if entry.is_dir() and entry not in excluded),
-        key=lambda p: p.name,
-    )
-
-
-def _missing(video_id: str, path: Path, message: str) -> Failure:
-    return Failure(video_id, str(path), MISSING_STAGE, message)
-
-
-def _add_listed(
-    records: list[VideoRecord], problems: list[Failure], path: Path, base: Path, label: int, name: str, where: str
-) -> None:
-    """A video named by a list, split or CSV file: a record if the file exists, else a problem."""
-    vid = _video_id(path, base)
-    if path.is_file():
-        records.append(VideoRecord(vid, str(path), label, name))
-    else:
-        problems.append(_missing(vid, path, f"listed in {where} but the file does not exist"))
-
-
-def _finish(
-    records: Iterable[VideoRecord], problems: Iterable[Failure], classes: Iterable[str]
-) -> DatasetListing:
-    """Sort, and refuse duplicate ids (they would make feature rows ambiguous)."""
-    ordered = sorted(records, key=lambda r: (r.label, r.id))
-    seen: dict[str, str] = {}
-    for rec in ordered:
-        if rec.id in seen:
-            raise DatasetConfigError(
-                f"two videos share the id {rec.id!r}: {seen[rec.id]} and {rec.path} "
-                "(restrict 'extensions' or rename one)"
-            )
-        seen[rec.id] = rec.path
-    return DatasetListing(
-        records=tuple(ordered),
-        problems=tuple(sorted(set(problems), key=lambda f: (f.id, f.path))),
-        classes=tuple(classes),
-    )
-
-
-def _read_lines(path: Path) -> list[tuple[int, str]]:
-    """Non-blank lines with 1-based line numbers (CRLF-safe; UCF101 lists use CRLF)."""
-    with open(path, encoding="utf-8") as fh:
-        return [(i, line.strip()) for i, line in enumerate(fh.read().splitlines(), 1) if line.strip()]
-
-
-def _read_class_names(path: Path) -> tuple[str, ...]:
-    """Class names by index from a text file (line i names label i) or a JSON object.
-
-    The JSON form maps name to index, as SlowFast's ``classids.json`` does.
-    """
-    _existing_file(path, "class_names")
-    if path.suffix.lower() == ".json":
-        mapping = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(mapping, dict):
-            raise DatasetConfigError(f"{path}: expected a JSON object mapping class name to index")
-        by_index = {int(v): str(k) for k, v in mapping.items()}
-        if sorted(by_index) != list(range(len(by_index))):
-            raise DatasetConfigError(f"{path}: class indices are not 0..{len(by_index) - 1}")
-        return tuple(by_index[i] for i in range(len(by_index)))
-    return tuple(line for _, line in _read_lines(path))
-
-
-def _name_for(label: int, names: tuple[str, ...] | None, where: str) -> str:
-    if names is None:
-        return str(label)
-    if not 0 <= label < len(names):
-        raise DatasetConfigError(f"{where}: label {label} has no entry in class_names ({len(names)} names)")
-    return names[label]
-
-
-# --------------------------------------------------------------------------- folder
-
-
-def _list_folder(directory: Path, extensions: tuple[str, ...], exclude: Iterable[Path] = ()) -> DatasetListing:
-    per_class: list[tuple[str, list[Path]]] = []
-    for class_dir in _class_dirs(directory, exclude):
-        videos = list(_walk_videos(class_dir, extensions))
-        if videos:
-            per_class.append((class_dir.name, videos))
-    if not per_class:
-        raise DatasetConfigError(
-            f"{directory}: no class folders with video files ({', '.join(extensions)})"
-        )
-    records = [
-        VideoRecord(_video_id(v, directory), str(v), label, name)
-        for label, (name, videos) in enumerate(per_class)
-        for v in videos
-    ]
-    return _finish(records, (), (name for name, _ in per_class))
 
 
 def _kinetics_video_dir(cfg: Mapping[str, Any]) -> Path:
-    root = _root(cfg)
+    root = root_of(cfg)
     split = cfg.get("split")
     return root / str(split) if split not in (None, "") else root
 
@@ -330,21 +126,21 @@ def _list_kinetics(cfg: Mapping[str, Any]) -> DatasetListing:
     if cfg.get("annotations") and cfg.get("list_file"):
         raise DatasetConfigError("dataset config: give either 'annotations' or 'list_file', not both")
     video_dir = _kinetics_video_dir(cfg)
-    extensions = _extensions(cfg)
+    extensions = extensions_of(cfg)
     if cfg.get("annotations"):
         return _list_kinetics_csv(cfg, video_dir, extensions)
     if cfg.get("list_file"):
         return _list_path_label_file(cfg, video_dir)
-    return _list_folder(_existing_dir(video_dir, "root/split"), extensions)
+    return list_folder(existing_dir(video_dir, "root/split"), extensions)
 
 
 def _list_path_label_file(cfg: Mapping[str, Any], video_dir: Path) -> DatasetListing:
-    root = _root(cfg)
-    list_file = _existing_file(_resolve(root, cfg["list_file"]), "list_file")
-    prefix = _resolve(root, cfg["path_prefix"]) if cfg.get("path_prefix") else video_dir
-    names = _read_class_names(_resolve(root, cfg["class_names"])) if cfg.get("class_names") else None
+    root = root_of(cfg)
+    list_file = existing_file(resolve(root, cfg["list_file"]), "list_file")
+    prefix = resolve(root, cfg["path_prefix"]) if cfg.get("path_prefix") else video_dir
+    names = read_class_names(resolve(root, cfg["class_names"])) if cfg.get("class_names") else None
     records, problems = [], []
-    for lineno, line in _read_lines(list_file):
+    for lineno, line in read_lines(list_file):
         parts = line.rsplit(None, 1)
         where = f"{list_file}:{lineno}"
         if len(parts) != 2:
@@ -354,20 +150,20 @@ def _list_path_label_file(cfg: Mapping[str, Any], video_dir: Path) -> DatasetLis
         except ValueError:
             raise DatasetConfigError(f"{where}: label {parts[1]!r} is not an integer") from None
         path = Path(os.path.abspath(prefix / parts[0]))
-        _add_listed(records, problems, path, prefix, label, _name_for(label, names, where), where)
+        add_listed(records, problems, path, prefix, label, name_for(label, names, where), where)
     n_classes = len(names) if names is not None else max((r.label for r in records), default=-1) + 1
     classes = names if names is not None else tuple(str(i) for i in range(n_classes))
-    return _finish(records, problems, classes)
+    return finish(records, problems, classes)
 
 
 _K400_COLUMNS = ("label", "youtube_id", "time_start", "time_end")
 
 
 def _list_kinetics_csv(cfg: Mapping[str, Any], video_dir: Path, extensions: tuple[str, ...]) -> DatasetListing:
-    annotations = _existing_file(_resolve(_root(cfg), cfg["annotations"]), "annotations")
-    _existing_dir(video_dir, "root/split")
+    annotations = existing_file(resolve(root_of(cfg), cfg["annotations"]), "annotations")
+    existing_dir(video_dir, "root/split")
     by_stem: dict[str, Path] = {}
-    for video in _walk_videos(video_dir, extensions):
+    for video in walk_videos(video_dir, extensions):
         stem = os.path.splitext(video.name)[0]
         if stem in by_stem:
             raise DatasetConfigError(
@@ -399,23 +195,23 @@ def _list_kinetics_csv(cfg: Mapping[str, Any], video_dir: Path, extensions: tupl
         seen.add(stem)
         video = by_stem.get(stem)
         if video is None:
-            problems.append(_missing(
+            problems.append(missing(
                 stem, video_dir / stem,
                 f"annotation row {annotations}:{lineno} ({label_name}) has no video file named "
                 f"{stem}.<{'|'.join(extensions)}> under {video_dir}",
             ))
         else:
-            records.append(VideoRecord(_video_id(video, video_dir), str(video), index[label_name], label_name))
-    return _finish(records, problems, classes)
+            records.append(VideoRecord(video_id(video, video_dir), str(video), index[label_name], label_name))
+    return finish(records, problems, classes)
 
 
 # --------------------------------------------------------------------------- ucf101
 
 
 def _ucf_dirs(cfg: Mapping[str, Any]) -> tuple[Path, Path]:
-    root = _root(cfg)
-    videos = _resolve(root, cfg.get("videos_dir") or ".")
-    splits = _resolve(root, cfg.get("splits_dir") or _UCF_DEFAULT_SPLITS_DIR)
+    root = root_of(cfg)
+    videos = resolve(root, cfg.get("videos_dir") or ".")
+    splits = resolve(root, cfg.get("splits_dir") or _UCF_DEFAULT_SPLITS_DIR)
     return videos, splits
 
 
@@ -436,7 +232,7 @@ def _split_choice(cfg: Mapping[str, Any], allowed_all: bool) -> int | str:
 def _read_class_ind(path: Path) -> dict[str, int]:
     """classInd.txt lines ``<1-based index> <ClassName>`` → 0-based index by name."""
     index: dict[str, int] = {}
-    for lineno, line in _read_lines(path):
+    for lineno, line in read_lines(path):
         parts = line.split()
         if len(parts) != 2 or not parts[0].isdigit():
             raise DatasetConfigError(f"{path}:{lineno}: expected '<index> <ClassName>', got {line!r}")
@@ -448,12 +244,12 @@ def _read_class_ind(path: Path) -> dict[str, int]:
 
 def _list_ucf101(cfg: Mapping[str, Any]) -> DatasetListing:
     videos_dir, splits_dir = _ucf_dirs(cfg)
-    _existing_dir(videos_dir, "root/videos_dir")
-    extensions = _extensions(cfg)
+    existing_dir(videos_dir, "root/videos_dir")
+    extensions = extensions_of(cfg)
     split = _split_choice(cfg, allowed_all=True)
     class_ind_path = splits_dir / "classInd.txt"
     if split == "all":
-        listing = _list_folder(videos_dir, extensions, exclude=[splits_dir])
+        listing = list_folder(videos_dir, extensions, exclude=[splits_dir])
         if not class_ind_path.is_file():
             return listing
         index = _read_class_ind(class_ind_path)
@@ -461,17 +257,17 @@ def _list_ucf101(cfg: Mapping[str, Any]) -> DatasetListing:
         if unknown:
             raise DatasetConfigError(f"{videos_dir}: class folders {unknown} are not in {class_ind_path}")
         records = [VideoRecord(r.id, r.path, index[r.label_name], r.label_name) for r in listing.records]
-        return _finish(records, (), sorted(index, key=index.__getitem__))
+        return finish(records, (), sorted(index, key=index.__getitem__))
 
     subset = cfg.get("subset")
     if subset not in ("train", "test"):
         raise DatasetConfigError(
             f"dataset config key 'subset' is {subset!r}; expected 'train' or 'test' for UCF101 split {split}"
         )
-    index = _read_class_ind(_existing_file(class_ind_path, "splits_dir (classInd.txt)"))
-    list_path = _existing_file(splits_dir / f"{subset}list0{split}.txt", "splits_dir")
+    index = _read_class_ind(existing_file(class_ind_path, "splits_dir (classInd.txt)"))
+    list_path = existing_file(splits_dir / f"{subset}list0{split}.txt", "splits_dir")
     records, problems = [], []
-    for lineno, line in _read_lines(list_path):
+    for lineno, line in read_lines(list_path):
         where = f"{list_path}:{lineno}"
         parts = line.split()
         rel = parts[0]
@@ -484,23 +280,23 @@ def _list_ucf101(cfg: Mapping[str, Any]) -> DatasetListing:
                 f"{where}: label {parts[1]} disagrees with classInd.txt ({class_name} is {label + 1})"
             )
         path = Path(os.path.abspath(videos_dir / rel))
-        _add_listed(records, problems, path, videos_dir, label, class_name, where)
-    return _finish(records, problems, sorted(index, key=index.__getitem__))
+        add_listed(records, problems, path, videos_dir, label, class_name, where)
+    return finish(records, problems, sorted(index, key=index.__getitem__))
 
 
 # --------------------------------------------------------------------------- hmdb51
 
 
 def _hmdb_dirs(cfg: Mapping[str, Any]) -> tuple[Path, Path]:
-    root = _root(cfg)
-    videos = _resolve(root, cfg.get("videos_dir") or _HMDB_DEFAULT_VIDEOS_DIR)
-    splits = _resolve(root, cfg.get("splits_dir") or _HMDB_DEFAULT_SPLITS_DIR)
+    root = root_of(cfg)
+    videos = resolve(root, cfg.get("videos_dir") or _HMDB_DEFAULT_VIDEOS_DIR)
+    splits = resolve(root, cfg.get("splits_dir") or _HMDB_DEFAULT_SPLITS_DIR)
     return videos, splits
 
 
 def _list_hmdb51(cfg: Mapping[str, Any]) -> DatasetListing:
     videos_dir, splits_dir = _hmdb_dirs(cfg)
-    _existing_dir(splits_dir, "splits_dir")
+    existing_dir(splits_dir, "splits_dir")
     split = _split_choice(cfg, allowed_all=False)
     subset = cfg.get("subset", "all")
     if subset != "all" and subset not in _HMDB_FLAGS:
@@ -516,7 +312,7 @@ def _list_hmdb51(cfg: Mapping[str, Any]) -> DatasetListing:
     classes = [p.stem[: -len(suffix)] for p in split_files]
     records, problems = [], []
     for label, (class_name, split_file) in enumerate(zip(classes, split_files)):
-        for lineno, line in _read_lines(split_file):
+        for lineno, line in read_lines(split_file):
             where = f"{split_file}:{lineno}"
             parts = line.rsplit(None, 1)
             if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
@@ -524,8 +320,8 @@ def _list_hmdb51(cfg: Mapping[str, Any]) -> DatasetListing:
             if subset != "all" and int(parts[1]) != _HMDB_FLAGS[subset]:
                 continue
             path = Path(os.path.abspath(videos_dir / class_name / parts[0]))
-            _add_listed(records, problems, path, videos_dir, label, class_name, where)
-    return _finish(records, problems, classes)
+            add_listed(records, problems, path, videos_dir, label, class_name, where)
+    return finish(records, problems, classes)
 
 
 # --------------------------------------------------------------------------- csv
@@ -542,11 +338,11 @@ def _read_csv_rows(table: Path) -> list[tuple[int, str, str]]:
 
 
 def _list_csv(cfg: Mapping[str, Any]) -> DatasetListing:
-    root = _root(cfg)
-    table = _existing_file(_resolve(root, _require(cfg, "csv")), "csv")
+    root = root_of(cfg)
+    table = existing_file(resolve(root, require(cfg, "csv")), "csv")
     rows = _read_csv_rows(table)
     integer_labels = all(_is_int(label) for _, _, label in rows)
-    names = _read_class_names(_resolve(root, cfg["class_names"])) if cfg.get("class_names") else None
+    names = read_class_names(resolve(root, cfg["class_names"])) if cfg.get("class_names") else None
     if integer_labels:
         classes = names if names is not None else tuple(
             str(i) for i in range(max((int(label) for _, _, label in rows), default=-1) + 1)
@@ -564,12 +360,12 @@ def _list_csv(cfg: Mapping[str, Any]) -> DatasetListing:
             label = int(raw_label)
             if label < 0:
                 raise DatasetConfigError(f"{where}: negative label {label}")
-            name = _name_for(label, names, where)
+            name = name_for(label, names, where)
         else:
             label, name = index[raw_label], raw_label
-        path = _resolve(root, raw_path)
-        _add_listed(records, problems, path, root, label, name, where)
-    return _finish(records, problems, classes)
+        path = resolve(root, raw_path)
+        add_listed(records, problems, path, root, label, name, where)
+    return finish(records, problems, classes)
 
 
 def _is_int(text: str) -> bool:
@@ -591,7 +387,7 @@ def list_videos(cfg: Mapping[str, Any]) -> DatasetListing:
     """
     layout = _layout(cfg)
     if layout == "folder":
-        return _list_folder(_existing_dir(_root(cfg), "root"), _extensions(cfg))
+        return list_folder(existing_dir(root_of(cfg), "root"), extensions_of(cfg))
     if layout == "kinetics":
         return _list_kinetics(cfg)
     if layout == "ucf101":
@@ -608,17 +404,17 @@ def dataset_sources(cfg: Mapping[str, Any]) -> DatasetSources:
     files it names), so it works before the dataset exists.
     """
     layout = _layout(cfg)
-    root = _root(cfg)
-    exts = _extensions(cfg)
-    optional = [_resolve(root, cfg[k]) for k in ("class_names",) if cfg.get(k)]
+    root = root_of(cfg)
+    exts = extensions_of(cfg)
+    optional = [resolve(root, cfg[k]) for k in ("class_names",) if cfg.get(k)]
     if layout == "folder":
         return DatasetSources((root,), (), (), exts)
     if layout == "kinetics":
         video_dir = _kinetics_video_dir(cfg)
-        metas = [_resolve(root, cfg[k]) for k in ("annotations", "list_file") if cfg.get(k)] + optional
+        metas = [resolve(root, cfg[k]) for k in ("annotations", "list_file") if cfg.get(k)] + optional
         dirs = [video_dir]
         if cfg.get("list_file") and cfg.get("path_prefix"):
-            dirs = [_resolve(root, cfg["path_prefix"])]
+            dirs = [resolve(root, cfg["path_prefix"])]
         return DatasetSources(tuple(dirs), (), tuple(metas), exts)
     if layout == "ucf101":
         videos_dir, splits_dir = _ucf_dirs(cfg)
@@ -626,9 +422,9 @@ def dataset_sources(cfg: Mapping[str, Any]) -> DatasetSources:
     if layout == "hmdb51":
         videos_dir, splits_dir = _hmdb_dirs(cfg)
         return DatasetSources((videos_dir,), (splits_dir,), (splits_dir,), exts)
-    table = _resolve(root, _require(cfg, "csv"))
+    table = resolve(root, require(cfg, "csv"))
     try:  # a missing or malformed table is the manifest rule's error to report, not the DAG's
-        listed = tuple(sorted({_resolve(root, raw) for _, raw, _ in _read_csv_rows(table)}))
+        listed = tuple(sorted({resolve(root, raw) for _, raw, _ in _read_csv_rows(table)}))
     except (OSError, UnicodeDecodeError, csv.Error, DatasetConfigError):
         listed = ()
     return DatasetSources((), (), (table, *optional), exts, video_files=listed)

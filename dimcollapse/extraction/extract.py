@@ -363,7 +363,8 @@ def extract_shard(
     from dimcollapse.data.clips import open_clip_dataset
     from dimcollapse.data.manifest import read_manifest
     from dimcollapse.data.protocols import Protocol
-    from dimcollapse.models import METHODS, build_model
+    from dimcollapse.models.build import build_model
+    from dimcollapse.models.registry import METHODS
 
     torch.set_num_threads(threads)
     manifest = read_manifest(manifest_path)
