@@ -68,6 +68,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dimcollapse.errors import KnownError
 from dimcollapse.failures import Failure
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (
@@ -87,7 +88,7 @@ _HMDB_DEFAULT_VIDEOS_DIR = "videos"
 _HMDB_FLAGS = {"unused": 0, "train": 1, "test": 2}
 
 
-class DatasetConfigError(ValueError):
+class DatasetConfigError(KnownError, ValueError):
     """A dataset config or split/annotation file that cannot be used as given."""
 
 
