@@ -16,12 +16,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 from collections.abc import Callable, Iterator
 
 from dimcollapse.diskspace import InsufficientSpace, free_bytes, human_bytes
 
 #: errno values that mean "no room left for this write".
 FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
 
 
 class DiskFull(InsufficientSpace):
@@ -29,8 +31,14 @@ class DiskFull(InsufficientSpace):
 
 
 def is_disk_full(err: BaseException) -> bool:
-    """An ``OSError`` that says the disk or the quota is full (not yet a :class:`DiskFull`)."""
-    return isinstance(err, OSError) and not isinstance(err, DiskFull) and err.errno in FULL
+    """An ``OSError`` that says the disk or the quota is full (not yet a :class:`DiskFull`).
+
+    NumPy's ``tofile`` (what ``np.save`` into a file calls) reports the short write of a
+    full disk without an errno, as ``N requested and M written``: that counts too.
+    """
+    if not isinstance(err, OSError) or isinstance(err, DiskFull):
+        return False
+    return err.errno in FULL or (err.errno is None and _SHORT_WRITE.fullmatch(str(err)) is not None)
 
 
 def disk_full_message(path: str | os.PathLike[str], err: OSError, *, need: int | None, written: int,
@@ -48,16 +56,20 @@ def disk_full_message(path: str | os.PathLike[str], err: OSError, *, need: int |
 
 @contextlib.contextmanager
 def naming_a_full_disk(path: str | os.PathLike[str], *, need: int | None = None,
-                       written: Callable[[], int] = lambda: 0, kept: str) -> Iterator[None]:
+                       written: Callable[[], int] = lambda: 0, undo: Callable[[], object] = lambda: None,
+                       kept: str) -> Iterator[None]:
     """Turn a full disk inside the block into :class:`DiskFull` about ``path``.
 
     For writers that do not go through :func:`dimcollapse.atomic.atomic_path` (which does
     this itself): ``need`` is the size of what the block writes, when known; ``written()``
-    how much of it reached the disk; ``kept`` says what becomes of the partial output.
+    how much of it reached the disk; ``undo()`` removes the torn part (before the free
+    space is measured); ``kept`` says what becomes of the rest.
     """
     try:
         yield
     except OSError as err:
         if not is_disk_full(err):
             raise
-        raise DiskFull(disk_full_message(path, err, need=need, written=written(), kept=kept)) from err
+        size = written()
+        undo()
+        raise DiskFull(disk_full_message(path, err, need=need, written=size, kept=kept)) from err

@@ -194,6 +194,16 @@ def test_clip_cache_keeps_the_rows_it_wrote_for_the_next_run(tmp_path: Path, mon
         build_clip_cache(rows, "paper", cache, workers=0)
     message = check_one_line(err.value, partial / "frames.u8")
     assert "it needs about 1.8 MB" in message and f"the rows written so far stay in {partial}" in message
-    assert not cache.exists()
+    assert not cache.exists() and (partial / "frames.u8").stat().st_size == 0  # the torn row's bytes are gone
     monkeypatch.undo()
     assert build_clip_cache(rows, "paper", cache, workers=0) == [] and not partial.exists()
+
+
+def test_what_counts_as_a_full_disk() -> None:
+    from dimcollapse.disk_full import is_disk_full
+
+    assert is_disk_full(enospc()) and is_disk_full(OSError(errno.EDQUOT, "Disk quota exceeded"))
+    # np.save into a real file reports the short write of a full disk without an errno
+    assert is_disk_full(OSError("1024000 requested and 786400 written"))
+    assert not is_disk_full(OSError(errno.EACCES, "Permission denied")) and not is_disk_full(OSError("other"))
+    assert not is_disk_full(DiskFull("already named")) and not is_disk_full(ValueError("x"))

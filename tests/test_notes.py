@@ -57,7 +57,7 @@ def test_notes_name_short_videos_per_sampling_and_rotated_ones(tmp_path: Path) -
     notes = video_notes(manifest, ["a", "b", "c"], shards, samplings)  # "d" failed in some stage: not listed
     assert [(n.id, n.note) for n in notes] == [("a", SHORT), ("a", SHORT), ("b", ROTATED), ("c", SHORT)]
     paper = next(n for n in notes if n.id == "a" and "paper-1" in n.detail)
-    assert paper.detail.startswith("paper sampling paper-1 (sup, simclr): the video (0.04 s, 1 frames) is shorter")
+    assert paper.detail.startswith("paper sampling paper-1 (sup, simclr): the video (0.04 s, 1 frame) is shorter")
     assert next(n for n in notes if n.id == "c").detail.startswith("dpc sampling dpc-2 (dpc)")
     assert "display rotation 90° not applied" in next(n for n in notes if n.note == ROTATED).detail
 

@@ -144,7 +144,7 @@ def test_notes_name_the_short_and_rotated_videos(study: dict) -> None:
     noted = {(Path(rel).with_suffix("").as_posix().split("/", 1)[1], kind) for rel, kind in NOTED_VIDEOS.items()}
     assert noted <= set(zip(notes["id"], notes["note"]))
     one_frame = notes[notes["id"] == "still/one_frame"]
-    assert len(one_frame) == 2 and one_frame["detail"].str.contains("1 frames").all()  # paper's and DPC's sampling
+    assert len(one_frame) == 2 and one_frame["detail"].str.contains(r"\(0\.03 s, 1 frame\)").all()  # paper's and DPC's sampling
     assert set(notes.loc[notes["note"] == "rotated", "id"]) == {"move_down/rotated"}
     short = set(notes.loc[notes["note"] == "short", "id"])
     assert len(short) > 1  # each class's short demo video too

@@ -406,6 +406,7 @@ def update_clip_cache(
              final, len(reuse), len(tasks), len(done))
     offset = committed
     full_disk = naming_a_full_disk(data_path, need=need - committed, written=lambda: data_path.stat().st_size - committed,
+                                   undo=lambda: os.truncate(data_path, offset),  # the torn row
                                    kept=f"the rows written so far stay in {partial}, where the next run resumes")
     with full_disk, open(data_path, "r+b") as data, open(partial / PROGRESS_FILE, "a") as prog:
         data.seek(offset)

@@ -69,10 +69,11 @@ def video_notes(manifest: pd.DataFrame, kept_ids: Iterable[str], shards: Mapping
         for r in rows:
             video = manifest.iloc[int(r)]
             if video["id"] in kept:
+                frames = f"{video['frames']} frame{'' if video['frames'] == 1 else 's'}"
                 notes.append(Note(video["id"], video["path"], SHORT,
                                   f"{protocol} sampling {sampling} ({', '.join(instances)}): the video "
-                                  f"({video['duration']:.2f} s, {video['frames']} frames) is shorter than the clip, "
-                                  "which repeats frames"))
+                                  f"({video['duration']:.2f} s, {frames}) is shorter than the clip, which repeats "
+                                  "frames"))
     for video in manifest[(manifest["rotation"] != 0) & manifest["id"].isin(kept)].itertuples():
         notes.append(Note(video.id, video.path, ROTATED,
                           f"display rotation {video.rotation}° not applied: decoded as stored, as PyAV and "
