@@ -242,8 +242,9 @@ def prune_plan(results: str | os.PathLike[str], usage: Usage, *, quarantine: boo
                     ds.name, cache_key(path.name)) not in usage.clip_caches:
                 plan.removals.append(Removal(path, _bytes(path), f"clip cache of dataset {ds.name}"))
     if spared:
-        plan.kept.append(f"kept: {len(spared)} quarantine folders ({human_bytes(sum(map(_bytes, spared)))}) of damaged "
-                         f"files set aside for inspection, e.g. {spared[0]}; `--quarantine` removes them")
+        folders = "1 quarantine folder" if len(spared) == 1 else f"{len(spared)} quarantine folders"
+        plan.kept.append(f"kept: {folders} ({human_bytes(sum(map(_bytes, spared)))}) of damaged files set aside for "
+                         f"inspection, e.g. {spared[0]}; `--quarantine` removes them")
     return plan
 
 

@@ -333,11 +333,15 @@ class InstanceStore:
         with atomic_path(self.dir / _DATA / f"{name}.npz", suffix=".npz", need=_nbytes(arrays)) as tmp, \
                 open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
-        self._write_keys(name, {
-            "keys": keys, "seg": np.zeros(len(keys), np.int32), "pos": np.arange(len(keys), dtype=np.int32),
-            "ok": result.ok.astype(bool), "segments": np.array([name]),
-            "spaces": np.array([json.dumps(sorted(result.features))]),
-        })
+        try:
+            self._write_keys(name, {
+                "keys": keys, "seg": np.zeros(len(keys), np.int32), "pos": np.arange(len(keys), dtype=np.int32),
+                "ok": result.ok.astype(bool), "segments": np.array([name]),
+                "spaces": np.array([json.dumps(sorted(result.features))]),
+            })
+        except BaseException:  # e.g. a full disk: no index names the segment, so nothing can read it
+            (self.dir / _DATA / f"{name}.npz").unlink(missing_ok=True)
+            raise
         return name
 
     def _write_keys(self, name: str, arrays: Mapping[str, np.ndarray]) -> None:
