@@ -70,7 +70,7 @@ def atomic_path(final: str | os.PathLike[str], suffix: str = "", *, need: int | 
     except OSError as err:
         if not is_disk_full(err):
             raise
-        written = _remove(tmp)  # first: the free space the message reports counts it
+        written = _remove(tmp)  # before the message measures the free space, which then includes it
         raise DiskFull(disk_full_message(final, err, need=need, written=written,
                                          kept="nothing of it was kept")) from err
     finally:
