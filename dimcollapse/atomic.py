@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from dimcollapse.disk_full import DiskFull, disk_full_message, is_disk_full
+
 log = logging.getLogger(__name__)
 
 #: A temporary file of another host is stray once it has not changed for this long
@@ -42,41 +44,61 @@ def unique_name(prefix: str) -> str:
 
 
 @contextlib.contextmanager
-def atomic_path(final: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
+def atomic_path(final: str | os.PathLike[str], suffix: str = "", *, need: int | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``final``; rename it into place on success.
 
     The temporary file lives in the same directory so the rename is atomic on POSIX
     file systems. On an exception the temporary file is removed and ``final`` is left
-    untouched (an older complete version, if any, survives).
+    untouched (an older complete version, if any, survives). A full disk becomes
+    :class:`~dimcollapse.disk_full.DiskFull` naming ``final`` and ``need``, the bytes
+    the caller writes (when it knows them).
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}@{_host()}@{os.getpid()}@", suffix=suffix + ".tmp",
-                                    dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    # mkstemp creates 0600 files; final artefacts get the usual umask-based mode.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    tmp: Path | None = None
     try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}@{_host()}@{os.getpid()}@", suffix=suffix + ".tmp",
+                                        dir=final.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        # mkstemp creates 0600 files; final artefacts get the usual umask-based mode.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         yield tmp
         os.replace(tmp, final)
+    except OSError as err:
+        if not is_disk_full(err):
+            raise
+        written = _remove(tmp)  # before the message measures the free space, which then includes it
+        raise DiskFull(disk_full_message(final, err, need=need, written=written,
+                                         kept="nothing of it was kept")) from err
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        _remove(tmp)
+
+
+def _remove(tmp: Path | None) -> int:
+    """Remove a temporary file if it is there; return the bytes it held."""
+    if tmp is None:
+        return 0
+    try:
+        size = tmp.stat().st_size
+    except FileNotFoundError:
+        return 0
+    tmp.unlink(missing_ok=True)
+    return size
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
+    data = text.encode()
+    with atomic_path(path, need=len(data)) as tmp:
+        tmp.write_bytes(data)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -38,7 +38,13 @@ def load_matrix(path: str | Path, array: str | None = None) -> np.ndarray:
     Raises :class:`InputError` naming the file for anything that is not a finite 2-D
     float matrix with at least 2 rows.
     """
-    p = Path(path)
+    x = _read_matrix(Path(path), array)
+    _check_finite(Path(path), x)
+    return x
+
+
+def _read_matrix(p: Path, array: str | None) -> np.ndarray:
+    """:func:`load_matrix` without the scan for NaN and inf (a ``.npy`` file stays memory-mapped)."""
     if not p.is_file():
         raise InputError(f"{p}: no such file")
     try:
@@ -72,11 +78,15 @@ def load_matrix(path: str | Path, array: str | None = None) -> np.ndarray:
         raise InputError(f"{p}: expected floating-point features, got dtype {x.dtype}")
     if x.shape[0] < 2 or x.shape[1] < 1:
         raise InputError(f"{p}: need at least 2 rows and 1 column, got shape {x.shape}")
-    bad = ~np.isfinite(x).all(axis=1)
-    if bad.any():
-        rows = np.flatnonzero(bad)
-        raise InputError(f"{p}: {rows.size} rows contain NaN or inf (first: row {rows[0]})")
     return x
+
+
+def _check_finite(p: Path, x: np.ndarray, chunk_rows: int = 4096) -> None:
+    """Raise :class:`InputError` naming the rows with NaN or inf, reading ``x`` in row chunks."""
+    bad = np.concatenate([np.flatnonzero(~np.isfinite(x[i:i + chunk_rows]).all(axis=1)) + i
+                          for i in range(0, x.shape[0], chunk_rows)])
+    if bad.size:
+        raise InputError(f"{p}: {bad.size} rows contain NaN or inf (first: row {bad[0]})")
 
 
 def _pick(path: Path, arrays: dict[str, Any], name: str | None) -> Any:
@@ -103,19 +113,35 @@ SUMMARY = (
 )
 
 
-def _metrics(x: np.ndarray, normalize: bool, name: str, max_pairs_rows: int | None = None) -> tuple[Any, dict[str, Any]]:
+def _metrics(path: str, array: str | None, normalize: bool,
+             max_pairs_rows: int | None = None) -> tuple[Any, dict[str, Any]]:
+    """The spectrum and the metrics row of one matrix file.
+
+    A C-order ``.npy`` file is streamed (:func:`~dimcollapse.analysis.spectrum.analyze_file`):
+    memory stays bounded whatever its size, and a constant matrix (all rows the same, all
+    zeros say) fails at the end of one read instead of after a full analysis.
+    """
     import warnings
 
     from dimcollapse.analysis.metrics import DEFAULT_MAX_PAIRS_ROWS, ID_COLUMNS, geometry_metrics, metrics_row
-    from dimcollapse.analysis.spectrum import analyze
+    from dimcollapse.analysis.spectrum import ConstantFeatures, analyze, analyze_file
 
-    with warnings.catch_warnings():  # the warning is part of the row (and printed once)
-        warnings.simplefilter("ignore")
-        spec = analyze(x, normalize)
+    p = Path(path)
+    x = _read_matrix(p, array)
+    streamed = p.suffix not in (".npz", ".pt") and x.flags.c_contiguous  # a memory-mapped .npy in C order
+    try:
+        with warnings.catch_warnings():  # the warning is part of the row (and printed once)
+            warnings.simplefilter("ignore")
+            spec = analyze_file(p, normalize) if streamed else analyze(x, normalize)
+    except ConstantFeatures as err:  # all rows the same (the pass found every value finite)
+        raise InputError(str(err) if streamed else f"{p}: {err}") from err
+    except ValueError as err:  # rows with NaN or inf: the scan names how many
+        _check_finite(p, x)
+        raise InputError(str(err) if str(err).startswith(str(p)) else f"{p}: {err}") from err
     geometry = geometry_metrics(x, normalize=normalize, max_pairs_rows=max_pairs_rows or DEFAULT_MAX_PAIRS_ROWS,
                                 device="auto")
-    row = metrics_row(spec, dataset="", method=name, space="", **geometry)
-    return spec, {"file": name, **{k: v for k, v in row.items() if k not in ID_COLUMNS}}
+    row = metrics_row(spec, dataset="", method=path, space="", **geometry)
+    return spec, {"file": path, **{k: v for k, v in row.items() if k not in ID_COLUMNS}}
 
 
 def _print_summary(rows: Sequence[dict[str, Any]], out: Any) -> None:
@@ -132,8 +158,7 @@ def _print_summary(rows: Sequence[dict[str, Any]], out: Any) -> None:
 def _analyze(args: argparse.Namespace) -> None:
     from dimcollapse.analysis.figures import save_figure, spectrum_figure
 
-    x = load_matrix(args.features, args.array)
-    spec, row = _metrics(x, not args.no_normalize, args.features, args.max_pairs_rows)
+    spec, row = _metrics(args.features, args.array, not args.no_normalize, args.max_pairs_rows)
     _print_summary([row], sys.stdout)
     if args.json:
         from dimcollapse.atomic import write_json
@@ -155,7 +180,7 @@ def _compare(args: argparse.Namespace) -> None:
         raise InputError(f"--labels: labels must be unique, got {labels}")
     specs, rows = {}, []
     for path, label in zip(args.features, labels):
-        spec, row = _metrics(load_matrix(path, args.array), not args.no_normalize, path)
+        spec, row = _metrics(path, args.array, not args.no_normalize)
         specs[label] = {"features": spec}
         rows.append(row)
     _print_summary(rows, sys.stdout)

@@ -11,8 +11,10 @@ import os
 import shutil
 from pathlib import Path
 
+from dimcollapse.errors import KnownError
 
-class InsufficientSpace(OSError):
+
+class InsufficientSpace(KnownError, OSError):
     """The file system of a path holds less free space than a stage needs."""
 
 

@@ -13,12 +13,16 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 
 from dimcollapse.atomic import atomic_path
+from dimcollapse.errors import KnownError
 
 FAILURE_COLUMNS = ("id", "path", "stage", "error")
 
 
-class VideoError(Exception):
+class VideoError(KnownError):
     """A video that cannot be used, with the file and the stage that found the problem."""
+
+    advice = ("fix or replace the file, or set extraction.on_error: skip to leave it out "
+              "(it is then listed in results/failures/)")
 
     def __init__(self, path: str | os.PathLike[str], stage: str, message: str) -> None:
         self.path = str(path)

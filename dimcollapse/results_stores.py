@@ -16,6 +16,9 @@ Layout under ``<results>``::
     clips/<dataset>/<sampling key>.cache.json, .failures.csv   the rule's outputs for it
     clips/<dataset>/.<sampling key>.partial/                   an interrupted build
     clips/<dataset>/quarantine/<sampling key>[.n]/             a cache found damaged
+
+Only entries that :mod:`dimcollapse.store_layout` proves the package wrote are listed,
+verified or pruned; anything else there is the user's and is reported as foreign.
 """
 
 from __future__ import annotations
@@ -31,8 +34,13 @@ from typing import Any
 
 from dimcollapse.data.cache_files import META_FILE, CacheUnreadable
 from dimcollapse.data.clips import ClipCache, quarantine_cache
-from dimcollapse.extraction.store import DESCRIPTION, InstanceStore
+from dimcollapse.diskspace import human_bytes
+from dimcollapse.extraction.store import InstanceStore
 from dimcollapse.quarantine import QUARANTINE
+from dimcollapse.store_layout import (
+    cache_key, is_clip_cache_file, is_clip_cache_folder, is_quarantined_clip_cache, is_temporary,
+    store_key_strangers,
+)
 
 STORE, CLIPS = "store", "clips"
 
@@ -40,8 +48,13 @@ STORE, CLIPS = "store", "clips"
 # ------------------------------------------------------------------------------ listing
 def store_keys(results: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """One :meth:`InstanceStore.summary` per instance key under ``<results>/store``."""
-    root = Path(results) / STORE
-    return [InstanceStore(d).summary() for d in _subdirs(root)]
+    return [InstanceStore(d).summary() for d in _store_key_dirs(Path(results))]
+
+
+def _store_key_dirs(results: Path) -> list[Path]:
+    """The store keys under ``<results>/store`` (see store_layout; pruning also asks that
+    nothing else is in them)."""
+    return [d for d in _subdirs(results / STORE) if store_key_strangers(d) is not None]
 
 
 def clip_caches(results: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -54,7 +67,7 @@ def clip_caches(results: str | os.PathLike[str]) -> list[dict[str, Any]]:
                 meta = json.loads((path / META_FILE).read_text())
             files = [f for f in path.rglob("*") if f.is_file()]
             out.append({
-                "dataset": ds.name, "sampling_key": _cache_key(path.name), "state": state, "path": str(path),
+                "dataset": ds.name, "sampling_key": cache_key(path.name), "state": state, "path": str(path),
                 "protocol": (meta.get("protocol") or {}).get("key"), "clips": meta.get("rows"),
                 "bytes": sum(f.stat().st_size for f in files),
                 "last_written": max((f.stat().st_mtime for f in files), default=None),
@@ -65,22 +78,45 @@ def clip_caches(results: str | os.PathLike[str]) -> list[dict[str, Any]]:
 def _cache_folders(dataset_dir: Path) -> Iterator[tuple[Path, str]]:
     for path in _subdirs(dataset_dir, hidden=True):
         if path.name == QUARANTINE:
-            yield from ((q, "quarantined") for q in _subdirs(path, hidden=True))
-        elif path.name.endswith(".partial"):
-            yield path, "partial"
-        elif not path.name.startswith("."):
-            yield path, "complete" if (path / META_FILE).is_file() else "no meta.json"
+            yield from ((q, "quarantined") for q in _subdirs(path, hidden=True) if is_quarantined_clip_cache(q))
+        elif is_clip_cache_folder(path):
+            if path.name.startswith("."):
+                yield path, "partial"
+            else:
+                yield path, "complete" if (path / META_FILE).is_file() else "no meta.json"
+
+
+def foreign(results: str | os.PathLike[str]) -> list[tuple[Path, str]]:
+    """Entries under ``<results>/store`` and ``<results>/clips/<dataset>`` that dimcollapse
+    did not write (or not only it), with why each is left alone."""
+    results = Path(results)
+    out = []
+    for entry in _entries(results / STORE):
+        strangers = store_key_strangers(entry)
+        if strangers is None:
+            out.append((entry, "not made by dimcollapse, left alone"))
+        elif strangers:
+            names = ", ".join(str(s.relative_to(entry)) for s in strangers[:3]) + (", ..." if len(strangers) > 3 else "")
+            out.append((entry, f"a feature store key, but it also holds files dimcollapse does not write ({names}); "
+                               "left alone"))
+    for ds in _subdirs(results / CLIPS):
+        for entry in _entries(ds):
+            if entry.name == QUARANTINE and entry.is_dir():
+                out += [(q, "not made by dimcollapse, left alone") for q in _entries(entry)
+                        if not is_quarantined_clip_cache(q)]
+            elif not (is_clip_cache_folder(entry) or is_clip_cache_file(entry) or is_temporary(entry)):
+                out.append((entry, "not made by dimcollapse, left alone"))
+    return out
+
+
+def _entries(folder: Path) -> list[Path]:
+    return sorted(folder.iterdir()) if folder.is_dir() else []
 
 
 def _subdirs(folder: Path, hidden: bool = False) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted(d for d in folder.iterdir() if d.is_dir() and (hidden or not d.name.startswith(".")))
-
-
-def _cache_key(name: str) -> str:
-    """The sampling key a clip-cache file or folder name belongs to (``.k.partial``, ``k.cache.json``, ``k.1``)."""
-    return name.lstrip(".").split(".")[0].split("@")[0]
 
 
 # -------------------------------------------------------------------------------- usage
@@ -138,44 +174,87 @@ def _checkpoint_on_disk(model: Any) -> str | None:
 # -------------------------------------------------------------------------------- prune
 @dataclass(frozen=True)
 class Removal:
-    """One folder or file that pruning removes."""
+    """One folder or file that pruning removes (``only``: just these files of it)."""
 
     path: Path
     bytes: int
     what: str
+    only: tuple[Path, ...] = ()
 
 
-def prune_plan(results: str | os.PathLike[str], usage: Usage) -> tuple[list[Removal], list[str]]:
-    """What to remove from ``results`` that ``usage`` does not need, and notes on what is kept
-    although unused-looking (keys of instances whose checkpoint is not on disk)."""
+@dataclass
+class PrunePlan:
+    """What pruning removes, what it keeps although unused-looking, and what it leaves alone."""
+
+    removals: list[Removal] = field(default_factory=list)
+    #: notes on kept entries: keys of instances whose checkpoint is not on disk, quarantine
+    kept: list[str] = field(default_factory=list)
+    #: entries dimcollapse did not write (or not only it), with why
+    foreign: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def prune_plan(results: str | os.PathLike[str], usage: Usage, *, quarantine: bool = False) -> PrunePlan:
+    """What to remove from ``results`` that ``usage`` does not need.
+
+    Only entries proven to be the package's own are candidates (:mod:`dimcollapse.store_layout`);
+    the others are listed in :attr:`PrunePlan.foreign`. Quarantined files (damaged files set
+    aside for inspection) are removed only with ``quarantine``, whether or not their key is
+    used; without it, an unused key loses its segments and index but keeps its ``quarantine/``.
+    """
     results = Path(results)
-    removals, kept = [], []
+    plan = PrunePlan(foreign=foreign(results))
+    spared: list[Path] = []
     for summary in store_keys(results):
         path = results / STORE / summary["key"]
+        held = path / QUARANTINE
+        if store_key_strangers(path):
+            continue  # holds files of someone else: in plan.foreign
         if summary["key"] in usage.store_keys:
+            if quarantine and held.is_dir():
+                plan.removals.append(Removal(held, _bytes(held), f"quarantined files of feature store key "
+                                                                 f"({_describe_key(summary)})"))
+            elif held.is_dir():
+                spared.append(held)
             continue
         method = summary.get("method")
         if usage.unresolved and (method is None or method in usage.unresolved.values()):
             names = sorted(n for n, m in usage.unresolved.items() if method in (None, m))
-            kept.append(f"{path}: kept: it may belong to {', '.join(names)}, whose checkpoint is not on disk "
-                        "here (its key needs the file's hash)")
+            plan.kept.append(f"{path}: kept: it may belong to {', '.join(names)}, whose checkpoint is not on disk "
+                             "here (its key needs the file's hash)")
             continue
-        removals.append(Removal(path, summary["bytes"], f"feature store key ({_describe_key(summary)})"))
+        what = f"feature store key ({_describe_key(summary)})"
+        if held.is_dir() and not quarantine:
+            files = tuple(f for sub in ("data", "keys") for f in sorted((path / sub).iterdir()))
+            spared.append(held)
+            plan.removals.append(Removal(path, sum(f.stat().st_size for f in files),
+                                         f"{what}; its quarantine/ is kept", files))
+        else:
+            plan.removals.append(Removal(path, summary["bytes"], what))
     for ds in _subdirs(results / CLIPS):
         for path in sorted(ds.iterdir()):
-            folders = _subdirs(path, hidden=True) if path.name == QUARANTINE else [path]
-            for item in folders:
-                if (ds.name, _cache_key(item.name)) not in usage.clip_caches:
-                    removals.append(Removal(item, _bytes(item), f"clip cache of dataset {ds.name}"))
-    return removals, kept
+            if path.name == QUARANTINE and path.is_dir():
+                held = [q for q in _subdirs(path, hidden=True) if is_quarantined_clip_cache(q)]
+                if quarantine:
+                    plan.removals += [Removal(q, _bytes(q), f"quarantined clip cache of dataset {ds.name}") for q in held]
+                else:
+                    spared += held
+            elif (is_clip_cache_folder(path) or is_clip_cache_file(path)) and (
+                    ds.name, cache_key(path.name)) not in usage.clip_caches:
+                plan.removals.append(Removal(path, _bytes(path), f"clip cache of dataset {ds.name}"))
+    if spared:
+        folders = "1 quarantine folder" if len(spared) == 1 else f"{len(spared)} quarantine folders"
+        plan.kept.append(f"kept: {folders} ({human_bytes(sum(map(_bytes, spared)))}) of damaged files set aside for "
+                         f"inspection, e.g. {spared[0]}; `--quarantine` removes them")
+    return plan
 
 
 def remove(plan: Sequence[Removal]) -> None:
     for item in plan:
-        if item.path.is_dir() and not item.path.is_symlink():
-            shutil.rmtree(item.path)
-        else:
-            item.path.unlink(missing_ok=True)
+        for path in item.only or (item.path,):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def _describe_key(summary: Mapping[str, Any]) -> str:
@@ -196,9 +275,8 @@ def verify(results: str | os.PathLike[str], repair: bool = False) -> list[str]:
     again by the next run, which also builds a quarantined clip cache again)."""
     results = Path(results)
     problems: list[str] = []
-    for key in _subdirs(results / STORE):
-        if (key / DESCRIPTION).exists() or (key / "keys").is_dir():
-            problems += InstanceStore(key).verify(repair)
+    for key in _store_key_dirs(results):
+        problems += InstanceStore(key).verify(repair)
     for ds in _subdirs(results / CLIPS):
         for path, state in _cache_folders(ds):
             if state not in ("complete", "no meta.json"):

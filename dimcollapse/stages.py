@@ -43,7 +43,7 @@ def demo_videos(smk: Any) -> None:
 
 
 def manifest(smk: Any) -> None:
-    from dimcollapse.data.manifest import build_manifest, write_manifest
+    from dimcollapse.data.manifest import ManifestError, build_manifest, write_manifest
 
     _start(smk)
     frame, failures = build_manifest(
@@ -52,8 +52,9 @@ def manifest(smk: Any) -> None:
     )
     if len(frame) < 2:  # a spectrum of one row is empty: stop before any clip is decoded or extracted
         examples = "; ".join(f"{f.path}: {f.error}" for f in failures[:3])
-        raise RuntimeError(f"dataset {smk.wildcards.dataset!r}: {len(frame)} usable video(s), at least 2 are needed "
-                           f"({len(failures)} failed{', e.g. ' + examples if examples else ''})")
+        raise ManifestError(f"dataset {smk.wildcards.dataset!r}: {len(frame)} usable video(s), at least 2 are needed "
+                            f"({len(failures)} failed{', e.g. ' + examples if examples else ''}); check the "
+                            "dataset's root and layout in the config")
     write_manifest(smk.output.manifest, frame)
     write_failures(smk.output.failures, failures)
     log.info("manifest: %d videos, %d left out (see %s)", len(frame), len(failures), smk.output.failures)
@@ -78,6 +79,26 @@ def failures(smk: Any) -> None:
         log.warning("%d of %d manifest videos failed in a later stage and are left out for every method",
                     n_failed, len(manifest))
     log.info("%d videos kept; failures of every stage in %s", len(index), smk.output.failures)
+
+
+def notes(smk: Any) -> None:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from dimcollapse.data.manifest import read_manifest
+    from dimcollapse.extraction.notes import ROTATED, SHORT, video_notes, write_notes
+
+    _start(smk)
+    shards: dict[str, list[str]] = {}
+    for path in smk.input.shards:  # results/features/<dataset>/<instance>/shards/<i>-of-<K>.npz
+        shards.setdefault(Path(path).parts[-3], []).append(str(path))
+    index = pd.read_csv(smk.input.index, dtype={"id": str}, keep_default_na=False)
+    found = video_notes(read_manifest(smk.input.manifest), index["id"], shards, smk.params.samplings)
+    write_notes(smk.output[0], found)
+    short, rotated = ({n.id for n in found if n.note == kind} for kind in (SHORT, ROTATED))
+    log.info("%d of %d videos short for some sampling, %d with a display rotation not applied; listed in %s",
+             len(short), len(index), len(rotated), smk.output[0])
 
 
 def spectrum(smk: Any) -> None:
@@ -110,9 +131,12 @@ def spectrum(smk: Any) -> None:
 
 
 def metrics(smk: Any) -> None:
+    from pathlib import Path
+
     import pandas as pd
 
     from dimcollapse.analysis.metrics import read_metrics_json, write_metrics_csv, write_metrics_markdown
+    from dimcollapse.extraction.notes import notes_markdown
 
     _start(smk)
     rows = [read_metrics_json(f) for f in smk.input.spectra]
@@ -126,7 +150,9 @@ def metrics(smk: Any) -> None:
         row["label"] = smk.params.labels[row["method"]]
         row.update(extra.get((row["dataset"], row["method"], row["space"]), {}))
     write_metrics_csv(smk.output.table, rows)
-    write_metrics_markdown(smk.output.markdown, rows, _probe_tracking(smk.input.correlations))
+    caveats = notes_markdown({Path(p).name.removesuffix(".notes.csv"): p for p in smk.input.notes})
+    sections = (caveats, _probe_tracking(smk.input.correlations))
+    write_metrics_markdown(smk.output.markdown, rows, "\n".join(part for part in sections if part))
 
 
 def _probe_tracking(paths: Any) -> str:

@@ -43,11 +43,15 @@ def add_store_parser(sub: Any, input_error: Callable[[str], Exception]) -> None:
     ls.add_argument("--json", action="store_true", help="print JSON instead of tables")
     ls.set_defaults(run=_list)
 
-    prune = action("prune", "remove store keys and clip caches that the config no longer uses")
+    prune = action("prune", "remove store keys and clip caches that the config no longer uses (only folders and "
+                   "files dimcollapse provably wrote; anything else is listed and left alone)")
     prune.add_argument("--configfile", action="append", metavar="FILE",
                        help="study config whose keys are kept (repeat to keep what any of several uses; "
                        "default: config.yaml beside the results folder)")
     prune.add_argument("--dry-run", action="store_true", help="print what would go and the space it frees")
+    prune.add_argument("--quarantine", action="store_true",
+                       help="also remove every quarantine/ folder (damaged files set aside for inspection), "
+                       "used keys' included; without it they are kept")
     prune.set_defaults(run=lambda args: _prune(args, input_error))
 
     check = action("verify", "read every segment, index and clip cache; name each torn or corrupt file "
@@ -68,11 +72,12 @@ def _results_folder(value: str) -> str:
 
 # ------------------------------------------------------------------------------ actions
 def _list(args: argparse.Namespace) -> int:
-    from dimcollapse.results_stores import clip_caches, store_keys
+    from dimcollapse.results_stores import clip_caches, foreign, store_keys
 
-    keys, caches = store_keys(args.results), clip_caches(args.results)
+    keys, caches, others = store_keys(args.results), clip_caches(args.results), foreign(args.results)
     if args.json:
-        print(json.dumps({"store": keys, "clips": caches}, indent=2, default=str))
+        print(json.dumps({"store": keys, "clips": caches, "foreign": [{"path": str(p), "note": why} for p, why in others]},
+                         indent=2, default=str))
         return 0
     root = Path(args.results)
     total = sum(k["bytes"] for k in keys)
@@ -84,6 +89,10 @@ def _list(args: argparse.Namespace) -> int:
              "state": c["state"], "clips": _text(c["clips"]), "size": human_bytes(c["bytes"]),
              "last written": _when(c["last_written"])} for c in caches],
            ("dataset", "sampling key", "protocol", "state", "clips", "size", "last written"))
+    if others:
+        print(f"\nNot made by dimcollapse ({len(others)}; never pruned):")
+        for path, why in others:
+            print(f"  {path}: {why}")
     return 0
 
 
@@ -104,13 +113,16 @@ def _prune(args: argparse.Namespace, input_error: Callable[[str], Exception]) ->
               "has ended. If no run is active, the lock is left from a killed run: `snakemake --unlock` "
               f"in {workdir} removes it.", file=sys.stderr)
         return EXIT_FOUND
-    plan, kept = prune_plan(results, config_usage(configs, workdir))
+    pruning = prune_plan(results, config_usage(configs, workdir), quarantine=args.quarantine)
+    plan = pruning.removals
     used_by = ", ".join(str(f) for f in files)
     verb = "would remove" if args.dry_run else "removing"
     for item in plan:
         print(f"{verb} {item.path} ({human_bytes(item.bytes)}): {item.what}")
-    for note in kept:
+    for note in pruning.kept:
         print(note)
+    for path, why in pruning.foreign:
+        print(f"{path}: {why}")
     freed = human_bytes(sum(item.bytes for item in plan))
     if not plan:
         print(f"nothing to prune: {used_by} uses every store key and clip cache under {results}")

@@ -38,6 +38,7 @@ rule metrics:
         lidar=lidar_files(),
         probes=probe_table_files(),
         correlations=probe_correlation_files(),
+        notes=[f"results/failures/{ds}.notes.csv" for ds in DATASETS],
     output:
         table=report(
             "results/metrics.csv", caption="../report/metrics.rst", category="Metrics"
@@ -45,6 +46,7 @@ rule metrics:
         markdown="results/metrics.md",
     params:
         labels=LABELS,
+        code=code("analysis/metrics.py", "extraction/notes.py"),
     log:
         "logs/metrics.log",
     benchmark:

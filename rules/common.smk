@@ -106,7 +106,7 @@ def all_targets():
     targets = ["results/metrics.csv", "results/metrics.md", "results/provenance.json"]
     for ds in DATASETS:
         targets += [f"results/figures/{ds}.png", f"results/figures/{ds}.pdf"]
-        targets.append(f"results/failures/{ds}.csv")
+        targets += [f"results/failures/{ds}.csv", f"results/failures/{ds}.notes.csv"]
         for m in STUDY_MODELS:
             targets += feature_files(ds, m) + spectrum_files(ds, m)
     for ds in DATASETS:

@@ -1,4 +1,5 @@
-# Input side: demo videos -> manifest (listing + probing) -> clip cache -> failures.
+# Input side: demo videos -> manifest (listing + probing) -> clip cache -> failures,
+# and the notes on videos used with a caveat (short, rotated).
 
 
 rule demo_videos:
@@ -32,7 +33,7 @@ rule manifest:
     params:
         dataset=listing_config,
         fingerprint=dataset_fingerprint,
-        code=code("data/datasets.py", "data/manifest.py"),
+        code=code("data/datasets.py", "data/manifest.py", "data/probe.py"),
     log:
         "logs/manifest/{dataset}.log",
     benchmark:
@@ -91,3 +92,30 @@ rule failures:
         ENVS["video"]
     script:
         "../scripts/failures.py"
+
+
+rule notes:
+    input:
+        manifest="results/manifests/{dataset}.csv",
+        index="results/features/{dataset}/index.csv",
+        shards=lambda w: [f for m in STUDY_MODELS for f in shard_files(w.dataset, m)],
+    output:
+        "results/failures/{dataset}.notes.csv",
+    params:
+        samplings=lambda w: {
+            m: {"protocol": protocol(w.dataset, m).name, "sampling": protocol(w.dataset, m).sampling_key}
+            for m in STUDY_MODELS
+        },
+        code=code("extraction/notes.py", "data/manifest.py"),
+    log:
+        "logs/notes/{dataset}.log",
+    benchmark:
+        "results/benchmarks/notes/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        ENVS["video"]
+    script:
+        "../scripts/notes.py"

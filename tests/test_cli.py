@@ -121,6 +121,37 @@ def test_bad_input_is_one_line_naming_the_file_and_exit_2(tmp_path: Path, capsys
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "nan.npy: 1 rows contain NaN" in proc.stderr
 
 
+def test_analyze_of_a_constant_matrix_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    np.save(tmp_path / "zeros.npy", np.zeros((300, 16), np.float32))
+    np.save(tmp_path / "same.npy", np.tile(np.arange(1, 17, dtype=np.float32), (300, 1)))
+    np.savez(tmp_path / "same.npz", x=np.tile(np.arange(1, 17, dtype=np.float32), (300, 1)))
+    for name, what in (("zeros.npy", "all zeros"), ("same.npy", "identical after L2 normalisation"),
+                       ("same.npz", "identical after L2 normalisation")):
+        path = tmp_path / name
+        assert main(["analyze", str(path)]) == 2, name
+        captured = capsys.readouterr()
+        lines = captured.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"dimcollapse: error: {path}: all 300 feature rows are {what}")
+        assert "forward pass failed" in lines[0] and captured.out == ""
+    assert main(["compare", str(tmp_path / "zeros.npy"), str(tmp_path / "same.npy"), "--plot", str(tmp_path / "c.png")]) == 2
+    assert capsys.readouterr().err.startswith(f"dimcollapse: error: {tmp_path / 'zeros.npy'}: all 300")
+    proc = run("analyze", str(tmp_path / "zeros.npy"))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "all zeros" in proc.stderr
+
+
+def test_analyze_counts_all_zero_rows(features: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    x = np.load(features)
+    x[[5, 17]] = 0.0  # two videos whose forward pass failed
+    path, out = tmp_path / "two_zero_rows.npy", tmp_path / "m.json"
+    np.save(path, x)
+    assert main(["analyze", str(path), "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"warning ({path}): 2 of 120 feature rows are all zeros" in printed
+    assert json.loads(out.read_text())["zero_rows"] == 2
+    assert main(["analyze", str(features), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["zero_rows"] == 0 and "all zeros" not in capsys.readouterr().out
+
+
 def test_compare_prints_each_matrix_and_draws_one_figure(features: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     small = tmp_path / "small.npy"
     np.save(small, np.load(features)[:20])

@@ -137,6 +137,41 @@ def test_dropped_connection_is_resumed_with_a_range_request(server: Server, tmp_
     assert not partial_path(dest).exists()
 
 
+def test_a_full_disk_is_named_once_not_retried_and_the_partial_file_kept(
+    server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import builtins
+    import errno
+
+    from dimcollapse.disk_full import DiskFull
+    from dimcollapse.models import download
+
+    class Full:
+        def __init__(self, fh) -> None:  # type: ignore[no-untyped-def]
+            self.fh = fh
+
+        def write(self, data: bytes) -> int:
+            self.fh.write(data[:1000])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def __enter__(self):  # type: ignore[no-untyped-def]
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.fh.close()
+
+    monkeypatch.setattr(download, "open", lambda f, mode="r": Full(builtins.open(f, mode)), raising=False)
+    dest = tmp_path / "MoCo.pyth"
+    with pytest.raises(DiskFull) as err:
+        fetch_checkpoint(f"{server.url}/ok.pyth", dest, SHA, **FAST)
+    message = str(err.value)
+    assert message.startswith(f"{partial_path(dest)}: disk full (No space left on device) while writing it: it needs "
+                              f"about 1.0 MB ({len(PAYLOAD)} bytes)") and "\n" not in message
+    assert f"the partial file {partial_path(dest)} is kept and the next run resumes it" in message
+    assert len(server.requests) == 1  # not mistaken for a dropped connection and retried
+    assert partial_path(dest).stat().st_size == 1000 and not dest.exists()
+
+
 def test_partial_file_from_an_earlier_run_is_resumed(server: Server, tmp_path: Path) -> None:
     dest = tmp_path / "SwAV.pyth"
     partial_path(dest).write_bytes(PAYLOAD[:1000])

@@ -62,7 +62,7 @@ POLL_ARGS = ("--slurm-init-seconds-before-status-checks", "6")
 
 #: Every job of the study but the local rule `all` (`download_checkpoint`: no checkpoints).
 EXPECTED_JOBS = {
-    "manifest": 1, "clip_cache": 1, "failures": 1,
+    "manifest": 1, "clip_cache": 1, "failures": 1, "notes": 1,
     "extract": SHARDS * len(MODELS), "merge_features": 3, "spectrum": 3,
     "metrics": 1, "figure": 1, "overview": 1, "provenance": 1,
     "similarity": 1, "similarity_figure": 1,

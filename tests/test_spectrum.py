@@ -4,6 +4,7 @@ theory, low rank, collapse, N <= D, and the streaming statistics."""
 from __future__ import annotations
 
 import tracemalloc
+from pathlib import Path
 import warnings
 
 import numpy as np
@@ -376,3 +377,49 @@ def test_analyze_attaches_bias_corrected_bootstrap_intervals():
     assert analyze(x).bootstrap is None
     with pytest.raises(ValueError, match="method"):
         bootstrap(x, 5, method="bca")
+
+
+# -- degenerate input --------------------------------------------------------------------
+
+
+def test_a_constant_file_fails_in_the_streaming_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No D×D product and no eigendecomposition: one read of the file, then the error naming it."""
+    import dimcollapse.analysis.spectrum as spectrum
+
+    path = tmp_path / "zeros.npy"
+    np.save(path, np.zeros((1000, 64), np.float32))
+
+    def no_eigendecomposition(*args: object) -> None:
+        raise AssertionError("a constant matrix needs no eigendecomposition")
+
+    monkeypatch.setattr(spectrum, "_descending_eigenvalues", no_eigendecomposition)
+    with pytest.raises(spectrum.ConstantFeatures, match=f"^{path}: all 1000 feature rows are all zeros"):
+        analyze_file(path, chunk_rows=64)
+    stats = MomentStats.from_file(path, chunk_rows=64)
+    assert stats.zero_rows == 1000 and not stats.varied and not stats.m2.any()
+
+
+def test_rows_that_differ_only_in_a_later_chunk_give_the_usual_spectrum() -> None:
+    x = np.tile(features(1, 12), (300, 1))
+    x[250:] = features(50, 12, seed=3)
+    whole = analyze(x, chunk_rows=300)
+    chunked = analyze(x, chunk_rows=32)  # the first seven chunks are all the same row
+    np.testing.assert_allclose(chunked.cov_eigenvalues, whole.cov_eigenvalues, rtol=1e-9, atol=1e-15)
+    assert chunked.rankme == pytest.approx(whole.rankme, rel=1e-9)
+    merged = MomentStats.from_array(x[:100]).merge(MomentStats.from_array(x[100:]))
+    np.testing.assert_allclose(merged.m2, MomentStats.from_array(x).m2, rtol=1e-9, atol=1e-12)
+    same = np.tile(features(1, 12), (20, 1))
+    assert not MomentStats.from_array(same[:10]).merge(MomentStats.from_array(same[10:])).varied
+    assert MomentStats.from_array(same).merge(MomentStats.from_array(-same)).varied
+
+
+def test_all_zero_rows_are_counted_and_named_in_the_warning(tmp_path: Path) -> None:
+    x = features(200, 8)
+    x[[3, 50, 199]] = 0.0
+    with pytest.warns(UserWarning, match="3 of 200 feature rows are all zeros"):
+        spec = analyze(x, chunk_rows=16)
+    assert spec.zero_rows == 3 and "forward pass failed" in spec.warning
+    stats = MomentStats.from_array(x)
+    stats.save(tmp_path / "s.npz")
+    assert MomentStats.load(tmp_path / "s.npz").zero_rows == 3
+    assert analyze(features(200, 8)).zero_rows == 0

@@ -14,7 +14,9 @@ from dimcollapse.cli import main
 from dimcollapse.data.cache_files import marker_path
 from dimcollapse.data.clips import build_clip_cache
 from dimcollapse.extraction.shards import ShardResult
-from dimcollapse.extraction.store import FeatureStore, clip_keys, identity_key
+from dimcollapse.atomic import write_json
+from dimcollapse.extraction.store import FeatureStore, InstanceStore, clip_keys, identity_key
+from dimcollapse.failures import write_failures
 from dimcollapse.results_stores import Usage, prune_plan
 from dimcollapse.workflow_lock import locks_holding
 
@@ -89,26 +91,100 @@ def test_verify_finds_a_damaged_clip_cache(tmp_path: Path, capsys) -> None:  # t
     assert (cache.parent / "quarantine" / "slow-1" / "index.json").exists()
 
 
+def cache_files(clips: Path, key: str, *, folder: str | None = None) -> None:
+    """The files the clip cache rule leaves for sampling ``key`` (folder ``folder``, default ``key``)."""
+    folder = folder or key
+    (clips / folder).mkdir(parents=True)
+    (clips / folder / "frames.u8").write_bytes(b"x" * 10)
+    write_json(clips / folder / "meta.json", {"format": 3, "sampling_key": key, "complete": not folder.startswith(".")})
+    if folder == key:
+        write_json(clips / f"{key}.cache.json", {"cache": str(clips / key), "sampling_key": key, "rows": 1})
+        write_failures(clips / f"{key}.failures.csv", [])
+
+
 def test_prune_plan_keeps_what_is_used_and_keys_it_cannot_rule_out(tmp_path: Path) -> None:
     results = tmp_path / "results"
     used = write_key(results / "store", identity("DPC"))
     unused = write_key(results / "store", identity("SimCLR"))
     maybe = write_key(results / "store", identity("custom", sha="cd" * 32))
     clips = results / "clips" / "ds"
-    for name in ("slow-1", "slow-2", ".slow-2.partial", "quarantine/slow-1", "quarantine/slow-2.1"):
-        (clips / name).mkdir(parents=True)
-        (clips / name / "frames.u8").write_bytes(b"x" * 10)
-    for name in ("slow-1.cache.json", "slow-1.failures.csv", "slow-2.cache.json", "slow-2.failures.csv"):
-        (clips / name).write_text("{}")
+    for key, folder in (("slow-1", None), ("slow-2", None), ("slow-2", ".slow-2.partial")):
+        cache_files(clips, key, folder=folder)
     (results / "clips" / "gone").mkdir()  # a dataset no config has
 
     usage = Usage({used.name}, {("ds", "slow-1")}, unresolved={"mine@5": "custom"})
-    plan, kept = prune_plan(results, usage)
-    assert {p.path.relative_to(results).as_posix() for p in plan} == {
-        f"store/{unused.name}", "clips/ds/slow-2", "clips/ds/.slow-2.partial", "clips/ds/quarantine/slow-2.1",
+    plan = prune_plan(results, usage)
+    assert {p.path.relative_to(results).as_posix() for p in plan.removals} == {
+        f"store/{unused.name}", "clips/ds/slow-2", "clips/ds/.slow-2.partial",
         "clips/ds/slow-2.cache.json", "clips/ds/slow-2.failures.csv"}
-    assert len(kept) == 1 and maybe.name in kept[0] and "mine@5" in kept[0]
-    assert next(p for p in plan if p.path == unused).bytes > 0
+    assert len(plan.kept) == 1 and maybe.name in plan.kept[0] and "mine@5" in plan.kept[0]
+    assert next(p for p in plan.removals if p.path == unused).bytes > 0
+    assert plan.foreign == []
+
+
+def study_folder(tmp_path: Path) -> Path:
+    """A project folder with a config that uses one seeded DPC instance; returns its results folder."""
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"datasets": {"demo": {"layout": "kinetics", "root": "v"}},
+                                                          "models": {"a": {"method": "DPC", "seed": 1}}}))
+    return tmp_path / "results"
+
+
+def test_prune_leaves_and_lists_what_dimcollapse_did_not_make(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """The issue's trial: a thesis folder in the store and holiday videos beside the clip caches."""
+    results = study_folder(tmp_path)
+    unused = write_key(results / "store", identity("SimCLR"))
+    thesis = results / "store" / "my_thesis_data"
+    thesis.mkdir()
+    (thesis / "draft.txt").write_text("chapter 1\n")
+    lookalike = results / "store" / ("ab" * 12)  # named like a key, with the store's folders, and a stranger
+    for sub in ("data", "keys"):
+        (lookalike / sub).mkdir(parents=True)
+    (lookalike / "data" / "notes.txt").write_text("mine")
+    holiday = results / "clips" / "demo" / "holiday_videos"
+    holiday.mkdir(parents=True)
+    (holiday / "v.txt").write_text("beach")
+    (results / "clips" / "demo" / "plan.cache.json").write_text('{"mine": true}')  # our suffix, not our marker
+    cache_files(results / "clips" / "demo", "slow-9")  # a cache of ours that no config uses
+
+    assert store_cmd("prune", results=results) == 0
+    out = capsys.readouterr().out
+    for path in (thesis, lookalike, holiday, results / "clips" / "demo" / "plan.cache.json"):
+        assert path.exists(), path
+        assert f"{path}: " in out and "left alone" in out.split(f"{path}: ")[1].splitlines()[0], path
+    assert "not made by dimcollapse, left alone" in out and "data/notes.txt" in out
+    assert (thesis / "draft.txt").read_text() == "chapter 1\n" and (holiday / "v.txt").exists()
+    assert not unused.exists() and not (results / "clips" / "demo" / "slow-9").exists()
+    assert not (results / "clips" / "demo" / "slow-9.cache.json").exists()
+    assert "removed 4 items" in out
+    assert store_cmd("list", "--json", results=results) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {f["path"] for f in listed["foreign"]} >= {str(thesis), str(holiday)}
+    assert not (thesis / "data").exists()  # listing creates nothing in a folder it does not own
+
+
+def test_quarantine_survives_a_plain_prune_and_goes_with_quarantine(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    results = study_folder(tmp_path)
+    unused = write_key(results / "store", identity("SimCLR"))
+    segment = sorted((unused / "data").glob("*.npz"))[0]
+    InstanceStore(unused).quarantine(segment, "BadZipFile: test", "its clips are computed again")
+    held = unused / "quarantine" / "data" / segment.name
+    clips = results / "clips" / "demo"
+    cache_files(clips, "slow-9")
+    (clips / "quarantine").mkdir()
+    (clips / "slow-9").rename(clips / "quarantine" / "slow-9")  # as quarantine_cache moves a damaged cache
+
+    assert store_cmd("prune", results=results) == 0
+    out = capsys.readouterr().out
+    assert held.exists() and (clips / "quarantine" / "slow-9" / "frames.u8").exists()
+    assert not list((unused / "data").iterdir()) and not list((unused / "keys").iterdir())  # the key's data went
+    assert "its quarantine/ is kept" in out and "--quarantine" in out
+    assert store_cmd("list", results=results) == 0
+    assert "Not made by dimcollapse" not in capsys.readouterr().out  # what is left is still the store's
+
+    assert store_cmd("prune", "--quarantine", results=results) == 0
+    out = capsys.readouterr().out
+    assert not unused.exists() and not (clips / "quarantine" / "slow-9").exists()
+    assert "quarantined clip cache" in out
 
 
 def test_prune_refuses_while_a_snakemake_run_holds_the_results(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

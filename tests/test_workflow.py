@@ -15,7 +15,9 @@ import pandas as pd
 import pytest
 
 from workflow_helpers import (
+    NOTED_VIDEOS,
     REPO,
+    add_noted_videos,
     copy_workflow,
     job_stats,
     make_videos,
@@ -37,7 +39,7 @@ MODELS = {"sup": ("representation",), "simclr": ("representation", "embedding"),
 def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One complete run of the tiny study; tests only read it or dry-run variants of it."""
     workdir = tmp_path_factory.mktemp("study")
-    videos = make_videos(workdir / "videos")
+    videos = add_noted_videos(make_videos(workdir / "videos"))
     config = tiny_config(workdir, videos)
     cfg_file = write_config(workdir / "config.yaml", config)
     proc = snakemake(workdir, "--configfile", str(cfg_file), "--cores", "2", "--resources", "gpu=1")
@@ -135,6 +137,49 @@ def test_bad_videos_are_reported_and_excluded_for_every_method(study: dict) -> N
     assert "left out" in study["log"] or "failed" in study["log"]
 
 
+def test_notes_name_the_short_and_rotated_videos(study: dict) -> None:
+    w = study["workdir"]
+    notes = pd.read_csv(w / "results/failures/real.notes.csv", dtype=str, keep_default_na=False)
+    assert list(notes.columns) == ["id", "path", "note", "detail"]
+    noted = {(Path(rel).with_suffix("").as_posix().split("/", 1)[1], kind) for rel, kind in NOTED_VIDEOS.items()}
+    assert noted <= set(zip(notes["id"], notes["note"]))
+    one_frame = notes[notes["id"] == "still/one_frame"]
+    assert len(one_frame) == 2 and one_frame["detail"].str.contains(r"\(0\.03 s, 1 frame\)").all()  # paper's and DPC's sampling
+    assert set(notes.loc[notes["note"] == "rotated", "id"]) == {"move_down/rotated"}
+    short = set(notes.loc[notes["note"] == "short", "id"])
+    assert len(short) > 1  # each class's short demo video too
+    index = pd.read_csv(w / "results/features/real/index.csv", dtype={"id": str})
+    assert set(notes["id"]) <= set(index["id"])
+    section = (w / "results/metrics.md").read_text().split("## Videos used with a caveat")[1]
+    assert f"| real | {len(short)} | 1 | `results/failures/real.notes.csv` |" in section
+    assert "| gen | " in section
+
+
+def test_a_job_stopped_by_a_known_error_ends_with_one_line(study: dict, tmp_path: Path) -> None:
+    """A constant feature matrix (a broken model) stops its spectrum job with one line, no
+    stack; another with two all-zero rows reports them. On a copy of the study."""
+    workdir = tmp_path / "study"
+    shutil.copytree(study["workdir"], workdir, symlinks=True, ignore=shutil.ignore_patterns("store"))
+    constant = workdir / "results/features/real/sup/representation.npy"
+    np.save(constant, np.zeros_like(np.load(constant)))
+    zeros = workdir / "results/features/gen/dpc/representation.npy"
+    x = np.load(zeros)
+    x[:2] = 0.0
+    np.save(zeros, x)
+    targets = ["results/spectra/real/sup/representation.json", "results/spectra/gen/dpc/representation.json"]
+    proc = snakemake(workdir, "--configfile", str(study["configfile"]), "--cores", "2", "--keep-going", *targets,
+                     check=False)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Traceback" not in output
+    line = next(l for l in output.splitlines() if l.startswith("dimcollapse: error: "))
+    assert line.startswith(f"dimcollapse: error: {constant.relative_to(workdir)}: all ")
+    assert "feature rows are all zeros" in line and "(traceback in logs/spectrum/real/sup/representation.log)" in line
+    assert "Traceback" in (workdir / "logs/spectrum/real/sup/representation.log").read_text()
+    row = json.loads((workdir / targets[1]).read_text())
+    assert row["zero_rows"] == 2 and "2 of 5 feature rows are all zeros" in row["warning"]
+    assert "2 of 5 feature rows are all zeros" in output  # the job's log line
+
+
 def test_demo_dataset_is_generated(study: dict) -> None:
     manifest = pd.read_csv(study["workdir"] / "results/manifests/gen.csv")
     assert len(manifest) == 5 and manifest["label_name"].nunique() == 5
@@ -157,21 +202,21 @@ def test_one_method_extraction_change_reruns_only_its_branch(study: dict, method
     # Cropping is applied when reading the shared clip cache: no decoding, no other model
     # (also when the changed model is the one whose protocol stands for the cache).
     spaces = len(MODELS[method])
-    assert jobs == changed(extract=4, merge_features=2 * spaces, spectrum=2 * spaces, metrics=1, figure=2,
+    assert jobs == changed(extract=4, notes=2, merge_features=2 * spaces, spectrum=2 * spaces, metrics=1, figure=2,
                            overview=1, **analysis_jobs(2 * spaces))
 
 
 def test_checkpoint_change_reruns_only_that_instance(study: dict) -> None:
     cfg = variant(study, "ckpt", lambda c: c["models"]["sup"].update(checkpoint="/weights/SLOW_8x8_R50.pyth"))
     jobs = planned_jobs(study["workdir"], cfg)
-    assert jobs == changed(download_checkpoint=1, extract=4, merge_features=2, spectrum=2, metrics=1, figure=2,
-                           overview=1, **analysis_jobs(2))
+    assert jobs == changed(download_checkpoint=1, extract=4, notes=2, merge_features=2, spectrum=2, metrics=1,
+                           figure=2, overview=1, **analysis_jobs(2))
 
 
 def test_adding_a_method_adds_only_its_jobs(study: dict) -> None:
     cfg = variant(study, "add", lambda c: c["models"].update(moco={"method": "MoCo", "seed": 7}))
     jobs = planned_jobs(study["workdir"], cfg)
-    assert jobs == changed(extract=4, merge_features=4, spectrum=4, metrics=1, figure=2, overview=1,
+    assert jobs == changed(extract=4, notes=2, merge_features=4, spectrum=4, metrics=1, figure=2, overview=1,
                            **analysis_jobs(4))
 
 

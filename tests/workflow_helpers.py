@@ -35,6 +35,33 @@ def make_videos(root: Path, *, videos_per_class: int = 2, seed: int = 0, bad: bo
     return root
 
 
+#: Videos :func:`add_noted_videos` writes (relative path: what the notes table says of it).
+NOTED_VIDEOS = {"val/still/one_frame.mp4": "short", "val/move_down/rotated.mp4": "rotated"}
+
+
+def add_noted_videos(root: Path) -> Path:
+    """Two usable videos the pipeline uses with a caveat: a 1-frame video (every clip
+    repeats it) and a 3-s video whose container asks for a 90° display rotation."""
+    import av
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    for rel, frames, rotation in (("val/still/one_frame.mp4", 1, 0), ("val/move_down/rotated.mp4", 90, 90)):
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with av.open(str(path), "w", format="mp4") as out:
+            stream = out.add_stream("libx264", rate=30, options={"preset": "veryfast"})
+            stream.width, stream.height, stream.pix_fmt = 96, 64, "yuv420p"
+            if rotation:
+                stream.set_display_rotation(rotation)
+            base = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
+            for t in range(frames):
+                frame = av.VideoFrame.from_ndarray(np.roll(base, 2 * t, axis=1), format="rgb24")
+                out.mux(stream.encode(frame))
+            out.mux(stream.encode())
+    return root
+
+
 def tiny_config(workdir: Path, videos: Path) -> dict[str, Any]:
     """A complete study that runs in about a minute on 2 cores.
 

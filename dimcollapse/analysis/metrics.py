@@ -183,7 +183,7 @@ GEOMETRY_COLUMNS = ("twonn", "twonn_mle", "twonn_duplicates", "self_clustering",
 _INT_COLUMNS = {
     "n_samples", "dim", "numerical_rank", "alpha_req_first", "alpha_req_last",
     "dims_90_lambda", "dims_95_lambda", "dims_99_lambda", "bootstrap_n", "bootstrap_seed",
-    "twonn_duplicates", "pairs_rows",
+    "twonn_duplicates", "pairs_rows", "zero_rows",
 }
 _BOOL_COLUMNS = {"rank_limited", "normalized"}
 _STR_COLUMNS = set(ID_COLUMNS) | {"warning", "ci_method"}
@@ -219,6 +219,7 @@ def metrics_row(spectrum: Spectrum, *, dataset: str, method: str, space: str, **
         "dims_95_lambda": s.dims_95,
         "dims_99_lambda": s.dims_99,
         "warning": s.warning,
+        "zero_rows": s.zero_rows,
     }
     if s.bootstrap is not None:
         for field, col in CI_METRICS.items():

@@ -51,6 +51,7 @@ import numpy as np
 from scipy.linalg.blas import dger
 
 from dimcollapse.atomic import atomic_path
+from dimcollapse.errors import KnownError
 
 DEFAULT_CHUNK_ROWS = 4096
 """Rows per streamed chunk: big enough for BLAS to run at full speed (2048 rows measured
@@ -73,6 +74,14 @@ STATS_FORMAT_VERSION = 1
 
 class RankLimitedWarning(UserWarning):
     """N <= D: the covariance has rank at most N-1, whatever the model does."""
+
+
+class ZeroRowsWarning(UserWarning):
+    """Some feature rows are all zeros: usually videos whose forward pass failed."""
+
+
+class ConstantFeatures(KnownError, ValueError):
+    """Every feature row is the same: no spectrum or metric is defined."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -139,6 +148,8 @@ class Spectrum:
     rank_limited: bool
     warning: str
     bootstrap: BootstrapCI | None = None
+    zero_rows: int = 0
+    """Rows that were all zeros (before normalisation); named in ``warning`` when any."""
 
 
 # --------------------------------------------------------------------------------------
@@ -150,6 +161,11 @@ class MomentStats:
 
     ``m2`` is Σ (x - mean)(x - mean)^T over all rows seen, in float64. Optional
     non-negative row weights act as frequency weights (a bootstrap resample's counts).
+
+    Degenerate input is tracked on the way: ``zero_rows`` counts all-zero rows, and while
+    every row equals the first one a block costs one comparison instead of its float64
+    copy and D×D product, so a constant matrix (all zeros, say) costs about one read and
+    fails in :meth:`to_spectrum` with :class:`ConstantFeatures`, before any eigendecomposition.
     """
 
     def __init__(self, dim: int, normalize: bool = True) -> None:
@@ -160,6 +176,13 @@ class MomentStats:
         self.count = 0.0
         self.mean = np.zeros(self.dim)
         self.m2 = np.zeros((self.dim, self.dim))
+        self.zero_rows = 0
+        #: the row every row streamed so far equals (normalised), while ``not varied``; ``None``
+        #: for statistics not streamed here (loaded, built by hand, weighted)
+        self.same_row: np.ndarray | None = None
+        self.varied = False
+        self._first: np.ndarray | None = None  # that row as stored
+        self._first_is_zero = False
 
     # -- accumulation -------------------------------------------------------------------
 
@@ -196,13 +219,16 @@ class MomentStats:
         return self
 
     def _add_block(self, block: np.ndarray, weights: np.ndarray | None, where: str) -> None:
+        if weights is None and not self.varied and len(block) and self._repeats_first_row(block):
+            return
         x = np.array(block, dtype=np.float64, order="C")
         finite = np.isfinite(x).all(axis=1)
         if not finite.all():
             bad = int(np.flatnonzero(~finite)[0])
             raise ValueError(f"{where}: non-finite value (NaN or inf) in block row {bad}")
+        norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+        self.zero_rows += int(np.count_nonzero(norms == 0.0))
         if self.normalize:
-            norms = np.sqrt(np.einsum("ij,ij->i", x, x))
             x /= np.maximum(norms, NORM_EPS)[:, None]
         if weights is not None:
             keep = weights > 0
@@ -210,32 +236,54 @@ class MomentStats:
                 x = x[keep]
                 weights = weights[keep]
             n_b = float(weights.sum())
-            if n_b == 0.0:
-                return
+        else:
+            n_b = float(x.shape[0])
+        if n_b == 0.0:
+            return
+        self.varied = True
+        if weights is not None:
             mean_b = (weights @ x) / n_b
             x -= mean_b
             x *= np.sqrt(weights)[:, None]
         else:
-            n_b = float(x.shape[0])
-            if n_b == 0.0:
-                return
             mean_b = x.mean(axis=0)
             x -= mean_b
         m2_b = x.T @ x  # numpy recognises A.T @ A and calls BLAS syrk
         self._merge_moments(n_b, mean_b, m2_b)
 
-    def _merge_moments(self, n_b: float, mean_b: np.ndarray, m2_b: np.ndarray) -> None:
-        """Chan/Golub/LeVeque: combine (n_a, mean_a, M2_a) with (n_b, mean_b, M2_b) in place."""
+    def _repeats_first_row(self, block: np.ndarray) -> bool:
+        """Add ``block`` if every row of it equals the first row seen, as stored (NaN never
+        does): it then adds count and mean, and no co-moment, at the cost of one comparison."""
+        first = block[0] if self._first is None else self._first
+        if not (block == first).all():
+            return False
+        if self._first is None:
+            row = np.array(first, dtype=np.float64)
+            if not np.isfinite(row).all():
+                return False  # the general path names it
+            norm = float(np.sqrt(row @ row))
+            if self.normalize:
+                row /= max(norm, NORM_EPS)
+            self._first, self.same_row, self._first_is_zero = np.array(first), row, norm == 0.0
+        self.zero_rows += block.shape[0] if self._first_is_zero else 0
+        self._merge_moments(float(block.shape[0]), self.same_row, None)
+        return True
+
+    def _merge_moments(self, n_b: float, mean_b: np.ndarray, m2_b: np.ndarray | None) -> None:
+        """Chan/Golub/LeVeque: combine (n_a, mean_a, M2_a) with (n_b, mean_b, M2_b) in place
+        (``m2_b=None``: a zero co-moment)."""
         n_a = self.count
         if n_a == 0.0:
             self.count = n_b
             self.mean = np.array(mean_b, dtype=np.float64)
-            self.m2 = np.array(m2_b, dtype=np.float64, order="C")
+            if m2_b is not None:
+                self.m2 = np.array(m2_b, dtype=np.float64, order="C")
             return
         n = n_a + n_b
         delta = mean_b - self.mean
         self.mean = self.mean + delta * (n_b / n)
-        self.m2 += m2_b
+        if m2_b is not None:
+            self.m2 += m2_b
         # m2 += (n_a n_b / n) δ δ^T in place (BLAS dger on the F-ordered view of the
         # C-ordered symmetric matrix), sparing a D×D temporary
         if self.m2.flags.c_contiguous:
@@ -253,7 +301,13 @@ class MomentStats:
             )
         out = self.copy()
         if other.count > 0:
+            if out.count == 0:
+                out.same_row, out.varied = other.same_row, other.varied
+                out._first, out._first_is_zero = other._first, other._first_is_zero
+            else:
+                out.varied = out.varied or other.varied or not np.array_equal(out.same_row, other.same_row)
             out._merge_moments(other.count, other.mean, other.m2)
+            out.zero_rows += other.zero_rows
         return out
 
     def copy(self) -> "MomentStats":
@@ -261,6 +315,8 @@ class MomentStats:
         out.count = self.count
         out.mean = self.mean.copy()
         out.m2 = self.m2.copy()
+        out.zero_rows, out.same_row, out.varied = self.zero_rows, self.same_row, self.varied
+        out._first, out._first_is_zero = self._first, self._first_is_zero
         return out
 
     # -- derived matrices ---------------------------------------------------------------
@@ -291,6 +347,7 @@ class MomentStats:
                 mean=self.mean,
                 m2=self.m2,
                 normalize=np.bool_(self.normalize),
+                zero_rows=np.int64(self.zero_rows),
             )
 
     @classmethod
@@ -313,6 +370,7 @@ class MomentStats:
         out.count = float(fields["count"])
         out.mean = mean.astype(np.float64)
         out.m2 = np.array(m2, dtype=np.float64, order="C")
+        out.zero_rows = int(fields.get("zero_rows", 0))
         return out
 
     # -- construction from data ---------------------------------------------------------
@@ -468,18 +526,34 @@ def rank_limit_message(n_samples: int, dim: int) -> str:
     )
 
 
+def constant_message(n_samples: int, *, all_zero: bool, normalized: bool, exactly: bool = True) -> str:
+    """Why a matrix whose rows are all the same has no spectrum, and what usually causes it."""
+    if all_zero:
+        what = "all zeros"
+    else:
+        what = ("identical" if exactly else "identical up to round-off") + (" after L2 normalisation" if normalized else "")
+    return (f"all {n_samples} feature rows are {what} (zero covariance): the spectrum and every metric are "
+            "undefined; a model that gives every video the same features is broken, or its forward pass failed "
+            "(see the extraction's log)")
+
+
+def zero_rows_message(zero_rows: int, n_samples: int) -> str:
+    return (f"{zero_rows} of {n_samples} feature rows are all zeros, usually videos whose forward pass failed; "
+            "they count in every metric as identical points")
+
+
 def _spectrum(stats: MomentStats, *, alpha_range: tuple[int, int], rankme_eps: float, warn: bool) -> Spectrum:
     n_float, d = stats.count, stats.dim
     if n_float < 2:
         raise ValueError(f"a spectrum needs at least 2 feature rows, have {n_float:g}")
     n = int(round(n_float))
+    if stats.same_row is not None and not stats.varied:  # seen in the streaming pass: no eigendecomposition
+        raise ConstantFeatures(constant_message(n, all_zero=stats.zero_rows >= n_float, normalized=stats.normalize))
     lam, tau = _descending_eigenvalues(stats.covariance)
     # the rows' own scale: mean squared norm; a covariance at round-off level of it is zero
     scale = (np.trace(stats.m2) + n_float * float(stats.mean @ stats.mean)) / n_float
     if lam[0] <= d * np.finfo(np.float64).eps * scale:
-        raise ValueError(
-            "all feature rows are identical (zero covariance): the spectrum and every metric are undefined"
-        )
+        raise ConstantFeatures(constant_message(n, all_zero=False, normalized=stats.normalize, exactly=False))
     m = min(n, d)
     log_floor = float(np.log(tau))
     log_spectrum = np.log(np.maximum(lam, tau))
@@ -498,6 +572,11 @@ def _spectrum(stats: MomentStats, *, alpha_range: tuple[int, int], rankme_eps: f
     message = rank_limit_message(n, d) if rank_limited else ""
     if rank_limited and warn:
         warnings.warn(message, RankLimitedWarning, stacklevel=3)
+    if stats.zero_rows:
+        zeros = zero_rows_message(stats.zero_rows, n)
+        message = f"{message} {zeros}" if message else zeros
+        if warn:
+            warnings.warn(zeros, ZeroRowsWarning, stacklevel=3)
     return Spectrum(
         n_samples=n,
         dim=d,
@@ -525,6 +604,7 @@ def _spectrum(stats: MomentStats, *, alpha_range: tuple[int, int], rankme_eps: f
         numerical_rank=int(np.count_nonzero(lam)),
         rank_limited=rank_limited,
         warning=message,
+        zero_rows=stats.zero_rows,
     )
 
 
@@ -669,7 +749,10 @@ def analyze_file(
     Memory is O(chunk_rows·D + D²), independent of N.
     """
     stats = MomentStats.from_file(path, normalize, chunk_rows=chunk_rows)
-    return _finish(stats, path, normalize, chunk_rows, alpha_range, rankme_eps, n_boot, seed, ci_level, ci_method)
+    try:
+        return _finish(stats, path, normalize, chunk_rows, alpha_range, rankme_eps, n_boot, seed, ci_level, ci_method)
+    except ConstantFeatures as err:
+        raise ConstantFeatures(f"{path}: {err}") from None
 
 
 def _finish(

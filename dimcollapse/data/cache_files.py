@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from dimcollapse.errors import KnownError
+
 MARKER_SUFFIX = ".cache.json"
 DATA_FILE = "frames.u8"
 INDEX_FILE = "index.json"
@@ -22,7 +24,7 @@ META_FILE = "meta.json"
 PROGRESS_FILE = "progress.jsonl"
 
 
-class CacheUnreadable(ValueError):
+class CacheUnreadable(KnownError, ValueError):
     """A file of a clip cache directory is torn or corrupt; the message names it."""
 
 

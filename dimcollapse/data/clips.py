@@ -76,6 +76,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from dimcollapse.atomic import write_json
+from dimcollapse.disk_full import naming_a_full_disk
 from dimcollapse.diskspace import ensure_free_space
 from dimcollapse.failures import Failure, VideoError, VideoExcluded
 from dimcollapse.data.cache_files import (
@@ -404,7 +405,10 @@ def update_clip_cache(
     log.info("%s: %d rows reused from the previous clip cache, %d to decode, %d already written",
              final, len(reuse), len(tasks), len(done))
     offset = committed
-    with open(data_path, "r+b") as data, open(partial / PROGRESS_FILE, "a") as prog:
+    full_disk = naming_a_full_disk(data_path, need=need - committed, written=lambda: data_path.stat().st_size - committed,
+                                   undo=lambda: os.truncate(data_path, offset),  # the torn row
+                                   kept=f"the rows written so far stay in {partial}, where the next run resumes")
+    with full_disk, open(data_path, "r+b") as data, open(partial / PROGRESS_FILE, "a") as prog:
         data.seek(offset)
 
         def commit(i: int, entry: CacheEntry) -> None:

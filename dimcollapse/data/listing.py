@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dimcollapse.errors import KnownError
 from dimcollapse.failures import Failure
 
 VIDEO_EXTENSIONS: tuple[str, ...] = (
@@ -27,7 +28,7 @@ VIDEO_EXTENSIONS: tuple[str, ...] = (
 MISSING_STAGE = "missing"
 
 
-class DatasetConfigError(ValueError):
+class DatasetConfigError(KnownError, ValueError):
     """A dataset config or split/annotation file that cannot be used as given."""
 
 

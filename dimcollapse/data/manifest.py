@@ -12,6 +12,9 @@ the order does not depend on locale or file-system enumeration). Columns:
 ``duration``    seconds, from packet timestamps (see :mod:`dimcollapse.data.probe`)
 ``fps``         frames / duration, the mean frame rate actually present
 ``frames``      number of video packets (= decoded frames for the datasets' codecs)
+``rotation``    display rotation in degrees the file carries and the pipeline does not
+                apply (see :mod:`dimcollapse.data.probe`); 0 in manifests written before
+                it was recorded
 ``content``     BLAKE2b-128 of the file's bytes (see :mod:`dimcollapse.data.content`):
                 the feature store keys clips by it, so renamed, copied or touched
                 videos are not computed again
@@ -37,15 +40,18 @@ import pandas as pd
 
 from dimcollapse.atomic import atomic_path
 from dimcollapse.data.datasets import LISTING_KEYS, dataset_sources, list_videos
+from dimcollapse.errors import KnownError
 from dimcollapse.failures import Failure, VideoError
 from dimcollapse.data.probe import STAGE as PROBE_STAGE
 from dimcollapse.data.probe import probe_many
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
-    "id", "path", "label", "label_name", "duration", "fps", "frames", "width", "height", "content")
+    "id", "path", "label", "label_name", "duration", "fps", "frames", "width", "height", "rotation", "content")
 _DTYPES = {"id": str, "path": str, "label": "int64", "label_name": str,
            "duration": "float64", "fps": "float64", "frames": "int64", "width": "int64", "height": "int64",
-           "content": str}
+           "rotation": "int64", "content": str}
+#: Columns added after manifests were first written, with the value an older manifest means.
+_LATER_COLUMNS = {"rotation": 0}
 #: Failure stage of a video that probed fine but whose bytes could not be read for hashing.
 READ_STAGE = "read"
 ON_ERROR = ("skip", "fail")
@@ -53,8 +59,8 @@ ON_ERROR = ("skip", "fail")
 log = logging.getLogger(__name__)
 
 
-class ManifestError(RuntimeError):
-    """Videos failed and the policy is ``on_error: fail``."""
+class ManifestError(KnownError, RuntimeError):
+    """Videos failed and the policy is ``on_error: fail``, or too few are usable."""
 
 
 def build_manifest(
@@ -82,7 +88,7 @@ def build_manifest(
             failures.append(Failure(rec.id, rec.path, PROBE_STAGE, result.message))
         else:
             rows.append((rec.id, rec.path, rec.label, rec.label_name,
-                         result.duration, result.fps, result.frames, result.width, result.height))
+                         result.duration, result.fps, result.frames, result.width, result.height, result.rotation))
     rows, unreadable = _with_content(rows, hash_cache, workers)
     failures += unreadable
     failures.sort(key=lambda f: (f.id, f.stage, f.path))
@@ -123,6 +129,7 @@ def _with_content(
 
 def write_manifest(path: str | os.PathLike[str], frame: pd.DataFrame) -> None:
     """Write a manifest CSV atomically (floats with full precision)."""
+    frame = _with_later_columns(frame)
     missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"manifest is missing columns {missing}")
@@ -133,10 +140,21 @@ def write_manifest(path: str | os.PathLike[str], frame: pd.DataFrame) -> None:
 def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read a manifest written by :func:`write_manifest`, with its column types."""
     frame = pd.read_csv(path, dtype={"id": str, "path": str, "label_name": str}, keep_default_na=False)
+    frame = _with_later_columns(frame)
     missing = [c for c in MANIFEST_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: not a manifest, missing columns {missing}")
     return frame.astype(_DTYPES)
+
+
+def _with_later_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the columns of :data:`_LATER_COLUMNS` it lacks, at their old meaning,
+    in the order of :data:`MANIFEST_COLUMNS`."""
+    absent = {c: v for c, v in _LATER_COLUMNS.items() if c not in frame.columns}
+    if not absent:
+        return frame
+    frame = frame.assign(**absent)
+    return frame[[c for c in MANIFEST_COLUMNS if c in frame.columns] + [c for c in frame.columns if c not in MANIFEST_COLUMNS]]
 
 
 def fingerprint(cfg: Mapping[str, Any]) -> str:

@@ -17,6 +17,11 @@ and holds 68, so the numbers come from the packets themselves:
   for constant-rate files it equals the nominal rate.
 * ``width``, ``height``: the frame size of the stream (what the clip cache's disk estimate
   scales from).
+* ``rotation``: the display rotation the file asks a player to apply (the display matrix
+  FFmpeg attaches to the first decoded frame, degrees counter-clockwise in 0..359), which
+  the pipeline does *not* apply: PyTorchVideo and SlowFast decode through PyAV, which
+  returns frames as stored, so the paper's models saw them unrotated too. It is recorded
+  so that such videos are named (``results/failures/<dataset>.notes.csv``).
 
 A file is rejected (a :class:`~dimcollapse.failures.VideoError` with stage ``"probe"``
 and a message naming the problem) when it does not exist, is not a regular file, is
@@ -62,6 +67,7 @@ class ProbeResult:
     frames: int
     width: int = 0
     height: int = 0
+    rotation: int = 0
 
 
 def _fail(path: str, message: str) -> VideoError:
@@ -121,7 +127,7 @@ def _probe_open(path: str, container: av.container.InputContainer) -> ProbeResul
     stamps: list[int] = []
     durations: list[int] = []
     frames = 0
-    decoded = False
+    first: list[av.VideoFrame] = []
     try:
         for packet in container.demux(stream):
             if not packet.size:
@@ -136,17 +142,17 @@ def _probe_open(path: str, container: av.container.InputContainer) -> ProbeResul
             if ts is not None:
                 stamps.append(ts)
                 durations.append(packet.duration or 0)
-            if not decoded:
-                decoded = _decodes(path, packet)
-        if not decoded and frames:
-            decoded = bool(_flush(path, codec))
+            if not first:
+                first = _decodes(path, packet)
+        if not first and frames:
+            first = _flush(path, codec)
     except av.error.FFmpegError as err:
         raise _fail(
             path, f"damaged container: read error after {frames} packets ({_ffmpeg_message(err)})"
         ) from None
     if frames == 0:
         raise _fail(path, "the video stream has no packets")
-    if not decoded:
+    if not first:
         raise _fail(path, f"no frame of the {codec.name} stream decodes")
     duration = _duration(stream, container, stamps, durations, frames, time_base)
     if not duration > 0:
@@ -157,12 +163,13 @@ def _probe_open(path: str, container: av.container.InputContainer) -> ProbeResul
             path, f"truncated: the header says {header:.2f} s but the packets end after {duration:.2f} s"
         )
     return ProbeResult(duration=duration, fps=frames / duration, frames=frames,
-                       width=int(codec.width or stream.width or 0), height=int(codec.height or stream.height or 0))
+                       width=int(codec.width or stream.width or 0), height=int(codec.height or stream.height or 0),
+                       rotation=round(first[0].rotation) % 360)
 
 
-def _decodes(path: str, packet: av.Packet) -> bool:
+def _decodes(path: str, packet: av.Packet) -> list[av.VideoFrame]:
     try:
-        return bool(packet.decode())
+        return list(packet.decode())
     except av.error.FFmpegError as err:
         raise _fail(path, f"the first frame does not decode ({_ffmpeg_message(err)})") from None
 

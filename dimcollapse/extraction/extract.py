@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dimcollapse.errors import KnownError
 from dimcollapse.failures import Failure
 from dimcollapse.extraction.gpu_slots import physical_gpu
 from dimcollapse.extraction.shards import ShardResult, concat_results, shard_rows, views_key
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-class PrecisionError(RuntimeError):
+class PrecisionError(KnownError, RuntimeError):
     """Reduced precision changed the features more than the configured tolerance."""
 
 

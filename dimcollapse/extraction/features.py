@@ -59,9 +59,10 @@ def merge_space(shards: Sequence[ShardResult], index: pd.DataFrame, n_manifest: 
 
 def save_npy(path: str | os.PathLike[str], array: np.ndarray) -> None:
     """Write a float32 ``.npy`` atomically."""
-    with atomic_path(path, suffix=".npy") as tmp:
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    with atomic_path(path, suffix=".npy", need=array.nbytes) as tmp:
         with open(tmp, "wb") as fh:
-            np.save(fh, np.ascontiguousarray(array, dtype=np.float32))
+            np.save(fh, array)
 
 
 def sidecar(

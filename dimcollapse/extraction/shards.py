@@ -70,7 +70,7 @@ class ShardResult:
             [[f.id, f.path, f.stage, f.error] for f in self.failures], dtype=str
         ).reshape(-1, 4)
         arrays["meta"] = np.array(json.dumps(self.meta, sort_keys=True, default=str))
-        with atomic_path(path, suffix=".npz") as tmp:
+        with atomic_path(path, suffix=".npz", need=sum(a.nbytes for a in arrays.values())) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, **arrays)
 

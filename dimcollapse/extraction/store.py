@@ -330,17 +330,23 @@ class InstanceStore:
         stage, error = np.array(stage, dtype=str), np.array(error, dtype=str)
         arrays = {"ok": result.ok, "short": result.short, "stage": stage, "error": error,
                   **{f"feat_{s}": np.ascontiguousarray(v, np.float32) for s, v in result.features.items()}}
-        with atomic_path(self.dir / _DATA / f"{name}.npz", suffix=".npz") as tmp, open(tmp, "wb") as fh:
+        with atomic_path(self.dir / _DATA / f"{name}.npz", suffix=".npz", need=_nbytes(arrays)) as tmp, \
+                open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
-        self._write_keys(name, {
-            "keys": keys, "seg": np.zeros(len(keys), np.int32), "pos": np.arange(len(keys), dtype=np.int32),
-            "ok": result.ok.astype(bool), "segments": np.array([name]),
-            "spaces": np.array([json.dumps(sorted(result.features))]),
-        })
+        try:
+            self._write_keys(name, {
+                "keys": keys, "seg": np.zeros(len(keys), np.int32), "pos": np.arange(len(keys), dtype=np.int32),
+                "ok": result.ok.astype(bool), "segments": np.array([name]),
+                "spaces": np.array([json.dumps(sorted(result.features))]),
+            })
+        except BaseException:  # e.g. a full disk: no index names the segment, so nothing can read it
+            (self.dir / _DATA / f"{name}.npz").unlink(missing_ok=True)
+            raise
         return name
 
     def _write_keys(self, name: str, arrays: Mapping[str, np.ndarray]) -> None:
-        with atomic_path(self.dir / _KEYS / f"{name}.npz", suffix=".npz") as tmp, open(tmp, "wb") as fh:
+        with atomic_path(self.dir / _KEYS / f"{name}.npz", suffix=".npz", need=_nbytes(arrays)) as tmp, \
+                open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
 
     def compact(self, at_least: int = COMPACT_AT) -> bool:
@@ -444,6 +450,11 @@ class InstanceStore:
         for name in sorted(set(rows_needed) - present):
             found(self.dir / _DATA / f"{name}.npz", "named by the index but missing")
         return problems
+
+
+def _nbytes(arrays: Mapping[str, np.ndarray]) -> int:
+    """About the size of an uncompressed ``.npz`` of ``arrays`` (the zip adds a little)."""
+    return sum(np.asarray(a).nbytes for a in arrays.values())
 
 
 def _load_index(path: Path) -> dict[str, np.ndarray]:

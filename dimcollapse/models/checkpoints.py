@@ -42,10 +42,11 @@ import torch
 import yaml
 from torch import nn
 
+from dimcollapse.errors import KnownError
 from dimcollapse.models.registry import HeadSpec, MethodInfo
 
 
-class CheckpointError(Exception):
+class CheckpointError(KnownError):
     """A checkpoint or config file that cannot be used; the message names the file and the problem."""
 
 

@@ -56,6 +56,8 @@ from tqdm import tqdm
 
 from dimcollapse import __version__
 from dimcollapse.atomic import atomic_path, write_json
+from dimcollapse.disk_full import is_disk_full, naming_a_full_disk
+from dimcollapse.errors import KnownError
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,7 @@ _GDRIVE_PATTERNS = (
 )
 
 
-class DownloadError(Exception):
+class DownloadError(KnownError):
     """A checkpoint that could not be fetched; the message names the source and the manual fix."""
 
 
@@ -319,7 +321,9 @@ def _fetch_once(url: str, dest: Path, part: Path, timeout: float, progress: bool
         remaining = int(length) if length is not None and length.isdigit() else None
         total = None if remaining is None else have + remaining
         received = 0
-        with open(part, mode) as out, tqdm(
+        full_disk = naming_a_full_disk(part, need=remaining, written=lambda: received,
+                                       kept=f"the partial file {part} is kept and the next run resumes it")
+        with full_disk, open(part, mode) as out, tqdm(
             total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
             desc=dest.name, disable=not progress, mininterval=1.0,
         ) as bar:
@@ -329,6 +333,8 @@ def _fetch_once(url: str, dest: Path, part: Path, timeout: float, progress: bool
                     received += len(chunk)
                     bar.update(len(chunk))
             except (OSError, http.client.HTTPException) as err:
+                if is_disk_full(err):  # not the connection: retrying would not help
+                    raise
                 raise _Transient(f"connection lost after {have + received} bytes ({type(err).__name__})") from err
         if remaining is not None and received < remaining:
             raise _Transient(f"connection closed after {have + received} of {total} bytes")
