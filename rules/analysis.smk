@@ -38,6 +38,7 @@ rule metrics:
         lidar=lidar_files(),
         probes=probe_table_files(),
         correlations=probe_correlation_files(),
+        temporal=temporal_tables(),
     output:
         table=report(
             "results/metrics.csv", caption="../report/metrics.rst", category="Metrics"
