@@ -111,3 +111,40 @@ def test_views_get_each_clip_s_frames_in_its_order(preset: str, order: str) -> N
 def test_reorder_refuses_mismatched_orders() -> None:
     with pytest.raises(ValueError, match="frame orders of shape"):
         reorder_views(torch.zeros(2, 1, 3, 4, 2, 2), np.zeros((2, 5), np.int64))
+
+
+def test_the_config_section_expands_series_and_names_unknown_instances() -> None:
+    from dimcollapse.config import model_instances
+    from dimcollapse.temporal_config import extraction_job, intervened_spaces, interventions
+
+    config = {
+        "models": {"a": {"method": "SimCLR"},
+                   "run": {"method": "supervised", "checkpoints": ["w/epoch_5.pth", "w/epoch_10.pth"]}},
+        "temporal": {"interventions": {"run": ["frozen", "shuffled"], "a": ["reversed"]}},
+        "extraction": {"precision": "fp32", "keep_views": False}, "datasets": {"d": {}},
+    }
+    instances = model_instances(config)
+    orders = interventions(config, instances)
+    assert orders == {"a": ("reversed",), "run@5": ("shuffled", "frozen"), "run@10": ("shuffled", "frozen")}
+    assert intervened_spaces(instances["a"], orders["a"]) == ["representation@reversed", "embedding@reversed"]
+    protocol = resolve_protocol("paper")
+    plain = extraction_job(config, instances["a"], protocol)
+    assert "frame_order" not in plain and "time_resolved" not in plain["model"]  # jobs as before
+    assert extraction_job(config, instances["a"], protocol, "reversed") == {**plain, "frame_order": "reversed"}
+    config["temporal"]["interventions"]["zz"] = ["shuffled"]
+    with pytest.raises(ValueError, match=r"temporal.interventions: unknown model instances \['zz'\]"):
+        interventions(config, instances)
+
+
+def test_the_schema_takes_only_known_orders() -> None:
+    from snakemake.utils import validate
+
+    from workflow_helpers import REPO
+
+    schema = str(REPO / "schemas" / "config.schema.yaml")
+    config = {"datasets": {"d": {"layout": "folder", "root": "x"}}, "models": {"a": {"method": "SimCLR"}},
+              "temporal": {"interventions": {"a": ["shuffled"]}}}
+    validate(config, schema)
+    config["temporal"]["interventions"]["a"] = ["sideways"]
+    with pytest.raises(Exception, match="sideways"):
+        validate(config, schema)

@@ -8,10 +8,10 @@ spaces) side by side on the x axis:
   (an order-blind model sits at the floor, a known zero, and one that uses time orders of
   magnitude above it; values on a linear axis would all look like 1), then RankMe, AUC,
   TwoNN and the probe accuracies of each order's space;
-* time-resolved spaces, one bar per instance in its study colour: the temporal share of
-  variance (0 = temporal collapse), the RankMe of the within-clip scatter, the RankMe of all
-  time steps next to that of the clip means (hatched), and the log spectrum of the time
-  steps (solid) next to that of the clip means (dashed).
+* time-resolved spaces, one bar per instance: the temporal share of variance (0 = temporal
+  collapse), the RankMe of the within-clip scatter, the RankMe of all time steps next to
+  that of the clip means (hatched), and the log spectrum of the time steps (solid) next to
+  that of the clip means (dashed), in the instances' study colours.
 
 Built without pyplot, like every figure of :mod:`dimcollapse.analysis.figures`.
 """
@@ -32,6 +32,8 @@ from dimcollapse.data.interventions import FRAME_ORDERS, ORIGINAL
 
 #: Bar colours of the frame orders (original grey, so an intervention stands out against it).
 ORDER_COLORS = {"original": "0.65", "reversed": "#1f77b4", "shuffled": "#d62728", "frozen": "#2ca02c"}
+#: Bars of the time-resolved panels (instances are told apart by their tick labels).
+TIME_BAR_COLOR = "0.35"
 #: Intervention panels: table column, title, whether the original has a value, scale
 #: (negative: plot 1 − value on a log axis).
 INTERVENTION_PANELS = (
@@ -98,7 +100,7 @@ def _time_panels(axes: list[Any], rows: Sequence[Mapping[str, Any]], spectra: Se
     """Temporal share, within-clip RankMe, RankMe of time steps and clip means, and their spectra."""
     resolved = [r for r in rows if r["frame_order"] == ORIGINAL and _finite(r.get("temporal_share"))]
     keys, names = _entries(resolved)
-    colours = [palette[str(r["label"])] for r in resolved]
+    colours = TIME_BAR_COLOR
     share, within, ranks, curves = axes
     share.bar(range(len(keys)), [float(r["temporal_share"]) for r in resolved], color=colours, edgecolor="0.2",
               linewidth=0.4)
@@ -124,6 +126,9 @@ def _time_panels(axes: list[Any], rows: Sequence[Mapping[str, Any]], spectra: Se
             if lam.size:
                 curves.plot(np.arange(1, lam.size + 1), np.log(lam), style, color=palette[str(r["label"])],
                             linewidth=1.2)
+    curves.legend([Line2D([], [], color=palette[str(r["label"])]) for r in resolved]
+                  + [Line2D([], [], color="0.3", linestyle=s) for s in ("-", "--")],
+                  [names[k].replace("\n", " ") for k in keys] + ["time steps", "clip means"], fontsize=7)
     curves.set_xscale("log")
     curves.set_xlabel("Singular value rank index", fontsize=8)
     curves.set_ylabel("Log eigenvalue", fontsize=8)
@@ -163,11 +168,9 @@ def temporal_figure(
         labels += [f"{o} frames" for o in shown]
     if time_rows:
         names = list(dict.fromkeys(str(r["label"]) for r in time_rows))
-        palette = {**method_colors(names), **(colors or {})}
-        _time_panels(axes[len(panels):n], rows, spectra, palette)
-        handles += [Line2D([], [], color=palette[m], linewidth=2) for m in names]
-        labels += names
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6), fontsize=9)
+        _time_panels(axes[len(panels):n], rows, spectra, {**method_colors(names), **(colors or {})})
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6), fontsize=9)
     if title:
         fig.suptitle(title, fontsize=12)
     return fig
