@@ -148,3 +148,21 @@ def test_the_schema_takes_only_known_orders() -> None:
     config["temporal"]["interventions"]["a"] = ["sideways"]
     with pytest.raises(Exception, match="sideways"):
         validate(config, schema)
+
+
+def test_store_prune_keeps_the_key_of_every_frame_order(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Each order is a feature-store key of its own; ``dimcollapse store prune`` must count them as used."""
+    from dimcollapse.config import job_protocol, model_instances
+    from dimcollapse.extraction.store import identity_key, instance_identity
+    from dimcollapse.results_stores import config_usage
+    from dimcollapse.temporal_config import extraction_job
+
+    config = {"models": {"a": {"method": "SimCLR", "seed": 1}}, "datasets": {"d": {}}, "protocols": {},
+              "extraction": {"clip_cache": True, "precision": "fp32", "keep_views": False},
+              "temporal": {"interventions": {"a": ["shuffled", "frozen"]}}}
+    model = model_instances(config)["a"]
+    protocol = job_protocol(config, "d", model)
+    keys = {order: identity_key(instance_identity(extraction_job(config, model, protocol, order), None, clip_cache=True))
+            for order in ("original", "shuffled", "frozen")}
+    assert len(set(keys.values())) == 3
+    assert config_usage([config], tmp_path).store_keys == set(keys.values())

@@ -200,7 +200,7 @@ class TransformersFeatures(nn.Module):
             for n in self.layers:
                 y = self._captured[f"layer.{n}"]
                 spaces[f"layer.{n}"] = y.reshape(b, t, -1).mean(1) if self.spec.image else y
-            spaces.update(self._time_resolved(out, spaces, b, t))
+            spaces.update(self._time_resolved(out, b, t))
         finally:
             self._captured = {}
         return spaces
@@ -208,7 +208,7 @@ class TransformersFeatures(nn.Module):
     def _by_time(self, tokens: torch.Tensor, where: str) -> torch.Tensor:
         return tokens_by_time(tokens, self.steps, self.spec.name in SPACE_MAJOR_TOKENS, where)
 
-    def _time_resolved(self, out: Any, spaces: dict[str, torch.Tensor], b: int, t: int) -> dict[str, torch.Tensor]:
+    def _time_resolved(self, out: Any, b: int, t: int) -> dict[str, torch.Tensor]:
         """``<space>_time`` of every time-resolved space: per frame (image encoders) or per time position."""
         resolved = {}
         for space in self.time_resolved:
