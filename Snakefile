@@ -35,6 +35,7 @@ include: "rules/probes.smk"
 include: "rules/analysis.smk"
 include: "rules/trends.smk"
 include: "rules/similarity.smk"
+include: "rules/temporal.smk"
 
 
 onstart:

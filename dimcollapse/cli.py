@@ -7,6 +7,7 @@ Subcommands::
     dimcollapse compare A B ... [--labels ...] --plot OUT.png
     dimcollapse probe FEATURES --labels LABELS.csv [--split-column C] ...
     dimcollapse similarity A B [--json OUT]
+    dimcollapse temporal A B [--json OUT]
     dimcollapse store list|prune|verify [--results DIR] ...   (see dimcollapse.store_command)
 
 FEATURES is a ``.npy`` file, or an ``.npz``/``.pt`` file holding several arrays, one of
@@ -210,6 +211,34 @@ def _similarity(args: argparse.Namespace) -> None:
                                "dim_b": y.shape[1], "linear_cka": value})
 
 
+# --------------------------------------------------------------------------- temporal
+
+
+def _temporal(args: argparse.Namespace) -> None:
+    import warnings
+
+    from dimcollapse.analysis.spectrum import analyze
+    from dimcollapse.analysis.temporal import intervention_measures
+
+    x = load_matrix(args.a, args.array)
+    y = load_matrix(args.b, args.array)
+    if x.shape != y.shape:
+        raise InputError(f"{args.a} is {x.shape[0]} × {x.shape[1]} but {args.b} is {y.shape[0]} × {y.shape[1]}: "
+                         "the temporal measures compare row i of both (one clip) in one space, so the shapes must agree")
+    measures = intervention_measures(x, y)
+    with warnings.catch_warnings():  # N ≤ D is the user's to judge; the measures are still defined
+        warnings.simplefilter("ignore")
+        ranks = [analyze(m, not args.no_normalize).rankme for m in (x, y)]
+    out = {"a": args.a, "b": args.b, "n_samples": x.shape[0], "dim": x.shape[1], **measures,
+           "rankme_a": ranks[0], "rankme_b": ranks[1]}
+    print(f"linear CKA:  {out['linear_cka']:.6f}\nmean cosine: {out['mean_cosine']:.6f}\n"
+          f"RankMe:      {ranks[0]:.2f} (A), {ranks[1]:.2f} (B)  (N={x.shape[0]}, D={x.shape[1]})")
+    if args.json:
+        from dimcollapse.atomic import write_json
+
+        write_json(args.json, out)
+
+
 # --------------------------------------------------------------------------- probe
 
 
@@ -313,6 +342,17 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--array", help="name of the array inside .npz/.pt files")
     sim.add_argument("--json", metavar="OUT", help="write the result to this JSON file")
     sim.set_defaults(run=_similarity)
+
+    tmp = sub.add_parser("temporal", help="does a representation change when frame order changes?",
+                         description="Linear CKA, mean cosine similarity of matching rows and RankMe of both, for "
+                         "the features of the same clips with their original frames (A) and with their frames "
+                         "reversed, shuffled or frozen (B): CKA and cosine 1 = the model ignores the change.")
+    tmp.add_argument("a", help=".npy (or .npz/.pt) features of the original clips (N × D)")
+    tmp.add_argument("b", help=".npy (or .npz/.pt) features of the same clips, frames reordered (N × D)")
+    tmp.add_argument("--array", help="name of the array inside .npz/.pt files")
+    tmp.add_argument("--no-normalize", action="store_true", help="RankMe of the rows as they are (default: L2-normalised)")
+    tmp.add_argument("--json", metavar="OUT", help="write the results to this JSON file")
+    tmp.set_defaults(run=_temporal)
 
     p = sub.add_parser("probe", help="k-NN and linear probe accuracy",
                        description="Weighted k-NN (Wu et al. 2018) and linear-probe top-1 accuracy of a feature "

@@ -138,14 +138,17 @@ def config_usage(configs: Sequence[Mapping[str, Any]], workdir: str | os.PathLik
     must not cost the rest. Relative paths (checkpoints, globs, model config files) are
     read from ``workdir`` as the workflow reads them.
     """
-    from dimcollapse.config import extraction_job, job_protocol, model_instances
+    from dimcollapse.config import job_protocol, model_instances
+    from dimcollapse.data.interventions import ORIGINAL
     from dimcollapse.extraction.store import identity_key, instance_identity
+    from dimcollapse.temporal_config import extraction_job, interventions
 
     usage = Usage()
     with contextlib.chdir(workdir):
         for config in configs:
             cached = bool(config["extraction"]["clip_cache"])
             instances = model_instances(config)
+            orders = interventions(config, instances)  # each frame order is a key of its own
             for dataset in config["datasets"]:
                 for model in instances.values():
                     try:
@@ -158,8 +161,9 @@ def config_usage(configs: Sequence[Mapping[str, Any]], workdir: str | os.PathLik
                     if model.checkpoint is not None and checkpoint is None:
                         usage.unresolved[model.name] = model.method
                         continue
-                    identity = instance_identity(extraction_job(config, model, protocol), checkpoint, clip_cache=cached)
-                    usage.store_keys.add(identity_key(identity))
+                    for order in (ORIGINAL, *orders.get(model.name, ())):
+                        job = extraction_job(config, model, protocol, order)
+                        usage.store_keys.add(identity_key(instance_identity(job, checkpoint, clip_cache=cached)))
     return usage
 
 

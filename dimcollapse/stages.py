@@ -137,6 +137,7 @@ def metrics(smk: Any) -> None:
 
     from dimcollapse.analysis.metrics import read_metrics_json, write_metrics_csv, write_metrics_markdown
     from dimcollapse.extraction.notes import notes_markdown
+    from dimcollapse.analysis.temporal import table_metric_columns
 
     _start(smk)
     rows = [read_metrics_json(f) for f in smk.input.spectra]
@@ -146,6 +147,8 @@ def metrics(smk: Any) -> None:
         for r in pd.read_csv(path).to_dict("records"):
             extra.setdefault((r["dataset"], r["method"], r["space"]), {}).update(
                 knn_accuracy=r["knn_accuracy"], linear_accuracy=r["linear_accuracy"])
+    for key, columns in table_metric_columns(smk.input.temporal).items():  # frame orders, time steps
+        extra.setdefault(key, {}).update(columns)
     for row in rows:
         row["label"] = smk.params.labels[row["method"]]
         row.update(extra.get((row["dataset"], row["method"], row["space"]), {}))
@@ -213,6 +216,7 @@ def overview(smk: Any) -> None:
 
     from dimcollapse.analysis.figures import metrics_figure, overview_figure, save_figure
     from dimcollapse.analysis.metrics import read_metrics_csv
+    from dimcollapse.data.interventions import ORIGINAL, split_space
 
     _start(smk)
     view = smk.params.view
@@ -222,7 +226,8 @@ def overview(smk: Any) -> None:
     fig = overview_figure(by_dataset, normalized_rank=view["figures"]["normalized_rank"], title=title,
                           colors=colors, y_range=view["figures"]["y_range"])
     save_figure(fig, smk.output.overview_png, smk.output.overview_pdf, dpi=view["figures"]["dpi"])
-    chart = metrics_figure(read_metrics_csv(smk.input.metrics), title=title, colors=colors)
+    rows = [r for r in read_metrics_csv(smk.input.metrics) if split_space(r["space"])[1] == ORIGINAL]  # no <space>@<order>
+    chart = metrics_figure(rows, title=title, colors=colors)
     save_figure(chart, smk.output.metrics_png, smk.output.metrics_pdf, dpi=view["figures"]["dpi"])
 
 
@@ -564,6 +569,8 @@ PROBE_TABLE_COLUMNS = (
     "n_classes", "knn_k", "knn_temperature", "knn_accuracy", "linear_accuracy", "linear_weight_decay",
     "auc_sigma", "auc_lambda", "rankme", "alpha_req", "lidar", "twonn", "twonn_mle", "self_clustering", "uniformity",
     "alignment",
+    # temporal reliance (results/temporal/<dataset>.csv), where the study has it
+    "temporal_share", "within_clip_rankme", "timestep_rankme", "cka_reversed", "cka_shuffled", "cka_frozen",
 )
 CORRELATION_COLUMNS = (
     "dataset", "accuracy", "metric", "n_points", "spearman_rho", "ci_low", "ci_high", "ci_level", "bootstrap_n",
@@ -575,14 +582,16 @@ def probe_table(smk: Any) -> None:
     import pandas as pd
 
     from dimcollapse.analysis.probes import metric_accuracy_correlations
+    from dimcollapse.analysis.temporal import table_metric_columns
 
     _start(smk)
     spectra, probes, lidars = (_json_rows(smk.input.metrics), _json_rows(smk.input.probes),
                                _json_rows(smk.input.lidar))
+    temporal = table_metric_columns(smk.input.temporal)
     rows = []
     for key, probe_row in probes.items():
         row = {**spectra[key], **probe_row, "label": smk.params.labels[key[1]],
-               "lidar": lidars.get(key, {}).get("lidar")}
+               "lidar": lidars.get(key, {}).get("lidar"), **temporal.get(key, {})}
         rows.append({c: row.get(c) for c in PROBE_TABLE_COLUMNS})
     rows.sort(key=lambda r: (r["dataset"], r["method"], r["space"]))
     p = smk.params.probes

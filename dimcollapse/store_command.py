@@ -164,7 +164,8 @@ def _key_row(k: Mapping[str, Any]) -> dict[str, str]:
     return {
         "key": k["key"], "instances": ", ".join(dict.fromkeys(u["instance"] for u in users)) or "?",
         "method": _text(k.get("method")), "checkpoint": checkpoint, "sha256": sha[:12] if sha else "-",
-        "sampling": _text(protocol.get("key")), "frames": _text(k.get("frames")),
+        "sampling": _text(protocol.get("key")),
+        "frames": _text(k.get("frames")) + (f", {k['frame_order']}" if k.get("frame_order") else ""),  # an intervention
         "precision": _text(k.get("precision")), "numerics": _text(k.get("numerics_version")),
         "clips": str(k["clips"]), "size": human_bytes(k["bytes"]), "last written": _when(k["last_written"]),
         "quarantined": str(k["quarantined"]),

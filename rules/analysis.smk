@@ -39,6 +39,7 @@ rule metrics:
         probes=probe_table_files(),
         correlations=probe_correlation_files(),
         notes=[f"results/failures/{ds}.notes.csv" for ds in DATASETS],
+        temporal=temporal_tables(),
     output:
         table=report(
             "results/metrics.csv", caption="../report/metrics.rst", category="Metrics"

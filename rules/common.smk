@@ -9,6 +9,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir)))
 
 from dimcollapse import config as dcfg
+from dimcollapse import temporal_config as tcfg
+from dimcollapse.data.interventions import INTERVENTIONS, ORIGINAL, split_space
 from dimcollapse.extraction.numerics import NUMERICS_VERSION
 from dimcollapse.provenance import git_commit
 
@@ -17,8 +19,12 @@ DATASETS = dcfg.study_datasets(config)
 STUDY_MODELS = dcfg.study_models(config)
 EXTRACTION = config["extraction"]
 N_SHARDS = EXTRACTION["shards"]
-# Every feature space of the study: representation, embedding, and layer.<module> spaces.
-SPACES = sorted({s for m in MODELS.values() for s in m.spaces})
+# Frame orders per instance (temporal.interventions; rules/temporal.smk).
+ORDERS = tcfg.interventions(config, MODELS)
+# Every feature space of the study: representation, embedding, layer.<module> spaces, and
+# <space>@<order> for the frame-order interventions.
+SPACES = sorted({s for m in MODELS.values() for s in m.spaces}
+                | {s for m, orders in ORDERS.items() for s in tcfg.intervened_spaces(MODELS[m], orders)})
 ENVS = {f: f"../envs/{f}.yaml" for f in ("video", "extract", "analysis")}
 # Per-view features (N × views × D) beside the view-averaged ones, when asked for.
 VIEWS_OUTPUT = (
@@ -33,6 +39,7 @@ wildcard_constraints:
     method="|".join(map(re.escape, MODELS)),  # expanded instances, e.g. a series' name@200
     space="|".join(map(re.escape, SPACES)),
     shard=r"\d+",
+    order="|".join(INTERVENTIONS),
     pkey=r"[A-Za-z0-9_.=-]+",
 
 
@@ -66,9 +73,11 @@ def spectrum_files(dataset, method, ext="csv"):
     return [f"results/spectra/{dataset}/{method}/{s}.{ext}" for s in spaces_of(method)]
 
 
-def shard_files(dataset, method):
+def shard_files(dataset, method, order=ORIGINAL):
+    """Shards of one instance; those of a frame-order intervention in a folder of their own."""
+    folder = "shards" if order == ORIGINAL else f"shards/{order}"
     return [
-        f"results/features/{dataset}/{method}/shards/{i}-of-{N_SHARDS}.npz"
+        f"results/features/{dataset}/{method}/{folder}/{i}-of-{N_SHARDS}.npz"
         for i in range(N_SHARDS)
     ]
 
@@ -117,6 +126,7 @@ def all_targets():
     targets += [f"results/figures/metrics.{ext}" for ext in ("png", "pdf")]
     targets += probe_targets()  # rules/probes.smk
     targets += similarity_targets()  # rules/similarity.smk
+    targets += temporal_targets()  # rules/temporal.smk
     return targets
 
 
@@ -176,9 +186,17 @@ def extract_input(wildcards):
     return inputs
 
 
+def frame_order(wildcards):
+    """The frame order of a job: its order wildcard, or its space's (representation@shuffled)."""
+    if hasattr(wildcards, "order"):
+        return wildcards.order
+    return split_space(wildcards.space)[1] if hasattr(wildcards, "space") else ORIGINAL
+
+
 def extraction_params(wildcards):
-    """The extract rule's job (see dimcollapse.config.extraction_job)."""
-    return dcfg.extraction_job(config, MODELS[wildcards.method], protocol(wildcards.dataset, wildcards.method))
+    """The extract rule's job (see dimcollapse.temporal_config.extraction_job)."""
+    ds, m = wildcards.dataset, wildcards.method
+    return tcfg.extraction_job(config, MODELS[m], protocol(ds, m), frame_order(wildcards))
 
 
 SPECTRUM = config["spectrum"]
@@ -200,8 +218,9 @@ FIGURES = config["figures"]
 
 
 def study_metrics():
+    """Metrics rows of the study: every space, the intervened ones too."""
     return [
-        f for ds in DATASETS for m in STUDY_MODELS for f in spectrum_files(ds, m, "json")
+        f for ds in DATASETS for m in STUDY_MODELS for f in (*spectrum_files(ds, m, "json"), *intervened_files(ds, m, "spectra", "json"))
     ]
 
 
@@ -284,7 +303,7 @@ def probe_files(dataset=None):
         for ds in DATASETS
         if dataset in (None, ds)
         for m in STUDY_MODELS
-        for s in spaces_of(m)
+        for s in (*spaces_of(m), *intervened_spaces(m))
     ]
 
 
@@ -335,3 +354,41 @@ def probe_gpu():
 def analysis_gpu():
     """GPU resource of spectrum jobs (their TwoNN and uniformity Gram blocks)."""
     return _gpu_resource(ANALYSIS["device"])
+
+
+# Does the model use time? Frame-order interventions and time-resolved spaces (rules/temporal.smk).
+TEMPORAL_PLAN = tcfg.temporal_plan(config, MODELS, STUDY_MODELS)
+
+
+def intervened_spaces(method):
+    """The <space>@<order> spaces of an instance (none without interventions)."""
+    return tcfg.intervened_spaces(MODELS[method], ORDERS.get(method, ()))
+
+
+def intervened_files(dataset, method, kind, ext):
+    """Files of an instance's intervened spaces under results/<kind>/ (features, spectra, probes)."""
+    return [f"results/{kind}/{dataset}/{method}/{s}.{ext}" for s in intervened_spaces(method)]
+
+
+def temporal_tables():
+    return [f"results/temporal/{ds}.csv" for ds in DATASETS] if TEMPORAL_PLAN else []
+
+
+def temporal_targets():
+    figures = [f"results/figures/temporal/{ds}.{ext}" for ds in DATASETS for ext in ("png", "pdf")]
+    return temporal_tables() + figures if TEMPORAL_PLAN else []
+
+
+def temporal_input(wildcards):
+    """What the temporal table of a dataset reads: the features of every space with an
+    intervention and its twins, their metrics and probes, and the time-resolved arrays."""
+    ds = wildcards.dataset
+    inputs = {"features": [], "metrics": [], "probes": [], "time": []}
+    for m, entry in TEMPORAL_PLAN.items():
+        spaces = (entry["spaces"] if entry["orders"] else list(entry["time_resolved"])) + list(intervened_spaces(m))
+        inputs["features"] += [f"results/features/{ds}/{m}/{s}.npy" for s in spaces]
+        inputs["metrics"] += [f"results/spectra/{ds}/{m}/{s}.json" for s in spaces]
+        if PROBES["enabled"]:
+            inputs["probes"] += [f"results/probes/{ds}/{m}/{s}.json" for s in spaces]
+        inputs["time"] += [f"results/features/{ds}/{m}/{s}_time.npy" for s in entry["time_resolved"]]
+    return inputs

@@ -29,7 +29,7 @@ rule extract:
 
 rule merge_features:
     input:
-        shards=lambda w: shard_files(w.dataset, w.method),
+        shards=lambda w: shard_files(w.dataset, w.method, frame_order(w)),
         index="results/features/{dataset}/index.csv",
         manifest="results/manifests/{dataset}.csv",
     output:

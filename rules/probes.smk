@@ -131,6 +131,7 @@ rule probe_table:
         metrics=study_metrics(),
         probes=probe_files(),
         lidar=lidar_files(),
+        temporal=temporal_tables(),
     output:
         table=report("results/probes.csv", caption="../report/probes.rst", category="Probes"),
         correlations="results/probe_correlations.csv",

@@ -21,6 +21,7 @@ def demo() -> dict:
 def with_models(models: dict, **extra: object) -> dict:
     cfg = demo()
     cfg["models"] = models
+    cfg.pop("temporal")  # it names the demo's instances
     cfg.pop("protocols")
     cfg.update(extra)
     return cfg

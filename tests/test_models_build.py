@@ -99,7 +99,7 @@ def test_dpc_defaults_follow_the_architecture() -> None:
 @pytest.mark.parametrize(
     ("method", "options", "error", "message"),
     [
-        ("MoCo", {"arch": "resnet18"}, TypeError, r"unknown option\(s\) \['arch'\]; valid options: \['cls_token', 'crop_size', 'device', 'frames', 'layers', 'seed'\]"),
+        ("MoCo", {"arch": "resnet18"}, TypeError, r"unknown option\(s\) \['arch'\]; valid options: \['cls_token', 'crop_size', 'device', 'frames', 'layers', 'seed', 'time_resolved'\]"),
         ("DPC", {"crop_size": 224}, TypeError, r"unknown option\(s\) \['crop_size'\]"),
         ("DPC", {"arch": "resnet50"}, ValueError, "DPC arch must be one of"),
         ("MoCo", {"crop_size": 16}, ValueError, "crop_size must be at least 32"),

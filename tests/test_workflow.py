@@ -220,6 +220,21 @@ def test_adding_a_method_adds_only_its_jobs(study: dict) -> None:
                            **analysis_jobs(4))
 
 
+def test_adding_an_intervention_plans_only_its_spaces(study: dict) -> None:
+    """A frame order is an extraction of its own (its own store key): adding it to an instance
+    computes its spaces and the tables that gather rows, nothing of the spaces already there."""
+    cfg = variant(study, "order", lambda c: c.update(temporal={"interventions": {"simclr": ["shuffled"]}}))
+    jobs = planned_jobs(study["workdir"], cfg)
+    # 2 datasets × 2 shards; simclr's representation@shuffled and embedding@shuffled per dataset
+    assert jobs == changed(extract_intervened=4, merge_features=4, spectrum=4, probe=4, temporal=2,
+                           temporal_figure=2, metrics=1, probe_table=1, probe_figure=1, overview=1)
+    # the time axis of a space needs the instance's clips again: its branch reruns, no other
+    time = variant(study, "time", lambda c: c["models"]["sup"].update(time_resolved=True))
+    jobs = planned_jobs(study["workdir"], time)
+    assert jobs == changed(extract=4, merge_features=2, merge_time_resolved=2, temporal=2, temporal_figure=2,
+                           spectrum=2, metrics=1, figure=2, overview=1, **analysis_jobs(2))
+
+
 def test_spectrum_option_reruns_analysis_but_no_extraction(study: dict) -> None:
     cfg = variant(study, "alpha", lambda c: c["spectrum"].update(alpha_req_range=[5, 50]))
     jobs = planned_jobs(study["workdir"], cfg)

@@ -352,6 +352,8 @@ OPTIONAL_MARKDOWN = (
     ("lidar", "LiDAR", lambda v: _num(v, 1)),
     ("knn_accuracy", "k-NN acc. %", _percent),
     ("linear_accuracy", "Linear acc. %", _percent),
+    ("cka_shuffled", "CKA shuffled", lambda v: _num(v, 3)),
+    ("temporal_share", "Temporal share", lambda v: _num(v, 3)),
 )
 
 

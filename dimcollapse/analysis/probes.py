@@ -343,6 +343,13 @@ CORRELATED_METRICS = {
     "self_clustering": "Self-clustering",
     "uniformity": "Uniformity",
     "alignment": "Alignment",
+    # temporal reliance, where the study has interventions or time-resolved spaces
+    "temporal_share": "Temporal share of variance",
+    "within_clip_rankme": "RankMe within clips",
+    "timestep_rankme": "RankMe of time steps",
+    "cka_shuffled": "CKA with shuffled frames",
+    "cka_reversed": "CKA with reversed frames",
+    "cka_frozen": "CKA with a frozen frame",
 }
 #: Probe accuracies: probes-table column -> axis label.
 ACCURACIES = {"knn_accuracy": "k-NN top-1 accuracy", "linear_accuracy": "Linear probe top-1 accuracy"}

@@ -2,5 +2,6 @@
 decoding, sampling protocols, the clip cache and the generated demo set.
 
 Data flows one way: ``datasets`` → ``manifest`` (with ``probe``) → ``protocols`` +
-``video`` → ``clips``; nothing here imports from extraction or analysis.
+``video`` → ``clips``, and ``interventions`` reorders a clip's frames; nothing here
+imports from extraction or analysis.
 """

@@ -177,6 +177,8 @@ def run_shard(
     flush_every: int = 256,
     keep_views: bool = False,
     batch_dependent: bool = False,
+    time_spaces: tuple[str, ...] = (),
+    intervene: Callable[[torch.Tensor, np.ndarray], torch.Tensor] | None = None,
 ) -> tuple[ShardResult, RunStats]:
     """Features of manifest ``rows``: stored clips are reused, missing ones computed and stored.
 
@@ -191,9 +193,15 @@ def run_shard(
     failure). ``make_batches(remaining_rows)`` builds the loader for the rows not in the
     store, so stored clips are neither decoded nor run again. Features are averaged over
     a protocol's views; ``keep_views`` also keeps every view, as ``<space>_views`` arrays
-    of shape (rows, views × D) (see :func:`views_key`). Returns rows in manifest order.
+    of shape (rows, views × D) (see :func:`views_key`). ``time_spaces``: further model
+    outputs kept per clip (time-resolved arrays, flattened to T′ × D), averaged over views
+    and never kept per view. ``intervene(views, rows)``: applied to each batch's views
+    between the data path and the model (a frame order, see
+    :func:`~dimcollapse.data.interventions.views_intervention`). Returns rows in manifest order.
     """
     kept = spaces + tuple(views_key(s) for s in spaces) if keep_views else spaces
+    kept += time_spaces
+    run_spaces = spaces + time_spaces
     t0 = time.perf_counter()
     stats = RunStats(clips_total=len(rows))
     if batch_dependent:
@@ -229,12 +237,13 @@ def run_shard(
             _check_block(batch, batch_size, len(keys))
         pad_to = 0 if batch_dependent else batch_size
         if batch.video is not None and len(batch.rows):
-            out = _forward_full_batch(model, batch.video, spaces, device, precision, pad_to)
+            video = batch.video if intervene is None else intervene(batch.video, batch.rows)
+            out = _forward_full_batch(model, video, run_spaces, device, precision, pad_to)
             if first and precision != "fp32":
-                ref = _forward_full_batch(model, batch.video, spaces, device, "fp32", pad_to)
+                ref = _forward_full_batch(model, video, run_spaces, device, "fp32", pad_to)
                 stats.precision_rel_error = check_precision(ref, out, precision, max_rel_error)
             first = False
-            feats = {s: out[s].mean(dim=1).cpu().numpy().astype(np.float32) for s in spaces}
+            feats = {s: out[s].mean(dim=1).cpu().numpy().astype(np.float32) for s in run_spaces}
             if keep_views:
                 feats |= {views_key(s): out[s].flatten(1).cpu().numpy() for s in spaces}
         pending.append(_batch_result(batch, feats, kept))
@@ -357,15 +366,22 @@ def extract_shard(
     """Extract one shard of a dataset for one model instance and write its ``.npz``.
 
     ``job`` is the rule's ``extraction_params`` (model instance, protocol, build options,
-    precision); ``device`` is ``extraction.device``. With the checkpoint's SHA-256 the
-    job selects the instance's part of the feature store under ``store_root``; clips
-    found there are reused.
+    precision, and ``frame_order`` for an intervention); ``device`` is ``extraction.device``.
+    With the checkpoint's SHA-256 the job selects the instance's part of the feature store
+    under ``store_root``; clips found there are reused.
+
+    A ``frame_order`` other than ``original`` (:mod:`dimcollapse.data.interventions`) puts
+    every clip's frames in that order before the model, keeps the features in a store key
+    of its own and names the shard's spaces ``<space>@<order>``. Time-resolved arrays
+    (``time_resolved`` of the instance) are computed with the original order only.
     """
     from dimcollapse.data.clips import open_clip_dataset
+    from dimcollapse.data.interventions import ORIGINAL, intervened_space, views_intervention
     from dimcollapse.data.manifest import read_manifest
     from dimcollapse.data.protocols import Protocol
     from dimcollapse.models.build import build_model
     from dimcollapse.models.registry import METHODS
+    from dimcollapse.models.time_axes import time_key
 
     torch.set_num_threads(threads)
     manifest = read_manifest(manifest_path)
@@ -374,15 +390,17 @@ def extract_shard(
     model_cfg = job["model"]
     # the method's spaces, then one per configured layer (same forward pass, see build_model)
     spaces = tuple(METHODS[model_cfg["method"]].spaces) + tuple(f"layer.{n}" for n in model_cfg.get("layers") or ())
+    order = job.get("frame_order", ORIGINAL)
+    time_spaces = tuple(time_key(s) for s in model_cfg.get("time_resolved") or ()) if order == ORIGINAL else ()
     dev = resolve_device(device)
     precision = job["precision"]
     identity = instance_identity(job, checkpoint, clip_cache=clip_cache is not None)
     store = FeatureStore(store_root).instance(identity, {"instance": model_cfg["name"],
                                                          "checkpoint": model_cfg.get("checkpoint")})
     keys = clip_keys(manifest["content"], manifest["duration"], manifest["fps"])
-    log.info("shard %d/%d: %d of %d manifest rows; model %s (%s) on %s, %s; protocol %s; store %s",
+    log.info("shard %d/%d: %d of %d manifest rows; model %s (%s) on %s, %s; protocol %s; frame order %s; store %s",
              shard, n_shards, len(rows), len(manifest), model_cfg["name"], model_cfg["method"], dev,
-             precision, protocol.key, store.dir)
+             precision, protocol.key, order, store.dir)
     model = prepare_model(
         build_model(model_cfg["method"], checkpoint=checkpoint, config=model_cfg["config"], **job["build_options"]),
         dev,
@@ -393,12 +411,17 @@ def extract_shard(
     result, stats = run_shard(model, spaces, rows, make_batches, store, keys=keys, ids=manifest["id"].tolist(),
                               paths=manifest["path"].tolist(), device=dev, batch_size=batch_size,
                               precision=precision, max_rel_error=max_rel_error, flush_every=flush_every,
-                              keep_views=job["keep_views"], batch_dependent=uses_batch_statistics(model))
+                              keep_views=job["keep_views"], batch_dependent=uses_batch_statistics(model),
+                              time_spaces=time_spaces, intervene=views_intervention(protocol, order, keys))
+    if order != ORIGINAL:  # the shard holds the intervened spaces, named so
+        names = {s: intervened_space(s, order) for s in spaces}
+        names |= {views_key(s): views_key(names[s]) for s in spaces}
+        result.features = {names[s]: v for s, v in result.features.items()}
     result.meta = {
         **asdict(stats), "clips_per_s": stats.clips_per_s, "device": str(dev),
         "device_name": f"{torch.cuda.get_device_name(dev)} (GPU {physical_gpu()})" if dev.type == "cuda" else "cpu",
         "precision": precision, "batch_size": batch_size, "workers": workers, "threads": threads,
-        "shard": shard, "n_shards": n_shards, "clip_cache": clip_cache, "checkpoint_path": checkpoint,
+        "shard": shard, "n_shards": n_shards, "frame_order": order, "clip_cache": clip_cache, "checkpoint_path": checkpoint,
         "checkpoint_sha256": identity["checkpoint_sha256"], "store": str(store.dir),
         "weights": getattr(model, "provenance", {}),
     }

@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from dimcollapse.atomic import atomic_path, unique_name, write_json
+from dimcollapse.data.interventions import ORIGINAL
 from dimcollapse.extraction.numerics import NUMERICS_VERSION
 from dimcollapse.extraction.shards import ShardResult
 from dimcollapse.failures import Failure
@@ -130,22 +131,26 @@ def instance_identity(job: Mapping[str, Any], checkpoint: str | None, *, clip_ca
     ``job`` is the extract rule's ``extraction_params``. The checkpoint counts by its
     SHA-256 (not its path or mtime) and a model config file by its content; the instance
     name, label, shards, batch size, device, workers and threads are left out (the latter
-    three only change float rounding; see the README). So is the ``layers`` build option:
-    which layers are read does not change any number, and a layer's features are one more
-    space of the clip's entries (a lookup asking for a layer an entry lacks misses).
+    three only change float rounding; see the README). So are the ``layers`` and
+    ``time_resolved`` build options: which layers are read, and whether a space's time axis
+    is kept too, does not change any number; they are more arrays of the clip's entries
+    (a lookup asking for one an entry lacks misses). A frame order other than the original
+    (``frame_order``, :mod:`dimcollapse.data.interventions`) is a key of its own.
     """
     model = job["model"]
     config = model.get("config")
+    order = job.get("frame_order", ORIGINAL)
     return {
         "method": model["method"],
         "checkpoint_sha256": checkpoint_sha256(checkpoint) if checkpoint else None,
         "config_sha256": file_sha256(config) if config and Path(config).is_file() else config,
-        "build_options": {k: v for k, v in job["build_options"].items() if k != "layers"},
+        "build_options": {k: v for k, v in job["build_options"].items() if k not in ("layers", "time_resolved")},
         "protocol": job["protocol"],
         # the clip cache stores frames scaled to uint8, which can differ from decoding on the fly
         "frames": "clip cache" if clip_cache else "decoded",
         "precision": job["precision"],
         "numerics_version": NUMERICS_VERSION,
+        **({"frame_order": order} if order != ORIGINAL else {}),
     }
 
 

@@ -16,8 +16,9 @@ the SlowFast contrastive head), :mod:`.dpc` (DPC R-2D3D + ConvGRU linear-eval co
 PyTorchVideo and custom networks and their checkpoints), :mod:`.hub` (Hugging Face
 checkpoint folders and ``hf://`` ids, torch-free facts per transformers class), :mod:`.hf`
 (the ``transformers`` family's network and features), :mod:`.hooks` (representation
-and layer features read with hooks), :mod:`.build` (``build_model``), :mod:`.layers` (the
-layer names a model offers).
+and layer features read with hooks), :mod:`.time_axes` and :mod:`.time_resolved` (which
+spaces keep a time axis, and reading them), :mod:`.build` (``build_model``), :mod:`.layers`
+(the layer names a model offers).
 
 The method and arch tables are imported eagerly; everything that needs torch is imported on first
 use, so the Snakefile (which reads only the table) parses without loading torch — a

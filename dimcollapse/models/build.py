@@ -30,7 +30,7 @@ from dimcollapse.models.slow_r50 import SlowR50SSL, SlowR50Supervised
 #: crop), so random-weight features differ between inputs in a measurable way.
 RANDOM_CONV_SCALE = 0.7
 
-_COMMON_OPTIONS = {"seed", "device", "layers", "cls_token"}
+_COMMON_OPTIONS = {"seed", "device", "layers", "cls_token", "time_resolved"}
 _FAMILY_OPTIONS = {
     "slow_r50": {"frames", "crop_size"},
     "dpc": {"arch", "sample_size", "num_seq", "seq_len", "bn_stats"},
@@ -102,8 +102,10 @@ def build_model(
       checkpoint's config; ``layers`` may also be ``"all"`` (every transformer block). See
       :mod:`dimcollapse.models.hf` for the representation of each class.
     * Every method: ``layers`` (module names of the network, ``named_modules()``; one
-      ``layer.<name>`` space each, see :mod:`~dimcollapse.models.hooks`) and
-      ``cls_token`` (keep a transformer's class token in layer averages; default False).
+      ``layer.<name>`` space each, see :mod:`~dimcollapse.models.hooks`),
+      ``cls_token`` (keep a transformer's class token in layer averages; default False) and
+      ``time_resolved`` (spaces that also get their time-resolved ``<space>_time``,
+      B × T′ × D; see :mod:`~dimcollapse.models.time_axes`).
 
     The returned module's ``forward(x)`` gives ``{"representation": B×2048 (Slow R50) or
     B×256 (DPC), or the classifier's pooled input}`` plus ``"embedding"`` for SimCLR,
@@ -125,6 +127,7 @@ def build_model(
     if info.family == "transformers":
         return _build_transformers(checkpoint, options, device)
     layers = _layers(options)
+    time_spaces = _time_resolved(options)
     cls_token = options.get("cls_token", False)
     if not isinstance(cls_token, bool):
         raise ValueError(f"cls_token must be true or false, got {cls_token!r}")
@@ -146,9 +149,13 @@ def build_model(
             model = FeatureModel(model, classifier=None, layers=layers, cls_token=cls_token, name=info.name,
                                  listing=listing_command(info.name, options))
     del raw  # drop the (memory-mapped) file before the model moves to its device
+    if time_spaces:
+        model = _with_time_axes(model, info, time_spaces, options)
     provenance = {"method": info.name, "checkpoint": None if path is None else str(path), **provenance}
     if layers:
         provenance["layers"] = list(layers)
+    if time_spaces:
+        provenance["time_resolved"] = list(time_spaces)
     if path is None:
         provenance["seed"] = seed
     model.provenance = provenance
@@ -164,7 +171,8 @@ def _build_transformers(checkpoint: str | os.PathLike[str] | None, options: Mapp
     if not isinstance(cls_token, bool):
         raise ValueError(f"cls_token must be true or false, got {cls_token!r}")
     model, provenance = build_transformers(checkpoint, frames=frames, crop_size=crop, cls_token=cls_token,
-                                           layers=layers if layers == "all" else _layers(options))
+                                           layers=layers if layers == "all" else _layers(options),
+                                           time_resolved=_time_resolved(options))
     model.provenance = {"method": "transformers", "checkpoint": str(checkpoint), **provenance,
                         "layers": list(model.layers)}
     return model.eval().to(device)
@@ -316,6 +324,37 @@ def _layers(options: Mapping[str, Any]) -> tuple[str, ...]:
     if isinstance(layers, str) or not isinstance(layers, Sequence) or not all(isinstance(n, str) for n in layers):
         raise ValueError(f"layers must be a list of module names, got {layers!r}")
     return tuple(layers)
+
+
+def _time_resolved(options: Mapping[str, Any]) -> tuple[str, ...]:
+    spaces = options.get("time_resolved") or ()
+    if isinstance(spaces, str) or not isinstance(spaces, Sequence) or not all(isinstance(s, str) for s in spaces):
+        raise ValueError(f"time_resolved must be a list of space names, got {spaces!r}")
+    return tuple(spaces)
+
+
+def _with_time_axes(model: nn.Module, info: MethodInfo, spaces: tuple[str, ...], options: Mapping[str, Any]) -> nn.Module:
+    """``model`` with ``<space>_time`` outputs (:class:`~dimcollapse.models.time_resolved.TimeResolved`)."""
+    from dimcollapse.models.time_axes import no_time_axis
+    from dimcollapse.models.time_resolved import TimeResolved
+
+    for space in spaces:
+        if (reason := no_time_axis(info.family, space)) is not None:
+            raise ValueError(f"{info.name}: time_resolved: {space} has no time axis ({reason})")
+    net = model.net if isinstance(model, FeatureModel) else model
+    sources: dict[str, tuple[str, Any]] = {}
+    for space in spaces:
+        if space.startswith("layer."):
+            sources[space] = (space.removeprefix("layer."), "output")
+        elif info.name == "supervised":  # the s5 map, before the head's pool
+            sources[space] = ("backbone", "output")
+        else:  # SlowFast's contrastive head pools its input map: what the paper hooks
+            sources[space] = ("backbone.head.pathway0_avgpool", "input")
+    if info.family in ("torchvision", "pytorchvideo"):
+        layout: Layout = arch_info(info.family, options.get("arch")).layout
+    else:
+        layout = options.get("layout", "conv") if info.family == "custom" else "conv"
+    return TimeResolved(model, net, sources, layout=layout, name=info.name)
 
 
 def _clip_size(options: Mapping[str, Any], frames: int, crop_size: int) -> tuple[int, int]:

@@ -24,6 +24,10 @@ A layer (``layer.<name>``, a ``named_modules()`` name) is its output averaged ov
 leaving out the class and register tokens of sequences that carry them (those as long as
 the embedding module's output), then, for image encoders, over frames. ``layers="all"`` is
 every transformer block, so a ViT's whole depth is one layer-wise curve.
+
+``time_resolved`` spaces also get ``<space>_time`` (B × T′ × D, :mod:`dimcollapse.models.time_axes`):
+a video encoder's tokens averaged per time position (T′ = frames / tubelet), an image
+encoder's per-frame vectors (T′ = frames); their mean over T′ is the pooled space.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ from torch import nn
 from dimcollapse.models import hub
 from dimcollapse.models.checkpoints import CheckpointError
 from dimcollapse.models.hooks import check_layer_names, pool_features
+from dimcollapse.models.time_axes import no_time_axis, time_key
+from dimcollapse.models.time_resolved import SPACE_MAJOR_TOKENS, tokens_by_time
 
 _LIST_LIMIT = 8
 
@@ -119,7 +125,7 @@ class TransformersFeatures(nn.Module):
 
     def __init__(
         self, net: nn.Module, spec: hub.HFClass, *, frames: int, crop_size: int, layers: Sequence[str] = (),
-        cls_token: bool = False, name: str = "transformers", listing: str = "",
+        cls_token: bool = False, name: str = "transformers", listing: str = "", time_resolved: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self.net, self.spec, self.name = net, spec, name
@@ -127,6 +133,14 @@ class TransformersFeatures(nn.Module):
         self.layers = tuple(layers)
         self.encoder = net.get_submodule(spec.encoder)  # what runs: the network, or its encoder / vision tower
         config = self.encoder.config
+        for space in time_resolved:
+            if (reason := no_time_axis("transformers", space, spec.representation)) is not None:
+                raise ValueError(f"{name}: time_resolved: {space} has no time axis ({reason})")
+            if space.startswith("layer.") and space.removeprefix("layer.") not in self.layers:
+                raise ValueError(f"{name}: time_resolved: {space} is not one of its layers")
+        self.time_resolved = tuple(time_resolved)
+        tubelet = getattr(config, "tubelet_size", 1)
+        self.steps = frames // (tubelet[0] if isinstance(tubelet, (list, tuple)) else int(tubelet))
         registers = int(config.num_register_tokens) if spec.registers else 0
         self.prefix = 0 if cls_token else int(spec.class_token) + registers  # leading tokens left out of layers
         modules = dict(net.named_modules())
@@ -155,9 +169,15 @@ class TransformersFeatures(nn.Module):
             if f"layer.{layer}" in self._captured:
                 raise ValueError(f"{where}: runs more than once per forward pass; choose another module")
             y = output[0] if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor) else output
-            if isinstance(y, torch.Tensor) and y.ndim == 3 and y.shape[1] == self._sequence:
+            sequence = isinstance(y, torch.Tensor) and y.ndim == 3 and y.shape[1] == self._sequence
+            if sequence:
                 y = y[:, self.prefix:]  # class and register tokens summarise; the mean is over positions
             self._captured[f"layer.{layer}"] = pool_features(y, module, self._batch, "tokens", False, where)
+            if f"layer.{layer}" in self.time_resolved and not self.spec.image:
+                if not sequence:
+                    raise ValueError(f"{where}: gives {tuple(getattr(y, 'shape', ()))}, not the token sequence, so "
+                                     "its time positions are unknown; choose a transformer block")
+                self._captured[time_key(f"layer.{layer}")] = self._by_time(y, where)
 
         return hook
 
@@ -180,9 +200,26 @@ class TransformersFeatures(nn.Module):
             for n in self.layers:
                 y = self._captured[f"layer.{n}"]
                 spaces[f"layer.{n}"] = y.reshape(b, t, -1).mean(1) if self.spec.image else y
+            spaces.update(self._time_resolved(out, b, t))
         finally:
             self._captured = {}
         return spaces
+
+    def _by_time(self, tokens: torch.Tensor, where: str) -> torch.Tensor:
+        return tokens_by_time(tokens, self.steps, self.spec.name in SPACE_MAJOR_TOKENS, where)
+
+    def _time_resolved(self, out: Any, b: int, t: int) -> dict[str, torch.Tensor]:
+        """``<space>_time`` of every time-resolved space: per frame (image encoders) or per time position."""
+        resolved = {}
+        for space in self.time_resolved:
+            if self.spec.image:
+                per_frame = out.pooler_output if space == "representation" else self._captured[space]
+                resolved[time_key(space)] = per_frame.reshape(b, t, -1)
+            elif space == "representation":  # token_mean: the mean of every token
+                resolved[time_key(space)] = self._by_time(out.last_hidden_state, f"{self.name} representation")
+            else:
+                resolved[time_key(space)] = self._captured[time_key(space)]
+        return resolved
 
     def _representation(self, out: Any, b: int, t: int) -> torch.Tensor:
         kind = self.spec.representation
@@ -199,13 +236,14 @@ class TransformersFeatures(nn.Module):
 
 def build_transformers(
     checkpoint: str | os.PathLike[str] | None, *, frames: int | None, crop_size: int | None, layers: Sequence[str] | str,
-    cls_token: bool = False,
+    cls_token: bool = False, time_resolved: Sequence[str] = (),
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The eval-mode :class:`TransformersFeatures` of a checkpoint folder or ``hf://`` id, and its provenance.
 
     ``frames``/``crop_size`` default to the checkpoint's configured clip; a clip the class's
     forward cannot take is refused here. ``layers``: module names, or ``"all"`` (every block).
-    ``cls_token``: keep the class and register tokens in layer averages.
+    ``cls_token``: keep the class and register tokens in layer averages. ``time_resolved``:
+    spaces that also get ``<space>_time``.
     """
     if checkpoint is None:
         raise ValueError("method transformers needs a checkpoint: a save_pretrained folder or hf://<org>/<name>")
@@ -223,7 +261,8 @@ def build_transformers(
     elif isinstance(layers, str):
         raise ValueError(f"layers must be a list of module names or 'all', got {layers!r}")
     model = TransformersFeatures(net, spec, frames=frames, crop_size=crop_size, layers=layers, cls_token=cls_token,
-                                 name=f"transformers {spec.name}", listing=listing_command(checkpoint))
+                                 name=f"transformers {spec.name}", listing=listing_command(checkpoint),
+                                 time_resolved=time_resolved)
     provenance = {
         "class": spec.name, "directory": str(directory), "frames": frames, "crop_size": crop_size,
         "representation": spec.representation, "init": "from_pretrained (strict)",

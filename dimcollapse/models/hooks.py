@@ -56,16 +56,18 @@ def pool_features(
         )
     if y.ndim == 2:
         return y
-    channels_last = isinstance(module, _CHANNELS_LAST_MODULES) or layout == "channels_last" or (
-        layout == "tokens" and y.ndim == 3
-    )
-    if not channels_last:
+    if not channels_last(module, layout, y.ndim):
         if layout == "tokens" and y.ndim != 5:
             raise ValueError(f"{where}: cannot tell the channel dimension of an output of shape {tuple(y.shape)}")
         return y.mean(dim=tuple(range(2, y.ndim)))
     if class_token and y.ndim == 3:
         y = y[:, 1:]
     return y.mean(dim=tuple(range(1, y.ndim - 1)))
+
+
+def channels_last(module: nn.Module, layout: Layout, ndim: int) -> bool:
+    """Whether ``module``'s ``ndim``-dimensional output has its channels last (else second)."""
+    return isinstance(module, _CHANNELS_LAST_MODULES) or layout == "channels_last" or (layout == "tokens" and ndim == 3)
 
 
 class FeatureModel(nn.Module):

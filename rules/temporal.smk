@@ -1,0 +1,112 @@
+# Does the model use time? Frame-order interventions (one extraction per instance, order
+# and shard, whose spaces <space>@<order> are merged, analysed and probed like any other),
+# time-resolved arrays <space>_time.npy beside the pooled ones, and per dataset the table
+# and figure that compare them with the original frames.
+
+
+rule extract_intervened:
+    input:
+        unpack(extract_input),
+    output:
+        "results/features/{dataset}/{method}/shards/{order}/{shard}-of-{nshards}.npz",
+    params:
+        job=extraction_params,
+        numerics=NUMERICS_VERSION,
+    log:
+        "logs/extract/{dataset}/{method}/{order}/{shard}-of-{nshards}.log",
+    benchmark:
+        "results/benchmarks/extract/{dataset}/{method}/{order}/{shard}-of-{nshards}.tsv"
+    threads: EXTRACTION["threads"]
+    resources:
+        gpu=gpu_jobs(),
+        mem_mb=8000,
+        runtime=720,
+    conda:
+        ENVS["extract"]
+    script:
+        "../scripts/extract.py"
+
+
+rule merge_time_resolved:
+    input:
+        shards=lambda w: shard_files(w.dataset, w.method),
+        index="results/features/{dataset}/index.csv",
+        manifest="results/manifests/{dataset}.csv",
+    output:
+        features="results/features/{dataset}/{method}/{space}_time.npy",
+        sidecar="results/features/{dataset}/{method}/{space}_time.json",
+    params:
+        job=extraction_params,
+        code=code("extraction/features.py", "extraction/shards.py"),
+    log:
+        "logs/merge_time_resolved/{dataset}/{method}/{space}.log",
+    benchmark:
+        "results/benchmarks/merge_time_resolved/{dataset}/{method}/{space}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        ENVS["extract"]
+    script:
+        "../scripts/merge_time_resolved.py"
+
+
+rule temporal:
+    input:
+        unpack(temporal_input),
+    output:
+        table=report(
+            "results/temporal/{dataset}.csv",
+            caption="../report/temporal_table.rst",
+            category="Temporal",
+            labels={"dataset": "{dataset}", "table": "temporal reliance"},
+        ),
+        markdown="results/temporal/{dataset}.md",
+        spectra="results/temporal/{dataset}.spectra.csv",
+    params:
+        plan=TEMPORAL_PLAN,
+        labels=LABELS,
+        spectrum={k: SPECTRUM[k] for k in ("normalize", "alpha_req_range")},
+        code=code("analysis/temporal.py", "analysis/metrics.py", "analysis/spectrum.py"),
+    log:
+        "logs/temporal/{dataset}.log",
+    benchmark:
+        "results/benchmarks/temporal/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        ENVS["analysis"]
+    script:
+        "../scripts/temporal.py"
+
+
+rule temporal_figure:
+    input:
+        table="results/temporal/{dataset}.csv",
+        spectra="results/temporal/{dataset}.spectra.csv",
+    output:
+        png=report(
+            "results/figures/temporal/{dataset}.png",
+            caption="../report/temporal.rst",
+            category="Figures",
+            labels={"dataset": "{dataset}", "figure": "does the model use time"},
+        ),
+        pdf="results/figures/temporal/{dataset}.pdf",
+    params:
+        view=figure_params(),
+        code=code("analysis/temporal_figure.py", "analysis/figures.py"),
+    log:
+        "logs/temporal_figure/{dataset}.log",
+    benchmark:
+        "results/benchmarks/temporal_figure/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENVS["analysis"]
+    script:
+        "../scripts/temporal_figure.py"
