@@ -152,10 +152,20 @@ def stage_modules(function: str, root: Path = ROOT) -> set[str]:
         if name in used:
             continue
         used[name] = helpers[name]
-        todo.extend(n.id for n in ast.walk(helpers[name]) if isinstance(n, ast.Name) and n.id in helpers)
+        todo.extend(n for n in _global_names(helpers[name]) if n in helpers)
     top_level = [n for n in tree.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
     direct = imported_modules([*top_level, *used.values()], module, root) - {module}
     return closure(direct | set(_parents(module)), root) | {module}  # not closure({module}): that is every function's imports
+
+
+def _global_names(function: ast.FunctionDef) -> set[str]:
+    """Names ``function`` reads that are not its own (parameters or assigned in it): the
+    module-level functions it calls (a local variable may share a stage's name)."""
+    local = {a.arg for a in ast.walk(function.args) if isinstance(a, ast.arg)}
+    local |= {n.id for n in ast.walk(function) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+    read = {n.id for n in ast.walk(function) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    decorators = {n.id for d in function.decorator_list for n in ast.walk(d) if isinstance(n, ast.Name)}
+    return (read - local) | decorators
 
 
 def digest_files(paths: Iterable[Path], root: Path = ROOT, length: int = 12) -> str:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import difflib
 import functools
 import glob
-import hashlib
-import json
 import os
 import posixpath
 import re
@@ -426,17 +424,16 @@ def _check_transformers_clip(model: ModelInstance, dataset: str, protocol: Proto
 
 
 def sampling_protocols(config: Mapping[str, Any], dataset: str) -> dict[str, Protocol]:
-    """One protocol per clip cache of a dataset, keyed by ``Protocol.sampling_key``.
+    """The clip caches of a dataset: ``{sampling key: Protocol.cache_protocol()}``.
 
-    Protocols that decode the same frames share a cache; the first study model (in
-    config order) with a given sampling key supplies the representative protocol. Its
-    crop and normalisation do not matter: the cache stores frames before them.
+    Protocols that decode the same frames share a cache, described by their common
+    sampling with a neutral crop and normalisation (the cache stores frames before them).
     """
     instances = model_instances(config)
     out: dict[str, Protocol] = {}
     for name in study_models(config):
         proto = job_protocol(config, dataset, instances[name])
-        out.setdefault(proto.sampling_key, proto)
+        out.setdefault(proto.sampling_key, proto.cache_protocol())
     return out
 
 
@@ -559,39 +556,3 @@ def _has_path(data: Any, path: tuple[str, ...]) -> bool:
             return False
         data = data[key]
     return True
-
-
-def nvidia_gpu_visible() -> bool:
-    """Whether an NVIDIA GPU is visible here, from the driver's /proc entries.
-
-    A cheap stand-in for ``torch.cuda.is_available()`` when only a resource request
-    depends on it; ``CUDA_VISIBLE_DEVICES=""`` (or ``-1``) hides the GPUs as CUDA does.
-    """
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
-        return False
-    gpus = Path("/proc/driver/nvidia/gpus")
-    return gpus.is_dir() and any(gpus.iterdir())
-
-
-def stable_hash(obj: Any, length: int = 12) -> str:
-    """Short SHA-256 of a JSON-serialisable object (key order independent)."""
-    blob = json.dumps(obj, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:length]
-
-
-def code_version(*modules: str) -> str:
-    """Hash of package source files, so Snakemake reruns rules whose code changed.
-
-    Snakemake tracks the ``script:`` file but not the modules it imports; rules carry
-    this value as a param. ``modules`` are paths relative to the package directory
-    (a directory means every ``.py`` file below it).
-    """
-    root = Path(__file__).resolve().parent
-    digest = hashlib.sha256()
-    for mod in sorted(modules):
-        target = root / mod
-        files = sorted(target.rglob("*.py")) if target.is_dir() else [target]
-        for f in files:
-            digest.update(str(f.relative_to(root)).encode())
-            digest.update(f.read_bytes())
-    return digest.hexdigest()[:12]

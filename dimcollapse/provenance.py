@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dimcollapse.config import stable_hash
+from dimcollapse.utils import stable_hash
 
 PACKAGES = (
     "dimcollapse", "torch", "torchvision", "pytorchvideo", "av", "numpy", "scipy", "snakemake",

@@ -16,7 +16,7 @@ rule spectrum:
     params:
         spectrum=SPECTRUM,
         geometry=GEOMETRY,
-        code=code("analysis/spectrum.py", "analysis/metrics.py", "analysis/pairwise.py"),
+        code=stage_code("spectrum"),
     log:
         "logs/spectrum/{dataset}/{method}/{space}.log",
     benchmark:
@@ -24,6 +24,7 @@ rule spectrum:
     threads: 2
     resources:
         gpu=analysis_gpu(),
+        analysis_device=ANALYSIS["device"],  # how, not what: the device changes no number
         mem_mb=4000,
         runtime=60,
     conda:
@@ -47,7 +48,7 @@ rule metrics:
         markdown="results/metrics.md",
     params:
         labels=LABELS,
-        code=code("analysis/metrics.py", "extraction/notes.py"),
+        code=stage_code("metrics"),
     log:
         "logs/metrics.log",
     benchmark:
@@ -76,7 +77,7 @@ rule figure:
         pdf="results/figures/{dataset}.pdf",
     params:
         view=figure_params(),
-        code=code("analysis/figures.py"),
+        code=stage_code("figure"),
     log:
         "logs/figure/{dataset}.log",
     benchmark:
@@ -113,7 +114,7 @@ rule overview:
     params:
         view=figure_params(),
         datasets=DATASETS,
-        code=code("analysis/figures.py"),
+        code=stage_code("overview"),
     log:
         "logs/overview.log",
     benchmark:
@@ -132,8 +133,9 @@ rule provenance:
     output:
         "results/provenance.json",
     params:
-        config_hash=dcfg.stable_hash(config, length=16),
+        config=config,
         commit=git_commit(workflow.basedir),
+        code=stage_code("provenance"),
     log:
         "logs/provenance.log",
     benchmark:

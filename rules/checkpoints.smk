@@ -15,6 +15,7 @@ rule download_checkpoint:
         source=checkpoint_source,
         local=lambda w: local_source_state(MODELS[w.method].checkpoint),
         sha256=lambda w: MODELS[w.method].sha256,
+        code=stage_code("download_checkpoint"),
     log:
         "logs/download_checkpoint/{method}/{filename}.log",
     benchmark:

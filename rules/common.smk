@@ -11,8 +11,10 @@ sys.path.insert(0, str(Path(workflow.basedir)))
 from dimcollapse import config as dcfg
 from dimcollapse import temporal_config as tcfg
 from dimcollapse.data.interventions import INTERVENTIONS, ORIGINAL, split_space
+from dimcollapse.code_versions import stage_code  # each rule's code param, derived from its imports
 from dimcollapse.extraction.numerics import NUMERICS_VERSION
 from dimcollapse.provenance import git_commit
+from dimcollapse.utils import nvidia_gpu_visible
 
 MODELS = dcfg.model_instances(config)
 DATASETS = dcfg.study_datasets(config)
@@ -102,13 +104,21 @@ def gpu_jobs():
     """
     device = EXTRACTION["device"]
     if device == "auto":
-        return int(dcfg.nvidia_gpu_visible())
+        return int(nvidia_gpu_visible())
     return int(device == "cuda")
 
 
-def code(*modules):
-    """Code-version param: Snakemake does not track modules that scripts import."""
-    return dcfg.code_version(*modules)
+# How an extraction job runs, not what it computes: resources of the job, so that changing
+# them reruns nothing (a rerun would take every clip from the feature store and then redo
+# every result after it). What decides the numbers is in the job's params.
+EXTRACTION_RUN = {
+    "device": EXTRACTION["device"],
+    "batch_size": EXTRACTION["batch_size"],
+    "loader_workers": EXTRACTION["workers"],
+    "flush_every": EXTRACTION["flush_every"],
+    "gpu_lock_dir": EXTRACTION.get("gpu_lock_dir") or "",
+}
+
 
 
 def all_targets():
@@ -200,7 +210,8 @@ def extraction_params(wildcards):
 
 
 SPECTRUM = config["spectrum"]
-# Geometry metrics computed with the spectrum; the device changes no number, so it is no param.
+# Geometry metrics computed with the spectrum; the device changes no number, so it is a
+# resource of the job (analysis_device), not a param.
 ANALYSIS = config["analysis"]
 GEOMETRY = {k: v for k, v in ANALYSIS.items() if k != "device"}
 
@@ -342,7 +353,7 @@ def probe_targets():
 def _gpu_resource(device):
     """1 when a job will run on CUDA, as for extraction (`auto`: when a GPU is visible)."""
     if device == "auto":
-        return int(dcfg.nvidia_gpu_visible())
+        return int(nvidia_gpu_visible())
     return int(device == "cuda")
 
 

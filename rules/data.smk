@@ -9,7 +9,7 @@ rule demo_videos:
         root=lambda w: config["datasets"][w.dataset]["root"],
         split=lambda w: config["datasets"][w.dataset].get("split"),
         demo=lambda w: config["datasets"][w.dataset]["demo"],
-        code=code("data/demo.py"),
+        code=stage_code("demo_videos"),
     log:
         "logs/demo_videos/{dataset}.log",
     benchmark:
@@ -33,7 +33,8 @@ rule manifest:
     params:
         dataset=listing_config,
         fingerprint=dataset_fingerprint,
-        code=code("data/datasets.py", "data/manifest.py", "data/probe.py"),
+        on_error=EXTRACTION["on_error"],
+        code=stage_code("manifest"),
     log:
         "logs/manifest/{dataset}.log",
     benchmark:
@@ -58,7 +59,8 @@ rule clip_cache:
         failures="results/clips/{dataset}/{pkey}.failures.csv",
     params:
         on_error=EXTRACTION["on_error"],
-        code=code("data/video.py", "data/slowfast.py", "data/clips.py", "data/protocols.py"),
+        protocol=lambda w: dcfg.sampling_protocols(config, w.dataset)[w.pkey].to_dict(),
+        code=stage_code("clip_cache"),
     log:
         "logs/clip_cache/{dataset}/{pkey}.log",
     benchmark:
@@ -80,6 +82,8 @@ rule failures:
     output:
         failures="results/failures/{dataset}.csv",
         index="results/features/{dataset}/index.csv",
+    params:
+        code=stage_code("failures"),
     log:
         "logs/failures/{dataset}.log",
     benchmark:
@@ -106,7 +110,7 @@ rule notes:
             m: {"protocol": protocol(w.dataset, m).name, "sampling": protocol(w.dataset, m).sampling_key}
             for m in STUDY_MODELS
         },
-        code=code("extraction/notes.py", "data/manifest.py"),
+        code=stage_code("notes"),
     log:
         "logs/notes/{dataset}.log",
     benchmark:

@@ -9,9 +9,11 @@ rule extract:
         "results/features/{dataset}/{method}/shards/{shard}-of-{nshards}.npz",
     params:
         job=extraction_params,
-        # Not a hash of the code: a change that keeps the numbers reruns nothing (see
+        # Not the derived code version every other rule carries (dimcollapse/code_versions.py),
+        # on purpose: a change that keeps the numbers reruns no GPU job (see
         # dimcollapse/extraction/numerics.py); the feature store is keyed by it too.
         numerics=NUMERICS_VERSION,
+        max_rel_error=EXTRACTION["max_rel_error"],
     log:
         "logs/extract/{dataset}/{method}/{shard}-of-{nshards}.log",
     benchmark:
@@ -21,6 +23,7 @@ rule extract:
         gpu=gpu_jobs(),
         mem_mb=8000,
         runtime=720,
+        **EXTRACTION_RUN,
     conda:
         ENVS["extract"]
     script:
@@ -38,7 +41,7 @@ rule merge_features:
         **VIEWS_OUTPUT,
     params:
         job=extraction_params,
-        code=code("extraction/features.py", "extraction/shards.py"),
+        code=stage_code("merge_features"),
     log:
         "logs/merge_features/{dataset}/{method}/{space}.log",
     benchmark:

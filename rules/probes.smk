@@ -12,7 +12,7 @@ rule probe_split:
         dataset=listing_config,
         fingerprint=dataset_fingerprint,
         probes={k: PROBES[k] for k in ("seed", "test_fraction")},
-        code=code("analysis/probes.py", "data/datasets.py"),
+        code=stage_code("probe_split"),
     log:
         "logs/probe_split/{dataset}.log",
     benchmark:
@@ -36,7 +36,7 @@ rule probe:
         "results/probes/{dataset}/{method}/{space}.json",
     params:
         probes=PROBES,
-        code=code("analysis/probes.py"),
+        code=stage_code("probe"),
     log:
         "logs/probe/{dataset}/{method}/{space}.log",
     benchmark:
@@ -59,7 +59,7 @@ rule lidar:
         "results/lidar/{dataset}/{method}/{space}.json",
     params:
         delta=PROBES["lidar_delta"],
-        code=code("analysis/metrics.py", "analysis/spectrum.py"),
+        code=stage_code("lidar"),
     log:
         "logs/lidar/{dataset}/{method}/{space}.log",
     benchmark:
@@ -83,7 +83,7 @@ rule sample_size:
         sample_size=SAMPLE_SIZE,
         normalize=SPECTRUM["normalize"],
         alpha_range=SPECTRUM["alpha_req_range"],
-        code=code("analysis/metrics.py", "analysis/spectrum.py"),
+        code=stage_code("sample_size"),
     log:
         "logs/sample_size/{dataset}/{method}/{space}.log",
     benchmark:
@@ -111,7 +111,7 @@ rule sample_size_figure:
         pdf="results/figures/sample_size/{dataset}.pdf",
     params:
         view=figure_params(),
-        code=code("analysis/figures.py"),
+        code=stage_code("sample_size_figure"),
     log:
         "logs/sample_size_figure/{dataset}.log",
     benchmark:
@@ -138,7 +138,7 @@ rule probe_table:
     params:
         probes={k: PROBES[k] for k in ("bootstrap", "seed")},
         labels=LABELS,
-        code=code("analysis/probes.py"),
+        code=stage_code("probe_table"),
     log:
         "logs/probe_table.log",
     benchmark:
@@ -167,7 +167,7 @@ rule probe_figure:
         pdf="results/figures/probes.pdf",
     params:
         view=figure_params(),
-        code=code("analysis/probes.py", "analysis/figures.py"),
+        code=stage_code("probe_figure"),
     log:
         "logs/probe_figure.log",
     benchmark:

@@ -11,7 +11,7 @@ rule similarity:
         directory("results/similarity/{dataset}"),
     params:
         plan=similarity_plan(),
-        code=code("analysis/similarity.py", "analysis/metrics.py"),
+        code=stage_code("similarity"),
     log:
         "logs/similarity/{dataset}.log",
     benchmark:
@@ -39,7 +39,7 @@ rule similarity_figure:
         pdf="results/figures/similarity/{dataset}.pdf",
     params:
         view=figure_params(),
-        code=code("analysis/similarity.py", "analysis/figures.py"),
+        code=stage_code("similarity_figure"),
     log:
         "logs/similarity_figure/{dataset}.log",
     benchmark:

@@ -12,6 +12,7 @@ rule extract_intervened:
     params:
         job=extraction_params,
         numerics=NUMERICS_VERSION,
+        max_rel_error=EXTRACTION["max_rel_error"],
     log:
         "logs/extract/{dataset}/{method}/{order}/{shard}-of-{nshards}.log",
     benchmark:
@@ -21,6 +22,7 @@ rule extract_intervened:
         gpu=gpu_jobs(),
         mem_mb=8000,
         runtime=720,
+        **EXTRACTION_RUN,
     conda:
         ENVS["extract"]
     script:
@@ -37,7 +39,7 @@ rule merge_time_resolved:
         sidecar="results/features/{dataset}/{method}/{space}_time.json",
     params:
         job=extraction_params,
-        code=code("extraction/features.py", "extraction/shards.py"),
+        code=stage_code("merge_time_resolved"),
     log:
         "logs/merge_time_resolved/{dataset}/{method}/{space}.log",
     benchmark:
@@ -68,7 +70,7 @@ rule temporal:
         plan=TEMPORAL_PLAN,
         labels=LABELS,
         spectrum={k: SPECTRUM[k] for k in ("normalize", "alpha_req_range")},
-        code=code("analysis/temporal.py", "analysis/metrics.py", "analysis/spectrum.py"),
+        code=stage_code("temporal"),
     log:
         "logs/temporal/{dataset}.log",
     benchmark:
@@ -97,7 +99,7 @@ rule temporal_figure:
         pdf="results/figures/temporal/{dataset}.pdf",
     params:
         view=figure_params(),
-        code=code("analysis/temporal_figure.py", "analysis/figures.py"),
+        code=stage_code("temporal_figure"),
     log:
         "logs/temporal_figure/{dataset}.log",
     benchmark:

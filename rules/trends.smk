@@ -15,7 +15,7 @@ rule layer_figure:
         pdf="results/figures/layers/{dataset}.pdf",
     params:
         trends=trend_params(),
-        code=code("analysis/trends.py", "analysis/figures.py"),
+        code=stage_code("layer_figure"),
     log:
         "logs/layer_figure/{dataset}.log",
     benchmark:
@@ -45,7 +45,7 @@ rule series_figure:
         pdf="results/figures/series/{dataset}.pdf",
     params:
         trends=trend_params(),
-        code=code("analysis/trends.py", "analysis/figures.py"),
+        code=stage_code("series_figure"),
     log:
         "logs/series_figure/{dataset}.log",
     benchmark:

@@ -1,9 +1,9 @@
-"""Script of rule `clip_cache`: see dimcollapse.stages.clip_cache."""
+"""Script of rule `clip_cache`: see dimcollapse.stages.data.clip_cache."""
 
 import sys
 
 if __name__ == "__main__":  # worker processes (spawn) re-import this file: run only once
     sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821 - the package sits beside scripts/
-    from dimcollapse import stages
+    from dimcollapse.stages import data
 
-    stages.clip_cache(snakemake)  # noqa: F821
+    data.clip_cache(snakemake)  # noqa: F821

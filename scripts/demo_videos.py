@@ -1,9 +1,9 @@
-"""Script of rule `demo_videos`: see dimcollapse.stages.demo_videos."""
+"""Script of rule `demo_videos`: see dimcollapse.stages.data.demo_videos."""
 
 import sys
 
 if __name__ == "__main__":  # worker processes (spawn) re-import this file: run only once
     sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821 - the package sits beside scripts/
-    from dimcollapse import stages
+    from dimcollapse.stages import data
 
-    stages.demo_videos(snakemake)  # noqa: F821
+    data.demo_videos(snakemake)  # noqa: F821

@@ -1,9 +1,9 @@
-"""Script of rule `download_checkpoint`: see dimcollapse.stages.download_checkpoint."""
+"""Script of rule `download_checkpoint`: see dimcollapse.stages.checkpoints.download_checkpoint."""
 
 import sys
 
 if __name__ == "__main__":  # worker processes (spawn) re-import this file: run only once
     sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821 - the package sits beside scripts/
-    from dimcollapse import stages
+    from dimcollapse.stages import checkpoints
 
-    stages.download_checkpoint(snakemake)  # noqa: F821
+    checkpoints.download_checkpoint(snakemake)  # noqa: F821

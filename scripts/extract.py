@@ -1,4 +1,4 @@
-"""Script of rule `extract`: see dimcollapse.stages.extract."""
+"""Script of rule `extract`: see dimcollapse.stages.extract.extract."""
 
 import os
 import sys
@@ -8,6 +8,6 @@ if __name__ == "__main__":  # worker processes (spawn) re-import this file: run 
     # model (measured by benchmarks/extract_bench.py). Must be set before torch loads.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821 - the package sits beside scripts/
-    from dimcollapse import stages
+    from dimcollapse.stages import extract
 
-    stages.extract(snakemake)  # noqa: F821
+    extract.extract(snakemake)  # noqa: F821

@@ -1,9 +1,9 @@
-"""Script of rule `failures`: see dimcollapse.stages.failures."""
+"""Script of rule `failures`: see dimcollapse.stages.data.failures."""
 
 import sys
 
 if __name__ == "__main__":  # worker processes (spawn) re-import this file: run only once
     sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821 - the package sits beside scripts/
-    from dimcollapse import stages
+    from dimcollapse.stages import data
 
-    stages.failures(snakemake)  # noqa: F821
+    data.failures(snakemake)  # noqa: F821

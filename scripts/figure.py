@@ -1,9 +1,9 @@
-"""Script of rule `figure`: see dimcollapse.stages.figure."""
+"""Script of rule `figure`: see dimcollapse.stages.analysis.figure."""
 
 import sys
 
 if __name__ == "__main__":  # worker processes (spawn) re-import this file: run only once
     sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821 - the package sits beside scripts/
-    from dimcollapse import stages
+    from dimcollapse.stages import analysis
 
-    stages.figure(snakemake)  # noqa: F821
+    analysis.figure(snakemake)  # noqa: F821

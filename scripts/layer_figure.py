@@ -1,9 +1,9 @@
-"""Script of rule `layer_figure`: see dimcollapse.stages.layer_figure."""
+"""Script of rule `layer_figure`: see dimcollapse.stages.trends.layer_figure."""
 
 import sys
 
 if __name__ == "__main__":  # worker processes (spawn) re-import this file: run only once
     sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821 - the package sits beside scripts/
-    from dimcollapse import stages
+    from dimcollapse.stages import trends
 
-    stages.layer_figure(snakemake)  # noqa: F821
+    trends.layer_figure(snakemake)  # noqa: F821

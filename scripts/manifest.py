@@ -1,9 +1,9 @@
-"""Script of rule `manifest`: see dimcollapse.stages.manifest."""
+"""Script of rule `manifest`: see dimcollapse.stages.data.manifest."""
 
 import sys
 
 if __name__ == "__main__":  # worker processes (spawn) re-import this file: run only once
     sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821 - the package sits beside scripts/
-    from dimcollapse import stages
+    from dimcollapse.stages import data
 
-    stages.manifest(snakemake)  # noqa: F821
+    data.manifest(snakemake)  # noqa: F821

@@ -1,9 +1,9 @@
-"""Script of rule `metrics`: see dimcollapse.stages.metrics."""
+"""Script of rule `metrics`: see dimcollapse.stages.analysis.metrics."""
 
 import sys
 
 if __name__ == "__main__":  # worker processes (spawn) re-import this file: run only once
     sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821 - the package sits beside scripts/
-    from dimcollapse import stages
+    from dimcollapse.stages import analysis
 
-    stages.metrics(snakemake)  # noqa: F821
+    analysis.metrics(snakemake)  # noqa: F821

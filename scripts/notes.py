@@ -1,9 +1,9 @@
-"""Script of rule `notes`: see dimcollapse.stages.notes."""
+"""Script of rule `notes`: see dimcollapse.stages.data.notes."""
 
 import sys
 
 if __name__ == "__main__":  # worker processes (spawn) re-import this file: run only once
     sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821 - the package sits beside scripts/
-    from dimcollapse import stages
+    from dimcollapse.stages import data
 
-    stages.notes(snakemake)  # noqa: F821
+    data.notes(snakemake)  # noqa: F821

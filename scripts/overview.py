@@ -1,9 +1,9 @@
-"""Script of rule `overview`: see dimcollapse.stages.overview."""
+"""Script of rule `overview`: see dimcollapse.stages.analysis.overview."""
 
 import sys
 
 if __name__ == "__main__":  # worker processes (spawn) re-import this file: run only once
     sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821 - the package sits beside scripts/
-    from dimcollapse import stages
+    from dimcollapse.stages import analysis
 
-    stages.overview(snakemake)  # noqa: F821
+    analysis.overview(snakemake)  # noqa: F821

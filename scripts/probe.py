@@ -1,9 +1,9 @@
-"""Script of rule `probe`: see dimcollapse.stages.probe."""
+"""Script of rule `probe`: see dimcollapse.stages.probes.probe."""
 
 import sys
 
 if __name__ == "__main__":  # worker processes (spawn) re-import this file: run only once
     sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821 - the package sits beside scripts/
-    from dimcollapse import stages
+    from dimcollapse.stages import probes
 
-    stages.probe(snakemake)  # noqa: F821
+    probes.probe(snakemake)  # noqa: F821

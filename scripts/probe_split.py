@@ -1,9 +1,9 @@
-"""Script of rule `probe_split`: see dimcollapse.stages.probe_split."""
+"""Script of rule `probe_split`: see dimcollapse.stages.probes.probe_split."""
 
 import sys
 
 if __name__ == "__main__":  # worker processes (spawn) re-import this file: run only once
     sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821 - the package sits beside scripts/
-    from dimcollapse import stages
+    from dimcollapse.stages import probes
 
-    stages.probe_split(snakemake)  # noqa: F821
+    probes.probe_split(snakemake)  # noqa: F821

@@ -1,9 +1,9 @@
-"""Script of rule `provenance`: see dimcollapse.stages.provenance."""
+"""Script of rule `provenance`: see dimcollapse.stages.analysis.provenance."""
 
 import sys
 
 if __name__ == "__main__":  # worker processes (spawn) re-import this file: run only once
     sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821 - the package sits beside scripts/
-    from dimcollapse import stages
+    from dimcollapse.stages import analysis
 
-    stages.provenance(snakemake)  # noqa: F821
+    analysis.provenance(snakemake)  # noqa: F821

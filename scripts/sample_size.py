@@ -1,9 +1,9 @@
-"""Script of rule `sample_size`: see dimcollapse.stages.sample_size."""
+"""Script of rule `sample_size`: see dimcollapse.stages.probes.sample_size."""
 
 import sys
 
 if __name__ == "__main__":  # worker processes (spawn) re-import this file: run only once
     sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821 - the package sits beside scripts/
-    from dimcollapse import stages
+    from dimcollapse.stages import probes
 
-    stages.sample_size(snakemake)  # noqa: F821
+    probes.sample_size(snakemake)  # noqa: F821

@@ -1,9 +1,9 @@
-"""Script of rule `similarity`: see dimcollapse.stages.similarity."""
+"""Script of rule `similarity`: see dimcollapse.stages.similarity.similarity."""
 
 import sys
 
 if __name__ == "__main__":  # worker processes (spawn) re-import this file: run only once
     sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821 - the package sits beside scripts/
-    from dimcollapse import stages
+    from dimcollapse.stages import similarity
 
-    stages.similarity(snakemake)  # noqa: F821
+    similarity.similarity(snakemake)  # noqa: F821

@@ -1,9 +1,9 @@
-"""Script of rule `spectrum`: see dimcollapse.stages.spectrum."""
+"""Script of rule `spectrum`: see dimcollapse.stages.analysis.spectrum."""
 
 import sys
 
 if __name__ == "__main__":  # worker processes (spawn) re-import this file: run only once
     sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821 - the package sits beside scripts/
-    from dimcollapse import stages
+    from dimcollapse.stages import analysis
 
-    stages.spectrum(snakemake)  # noqa: F821
+    analysis.spectrum(snakemake)  # noqa: F821

@@ -1,9 +1,9 @@
-"""Script of rule `temporal`: see dimcollapse.temporal_stages.temporal."""
+"""Script of rule `temporal`: see dimcollapse.stages.temporal.temporal."""
 
 import sys
 
 if __name__ == "__main__":  # worker processes (spawn) re-import this file: run only once
     sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821 - the package sits beside scripts/
-    from dimcollapse import temporal_stages
+    from dimcollapse.stages import temporal
 
-    temporal_stages.temporal(snakemake)  # noqa: F821
+    temporal.temporal(snakemake)  # noqa: F821

@@ -1,9 +1,9 @@
-"""Script of rule `temporal_figure`: see dimcollapse.temporal_stages.temporal_figure."""
+"""Script of rule `temporal_figure`: see dimcollapse.stages.temporal.temporal_figure."""
 
 import sys
 
 if __name__ == "__main__":  # worker processes (spawn) re-import this file: run only once
     sys.path.insert(0, snakemake.scriptdir + "/..")  # noqa: F821 - the package sits beside scripts/
-    from dimcollapse import temporal_stages
+    from dimcollapse.stages import temporal
 
-    temporal_stages.temporal_figure(snakemake)  # noqa: F821
+    temporal.temporal_figure(snakemake)  # noqa: F821

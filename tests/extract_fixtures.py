@@ -93,7 +93,7 @@ def extract_kwargs(
     max_rel_error: float = 0.01,
     workers: int = 0,
 ) -> dict[str, Any]:
-    """Keyword arguments of ``extract_shard`` as ``stages.extract`` passes them (JSON-ready)."""
+    """Keyword arguments of ``extract_shard`` as ``stages.extract.extract`` passes them (JSON-ready)."""
     return {
         "job": job,
         "manifest_path": str(manifest),

@@ -51,7 +51,7 @@ def test_a_local_checkpoint_is_copied_again_when_replaced_and_a_missing_one_is_n
 def test_extract_errors_about_a_copied_checkpoint_name_the_users_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dimcollapse import stages
+    from dimcollapse.stages import extract
     from dimcollapse.models.checkpoints import CheckpointError
 
     source = tmp_path / "mine" / "MoCo.pyth"
@@ -70,10 +70,10 @@ def test_extract_errors_about_a_copied_checkpoint_name_the_users_file(
     wildcards = SimpleNamespace(dataset="d", method="moco", shard="0", nshards="1", items=lambda: [])
     smk = SimpleNamespace(
         log=[str(tmp_path / "extract.log")], rule="extract", threads=1, wildcards=wildcards,
-        config={"extraction": {"device": "cpu", "batch_size": 2, "workers": 0, "flush_every": 8, "max_rel_error": 0.01}},
-        params=SimpleNamespace(job={}, code="x"), input=inputs, output=["out.npz"],
+        resources=SimpleNamespace(device="cpu", batch_size=2, loader_workers=0, flush_every=8, gpu_lock_dir=""),
+        params=SimpleNamespace(job={}, max_rel_error=0.01), input=inputs, output=["out.npz"],
     )
     with pytest.raises(CheckpointError) as err:
-        stages.extract(smk)
+        extract.extract(smk)
     assert str(err.value).startswith(f"{source} (copied to {copy}): not a readable PyTorch checkpoint")
     assert f"Fix or replace {source}" in str(err.value)

@@ -93,14 +93,17 @@ def test_a_rule_without_a_stage_function_is_an_error(package: Path) -> None:
 
 # ------------------------------------------------------------------ the real package
 def _rules() -> dict[str, str]:
-    """Rule name -> the stage function its script calls (``stages.<module>.<function>(snakemake)``)."""
+    """Rule name -> the stage function its script calls (``from dimcollapse.stages import <module>``,
+    then ``<module>.<function>(snakemake)``)."""
     found = {}
     for script in sorted((REPO / "scripts").glob("*.py")):
-        for node in ast.walk(ast.parse(script.read_text())):
+        tree = ast.parse(script.read_text())
+        modules = {alias.asname or alias.name for node in ast.walk(tree)
+                   if isinstance(node, ast.ImportFrom) and node.module == "dimcollapse.stages" for alias in node.names}
+        for node in ast.walk(tree):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and isinstance(node.func.value, ast.Attribute)
-                    and isinstance(node.func.value.value, ast.Name) and node.func.value.value.id == "stages"):
-                found[script.stem] = f"{node.func.value.attr}.{node.func.attr}"
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id in modules):
+                found[script.stem] = f"{node.func.value.id}.{node.func.attr}"
     return found
 
 
@@ -128,6 +131,15 @@ def _code_imports(code: types.CodeType) -> set[str]:
     return found
 
 
+def _globals_loaded(code: types.CodeType) -> set[str]:
+    """Global names the code (and nested functions) reads: the module's helpers it calls."""
+    names = {ins.argval for ins in dis.get_instructions(code) if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _globals_loaded(const)
+    return names
+
+
 def _independent_walk(rule: str) -> set[str]:
     """What the stage function of ``rule`` can import, found by Python's own ``modulefinder``
     (bytecode scan) from the imports the compiled function and its module's top level execute."""
@@ -142,22 +154,24 @@ def _independent_walk(rule: str) -> set[str]:
         if name in seen:
             continue
         seen.add(name)
-        fn = inspect.unwrap(getattr(module, name))
-        starts |= _code_imports(fn.__code__)
-        todo += [n for n in fn.__code__.co_names if n in helpers]
-        for const in fn.__code__.co_consts:  # closures (decorators) name their helpers there too
-            if isinstance(const, types.CodeType):
-                todo += [n for n in const.co_names if n in helpers]
+        fn = getattr(module, name)
+        for code in {fn.__code__, inspect.unwrap(fn).__code__}:  # a decorated stage: its wrapper too
+            starts |= _code_imports(code)
+            todo += [n for n in _globals_loaded(code) if n in helpers]
+        if fn.__closure__:  # the decorator's own function, a helper of the module
+            todo += [c.cell_contents.__name__ for c in fn.__closure__
+                     if callable(c.cell_contents) and c.cell_contents.__name__ in helpers]
     top = compile(ast.Module([n for n in tree.body if not isinstance(n, ast.FunctionDef)], []), module_name, "exec")
     starts |= _code_imports(top)
     finder = modulefinder.ModuleFinder(path=[str(REPO)])
-    for name in sorted(starts | {module_name}):
+    for name in sorted(starts - {module_name}):  # not the stage module: that scans all its functions
         if name.split(".")[0] == "dimcollapse":
             try:
                 finder.import_hook(name)
             except ImportError:
                 continue  # ``from pkg import name`` of a non-module name: pkg itself was found
-    return {m for m in finder.modules if m.split(".")[0] == "dimcollapse"}
+    finder.import_hook(module_name.rpartition(".")[0])  # the packages above the stage module
+    return {m for m in finder.modules if m.split(".")[0] == "dimcollapse"} | {module_name}
 
 
 @pytest.mark.parametrize("rule", sorted(_rules()))

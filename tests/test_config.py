@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dimcollapse.config import build_options, code_version, job_protocol, model_instances, study_models
+from dimcollapse.config import build_options, job_protocol, model_instances, study_models
 from workflow_helpers import REPO, snakemake, write_config
 
 ZOO = "https://dl.fbaipublicfiles.com/pyslowfast/videomoco_models/"
@@ -66,12 +66,6 @@ def test_unknown_study_model_is_named() -> None:
     cfg["study"] = {"models": ["moco", "mocov3"]}
     with pytest.raises(ValueError, match="study.models.*mocov3"):
         study_models(cfg)
-
-
-def test_code_version_follows_source(tmp_path: Path) -> None:
-    assert code_version("analysis/spectrum.py") == code_version("analysis/spectrum.py")
-    assert code_version("analysis/spectrum.py") != code_version("analysis/figures.py")
-    assert code_version("models") != code_version("models", "extraction/extract.py")
 
 
 @pytest.mark.parametrize(
@@ -174,7 +168,7 @@ def test_workflow_parsing_does_not_load_torch() -> None:
 
 
 def test_hidden_gpus_are_not_visible(monkeypatch: pytest.MonkeyPatch) -> None:
-    from dimcollapse.config import nvidia_gpu_visible
+    from dimcollapse.utils import nvidia_gpu_visible
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert nvidia_gpu_visible() is False

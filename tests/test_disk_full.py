@@ -10,7 +10,6 @@ from __future__ import annotations
 import builtins
 import errno
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 

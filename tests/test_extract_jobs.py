@@ -33,7 +33,8 @@ from extract_fixtures import (
     start_harness,
 )
 
-from dimcollapse import stages
+from dimcollapse.stages import data as data_stages
+from dimcollapse.stages import extract as extract_stages
 from dimcollapse.data.clips import build_clip_cache
 from dimcollapse.config import UNTRAINED
 from dimcollapse.data.content import file_digest
@@ -265,8 +266,8 @@ def _checkpoint(tmp_path: Path) -> tuple[str, Path]:
 
 def _extract_and_merge(name: str, job: dict[str, Any], manifest: Path, root: Path, *, n_shards: int = 1,
                        checkpoint: Path | None = None) -> dict[str, Any]:
-    """Shards → failure table (``stages.failures``) → merged features and sidecars
-    (``stages.merge_features``), as the workflow chains them."""
+    """Shards → failure table (``stages.data.failures``) → merged features and sidecars
+    (``stages.extract.merge_features``), as the workflow chains them."""
     shards = []
     for shard in range(n_shards):
         path = root / name / "shards" / f"{shard}-of-{n_shards}.npz"
@@ -275,14 +276,14 @@ def _extract_and_merge(name: str, job: dict[str, Any], manifest: Path, root: Pat
         shards.append(path)
     manifest_failures = root / "manifest.failures.csv"
     write_failures(manifest_failures, [])
-    run_stage(stages.failures, root / "logs" / "failures.log",
+    run_stage(data_stages.failures, root / "logs" / "failures.log",
               input={"stages": [manifest_failures, *shards], "manifest": manifest},
               output={"failures": root / "failures.csv", "index": root / "index.csv"},
               wildcards={"dataset": "tiny"})
     sidecars = {}
     for space in instance(name).spaces:
         out = {"features": root / name / f"{space}.npy", "sidecar": root / name / f"{space}.json"}
-        run_stage(stages.merge_features, root / "logs" / f"merge-{space}.log",
+        run_stage(extract_stages.merge_features, root / "logs" / f"merge-{space}.log",
                   input={"shards": shards, "index": root / "index.csv", "manifest": manifest},
                   output=out, params={"job": job}, wildcards={"dataset": "tiny", "method": name, "space": space})
         sidecars[space] = json.loads(out["sidecar"].read_text())
@@ -406,7 +407,7 @@ def test_methods_keep_the_same_rows_when_videos_fail(
 
     manifest_failures = results / "manifest.failures.csv"
     write_failures(manifest_failures, [])
-    run_stage(stages.failures, results / "failures.log",
+    run_stage(data_stages.failures, results / "failures.log",
               input={"stages": [manifest_failures, results / "clips.failures.csv", *shards["simclr"], *shards["dpc"]],
                      "manifest": manifest},
               output={"failures": results / "failures.csv", "index": results / "index.csv"},
@@ -424,7 +425,7 @@ def test_methods_keep_the_same_rows_when_videos_fail(
         clean_rows = [clean.index[clean["id"] == i][0] for i in kept_ids]
         for space in instance(name).spaces:
             out = {"features": results / name / f"{space}.npy", "sidecar": results / name / f"{space}.json"}
-            run_stage(stages.merge_features, results / f"merge-{name}-{space}.log",
+            run_stage(extract_stages.merge_features, results / f"merge-{name}-{space}.log",
                       input={"shards": paths, "index": results / "index.csv", "manifest": manifest},
                       output=out, params={"job": job_for(name)},
                       wildcards={"dataset": "tiny", "method": name, "space": space})
@@ -457,14 +458,14 @@ def test_multi_view_protocol_keeps_every_view_when_asked(dataset: dict[str, Any]
     assert job["protocol"]["spatial_views"] == 3
     shard = tmp_path / "0-of-1.npz"
     run_extract(job=job, manifest=dataset["manifest"], output=shard, store_root=tmp_path / "store")
-    run_stage(stages.failures, tmp_path / "failures.log",
+    run_stage(data_stages.failures, tmp_path / "failures.log",
               input={"manifest": dataset["manifest"], "stages": []},
               output={"failures": tmp_path / "failures.csv", "index": tmp_path / "index.csv"},
               wildcards={"dataset": "tiny"})
     for space, dim in (("representation", 2048), ("embedding", 128)):
         out = {"features": tmp_path / f"{space}.npy", "sidecar": tmp_path / f"{space}.json",
                "views": tmp_path / f"{space}_views.npy"}
-        run_stage(stages.merge_features, tmp_path / f"merge-{space}.log",
+        run_stage(extract_stages.merge_features, tmp_path / f"merge-{space}.log",
                   input={"shards": [shard], "index": tmp_path / "index.csv", "manifest": dataset["manifest"]},
                   output=out, params={"job": job}, wildcards={"dataset": "tiny", "method": name, "space": space})
         features, views = np.load(out["features"]), np.load(out["views"])

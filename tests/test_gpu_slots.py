@@ -141,7 +141,7 @@ def test_nvidia_smi_listing_is_the_fallback(tmp_path: Path, monkeypatch: pytest.
 
 
 class _Named(list):
-    """The bits of Snakemake's Namedlist that ``stages.extract`` uses."""
+    """The bits of Snakemake's Namedlist that ``stages.extract.extract`` uses."""
 
     def __init__(self, **items: object) -> None:
         super().__init__(items.values())
@@ -157,7 +157,7 @@ class _Named(list):
 def test_extract_stage_claims_a_gpu_before_extraction_starts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from types import ModuleType, SimpleNamespace
 
-    from dimcollapse import stages
+    from dimcollapse.stages import extract
 
     seen: dict[str, object] = {}
     fake = ModuleType("dimcollapse.extraction.extract")
@@ -165,24 +165,24 @@ def test_extract_stage_claims_a_gpu_before_extraction_starts(tmp_path: Path, mon
     monkeypatch.setitem(sys.modules, "dimcollapse.extraction.extract", fake)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "6,7")
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
-    extraction = {"device": "auto", "gpu_lock_dir": str(tmp_path / "locks"), "batch_size": 2, "workers": 0,
-                  "flush_every": 8, "max_rel_error": 0.01}
+    run = {"device": "auto", "gpu_lock_dir": str(tmp_path / "locks"), "batch_size": 2, "loader_workers": 0,
+           "flush_every": 8}  # the rule's resources (rules/common.smk: EXTRACTION_RUN)
     smk = SimpleNamespace(
-        log=[str(tmp_path / "extract.log")], rule="extract", threads=1, config={"extraction": extraction},
+        log=[str(tmp_path / "extract.log")], rule="extract", threads=1, resources=SimpleNamespace(**run),
         wildcards=_Named(dataset="d", method="m", shard="0", nshards="1"),
-        params=SimpleNamespace(job={}, code="x"), input=_Named(manifest="m.csv"), output=["out.npz"],
+        params=SimpleNamespace(job={}, max_rel_error=0.01), input=_Named(manifest="m.csv"), output=["out.npz"],
     )
-    stages.extract(smk)
+    extract.extract(smk)
     assert seen["cvd"] == "6" and (tmp_path / "locks" / "gpu-6.lock").is_file()
     seen.clear()
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "6,7")
-    stages.extract(SimpleNamespace(**{**vars(smk), "config": {"extraction": {**extraction, "device": "cpu"}}}))
+    extract.extract(SimpleNamespace(**{**vars(smk), "resources": SimpleNamespace(**{**run, "device": "cpu"})}))
     assert seen["cvd"] == "6,7"  # a CPU job leaves the GPUs alone
 
 
 def test_claiming_a_gpu_does_not_load_torch() -> None:
     """CUDA reads CUDA_VISIBLE_DEVICES once: the extract script's path up to the claim stays torch-free."""
-    code = ("import sys; from dimcollapse import stages; from dimcollapse.extraction import gpu_slots; "
+    code = ("import sys; from dimcollapse.stages import extract; from dimcollapse.extraction import gpu_slots; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "False"

@@ -322,7 +322,7 @@ def test_fingerprint_walk_survives_symlink_loops(tmp_path: Path) -> None:
 def test_manifest_stage_needs_two_usable_videos(good: int, demo_root: Path, tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from dimcollapse import stages
+    from dimcollapse.stages import data
 
     root = tmp_path / "few"
     (root / "jump").mkdir(parents=True)
@@ -333,12 +333,11 @@ def test_manifest_stage_needs_two_usable_videos(good: int, demo_root: Path, tmp_
     smk = SimpleNamespace(
         log=[str(tmp_path / "manifest.log")], rule="manifest", threads=1,
         wildcards=SimpleNamespace(dataset="few", items=lambda: [("dataset", "few")]),
-        params=SimpleNamespace(dataset={"layout": "folder", "root": str(root)}),
-        config={"extraction": {"on_error": "skip"}},
+        params=SimpleNamespace(dataset={"layout": "folder", "root": str(root)}, on_error="skip"),
         output=SimpleNamespace(manifest=str(out / "few.csv"), failures=str(out / "few.failures.csv")),
     )
     with pytest.raises(RuntimeError) as err:
-        stages.manifest(smk)
+        data.manifest(smk)
     assert str(err.value).startswith(f"dataset 'few': {good} usable video(s), at least 2 are needed (1 failed, e.g. ")
     assert "broken.mp4" in str(err.value) and not out.exists()
 

@@ -128,9 +128,10 @@ def test_jobs_that_run_no_network_import_no_torch() -> None:
     """Every merge, metrics and figure job is a fresh process: importing torch
     there (seconds each) would be much of a small study's time. Imports every module each
     such stage function of dimcollapse.stages imports, in a clean interpreter."""
-    tree = ast.parse((PACKAGE_DIR / "stages.py").read_text())
+    trees = [ast.parse(path.read_text()) for path in sorted((PACKAGE_DIR / "stages").glob("*.py"))]
     modules = {
         node.module
+        for tree in trees
         for fn in tree.body
         if isinstance(fn, ast.FunctionDef) and not fn.name.startswith("_") and fn.name not in _TORCH_STAGES
         for node in ast.walk(fn)

@@ -15,7 +15,7 @@ from dimcollapse.data.cache_files import marker_path
 from dimcollapse.data.clips import build_clip_cache
 from dimcollapse.extraction.shards import ShardResult
 from dimcollapse.atomic import write_json
-from dimcollapse.extraction.store import FeatureStore, InstanceStore, clip_keys, identity_key
+from dimcollapse.extraction.store import FeatureStore, InstanceStore, clip_keys
 from dimcollapse.failures import write_failures
 from dimcollapse.results_stores import Usage, prune_plan
 from dimcollapse.workflow_lock import locks_holding

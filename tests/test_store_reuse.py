@@ -28,7 +28,8 @@ import torch
 
 from extract_fixtures import job_for, run_extract, run_stage
 
-from dimcollapse import stages
+from dimcollapse.stages import data as data_stages
+from dimcollapse.stages import extract as extract_stages
 from dimcollapse.data.demo import generate_demo
 from dimcollapse.data.manifest import build_manifest, read_manifest, write_manifest
 from dimcollapse.failures import write_failures
@@ -79,10 +80,10 @@ def run_study(root: Path, manifest: Path, store: Path, *, shards: int, checkpoin
             paths.append(path)
         none = root / "none.failures.csv"
         write_failures(none, [])
-        run_stage(stages.failures, root / "logs" / "failures.log", input={"stages": [none, *paths], "manifest": manifest},
+        run_stage(data_stages.failures, root / "logs" / "failures.log", input={"stages": [none, *paths], "manifest": manifest},
                   output={"failures": root / "failures.csv", "index": root / "index.csv"}, wildcards={"dataset": "d"})
         files = {"features": root / name / "representation.npy", "sidecar": root / name / "representation.json"}
-        run_stage(stages.merge_features, root / "logs" / f"merge-{name}.log",
+        run_stage(extract_stages.merge_features, root / "logs" / f"merge-{name}.log",
                   input={"shards": paths, "index": root / "index.csv", "manifest": manifest}, output=files,
                   params={"job": spec}, wildcards={"dataset": "d", "method": name, "space": "representation"})
         out[name] = {**json.loads(files["sidecar"].read_text()), "features": np.load(files["features"])}

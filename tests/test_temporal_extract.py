@@ -265,7 +265,7 @@ def test_a_space_without_a_time_axis_is_refused_naming_the_instance(entry: dict,
 def test_time_resolved_extraction_and_merge(dataset: Path, tmp_path: Path) -> None:
     """The shard holds ``representation_time`` (T′·D per clip); the merge stage writes N × T′ × D
     whose mean over time is the representation."""
-    from dimcollapse import temporal_stages
+    from dimcollapse.stages import temporal
     from dimcollapse.extraction.features import aligned_index
 
     config = study("sup", {"method": "supervised", "seed": 0, "time_resolved": True})
@@ -275,7 +275,7 @@ def test_time_resolved_extraction_and_merge(dataset: Path, tmp_path: Path) -> No
     index = tmp_path / "index.csv"
     aligned_index(read_manifest(dataset), []).to_csv(index, index=False)
     out = {"features": str(tmp_path / "representation_time.npy"), "sidecar": str(tmp_path / "representation_time.json")}
-    run_stage(temporal_stages.merge_time_resolved, tmp_path / "merge.log",
+    run_stage(temporal.merge_time_resolved, tmp_path / "merge.log",
               input={"shards": [str(tmp_path / "sup-original.npz")], "index": str(index), "manifest": str(dataset)},
               output=out, params={"job": job}, wildcards={"dataset": "tiny", "method": "sup", "space": "representation"})
     steps = np.load(out["features"])

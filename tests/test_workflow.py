@@ -285,14 +285,49 @@ def test_editing_a_video_reruns_its_dataset(study: dict, tmp_path: Path) -> None
     assert jobs["merge_features"] == 4 and jobs["spectrum"] == 4  # only the "real" dataset
 
 
-def test_package_code_change_reruns_the_rules_that_use_it(study: dict, tmp_path: Path) -> None:
+def _edited_copy(tmp_path: Path, module: str) -> Path:
+    """A copy of the workflow whose ``dimcollapse/<module>`` got one more line."""
     snakefile = copy_workflow(tmp_path)
-    spectrum_py = tmp_path / "dimcollapse" / "analysis" / "spectrum.py"
-    spectrum_py.write_text(spectrum_py.read_text() + "\n# changed\n")
-    proc = snakemake(study["workdir"], "--snakefile", str(snakefile), "--configfile", str(study["configfile"]),
-                     "--dry-run", "--nolock", "--cores", "1")
-    text = proc.stdout
-    assert "rule spectrum" in text and "rule extract" not in text and "rule manifest" not in text
+    path = tmp_path / "dimcollapse" / module
+    path.write_text(path.read_text() + "\n# edited\n")
+    return snakefile
+
+
+def test_editing_a_module_reruns_exactly_the_rules_whose_stage_imports_it(study: dict, tmp_path: Path) -> None:
+    """analysis/figures.py: every figure rule's stage imports it (directly, or through the
+    shared figure_view), no other; their outputs are the DAG's leaves, so nothing else reruns."""
+    from dimcollapse.code_versions import stage_modules
+
+    snakefile = _edited_copy(tmp_path, "analysis/figures.py")
+    every = planned_jobs(study["workdir"], study["configfile"], "--forceall")
+    importers = {r for r in every if r != "extract" and "dimcollapse.analysis.figures" in stage_modules(r)}
+    assert {"figure", "overview", "probe_figure", "similarity_figure"} <= importers
+    assert planned_jobs(study["workdir"], study["configfile"], "--snakefile", str(snakefile)) == {
+        r: every[r] for r in importers}
+
+
+def test_editing_the_index_code_reruns_the_failures_rule(study: dict, tmp_path: Path) -> None:
+    """extraction/features.py builds the aligned index (failures rule) and the merged matrices;
+    its edit reruns both (and what reads them), but no extraction, clip cache or manifest."""
+    snakefile = _edited_copy(tmp_path, "extraction/features.py")
+    jobs = planned_jobs(study["workdir"], study["configfile"], "--snakefile", str(snakefile))
+    assert jobs["failures"] == 2 and jobs["merge_features"] > 0
+    assert not {"extract", "clip_cache", "manifest", "demo_videos"} & set(jobs)
+
+
+def test_how_extraction_runs_reruns_nothing(study: dict) -> None:
+    """Loader workers, flush interval, lock folder and the analysis device are resources of
+    their jobs, not params: changing them reruns nothing."""
+    cfg = variant(study, "run", lambda c: (c["extraction"].update(workers=1, flush_every=2),
+                                           c.setdefault("analysis", {}).update(device="cpu")))
+    assert planned_jobs(study["workdir"], cfg) == changed()
+
+
+def test_on_error_reruns_the_jobs_that_apply_it(study: dict) -> None:
+    """extraction.on_error reaches the manifest and clip-cache jobs through their params."""
+    cfg = variant(study, "fail", lambda c: c["extraction"].update(on_error="fail"))
+    jobs = planned_jobs(study["workdir"], cfg, "--until", "clip_cache")
+    assert jobs == {"manifest": 2, "clip_cache": 4}
 
 
 def test_lint_is_clean() -> None:

@@ -50,7 +50,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -205,6 +205,19 @@ class Protocol:
         """The family's settings that decide the model input beyond the decoded frames."""
         raise NotImplementedError
 
+    def _neutral_pixels(self) -> dict[str, Any]:
+        """Values of :meth:`_family_pixels` settings that leave the decoded frames as they are."""
+        raise NotImplementedError
+
+    def cache_protocol(self) -> "Protocol":
+        """The protocol of this one's clip cache: the same frames (same :attr:`sampling_key`,
+        which also names it) with a neutral crop and normalisation, which the cache does not
+        use. It depends on the sampling alone, so every model instance that shares the cache
+        gives the same one, and a crop change of one of them is no change of the cache's job."""
+        neutral = {"crop_size": self.side_size, "crop_rounding": "round", "mean": (0.0, 0.0, 0.0),
+                   "std": (1.0, 1.0, 1.0)}
+        return replace(self, name=self.sampling_key, **neutral, **self._neutral_pixels())
+
     def _sampling_fields(self) -> dict[str, Any]:
         out: dict[str, Any] = {"family": self.family, "clip_position": self.clip_position,
                                "resize": self.resize, "side_size": self.side_size}
@@ -302,6 +315,9 @@ class SlowProtocol(Protocol):
     def _family_pixels(self) -> dict[str, Any]:
         return {"spatial_views": self.spatial_views}
 
+    def _neutral_pixels(self) -> dict[str, Any]:
+        return {"spatial_views": 1}
+
     def _validate(self) -> None:
         self._check_positive("frames", "rate", "temporal_views", "spatial_views")
         super()._validate()
@@ -363,6 +379,9 @@ class DpcProtocol(Protocol):
 
     def _family_pixels(self) -> dict[str, Any]:
         return {"output_size": self.output_size}
+
+    def _neutral_pixels(self) -> dict[str, Any]:
+        return {"output_size": None}
 
     def _validate(self) -> None:
         self._check_positive("num_seq", "seq_len", "downsample")

@@ -1,8 +1,5 @@
-"""The temporal study's rules (``rules/temporal.smk``), one function each, as in :mod:`dimcollapse.stages`.
-
-The frame-order extractions run the ``extract`` stage itself (their job names the order);
-here are the merge of time-resolved arrays, the temporal table of a dataset and its figure.
-"""
+"""Stages of ``rules/temporal.smk``: time-resolved arrays, the temporal table of a
+dataset and its figure (the frame-order extractions run :func:`dimcollapse.stages.extract.extract`)."""
 
 from __future__ import annotations
 
@@ -11,9 +8,9 @@ import logging
 from typing import Any
 
 from dimcollapse.atomic import write_json
-from dimcollapse.stages import _figure_view, _start
+from dimcollapse.stages.common import figure_view, start
 
-log = logging.getLogger("dimcollapse.temporal_stages")
+log = logging.getLogger("dimcollapse.stages")
 
 
 def merge_time_resolved(smk: Any) -> None:
@@ -25,7 +22,7 @@ def merge_time_resolved(smk: Any) -> None:
     from dimcollapse.extraction.shards import ShardResult
     from dimcollapse.models.time_axes import time_key
 
-    _start(smk)
+    start(smk)
     space = smk.wildcards.space
     shards = [ShardResult.load(p) for p in smk.input.shards]
     n_manifest = len(read_manifest(smk.input.manifest))
@@ -51,7 +48,7 @@ def temporal(smk: Any) -> None:
     )
     from dimcollapse.models.time_axes import time_key
 
-    _start(smk)
+    start(smk)
     ds = smk.wildcards.dataset
     probed = set(map(str, smk.input.probes))
 
@@ -83,10 +80,9 @@ def temporal_figure(smk: Any) -> None:
     from dimcollapse.analysis.temporal import read_temporal_csv
     from dimcollapse.analysis.temporal_figure import temporal_figure as draw
 
-    _start(smk)
+    start(smk)
     view = smk.params.view
-    _, colors, title = _figure_view(view, f"{smk.wildcards.dataset}, does the model use time?")
+    _, colors, title = figure_view(view, f"{smk.wildcards.dataset}, does the model use time?")
     spectra = pd.read_csv(smk.input.spectra).to_dict("records")
     fig = draw(read_temporal_csv(smk.input.table), spectra, title=title, colors=colors)
     save_figure(fig, smk.output.png, smk.output.pdf, dpi=view["figures"]["dpi"])
-

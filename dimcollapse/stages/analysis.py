@@ -1,0 +1,121 @@
+"""Stages of ``rules/analysis.smk``: spectrum and metrics per feature matrix, the
+metrics table, figures and the provenance record."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from dimcollapse.atomic import write_json
+from dimcollapse.stages.common import curves_by_label, figure_view, json_rows, start
+
+log = logging.getLogger("dimcollapse.stages")
+
+
+def spectrum(smk: Any) -> None:
+    import numpy as np
+
+    from dimcollapse.analysis.metrics import geometry_metrics, metrics_row, write_metrics_json, write_spectrum_csv
+    from dimcollapse.analysis.spectrum import analyze_file
+
+    start(smk)
+    p = smk.params.spectrum
+    spec = analyze_file(
+        smk.input.features, normalize=p["normalize"], chunk_rows=p["chunk_rows"],
+        alpha_range=tuple(p["alpha_req_range"]), n_boot=p["bootstrap"], seed=p["seed"],
+    )
+    if spec.warning:
+        log.warning("%s", spec.warning)
+    write_spectrum_csv(smk.output.spectrum, spec)
+    g = smk.params.geometry
+    views = np.load(smk.input.views, mmap_mode="r") if smk.input.get("views") else None
+    geometry = geometry_metrics(
+        np.load(smk.input.features, mmap_mode="r"), views=views, normalize=p["normalize"],
+        discard_fraction=g["twonn_discard_fraction"], uniformity_t=g["uniformity_t"],
+        max_pairs_rows=g["max_pairs_rows"], seed=g["seed"], device=smk.resources.analysis_device,
+    )
+    w = smk.wildcards
+    write_metrics_json(smk.output.metrics,
+                       metrics_row(spec, dataset=w.dataset, method=w.method, space=w.space, **geometry))
+    log.info("N=%d D=%d AUC=%.4f RankMe=%.2f TwoNN=%.2f (%d rows)", spec.n_samples, spec.dim, spec.auc,
+             spec.rankme, geometry["twonn"], geometry["pairs_rows"])
+
+
+def metrics(smk: Any) -> None:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from dimcollapse.analysis.metrics import read_metrics_json, write_metrics_csv, write_metrics_markdown
+    from dimcollapse.extraction.notes import notes_markdown
+    from dimcollapse.analysis.temporal import table_metric_columns
+
+    start(smk)
+    rows = [read_metrics_json(f) for f in smk.input.spectra]
+    # LiDAR and probe accuracies, where computed, join their rows as extra columns
+    extra = {key: {"lidar": r["lidar"]} for key, r in json_rows(smk.input.lidar).items()}
+    for path in smk.input.probes:
+        for r in pd.read_csv(path).to_dict("records"):
+            extra.setdefault((r["dataset"], r["method"], r["space"]), {}).update(
+                knn_accuracy=r["knn_accuracy"], linear_accuracy=r["linear_accuracy"])
+    for key, columns in table_metric_columns(smk.input.temporal).items():  # frame orders, time steps
+        extra.setdefault(key, {}).update(columns)
+    for row in rows:
+        row["label"] = smk.params.labels[row["method"]]
+        row.update(extra.get((row["dataset"], row["method"], row["space"]), {}))
+    write_metrics_csv(smk.output.table, rows)
+    caveats = notes_markdown({Path(p).name.removesuffix(".notes.csv"): p for p in smk.input.notes})
+    sections = (caveats, _probe_tracking(smk.input.correlations))
+    write_metrics_markdown(smk.output.markdown, rows, "\n".join(part for part in sections if part))
+
+
+def _probe_tracking(paths: Any) -> str:
+    """The "which measure tracks which probe" section of metrics.md ("" without probes)."""
+    import pandas as pd
+
+    from dimcollapse.analysis.metrics import probe_tracking_markdown
+    from dimcollapse.analysis.probes import ACCURACIES, CORRELATED_METRICS
+
+    correlations = [r for path in paths for r in pd.read_csv(path).to_dict("records")]
+    return probe_tracking_markdown(correlations, CORRELATED_METRICS, ACCURACIES)
+
+
+def figure(smk: Any) -> None:
+    from dimcollapse.analysis.figures import save_figure, spectrum_figure
+
+    start(smk)
+    view = smk.params.view
+    labels, colors, title = figure_view(view, smk.wildcards.dataset)
+    curves = curves_by_label(list(smk.input.spectra), labels)
+    fig = spectrum_figure(curves, title=title, colors=colors,
+                          y_range=view["figures"]["y_range"])
+    save_figure(fig, smk.output.png, smk.output.pdf, dpi=view["figures"]["dpi"])
+
+
+def overview(smk: Any) -> None:
+    from pathlib import Path
+
+    from dimcollapse.analysis.figures import metrics_figure, overview_figure, save_figure
+    from dimcollapse.analysis.metrics import read_metrics_csv
+    from dimcollapse.data.interventions import ORIGINAL, split_space
+
+    start(smk)
+    view = smk.params.view
+    labels, colors, title = figure_view(view)
+    by_dataset = {ds: curves_by_label([p for p in smk.input.spectra if Path(p).parts[-3] == ds], labels)
+                  for ds in smk.params.datasets}
+    fig = overview_figure(by_dataset, normalized_rank=view["figures"]["normalized_rank"], title=title,
+                          colors=colors, y_range=view["figures"]["y_range"])
+    save_figure(fig, smk.output.overview_png, smk.output.overview_pdf, dpi=view["figures"]["dpi"])
+    rows = [r for r in read_metrics_csv(smk.input.metrics) if split_space(r["space"])[1] == ORIGINAL]  # no <space>@<order>
+    chart = metrics_figure(rows, title=title, colors=colors)
+    save_figure(chart, smk.output.metrics_png, smk.output.metrics_pdf, dpi=view["figures"]["dpi"])
+
+
+def provenance(smk: Any) -> None:
+    from pathlib import Path
+
+    from dimcollapse.provenance import provenance as record
+
+    start(smk)
+    write_json(smk.output[0], record(smk.params.config, Path(smk.scriptdir).parent))
