@@ -40,7 +40,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from dimcollapse.analysis.spectrum import DEFAULT_CHUNK_ROWS  # noqa: E402
+from dimcollapse.analysis.moments import DEFAULT_CHUNK_ROWS  # noqa: E402
 
 
 def rss_mb() -> float:

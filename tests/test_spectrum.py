@@ -10,14 +10,15 @@ import warnings
 import numpy as np
 import pytest
 
+from dimcollapse.analysis.moments import MomentStats
 from dimcollapse.analysis.spectrum import (
     DEFAULT_ALPHA_RANGE,
     RANKME_EPS,
-    MomentStats,
     RankLimitedWarning,
     analyze,
     analyze_file,
     bootstrap,
+    spectrum_of,
 )
 
 EPS64 = np.finfo(np.float64).eps
@@ -174,7 +175,7 @@ def test_n_at_most_d_is_flagged_as_a_sampling_limit():
 
 
 def test_scalar_metrics_on_a_known_spectrum():
-    spec = stats_with_eigenvalues(np.array([5.0, 3.0, 1.0, 1.0])).to_spectrum()
+    spec = spectrum_of(stats_with_eigenvalues(np.array([5.0, 3.0, 1.0, 1.0])))
     np.testing.assert_allclose(spec.cev_variance, [0.5, 0.8, 0.9, 1.0])
     assert (spec.dims_90, spec.dims_95, spec.dims_99) == (3, 4, 4)
     assert spec.participation_ratio == pytest.approx(100 / 36)
@@ -187,11 +188,11 @@ def test_scalar_metrics_on_a_known_spectrum():
 
 def test_alpha_req_recovers_an_exact_power_law_and_clips_to_nonzero():
     k = np.arange(1, 301)
-    spec = stats_with_eigenvalues(k ** -1.5).to_spectrum()
+    spec = spectrum_of(stats_with_eigenvalues(k ** -1.5))
     assert spec.alpha_req == pytest.approx(1.5, rel=1e-9)
     assert spec.alpha_req_r2 == pytest.approx(1.0, abs=1e-12)
     lam = np.where(k <= 50, k ** -0.8, 0.0)
-    spec = stats_with_eigenvalues(lam).to_spectrum(alpha_range=(5, 200))
+    spec = spectrum_of(stats_with_eigenvalues(lam), alpha_range=(5, 200))
     assert spec.alpha_req_range == (5, 49)
     assert spec.alpha_req == pytest.approx(0.8, rel=1e-9)
 
@@ -282,7 +283,7 @@ def test_merged_shard_statistics_equal_the_whole(tmp_path):
     z = x.astype(np.float64) / np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
     np.testing.assert_allclose(merged.covariance, np.cov(z.T), rtol=1e-11, atol=1e-14)
     np.testing.assert_allclose(merged.second_moment, z.T @ z, rtol=1e-11, atol=1e-13)
-    assert_same_spectrum(merged.to_spectrum(), whole.to_spectrum())
+    assert_same_spectrum(spectrum_of(merged), spectrum_of(whole))
     assert MomentStats(30).merge(whole).count == 700  # an empty shard merges as identity
     # merging (in-place BLAS updates inside) leaves its inputs untouched
     before = [(s.count, s.mean.copy(), s.m2.copy()) for s in loaded[:2]]

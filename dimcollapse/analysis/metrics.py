@@ -31,14 +31,8 @@ from typing import Any
 import numpy as np
 
 from dimcollapse.atomic import atomic_path, write_json, write_text
-from dimcollapse.analysis.spectrum import (
-    DEFAULT_CHUNK_ROWS,
-    NORM_EPS,
-    RANKME_EPS,
-    MomentStats,
-    Spectrum,
-    analyze,
-)
+from dimcollapse.analysis.moments import DEFAULT_CHUNK_ROWS, NORM_EPS, MomentStats
+from dimcollapse.analysis.spectrum import RANKME_EPS, Spectrum, analyze
 
 SPECTRUM_COLUMNS = (
     "index",

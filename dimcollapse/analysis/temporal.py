@@ -43,7 +43,8 @@ from typing import Any
 import numpy as np
 
 from dimcollapse.analysis.metrics import linear_cka
-from dimcollapse.analysis.spectrum import DEFAULT_ALPHA_RANGE, NORM_EPS, RANKME_EPS, Spectrum, analyze
+from dimcollapse.analysis.moments import NORM_EPS
+from dimcollapse.analysis.spectrum import DEFAULT_ALPHA_RANGE, RANKME_EPS, Spectrum, analyze
 from dimcollapse.atomic import atomic_path, write_text
 from dimcollapse.data.interventions import INTERVENTIONS, ORIGINAL, intervened_space
 
