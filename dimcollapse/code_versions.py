@@ -8,7 +8,9 @@ never written by hand, so it cannot drift from the code: a rule's modules are
 * the stage module that defines its function (``dimcollapse.stages.<file>``, whole:
   helpers and constants of that module count for each of its rules),
 * every ``dimcollapse`` module imported at that module's top level or inside the
-  function (and inside the module's own helpers that the function uses),
+  function (and inside the module's own helpers that the function uses); helpers taken
+  from another stage module (``stages.common``) count with what they import, helper by
+  helper, so a helper that draws figures adds the figure code to the figure rules only,
 * and, transitively, everything those modules import anywhere — at the top or inside a
   function, since a function-level import runs whenever that function is called. The
   ``__init__`` of every package on the way is included too: importing a module runs it.
@@ -142,20 +144,49 @@ def _top_level_function(tree: ast.Module, name: str) -> ast.FunctionDef | None:
 
 def stage_modules(function: str, root: Path = ROOT) -> set[str]:
     """Every package module the stage function ``function`` can import (see module docstring)."""
-    module = stage_module(function, root)
-    tree = _parse(module_file(module, root))  # type: ignore[arg-type]  # stage_module found it
-    helpers = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    return _functions_reach(stage_module(function, root), {function}, root)
+
+
+def _functions_reach(module: str, names: set[str], root: Path) -> set[str]:
+    """What the functions ``names`` of the stage-package module ``module`` can import.
+
+    The module itself (and its packages), what its top level and those functions (with
+    the module's own functions they call) import, and — function by function again — the
+    helpers they take from other modules of the stage package (``stages.common``), so that
+    a helper used by some stages adds its imports to those stages only.
+    """
+    tree = _parse(module_file(module, root))  # type: ignore[arg-type]  # a module of ours
+    functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
     used: dict[str, ast.FunctionDef] = {}
-    todo = [function]
-    while todo:  # the function, and the module's own functions it names (decorators included)
+    todo = [n for n in names if n in functions]
+    while todo:  # the functions, and the module's own functions they name (decorators included)
         name = todo.pop()
-        if name in used:
+        if name not in used:
+            used[name] = functions[name]
+            todo.extend(n for n in _global_names(functions[name]) if n in functions)
+    read = set().union(*map(_global_names, used.values()))
+    reached = {module, *_parents(module)}
+    plain: list[ast.AST] = [*used.values()]
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
-        used[name] = helpers[name]
-        todo.extend(n for n in _global_names(helpers[name]) if n in helpers)
-    top_level = [n for n in tree.body if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-    direct = imported_modules([*top_level, *used.values()], module, root) - {module}
-    return closure(direct | set(_parents(module)), root) | {module}  # not closure({module}): that is every function's imports
+        source = _stage_source(node, module, root)
+        if source is None:
+            plain.append(node)
+        else:  # ``from dimcollapse.stages.<m> import a, b``: follow the names these functions read
+            taken = {alias.name for alias in node.names if (alias.asname or alias.name) in read}  # type: ignore[attr-defined]
+            reached |= _functions_reach(source, taken, root)
+    return reached | closure(imported_modules(plain, module, root) - {module}, root)
+
+
+def _stage_source(node: ast.AST, module: str, root: Path) -> str | None:
+    """The stage-package module a top-level ``from … import names`` takes functions from."""
+    if not isinstance(node, ast.ImportFrom) or node.level or not node.module:
+        return None
+    source = node.module
+    if source == module or not source.startswith(f"{STAGES}.") or _is_package(source, root):
+        return None
+    return source if module_file(source, root) is not None else None
 
 
 def _global_names(function: ast.FunctionDef) -> set[str]:

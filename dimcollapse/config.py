@@ -21,10 +21,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 from dimcollapse.models import METHODS, ArchInfo, arch_info, canonical_method
+from dimcollapse.models.registry import UNTRAINED
 from dimcollapse.data.protocols import Protocol, SlowProtocol, resolve_protocol
 
-#: What figures, sidecars and the report say about a model without a checkpoint.
-UNTRAINED = "untrained weights (demo)"
 #: What the label of an untrained instance adds in a study that also has trained ones.
 UNTRAINED_MARK = "untrained"
 

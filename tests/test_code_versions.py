@@ -41,10 +41,18 @@ def package(tmp_path: Path) -> Path:
         "dimcollapse/sub/d.py": "Y = 2\n",
         "dimcollapse/e.py": "E = 3\n",
         "dimcollapse/stages/__init__.py": "",
-        "dimcollapse/stages/common.py": "import logging\n",
+        "dimcollapse/stages/common.py": """
+            import logging
+
+            def start(smk):
+                return logging.getLogger()
+
+            def draw():
+                from dimcollapse.e import E
+            """,
         "dimcollapse/stages/one.py": """
             import numpy
-            from dimcollapse.stages.common import logging
+            from dimcollapse.stages.common import draw, start
 
             def _helper():
                 from dimcollapse.c import Y
@@ -55,10 +63,15 @@ def package(tmp_path: Path) -> Path:
 
             def first(smk):
                 from dimcollapse import b
+                start(smk)
                 return b.f() + _helper()
 
             def second(smk):
-                return 0
+                draw = 0  # a local name that is also a helper's: not a call of it
+                return draw
+
+            def fourth(smk):
+                return draw()
             """,
         "dimcollapse/stages/two.py": "def third(smk):\n    from dimcollapse.e import E\n",
     })
@@ -72,8 +85,10 @@ def test_a_stage_function_reaches_what_it_imports_transitively(package: Path) ->
     stage = {"<init>", "stages", "stages.common", "stages.one"}
     # b inside the function, a inside b's function, c through a helper, sub.d relatively from c
     assert _names("first", package) == stage | {"b", "a", "c", "sub", "sub.d"}
-    # only the stage module's top level: not what other functions of the module import
+    # only the stage module's top level: not what other functions of the module import, nor
+    # what a helper of stages.common that it does not call imports
     assert _names("second", package) == stage
+    assert _names("fourth", package) == stage | {"e"}  # that helper, called
     assert _names("third", package) == {"<init>", "stages", "stages.two", "e"}
 
 
@@ -82,13 +97,14 @@ def test_code_version_changes_with_exactly_the_modules_reached(package: Path) ->
     cv._parse.cache_clear()
     (package / "sub" / "d.py").write_text("Y = 3\n")
     after = {f: cv.stage_code(f, package) for f in ("first", "second", "third")}
+    cv._parse.cache_clear()
     assert after["first"] != before["first"]
     assert after["second"] == before["second"] and after["third"] == before["third"]
 
 
 def test_a_rule_without_a_stage_function_is_an_error(package: Path) -> None:
-    with pytest.raises(cv.StageNotFound, match="'fourth' is defined in no stage module"):
-        cv.stage_modules("fourth", package)
+    with pytest.raises(cv.StageNotFound, match="'fifth' is defined in no stage module"):
+        cv.stage_modules("fifth", package)
 
 
 # ------------------------------------------------------------------ the real package
@@ -143,12 +159,17 @@ def _globals_loaded(code: types.CodeType) -> set[str]:
 def _independent_walk(rule: str) -> set[str]:
     """What the stage function of ``rule`` can import, found by Python's own ``modulefinder``
     (bytecode scan) from the imports the compiled function and its module's top level execute."""
-    module_name = cv.stage_module(rule)
+    return _walk_functions(cv.stage_module(rule), {rule})
+
+
+def _walk_functions(module_name: str, names: set[str]) -> set[str]:
+    """The functions ``names`` of a stage module, the module's functions they load, the
+    helpers they take from other stage modules (function by function), and ``modulefinder``'s
+    closure of every other import: from compiled code, not from the source's syntax tree."""
     module = importlib.import_module(module_name)
-    source = inspect.getsource(module)
-    tree = ast.parse(source)
+    tree = ast.parse(inspect.getsource(module))
     helpers = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
-    seen, todo, starts = set(), [rule], set()
+    seen, todo, starts, loaded = set(), [n for n in names if n in helpers], set(), set()
     while todo:
         name = todo.pop()
         if name in seen:
@@ -157,21 +178,28 @@ def _independent_walk(rule: str) -> set[str]:
         fn = getattr(module, name)
         for code in {fn.__code__, inspect.unwrap(fn).__code__}:  # a decorated stage: its wrapper too
             starts |= _code_imports(code)
-            todo += [n for n in _globals_loaded(code) if n in helpers]
+            loaded |= _globals_loaded(code)
         if fn.__closure__:  # the decorator's own function, a helper of the module
-            todo += [c.cell_contents.__name__ for c in fn.__closure__
-                     if callable(c.cell_contents) and c.cell_contents.__name__ in helpers]
-    top = compile(ast.Module([n for n in tree.body if not isinstance(n, ast.FunctionDef)], []), module_name, "exec")
-    starts |= _code_imports(top)
+            loaded |= {c.cell_contents.__name__ for c in fn.__closure__ if callable(c.cell_contents)}
+        todo += [n for n in loaded if n in helpers]
+    found = {module_name}
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            continue
+        if (isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dimcollapse.stages.")
+                and node.module != module_name):
+            found |= _walk_functions(node.module, {a.name for a in node.names if (a.asname or a.name) in loaded})
+        else:
+            starts |= _code_imports(compile(ast.Module([node], []), module_name, "exec"))
     finder = modulefinder.ModuleFinder(path=[str(REPO)])
+    finder.import_hook(module_name.rpartition(".")[0])  # the packages above the stage module
     for name in sorted(starts - {module_name}):  # not the stage module: that scans all its functions
         if name.split(".")[0] == "dimcollapse":
             try:
                 finder.import_hook(name)
             except ImportError:
                 continue  # ``from pkg import name`` of a non-module name: pkg itself was found
-    finder.import_hook(module_name.rpartition(".")[0])  # the packages above the stage module
-    return {m for m in finder.modules if m.split(".")[0] == "dimcollapse"} | {module_name}
+    return found | {m for m in finder.modules if m.split(".")[0] == "dimcollapse"}
 
 
 @pytest.mark.parametrize("rule", sorted(_rules()))

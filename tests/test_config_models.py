@@ -189,7 +189,8 @@ def test_layers_follow_network_order() -> None:
 
 
 def test_only_untrained_instances_are_marked_where_weights_are_mixed() -> None:
-    from dimcollapse.config import UNTRAINED, display_labels, model_instance
+    from dimcollapse.config import display_labels, model_instance
+    from dimcollapse.models.registry import UNTRAINED
     from dimcollapse.stages.common import figure_view as _figure_view
 
     seeded = model_instance("a", {"method": "SimCLR", "label": "SimCLR", "seed": 1})

@@ -36,7 +36,7 @@ from extract_fixtures import (
 from dimcollapse.stages import data as data_stages
 from dimcollapse.stages import extract as extract_stages
 from dimcollapse.data.clips import build_clip_cache
-from dimcollapse.config import UNTRAINED
+from dimcollapse.models.registry import UNTRAINED
 from dimcollapse.data.content import file_digest
 from dimcollapse.extraction.extract import PrecisionError, relative_error
 from dimcollapse.failures import read_failures, write_failures

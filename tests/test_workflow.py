@@ -232,7 +232,7 @@ def test_adding_an_intervention_plans_only_its_spaces(study: dict) -> None:
     time = variant(study, "time", lambda c: c["models"]["sup"].update(time_resolved=True))
     jobs = planned_jobs(study["workdir"], time)
     assert jobs == changed(extract=4, merge_features=2, merge_time_resolved=2, temporal=2, temporal_figure=2,
-                           spectrum=2, metrics=1, figure=2, overview=1, **analysis_jobs(2))
+                           spectrum=2, metrics=1, figure=2, overview=1, notes=2, **analysis_jobs(2))
 
 
 def test_spectrum_option_reruns_analysis_but_no_extraction(study: dict) -> None:

@@ -76,7 +76,7 @@ def sidecar(
     rows_file: str,
 ) -> dict[str, Any]:
     """The JSON sidecar of one feature matrix: what produced it, how, and how fast."""
-    from dimcollapse.config import UNTRAINED
+    from dimcollapse.models.registry import UNTRAINED
     from dimcollapse.provenance import package_versions
 
     metas = [s.meta for s in shards]

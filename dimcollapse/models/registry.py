@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
+#: What figures, sidecars and the report say about a model without a checkpoint.
+UNTRAINED = "untrained weights (demo)"
+
 Family = Literal["slow_r50", "dpc", "torchvision", "pytorchvideo", "custom", "transformers"]
 CheckpointFormat = Literal[
     "pytorchvideo", "slowfast", "dpc", "torchvision", "pytorchvideo_hub", "state_dict", "transformers"

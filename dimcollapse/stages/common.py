@@ -22,7 +22,7 @@ def figure_view(view: dict[str, Any], subject: str | None = None) -> tuple[dict[
     A study whose models are all untrained says so in every title; in one that mixes
     weights, the labels mark the untrained ones (:func:`dimcollapse.config.display_labels`).
     """
-    from dimcollapse.config import UNTRAINED
+    from dimcollapse.models.registry import UNTRAINED
     from dimcollapse.analysis.figures import method_colors
 
     models = view["models"]
