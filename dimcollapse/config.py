@@ -21,7 +21,6 @@ from typing import Any
 from urllib.parse import urlparse
 
 from dimcollapse.models import METHODS, ArchInfo, arch_info, canonical_method
-from dimcollapse.models.registry import UNTRAINED
 from dimcollapse.data.protocols import Protocol, SlowProtocol, resolve_protocol
 
 #: What the label of an untrained instance adds in a study that also has trained ones.
