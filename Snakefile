@@ -17,7 +17,7 @@ if not workflow.overwrite_configfiles:
 # A misspelt key gets one line naming it, its file and the closest allowed key, not the
 # whole schema that validate() prints.
 sys.path.insert(0, workflow.basedir)
-from dimcollapse.config import unknown_keys_message
+from dimcollapse.config.schema import unknown_keys_message
 
 if problems := unknown_keys_message(config, f"{workflow.basedir}/schemas/config.schema.yaml", workflow.configfiles):
     sys.exit(problems)

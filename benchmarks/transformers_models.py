@@ -31,7 +31,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from dimcollapse.config import transformers_clip  # noqa: E402
+from dimcollapse.config.instances import transformers_clip  # noqa: E402
 from dimcollapse.models.hf import TransformersFeatures, meta_network  # noqa: E402
 
 IMAGENET = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}

@@ -138,10 +138,11 @@ def config_usage(configs: Sequence[Mapping[str, Any]], workdir: str | os.PathLik
     must not cost the rest. Relative paths (checkpoints, globs, model config files) are
     read from ``workdir`` as the workflow reads them.
     """
-    from dimcollapse.config import job_protocol, model_instances
+    from dimcollapse.config.instances import model_instances
+    from dimcollapse.config.jobs import job_protocol
     from dimcollapse.data.interventions import ORIGINAL
     from dimcollapse.extraction.store import identity_key, instance_identity
-    from dimcollapse.temporal_config import extraction_job, interventions
+    from dimcollapse.config.temporal import extraction_job, interventions
 
     usage = Usage()
     with contextlib.chdir(workdir):

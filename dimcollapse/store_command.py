@@ -97,7 +97,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _prune(args: argparse.Namespace, input_error: Callable[[str], Exception]) -> int:
-    from dimcollapse.config import load_config
+    from dimcollapse.config.schema import load_config
     from dimcollapse.results_stores import config_usage, prune_plan, remove
     from dimcollapse.workflow_lock import locks_holding
 

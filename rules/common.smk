@@ -8,17 +8,17 @@ from pathlib import Path
 # The package sits beside the Snakefile; make it importable without installation.
 sys.path.insert(0, str(Path(workflow.basedir)))
 
-from dimcollapse import config as dcfg
-from dimcollapse import temporal_config as tcfg
+from dimcollapse.config import display, instances, jobs
+from dimcollapse.config import temporal as tcfg
 from dimcollapse.data.interventions import INTERVENTIONS, ORIGINAL, split_space
 from dimcollapse.code_versions import stage_code  # each rule's code param, derived from its imports
 from dimcollapse.extraction.numerics import NUMERICS_VERSION
 from dimcollapse.provenance import git_commit
 from dimcollapse.utils import nvidia_gpu_visible
 
-MODELS = dcfg.model_instances(config)
-DATASETS = dcfg.study_datasets(config)
-STUDY_MODELS = dcfg.study_models(config)
+MODELS = instances.model_instances(config)
+DATASETS = instances.study_datasets(config)
+STUDY_MODELS = instances.study_models(config)
 EXTRACTION = config["extraction"]
 N_SHARDS = EXTRACTION["shards"]
 # Frame orders per instance (temporal.interventions; rules/temporal.smk).
@@ -47,12 +47,12 @@ wildcard_constraints:
 
 def protocol(dataset, method):
     """Sampling protocol of a (dataset, model instance) job."""
-    return dcfg.job_protocol(config, dataset, MODELS[method])
+    return jobs.job_protocol(config, dataset, MODELS[method])
 
 
 # Clip caches: one per (dataset, sampling key), shared by every model whose protocol
 # decodes the same frames (crop and normalisation are applied when reading).
-CLIP_CACHES = sorted((ds, key) for ds in DATASETS for key in dcfg.sampling_protocols(config, ds))
+CLIP_CACHES = sorted((ds, key) for ds in DATASETS for key in jobs.sampling_protocols(config, ds))
 # A cache set aside as damaged (or deleted) keeps its marker until the run that met it ends;
 # drop such markers as a run starts, so the cache is built again (README, "Clip cache").
 if workflow.is_main_process and EXTRACTION["clip_cache"]:
@@ -236,7 +236,7 @@ def study_metrics():
 
 
 # Labels in tables and figures: untrained instances marked where the study mixes weights.
-LABELS = dcfg.display_labels({m: MODELS[m] for m in STUDY_MODELS})
+LABELS = display.display_labels({m: MODELS[m] for m in STUDY_MODELS})
 
 
 def figure_params():
@@ -255,7 +255,7 @@ def figure_params():
 LAYERED = [m for m in STUDY_MODELS if MODELS[m].layers]
 SERIES = {
     name: members
-    for name, members in dcfg.model_series({m: MODELS[m] for m in STUDY_MODELS}).items()
+    for name, members in instances.model_series({m: MODELS[m] for m in STUDY_MODELS}).items()
 }
 
 
@@ -267,7 +267,7 @@ def similarity_plan():
             shared.setdefault(s, []).append(m)
     series = {name: members for name, members in SERIES.items() if len(members) > 1}
     return {
-        "layers": {m: dcfg.depth_order(MODELS[m]) for m in LAYERED},
+        "layers": {m: display.depth_order(MODELS[m]) for m in LAYERED},
         "instances": {s: ms for s, ms in sorted(shared.items()) if len(ms) > 1},
         "series": {name: [[MODELS[m].series_order, m] for m in members] for name, members in series.items()},
         "series_spaces": {name: list(spaces_of(members[0])) for name, members in series.items()},
@@ -288,7 +288,7 @@ def trend_figures():
 def trend_params():
     return {
         "view": figure_params(),
-        "depth": {m: dcfg.depth_order(MODELS[m]) for m in LAYERED},
+        "depth": {m: display.depth_order(MODELS[m]) for m in LAYERED},
         "series": {
             name: [[MODELS[m].series_order, m] for m in members] for name, members in SERIES.items()
         },

@@ -59,7 +59,7 @@ rule clip_cache:
         failures="results/clips/{dataset}/{pkey}.failures.csv",
     params:
         on_error=EXTRACTION["on_error"],
-        protocol=lambda w: dcfg.sampling_protocols(config, w.dataset)[w.pkey].to_dict(),
+        protocol=lambda w: jobs.sampling_protocols(config, w.dataset)[w.pkey].to_dict(),
         code=stage_code("clip_cache"),
     log:
         "logs/clip_cache/{dataset}/{pkey}.log",

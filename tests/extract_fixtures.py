@@ -59,21 +59,21 @@ def make_dataset(root: Path, *, videos_per_class: int = 2) -> Path:
 
 def instance(name: str, overrides: Mapping[str, Any] | None = None):  # type: ignore[no-untyped-def]
     """The resolved ``ModelInstance`` of one of :data:`MODELS` (with config overrides)."""
-    from dimcollapse.config import model_instance
+    from dimcollapse.config.instances import model_instance
 
     return model_instance(name, {**MODELS[name], **(overrides or {})})
 
 
 def job_for(name: str, *, precision: str = "fp32", overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``job`` dict of the extract rule for model ``name`` (as ``extraction_params``)."""
-    from dimcollapse import config as dcfg
+    from dimcollapse.config import jobs
 
     model = instance(name, overrides)
-    proto = dcfg.job_protocol(CONFIG, "tiny", model)
+    proto = jobs.job_protocol(CONFIG, "tiny", model)
     return {
         "model": {k: v for k, v in vars(model).items() if k != "label"},
         "protocol": proto.to_dict(),
-        "build_options": dcfg.build_options(model, proto),
+        "build_options": jobs.build_options(model, proto),
         "precision": precision,
         "keep_views": False,
     }

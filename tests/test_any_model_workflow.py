@@ -152,7 +152,8 @@ def check_layer_spaces_are_feature_matrices_with_metrics(study: dict) -> None:
 def check_layer_features_equal_the_model_on_the_same_clip(study: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     """Row 0 of a layer space is that module's pooled output for the manifest's first clip."""
     monkeypatch.chdir(study["workdir"])  # the series glob is relative to the study
-    from dimcollapse.config import build_options, job_protocol, model_instances
+    from dimcollapse.config.instances import model_instances
+    from dimcollapse.config.jobs import build_options, job_protocol
     from dimcollapse.data.clips import ClipDataset
     from dimcollapse.data.manifest import read_manifest
     from dimcollapse.models import build_model

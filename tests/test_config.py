@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dimcollapse.config import build_options, job_protocol, model_instances, study_models
+from dimcollapse.config.instances import model_instances, study_models
+from dimcollapse.config.jobs import build_options, job_protocol
 from workflow_helpers import REPO, snakemake, write_config
 
 ZOO = "https://dl.fbaipublicfiles.com/pyslowfast/videomoco_models/"

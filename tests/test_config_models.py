@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dimcollapse.config import build_options, job_protocol, model_instances, model_series, study_models
+from dimcollapse.config.instances import model_instances, model_series, study_models
+from dimcollapse.config.jobs import build_options, job_protocol
 from workflow_helpers import REPO, snakemake, write_config
 
 
@@ -88,7 +89,7 @@ def test_layers_are_spaces_and_build_options() -> None:
 def test_parsing_loads_torch_only_for_layers() -> None:
     """Library models cost the Snakefile nothing; naming layers builds the network on the meta device."""
     code = (
-        "import sys, dimcollapse.config as c\n"
+        "import sys, dimcollapse.config.instances as c\n"
         "cfg = {'models': {'a': {'method': 'torchvision', 'options': {'arch': 's3d'}},"
         " 'b': {'method': 'pytorchvideo', 'options': {'arch': 'x3d_m'}}}}\n"
         "print(c.model_instances(cfg)['a'].spaces, 'torch' in sys.modules)\n"
@@ -179,7 +180,7 @@ def test_workflow_accepts_library_models_and_series(tmp_path: Path) -> None:
 
 def test_layers_follow_network_order() -> None:
     """Listed deep-first, layers come back shallow to deep: the depth axis."""
-    from dimcollapse.config import depth_order
+    from dimcollapse.config.display import depth_order
 
     cfg = with_models({"r3d": {"method": "torchvision", "options": {"arch": "r3d_18"},
                                "layers": ["layer4", "layer2"]}})
@@ -189,7 +190,8 @@ def test_layers_follow_network_order() -> None:
 
 
 def test_only_untrained_instances_are_marked_where_weights_are_mixed() -> None:
-    from dimcollapse.config import display_labels, model_instance
+    from dimcollapse.config.display import display_labels
+    from dimcollapse.config.instances import model_instance
     from dimcollapse.models.registry import UNTRAINED
     from dimcollapse.stages.common import figure_view as _figure_view
 

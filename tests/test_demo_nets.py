@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from dimcollapse.analysis.spectrum import analyze
-from dimcollapse.config import model_instances
+from dimcollapse.config.instances import model_instances
 from dimcollapse.models import build_model
 from workflow_helpers import REPO
 

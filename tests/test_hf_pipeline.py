@@ -16,7 +16,8 @@ import pytest
 pytest.importorskip("transformers")
 from hf_helpers import FRAMES, SIZE, hub_snapshot, save_tiny  # noqa: E402
 
-from dimcollapse.config import build_options, job_protocol, model_instances  # noqa: E402
+from dimcollapse.config.instances import model_instances  # noqa: E402
+from dimcollapse.config.jobs import build_options, job_protocol  # noqa: E402
 from dimcollapse.extraction.store import checkpoint_sha256  # noqa: E402
 from dimcollapse.models import CheckpointError, build_model  # noqa: E402
 from dimcollapse.models.hub import checkpoint_clip, fetch_snapshot, resolve_directory  # noqa: E402

@@ -114,8 +114,8 @@ def test_reorder_refuses_mismatched_orders() -> None:
 
 
 def test_the_config_section_expands_series_and_names_unknown_instances() -> None:
-    from dimcollapse.config import model_instances
-    from dimcollapse.temporal_config import extraction_job, intervened_spaces, interventions
+    from dimcollapse.config.instances import model_instances
+    from dimcollapse.config.temporal import extraction_job, intervened_spaces, interventions
 
     config = {
         "models": {"a": {"method": "SimCLR"},
@@ -152,10 +152,11 @@ def test_the_schema_takes_only_known_orders() -> None:
 
 def test_store_prune_keeps_the_key_of_every_frame_order(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Each order is a feature-store key of its own; ``dimcollapse store prune`` must count them as used."""
-    from dimcollapse.config import job_protocol, model_instances
+    from dimcollapse.config.instances import model_instances
+    from dimcollapse.config.jobs import job_protocol
     from dimcollapse.extraction.store import identity_key, instance_identity
     from dimcollapse.results_stores import config_usage
-    from dimcollapse.temporal_config import extraction_job
+    from dimcollapse.config.temporal import extraction_job
 
     config = {"models": {"a": {"method": "SimCLR", "seed": 1}}, "datasets": {"d": {}}, "protocols": {},
               "extraction": {"clip_cache": True, "precision": "fp32", "keep_views": False},

@@ -24,7 +24,7 @@ spec.loader.exec_module(bench)
 def test_config_is_a_valid_study_with_both_instances(tmp_path: Path) -> None:
     from snakemake.utils import validate
 
-    from dimcollapse.config import model_instances
+    from dimcollapse.config.instances import model_instances
 
     ckpt = bench.write_checkpoint(tmp_path / "w" / "a.pth.tar", seed=1)
     cfg = bench.study_config(tmp_path / "videos", ckpt, shards=2, crop=64, batch_size=8)

@@ -19,8 +19,8 @@ import torch
 
 from extract_fixtures import CONFIG, make_dataset, run_extract, run_stage
 from hf_helpers import save_tiny
-from dimcollapse import config as dcfg
-from dimcollapse import temporal_config as tcfg
+from dimcollapse.config import instances, jobs
+from dimcollapse.config import temporal as tcfg
 from dimcollapse.analysis.metrics import linear_cka
 from dimcollapse.analysis.temporal import mean_cosine
 from dimcollapse.data.interventions import frame_indices, views_intervention
@@ -62,8 +62,8 @@ def study(name: str, entry: dict[str, Any], frames: int | None = None) -> dict[s
 
 def extract(tmp: Path, manifest: Path, config: dict[str, Any], name: str, order: str,
             checkpoint: Path | None = None) -> tuple[ShardResult, dict[str, Any]]:
-    model = dcfg.model_instance(name, config["models"][name])
-    protocol = dcfg.job_protocol(config, "tiny", model)
+    model = instances.model_instance(name, config["models"][name])
+    protocol = jobs.job_protocol(config, "tiny", model)
     job = tcfg.extraction_job(config, model, protocol, order)
     out = tmp / f"{name}-{order}.npz"
     run_extract(job=job, manifest=manifest, output=out, store_root=tmp / "store", checkpoint=checkpoint)
@@ -151,7 +151,7 @@ def test_frozen_frames_of_a_still_video_give_the_original_features_exactly(tmp_p
     assert not failures
     manifest = tmp_path / "manifest.csv"
     write_manifest(manifest, frame)
-    first, _ = decode_row(as_rows(frame)[0], dcfg.job_protocol(CONFIG, "tiny", dcfg.model_instance("s", {"method": "supervised"})))
+    first, _ = decode_row(as_rows(frame)[0], jobs.job_protocol(CONFIG, "tiny", instances.model_instance("s", {"method": "supervised"})))
     assert (first == first[0]).all(), "the test video must have identical frames"
     config = study("sup", {"method": "supervised", "seed": 0})
     original, _ = extract(tmp_path, manifest, config, "sup", "original")
@@ -165,8 +165,8 @@ def test_the_order_blind_demo_net_ignores_frame_order_and_the_3d_cnn_does_not() 
     base = torch.randn(16, 3, 1, 64, 64)
     video = (base + torch.randn(16, 3, 1, 1, 1) * t[None, None, :, None, None] * 3 + 0.3 * torch.randn(16, 3, 8, 64, 64))
     keys = clip_keys([f"c{i}" for i in range(16)], [1.0] * 16, [30.0] * 16)
-    protocol = dcfg.job_protocol({**CONFIG, "protocols": {"paper": {"side_size": 64, "crop_size": 64}}}, "tiny",
-                                 dcfg.model_instance("c", {"method": "custom", "options": {"builder": "x:y"}}))
+    protocol = jobs.job_protocol({**CONFIG, "protocols": {"paper": {"side_size": 64, "crop_size": 64}}}, "tiny",
+                                 instances.model_instance("c", {"method": "custom", "options": {"builder": "x:y"}}))
     nets = {name: build_model("custom", builder=f"dimcollapse.models.demo_nets:{name}", builder_options={"width": 64},
                               seed=7, frames=8, crop_size=64) for name in ("demo_frame_net", "demo_video_net")}
     rows = np.arange(16)
@@ -257,7 +257,7 @@ def test_token_groups_are_the_tokens_of_their_frames(cls: str, tubelet: int, hf_
 ])
 def test_a_space_without_a_time_axis_is_refused_naming_the_instance(entry: dict, message: str) -> None:
     config = {**CONFIG, "models": {"m": entry}}
-    model = dcfg.model_instance("m", entry)
+    model = instances.model_instance("m", entry)
     with pytest.raises(ValueError, match=f"model 'm': time_resolved.*{message}"):
         tcfg.time_resolved(config, model)
 

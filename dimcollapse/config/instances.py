@@ -1,14 +1,9 @@
-"""Study configuration: model instances, their protocols and checkpoint locations.
-
-The Snakefile validates ``config.yaml`` against ``schemas/config.schema.yaml`` (which
-also fills in defaults); this module turns the validated dict into the few resolved
-objects every stage needs, so the workflow and the scripts derive paths, protocols and
-build options in exactly one place.
-"""
+"""Model instances of a study: each ``models:`` entry resolved (method, weights, sampling,
+layers), checkpoint series expanded into one instance per checkpoint, and the study's choice
+of datasets and instances."""
 
 from __future__ import annotations
 
-import difflib
 import functools
 import glob
 import os
@@ -20,11 +15,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from dimcollapse.models import METHODS, ArchInfo, arch_info, canonical_method
-from dimcollapse.data.protocols import Protocol, SlowProtocol, resolve_protocol
+from dimcollapse.models.archs import ArchInfo, arch_info
+from dimcollapse.models.registry import METHODS, canonical_method
 
-#: What the label of an untrained instance adds in a study that also has trained ones.
-UNTRAINED_MARK = "untrained"
 
 CHECKPOINT_DIR = "resources/checkpoints"
 
@@ -156,13 +149,13 @@ def transformers_clip(name: str, checkpoint: str | None) -> dict[str, Any]:
     from dimcollapse.models.hub import checkpoint_clip
 
     try:
-        return {"rate": TRANSFORMERS_RATE, **checkpoint_clip(_transformers_directory(checkpoint))}
+        return {"rate": TRANSFORMERS_RATE, **checkpoint_clip(transformers_directory(checkpoint))}
     except (CheckpointError, ValueError) as err:  # the instance is what the user must fix
         raise ValueError(f"model {name!r}: {err}") from err
 
 
 @functools.lru_cache(maxsize=None)
-def _transformers_directory(checkpoint: str) -> Path:
+def transformers_directory(checkpoint: str) -> Path:
     """The folder of a ``transformers`` checkpoint, for its config (a Hub snapshot's metadata only)."""
     from dimcollapse.models.hub import resolve_directory
 
@@ -189,7 +182,7 @@ def _transformers_layers(name: str, cfg: Mapping[str, Any]) -> tuple[str, ...]:
     from dimcollapse.models.hooks import check_layer_names
 
     try:
-        names, blocks = module_names(_transformers_directory(cfg["checkpoint"]))
+        names, blocks = module_names(transformers_directory(cfg["checkpoint"]))
     except (CheckpointError, ValueError, OSError) as err:
         raise ValueError(f"model {name!r}: {err}") from err
     if layers == "all":
@@ -295,24 +288,6 @@ def model_instances(config: Mapping[str, Any]) -> dict[str, ModelInstance]:
     return out
 
 
-def display_labels(instances: Mapping[str, ModelInstance]) -> dict[str, str]:
-    """Labels of a study's instances as its tables and figures show them.
-
-    Where trained and untrained weights are mixed, only the untrained instances are
-    marked (``SimCLR (untrained)``); a study whose instances are all untrained says so
-    once, in its figures' titles (:data:`UNTRAINED`), and one with none says nothing.
-    """
-    mixed = len({inst.untrained for inst in instances.values()}) == 2
-    return {name: f"{inst.label} ({UNTRAINED_MARK})" if mixed and inst.untrained else inst.label
-            for name, inst in instances.items()}
-
-
-def depth_order(instance: ModelInstance) -> list[str]:
-    """Spaces of a layer-wise instance from shallow to deep: its layers in network order,
-    then ``representation`` (the classifier's input, the deepest feature it has)."""
-    return [f"layer.{name}" for name in instance.layers] + ["representation"]
-
-
 def model_series(instances: Mapping[str, ModelInstance]) -> dict[str, list[str]]:
     """Members of each checkpoint series (by series name), in training order."""
     series: dict[str, list[str]] = {}
@@ -349,208 +324,3 @@ def _check_known(key: str, chosen: Iterable[str], known: Mapping[str, Any]) -> N
     unknown = [c for c in chosen if c not in known]
     if unknown:
         raise ValueError(f"config key {key}: unknown names {unknown}; configured: {sorted(known)}")
-
-
-#: Protocol fields that are also ``build_model`` options, per model family: the model
-#: must be built for exactly the input the protocol produces.
-_CLIP = {"frames": "frames", "crop_size": "crop_size"}
-_PROTOCOL_TO_MODEL = {
-    "slow_r50": _CLIP,
-    "dpc": {"input_size": "sample_size", "num_seq": "num_seq", "seq_len": "seq_len"},
-    "torchvision": _CLIP,
-    "pytorchvideo": _CLIP,
-    "custom": _CLIP,
-    "transformers": _CLIP,
-}
-#: Model options that set a protocol field (``sample_size`` is the DPC crop unless the
-#: protocol resizes the crop with ``output_size``, as for the UCF101 R18-128 model).
-_MODEL_TO_PROTOCOL = {"dpc": {"sample_size": "crop_size", "num_seq": "num_seq", "seq_len": "seq_len"}}
-
-
-def job_protocol(config: Mapping[str, Any], dataset: str, model: ModelInstance) -> Protocol:
-    """The sampling protocol of one (dataset, model instance) job.
-
-    Overrides apply from general to specific: the architecture's model-card clip
-    (``torchvision``/``pytorchvideo``: size, frame rate, mean/std) or the checkpoint's
-    (``transformers``: its config and preprocessor config), the model's
-    frames × rate, then the study-wide ``protocols:`` entry, then the dataset's, then
-    (for DPC) the instance's ``sample_size``/``num_seq``/``seq_len`` options, then its
-    ``protocol_options``.
-    """
-    overrides: dict[str, Any] = {}
-    arch = model.arch_info
-    if arch is not None:
-        overrides.update(arch.protocol_overrides)
-    if model.family == "transformers":
-        overrides.update(transformers_clip(model.name, model.checkpoint))
-    if model.family != "dpc":
-        overrides.update(frames=model.frames, rate=model.rate)
-    overrides.update(config.get("protocols", {}).get(model.protocol, {}))
-    overrides.update(config["datasets"][dataset].get("protocols", {}).get(model.protocol, {}))
-    if model.family == "dpc":
-        to_protocol = _MODEL_TO_PROTOCOL["dpc"]
-        overrides.update({to_protocol[k]: v for k, v in model.options.items() if k in to_protocol})
-    overrides.update(model.protocol_options)
-    try:
-        protocol = resolve_protocol(model.protocol, **overrides)
-    except ValueError as err:
-        raise ValueError(f"model {model.name!r} on dataset {dataset!r}: {err}") from err
-    fixed = arch.fixed_input if arch is not None else None
-    if fixed is not None and (not isinstance(protocol, SlowProtocol) or (protocol.frames, protocol.crop_size) != fixed):
-        frames, crop = fixed
-        given = (f"frames={protocol.frames}, crop_size={protocol.crop_size}" if isinstance(protocol, SlowProtocol)
-                 else f"{protocol.family} clips")
-        raise ValueError(
-            f"model {model.name!r} on dataset {dataset!r}: {arch.family} {arch.name} only accepts {frames}-frame "
-            f"clips of {crop}×{crop}, but the protocol gives {given}"
-        )
-    if model.family == "transformers":
-        _check_transformers_clip(model, dataset, protocol)
-    return protocol
-
-
-def _check_transformers_clip(model: ModelInstance, dataset: str, protocol: Protocol) -> None:
-    """Refuse, before anything runs, a clip that the checkpoint's class cannot take."""
-    from dimcollapse.models.hub import clip_problem, read_config
-
-    config, spec = read_config(_transformers_directory(str(model.checkpoint)))
-    problem = (clip_problem(config, spec, protocol.frames, protocol.crop_size) if isinstance(protocol, SlowProtocol)
-               else f"{spec.name} takes T×H×W clips, not {protocol.family} clips")
-    if problem is not None:
-        raise ValueError(f"model {model.name!r} on dataset {dataset!r}: {problem}; set protocol_options (or frames) "
-                         "to a clip it accepts")
-
-
-def sampling_protocols(config: Mapping[str, Any], dataset: str) -> dict[str, Protocol]:
-    """The clip caches of a dataset: ``{sampling key: Protocol.cache_protocol()}``.
-
-    Protocols that decode the same frames share a cache, described by their common
-    sampling with a neutral crop and normalisation (the cache stores frames before them).
-    """
-    instances = model_instances(config)
-    out: dict[str, Protocol] = {}
-    for name in study_models(config):
-        proto = job_protocol(config, dataset, instances[name])
-        out.setdefault(proto.sampling_key, proto.cache_protocol())
-    return out
-
-
-def build_options(model: ModelInstance, protocol: Protocol) -> dict[str, Any]:
-    """Keyword options for ``build_model`` that match the protocol's input."""
-    opts = dict(model.options)
-    for name, opt in _PROTOCOL_TO_MODEL[model.family].items():
-        opts[opt] = getattr(protocol, name)
-    if model.layers:
-        opts["layers"] = list(model.layers)
-    if model.checkpoint is None:
-        opts["seed"] = model.seed
-    return opts
-
-
-def extraction_job(config: Mapping[str, Any], model: ModelInstance, protocol: Protocol) -> dict[str, Any]:
-    """The extract rule's ``job``: everything that changes the numbers of one instance's
-    features on one dataset, and nothing else (so that e.g. a new loader worker count,
-    device or sharding does not rerun extraction). ``device`` is not here (it only
-    changes float rounding, see README); extraction jobs read it from the config.
-
-    ``dimcollapse store prune`` derives the feature store keys a config uses from it too.
-    """
-    return {
-        "model": {k: v for k, v in vars(model).items() if k != "label"},
-        "protocol": protocol.to_dict(),
-        "build_options": build_options(model, protocol),
-        "precision": config["extraction"]["precision"],
-        "keep_views": config["extraction"]["keep_views"],
-    }
-
-
-def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A study config file as the workflow sees it: unknown keys refused, schema defaults filled in.
-
-    For tools that run outside Snakemake (``dimcollapse store prune``).
-    """
-    import yaml
-    from snakemake.utils import validate
-
-    path = Path(path)
-    try:
-        config = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise ValueError(f"{path}: cannot read the config: {err}") from err
-    if not isinstance(config, dict):
-        raise ValueError(f"{path}: not a config (a YAML mapping of keys)")
-    schema = Path(__file__).resolve().parent.parent / "schemas" / "config.schema.yaml"
-    if problems := unknown_keys_message(config, schema, [path]):
-        raise ValueError(problems)
-    try:
-        validate(config, str(schema), set_default=True)
-    except Exception as err:  # snakemake's WorkflowError: the schema's message
-        raise ValueError(f"{path}: {err}") from err
-    return config
-
-
-def unknown_keys_message(
-    config: Mapping[str, Any], schema_path: str | os.PathLike[str], config_files: Iterable[str | os.PathLike[str]]
-) -> str | None:
-    """One line per config key the schema does not allow, or None when there is none.
-
-    Runs before schema validation, whose report of a misspelt key is the whole schema
-    (hundreds of lines). Each line names the key as a dotted path, the config file that
-    sets it (or ``--config`` for a command-line value) and the closest allowed key.
-    Keys are checked wherever the schema lists them (``additionalProperties: false`` or
-    an enum of property names), at every depth.
-    """
-    import yaml
-
-    schema = yaml.safe_load(Path(schema_path).read_text())
-    files = list(dict.fromkeys(Path(f).resolve() for f in config_files))
-    contents = [(f, _load_yaml(f)) for f in files]
-    lines = []
-    for path, allowed in _unknown_keys(config, schema, schema, ()):
-        where = next((str(f) for f, data in contents if _has_path(data, path)), "--config")
-        dotted = ".".join(path)
-        close = difflib.get_close_matches(path[-1], allowed, n=1, cutoff=0.6)
-        hint = f"did you mean {'.'.join((*path[:-1], close[0]))!r}?" if close else f"allowed: {', '.join(allowed)}"
-        lines.append(f"{where}: unknown config key {dotted!r} ({hint})")
-    return "\n".join(lines) or None
-
-
-def _unknown_keys(
-    value: Any, node: Mapping[str, Any], root: Mapping[str, Any], path: tuple[str, ...]
-) -> Iterable[tuple[tuple[str, ...], list[str]]]:
-    """``(key path, allowed keys)`` of every key of ``value`` that ``node`` does not allow."""
-    while "$ref" in node:  # local references only ("#/$defs/...")
-        target: Any = root
-        for part in node["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        node = target
-    if not isinstance(value, Mapping):
-        return
-    props = node.get("properties") or {}
-    extra = node.get("additionalProperties", True)
-    names = (node.get("propertyNames") or {}).get("enum")
-    allowed = list(names) if names is not None else list(props) if extra is False else None
-    for key, item in value.items():
-        if allowed is not None and key not in allowed:
-            yield (*path, str(key)), allowed
-        elif key in props:
-            yield from _unknown_keys(item, props[key], root, (*path, str(key)))
-        elif isinstance(extra, Mapping):
-            yield from _unknown_keys(item, extra, root, (*path, str(key)))
-
-
-def _load_yaml(path: Path) -> Any:
-    import yaml
-
-    try:
-        return yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return None
-
-
-def _has_path(data: Any, path: tuple[str, ...]) -> bool:
-    for key in path:
-        if not isinstance(data, Mapping) or key not in data:
-            return False
-        data = data[key]
-    return True

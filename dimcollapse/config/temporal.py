@@ -11,7 +11,7 @@ Two settings decide it (schema in ``schemas/config.schema.yaml``):
   time axis too (:mod:`dimcollapse.models.time_axes`), written as
   ``<space>_time.npy`` (N × T′ × D) beside the pooled matrix.
 
-The extract rule's job (:func:`extraction_job`) is :func:`dimcollapse.config.extraction_job`
+The extract rule's job (:func:`extraction_job`) is :func:`dimcollapse.config.jobs.extraction_job`
 with these added only when set, so that a study without them keeps its jobs, its feature
 store keys and its outputs as they were, and adding an order adds jobs of its own without
 touching those of the original frames.
@@ -23,8 +23,8 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from dimcollapse import config as dcfg
-from dimcollapse.config import ModelInstance
+from dimcollapse.config.instances import ModelInstance, model_series
+from dimcollapse.config.jobs import extraction_job as original_job
 from dimcollapse.data.interventions import INTERVENTIONS, ORIGINAL, intervened_space
 from dimcollapse.data.protocols import Protocol
 from dimcollapse.models.time_axes import instance_time_resolved
@@ -49,7 +49,7 @@ def interventions(config: Mapping[str, Any], instances: Mapping[str, ModelInstan
     """Frame orders per model instance (``temporal.interventions``; a series' name gives every
     member the orders), in the order of :data:`~dimcollapse.data.interventions.INTERVENTIONS`."""
     asked = (config.get("temporal") or {}).get("interventions") or {}
-    series = dcfg.model_series(instances)
+    series = model_series(instances)
     unknown = [name for name in asked if name not in instances and name not in series]
     if unknown:
         raise ValueError(f"config key temporal.interventions: unknown model instances {unknown}; "
@@ -69,9 +69,9 @@ def intervened_spaces(model: ModelInstance, orders: tuple[str, ...]) -> list[str
 
 def extraction_job(config: Mapping[str, Any], model: ModelInstance, protocol: Protocol,
                    frame_order: str = ORIGINAL) -> dict[str, Any]:
-    """The extract rule's job (:func:`dimcollapse.config.extraction_job`) with the instance's
+    """The extract rule's job (:func:`dimcollapse.config.jobs.extraction_job`) with the instance's
     time-resolved spaces and the frame order, each only when there is one."""
-    job = dcfg.extraction_job(config, model, protocol)
+    job = original_job(config, model, protocol)
     spaces = list(time_resolved(config, model))
     if spaces:
         job["model"]["time_resolved"] = spaces
