@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from dimcollapse.analysis.figures import METRIC_LABELS, method_colors
+from dimcollapse.models.registry import space_layer
 
 #: The metrics of both trend figures, in panel order.
 TREND_METRICS = ("auc_sigma", "rankme", "alpha_req")
@@ -168,4 +169,4 @@ def series_figure(
 
 def _short_space(space: str) -> str:
     """``layer.blocks.4.res_blocks.2`` → ``blocks.4.res_blocks.2``; other spaces unchanged."""
-    return space.removeprefix("layer.")
+    return space_layer(space) or space

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from dimcollapse.config.instances import ModelInstance
+from dimcollapse.models.registry import layer_space
 
 
 #: What the label of an untrained instance adds in a study that also has trained ones.
@@ -27,4 +28,4 @@ def display_labels(instances: Mapping[str, ModelInstance]) -> dict[str, str]:
 def depth_order(instance: ModelInstance) -> list[str]:
     """Spaces of a layer-wise instance from shallow to deep: its layers in network order,
     then ``representation`` (the classifier's input, the deepest feature it has)."""
-    return [f"layer.{name}" for name in instance.layers] + ["representation"]
+    return [layer_space(name) for name in instance.layers] + ["representation"]

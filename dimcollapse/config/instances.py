@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from dimcollapse.models.archs import ArchInfo, arch_info
-from dimcollapse.models.registry import METHODS, canonical_method
+from dimcollapse.models.registry import METHODS, canonical_method, instance_spaces
 
 
 CHECKPOINT_DIR = "resources/checkpoints"
@@ -58,7 +58,7 @@ class ModelInstance:
     @property
     def spaces(self) -> tuple[str, ...]:
         """Feature spaces the instance writes: the method's, then ``layer.<name>`` per layer."""
-        return tuple(METHODS[self.method].spaces) + tuple(f"layer.{name}" for name in self.layers)
+        return instance_spaces(self.method, self.layers)
 
     @property
     def untrained(self) -> bool:

@@ -20,7 +20,7 @@ from dimcollapse.models.archs import Layout, arch_info
 from dimcollapse.models.checkpoints import CheckpointError
 from dimcollapse.models.dpc import ARCH_BLOCKS, DEFAULT_SAMPLE_SIZE, DPCContext
 from dimcollapse.models.hooks import FeatureModel, listing_command
-from dimcollapse.models.registry import METHODS, MethodInfo, canonical_method
+from dimcollapse.models.registry import METHODS, MethodInfo, canonical_method, space_layer
 from dimcollapse.models.slow_r50 import SlowR50SSL, SlowR50Supervised
 
 #: Scale on He (fan-in) initialisation of convolutions for seeded random models. BN is an
@@ -344,8 +344,8 @@ def _with_time_axes(model: nn.Module, info: MethodInfo, spaces: tuple[str, ...],
     net = model.net if isinstance(model, FeatureModel) else model
     sources: dict[str, tuple[str, Any]] = {}
     for space in spaces:
-        if space.startswith("layer."):
-            sources[space] = (space.removeprefix("layer."), "output")
+        if (layer := space_layer(space)) is not None:
+            sources[space] = (layer, "output")
         elif info.name == "supervised":  # the s5 map, before the head's pool
             sources[space] = ("backbone", "output")
         else:  # SlowFast's contrastive head pools its input map: what the paper hooks

@@ -43,6 +43,7 @@ from torch import nn
 from dimcollapse.models import hub
 from dimcollapse.models.checkpoints import CheckpointError
 from dimcollapse.models.hooks import check_layer_names, pool_features
+from dimcollapse.models.registry import layer_space, space_layer
 from dimcollapse.models.time_axes import no_time_axis, time_key
 from dimcollapse.models.time_resolved import SPACE_MAJOR_TOKENS, tokens_by_time
 
@@ -136,7 +137,7 @@ class TransformersFeatures(nn.Module):
         for space in time_resolved:
             if (reason := no_time_axis("transformers", space, spec.representation)) is not None:
                 raise ValueError(f"{name}: time_resolved: {space} has no time axis ({reason})")
-            if space.startswith("layer.") and space.removeprefix("layer.") not in self.layers:
+            if (layer := space_layer(space)) is not None and layer not in self.layers:
                 raise ValueError(f"{name}: time_resolved: {space} is not one of its layers")
         self.time_resolved = tuple(time_resolved)
         tubelet = getattr(config, "tubelet_size", 1)
@@ -166,18 +167,18 @@ class TransformersFeatures(nn.Module):
         where = f"{self.name} layer {layer!r}"
 
         def hook(_: nn.Module, args: Any, output: Any) -> None:
-            if f"layer.{layer}" in self._captured:
+            if layer_space(layer) in self._captured:
                 raise ValueError(f"{where}: runs more than once per forward pass; choose another module")
             y = output[0] if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor) else output
             sequence = isinstance(y, torch.Tensor) and y.ndim == 3 and y.shape[1] == self._sequence
             if sequence:
                 y = y[:, self.prefix:]  # class and register tokens summarise; the mean is over positions
-            self._captured[f"layer.{layer}"] = pool_features(y, module, self._batch, "tokens", False, where)
-            if f"layer.{layer}" in self.time_resolved and not self.spec.image:
+            self._captured[layer_space(layer)] = pool_features(y, module, self._batch, "tokens", False, where)
+            if layer_space(layer) in self.time_resolved and not self.spec.image:
                 if not sequence:
                     raise ValueError(f"{where}: gives {tuple(getattr(y, 'shape', ()))}, not the token sequence, so "
                                      "its time positions are unknown; choose a transformer block")
-                self._captured[time_key(f"layer.{layer}")] = self._by_time(y, where)
+                self._captured[time_key(layer_space(layer))] = self._by_time(y, where)
 
         return hook
 
@@ -194,12 +195,12 @@ class TransformersFeatures(nn.Module):
         try:
             out = self.encoder(**{self.spec.input: pixels}, **extra)
             spaces = {"representation": self._representation(out, b, t)}
-            missing = [n for n in self.layers if f"layer.{n}" not in self._captured]
+            missing = [n for n in self.layers if layer_space(n) not in self._captured]
             if missing:
                 raise ValueError(f"{self.name}: layer(s) {missing} did not run in the forward pass; choose modules that run")
             for n in self.layers:
-                y = self._captured[f"layer.{n}"]
-                spaces[f"layer.{n}"] = y.reshape(b, t, -1).mean(1) if self.spec.image else y
+                y = self._captured[layer_space(n)]
+                spaces[layer_space(n)] = y.reshape(b, t, -1).mean(1) if self.spec.image else y
             spaces.update(self._time_resolved(out, b, t))
         finally:
             self._captured = {}

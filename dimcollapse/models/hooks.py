@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from dimcollapse.models.archs import Layout
+from dimcollapse.models.registry import layer_space
 
 _CHANNELS_LAST_MODULES = (nn.Linear, nn.LayerNorm)
 
@@ -123,7 +124,7 @@ class FeatureModel(nn.Module):
 
     def _capture_output(self, layer: str, module: nn.Module, layout: Layout, class_token: bool) -> Callable[..., None]:
         def hook(_: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-            self._store(f"layer.{layer}", pool_features(output, module, self._batch, layout, class_token, f"{self.name} layer {layer!r}"))
+            self._store(layer_space(layer), pool_features(output, module, self._batch, layout, class_token, f"{self.name} layer {layer!r}"))
         return hook
 
     def _store(self, key: str, value: torch.Tensor) -> None:
@@ -142,13 +143,13 @@ class FeatureModel(nn.Module):
         try:
             out = self.net(self.pack(x))
             spaces = dict(out) if self.classifier is None else {"representation": self._captured["representation"]}
-            missing = [n for n in self.layers if f"layer.{n}" not in self._captured]
+            missing = [n for n in self.layers if layer_space(n) not in self._captured]
             if missing:
                 raise ValueError(
                     f"{self.name}: layer(s) {missing} did not run in the forward pass (a container whose "
                     "children are called one by one, or an unused module); choose a module that runs, e.g. its last child"
                 )
-            spaces.update({f"layer.{n}": self._captured[f"layer.{n}"] for n in self.layers})
+            spaces.update({layer_space(n): self._captured[layer_space(n)] for n in self.layers})
         finally:
             self._captured = {}
         return spaces

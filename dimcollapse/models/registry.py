@@ -122,3 +122,22 @@ def canonical_method(name: str) -> str:
         if canonical.lower() == name.strip().lower():
             return canonical
     raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(METHODS)}")
+
+
+#: Feature spaces of a network's layers are named ``layer.<module name>`` (a ``named_modules()`` name).
+LAYER_PREFIX = "layer."
+
+
+def layer_space(module: str) -> str:
+    """The feature space of the output of the network's module ``module``."""
+    return LAYER_PREFIX + module
+
+
+def space_layer(space: str) -> str | None:
+    """The module whose output a ``layer.<module>`` space holds; ``None`` for the other spaces."""
+    return space[len(LAYER_PREFIX):] if space.startswith(LAYER_PREFIX) else None
+
+
+def instance_spaces(method: str, layers: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The feature spaces an instance of ``method`` writes: the method's own, then one per layer."""
+    return tuple(METHODS[method].spaces) + tuple(layer_space(name) for name in layers)

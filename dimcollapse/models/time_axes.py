@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from dimcollapse.models.registry import space_layer
+
 #: Suffix of a time-resolved array's name: ``representation_time`` (N × T′ × D) beside
 #: ``representation`` (N × D), as ``<space>_views`` holds the views of a space.
 TIME_SUFFIX = "_time"
@@ -47,7 +49,7 @@ def no_time_axis(family: str, space: str, representation: str | None = None) -> 
         return "DPC's representation is the last state of a GRU run over its blocks: it has no time axis"
     if space == "embedding":
         return "the embedding is a projection of the pooled representation: it has no time axis"
-    if space.startswith("layer."):
+    if space_layer(space) is not None:
         return None
     if space != "representation":
         return f"unknown space {space!r}"
