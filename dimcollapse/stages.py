@@ -101,12 +101,14 @@ def spectrum(smk: Any) -> None:
         np.load(smk.input.features, mmap_mode="r"), views=views, normalize=p["normalize"],
         discard_fraction=g["twonn_discard_fraction"], uniformity_t=g["uniformity_t"],
         max_pairs_rows=g["max_pairs_rows"], seed=g["seed"], device=smk.config["analysis"]["device"],
+        **{k: g[k] for k in ("gride_n1", "gride_range_max", "gride_bootstrap", "ph0_max_rows", "ph0_steps",
+                             "ph0_subsamples", "ph0_alpha")},
     )
     w = smk.wildcards
     write_metrics_json(smk.output.metrics,
                        metrics_row(spec, dataset=w.dataset, method=w.method, space=w.space, **geometry))
-    log.info("N=%d D=%d AUC=%.4f RankMe=%.2f TwoNN=%.2f (%d rows)", spec.n_samples, spec.dim, spec.auc,
-             spec.rankme, geometry["twonn"], geometry["pairs_rows"])
+    log.info("N=%d D=%d AUC=%.4f RankMe=%.2f TwoNN=%.2f GRIDE=%.2f PH0=%.2f (%d rows)", spec.n_samples, spec.dim,
+             spec.auc, spec.rankme, geometry["twonn"], geometry["gride"], geometry["ph0"], geometry["pairs_rows"])
 
 
 def metrics(smk: Any) -> None:
@@ -179,6 +181,24 @@ def figure(smk: Any) -> None:
     curves = _curves_by_label(list(smk.input.spectra), labels)
     fig = spectrum_figure(curves, title=title, colors=colors,
                           y_range=view["figures"]["y_range"])
+    save_figure(fig, smk.output.png, smk.output.pdf, dpi=view["figures"]["dpi"])
+
+
+def id_scale_figure(smk: Any) -> None:
+    import json
+    from pathlib import Path
+
+    from dimcollapse.analysis.figures import save_figure
+    from dimcollapse.analysis.id_scale import id_scale_figure as draw
+
+    _start(smk)
+    view = smk.params.view
+    labels, colors, title = _figure_view(view, f"{smk.wildcards.dataset}, intrinsic dimension across scales")
+    curves: dict[str, dict[str, Any]] = {}
+    for path in smk.input.metrics:
+        row = json.loads(Path(path).read_text())
+        curves.setdefault(row["space"], {})[labels[row["method"]]] = row.get("gride_curve")
+    fig = draw(curves, n1_column=smk.params.gride_n1, colors=colors, title=title)
     save_figure(fig, smk.output.png, smk.output.pdf, dpi=view["figures"]["dpi"])
 
 
@@ -370,8 +390,10 @@ def similarity(smk: Any) -> None:
             raise ValueError(f"{path}: {x.shape[0]} rows, but {next(iter(n_rows))} has {next(iter(n_rows.values()))}")
         return x
 
-    written = similarity_tables(smk.params.plan, load, smk.output[0])
-    log.info("%d CKA tables in %s", len(written), smk.output[0])
+    p = smk.params.similarity
+    written = similarity_tables(smk.params.plan, load, smk.output[0], knn_k=p["mutual_knn_k"],
+                                max_rows=p["max_pairs_rows"], seed=p["seed"], device=smk.config["analysis"]["device"])
+    log.info("%d similarity tables in %s", len(written), smk.output[0])
 
 
 def similarity_figure(smk: Any) -> None:
@@ -380,7 +402,7 @@ def similarity_figure(smk: Any) -> None:
 
     _start(smk)
     view = smk.params.view
-    labels, _, title = _figure_view(view, f"{smk.wildcards.dataset}, linear CKA between feature spaces")
+    labels, _, title = _figure_view(view, f"{smk.wildcards.dataset}, similarity between feature spaces")
     save_figure(draw(smk.input[0], labels=labels, title=title), smk.output.png, smk.output.pdf,
                 dpi=view["figures"]["dpi"])
 
@@ -534,14 +556,14 @@ def _json_rows(paths: Any) -> dict[tuple[str, str, str], dict[str, Any]]:
 
 
 PROBE_TABLE_COLUMNS = (
-    "dataset", "method", "label", "space", "n_samples", "dim", "rank_limited", "split", "n_train", "n_test",
-    "n_classes", "knn_k", "knn_temperature", "knn_accuracy", "linear_accuracy", "linear_weight_decay",
-    "auc_sigma", "auc_lambda", "rankme", "alpha_req", "lidar", "twonn", "twonn_mle", "self_clustering", "uniformity",
-    "alignment",
+    "dataset", "method", "label", "family", "space", "n_samples", "dim", "rank_limited", "split", "n_train",
+    "n_test", "n_classes", "knn_k", "knn_temperature", "knn_accuracy", "linear_accuracy", "linear_weight_decay",
+    "auc_sigma", "auc_lambda", "rankme", "alpha_req", "lidar", "twonn", "twonn_mle", "gride", "ph0",
+    "self_clustering", "uniformity", "alignment",
 )
 CORRELATION_COLUMNS = (
-    "dataset", "accuracy", "metric", "n_points", "spearman_rho", "ci_low", "ci_high", "ci_level", "bootstrap_n",
-    "bootstrap_seed",
+    "dataset", "accuracy", "metric", "scope", "family", "n_points", "spearman_rho", "ci_low", "ci_high", "ci_level",
+    "bootstrap_n", "bootstrap_seed",
 )
 
 
@@ -556,7 +578,7 @@ def probe_table(smk: Any) -> None:
     rows = []
     for key, probe_row in probes.items():
         row = {**spectra[key], **probe_row, "label": smk.params.labels[key[1]],
-               "lidar": lidars.get(key, {}).get("lidar")}
+               "family": smk.params.families[key[1]], "lidar": lidars.get(key, {}).get("lidar")}
         rows.append({c: row.get(c) for c in PROBE_TABLE_COLUMNS})
     rows.sort(key=lambda r: (r["dataset"], r["method"], r["space"]))
     p = smk.params.probes
@@ -576,7 +598,7 @@ def probe_figure(smk: Any) -> None:
 
     _start(smk)
     rows = pd.read_csv(smk.input.table).to_dict("records")
-    corr = pd.read_csv(smk.input.correlations).to_dict("records")
+    corr = [c for c in pd.read_csv(smk.input.correlations).to_dict("records") if c["scope"] == "all"]
     view = smk.params.view
     _, colors, title = _figure_view(view, "collapse metrics against probe accuracy")
     fig = draw(rows, corr, metrics=CORRELATED_METRICS, accuracies=ACCURACIES, title=title, colors=colors)

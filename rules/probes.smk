@@ -137,6 +137,7 @@ rule probe_table:
     params:
         probes={k: PROBES[k] for k in ("bootstrap", "seed")},
         labels=LABELS,
+        families=FAMILIES,
         code=code("analysis/probes.py"),
     log:
         "logs/probe_table.log",

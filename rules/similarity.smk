@@ -1,6 +1,6 @@
-# How alike are the feature spaces? Linear CKA per dataset between the layers of an
-# instance, between instances in each shared space, and between consecutive checkpoints
-# of a series; one job for the tables and one for their figure per dataset.
+# How alike are the feature spaces? Linear and debiased CKA and mutual k-NN per dataset
+# between the layers of an instance, between instances in each shared space, and between
+# consecutive checkpoints of a series; one job for the tables and one for their figure per dataset.
 
 
 rule similarity:
@@ -11,7 +11,8 @@ rule similarity:
         directory("results/similarity/{dataset}"),
     params:
         plan=similarity_plan(),
-        code=code("analysis/similarity.py", "analysis/metrics.py"),
+        similarity=SIMILARITY,
+        code=code("analysis/similarity.py", "analysis/metrics.py", "analysis/pairwise.py"),
     log:
         "logs/similarity/{dataset}.log",
     benchmark:
@@ -34,7 +35,7 @@ rule similarity_figure:
             "results/figures/similarity/{dataset}.png",
             caption="../report/similarity.rst",
             category="Figures",
-            labels={"dataset": "{dataset}", "figure": "linear CKA between spaces"},
+            labels={"dataset": "{dataset}", "figure": "similarity between spaces"},
         ),
         pdf="results/figures/similarity/{dataset}.pdf",
     params:
