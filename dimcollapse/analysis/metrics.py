@@ -411,7 +411,8 @@ def metrics_markdown(rows: Iterable[Mapping[str, Any]]) -> str:
         subsampled = sorted({(r["pairs_rows"], r["n_samples"]) for r in rows
                              if r.get("pairs_rows") is not None and r["pairs_rows"] < r["n_samples"]})
         if subsampled:
-            notes.append(f"TwoNN, GRIDE, PH₀ and uniformity used a seeded subsample of {subsampled[0][0]} rows where N is larger.")
+            notes.append(f"TwoNN, GRIDE, PH₀ and uniformity used a seeded subsample of {subsampled[0][0]} rows "
+                         "where N is larger.")
     return "\n".join(lines) + "\n" + "".join(f"\n{n}\n" for n in notes)
 
 
@@ -474,7 +475,8 @@ def probe_tracking_markdown(
             order = (["all"] if "all" in points else []) + sorted(k for k in points if k.startswith("within ")) + (
                 ["across"] if "across" in points else [])
             heads = {k: f"{k} ({points[k]})" for k in order}
-            heads.update({"all": f"all ({points.get('all')} points)", "across": f"across {points.get('across')} families"})
+            heads.update({"all": f"all ({points.get('all')} points)",
+                          "across": f"across {points.get('across')} families"})
             lines += [f"**{dataset}**, {accuracy_labels[accuracy]}", "",
                       "| Measure | " + " | ".join(f"ρ {heads[k]}" for k in order) + " |",
                       "|---|" + "---|" * len(order)]
@@ -1102,7 +1104,8 @@ def _cka_terms(a: _CkaSpace, b: _CkaSpace) -> tuple[float, float, float]:
 
 def _hsic1(cross: float, ra: np.ndarray, rb: np.ndarray) -> float:
     """Song et al.'s (2012) unbiased HSIC of linear kernels of centred X, Y, with K̃, L̃ the
-    Grams with zeroed diagonals: [tr(K̃L̃) + 1ᵀK̃1·1ᵀL̃1/((n−1)(n−2)) − 2/(n−2)·1ᵀK̃L̃1] / (n(n−3)).
+    Grams with zeroed diagonals:
+    [tr(K̃L̃) + 1ᵀK̃1·1ᵀL̃1/((n−1)(n−2)) − 2/(n−2)·1ᵀK̃L̃1] / (n(n−3)).
     For centred rows K1 = 0, so K̃1 = −a (a the squared row norms) and the terms reduce
     to tr(K̃L̃) = ‖XᵀY‖²_F − a·b, 1ᵀK̃1 = −Σa, 1ᵀK̃L̃1 = a·b (the estimator does not
     change when the features are shifted, so centring costs nothing)."""
@@ -1120,8 +1123,8 @@ def _cka_pair(a: _CkaSpace, b: _CkaSpace, debiased: bool) -> tuple[float, float]
         return linear, math.nan
     ra, rb = a.row_sq(), b.row_sq()
     xx, yy = _hsic1(kk, ra, ra), _hsic1(ll, rb, rb)
-    if xx <= 0 or yy <= 0:
-        raise ValueError("debiased CKA is undefined: a space's unbiased HSIC with itself is not positive")
+    if xx <= 0 or yy <= 0:  # possible with very few rows: the estimate of ‖Cov‖² is then useless
+        return linear, math.nan
     return linear, _hsic1(cross, ra, rb) / math.sqrt(xx * yy)
 
 
@@ -1152,7 +1155,10 @@ def unbiased_cka(x: np.ndarray, y: np.ndarray, *, chunk_rows: int = DEFAULT_CHUN
     independent random n × d matrices with n ≪ d is far from 0; this one is near 0. It can
     be slightly negative, and it is 1 for a space with itself."""
     a, b = _cka_spaces([x, y], chunk_rows, min_rows=4)
-    return _cka_pair(a, b, debiased=True)[1]
+    value = _cka_pair(a, b, debiased=True)[1]
+    if math.isnan(value):
+        raise ValueError("debiased CKA is undefined: a space's unbiased HSIC with itself is not positive")
+    return value
 
 
 def cka_matrices(
@@ -1160,7 +1166,8 @@ def cka_matrices(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Symmetric matrices of linear and (``debiased``; else NaN) debiased CKA between every
     two of ``matrices``, ones on the diagonals; one cross term per pair serves both, and
-    each space's normaliser and row norms are computed once."""
+    each space's normaliser and row norms are computed once. A debiased value that a
+    space's few rows leave undefined (its unbiased HSIC with itself not positive) is NaN."""
     spaces = _cka_spaces(matrices, chunk_rows, min_rows=4 if debiased else 2)
     linear = np.eye(len(spaces))
     unbiased = np.eye(len(spaces)) if debiased else np.full((len(spaces),) * 2, np.nan)
@@ -1243,6 +1250,43 @@ def _or_nan(name: str, estimate: Any) -> Any:
         return None
 
 
+def neighbour_dimensions(
+    x: np.ndarray, *, discard_fraction: float = 0.1, gride_n1: int = GRIDE_N1, gride_range_max: int = GRIDE_RANGE_MAX,
+    gride_bootstrap: int = 0, seed: int = 0, device: str | None = "auto",
+) -> dict[str, Any]:
+    """TwoNN (linear fit and MLE), GRIDE at n1 = ``gride_n1`` and the GRIDE curve up to
+    ``gride_range_max`` (JSON-ready, key ``gride_curve``) of the rows of ``x``, from one
+    neighbour search for every rank they need. What the rows cannot give (fewer than 3,
+    or fewer than 2·``gride_n1`` + 1 for ``gride``) is left undefined with a warning."""
+    from dimcollapse.analysis.pairwise import nearest_neighbours
+
+    n = len(x)
+    out: dict[str, Any] = {"twonn": math.nan, "twonn_mle": math.nan, "twonn_duplicates": 0, "gride": math.nan,
+                           "gride_n1": gride_n1, "gride_curve": None}
+    if n < 3:
+        warnings.warn(f"TwoNN and GRIDE need at least 3 rows, have {n}: left undefined", stacklevel=2)
+        return out
+    scales = gride_scales(n, gride_range_max)
+    n1, n2 = _gride_ranks(gride_n1, None)
+    ranks = {1, 2} | set(scales) | {2 * s for s in scales} | ({n1, n2} if n2 < n else set())
+    nn = nearest_neighbours(x, ranks, device=device)
+    ratios = _twonn_ratios(nn)
+    out["twonn_duplicates"] = ratios.n_duplicates
+    if int(ratios.mu.size * (1 - discard_fraction)) >= 2:
+        out["twonn"] = twonn_from_ratios(ratios, discard_fraction, "linear").dimension
+        out["twonn_mle"] = twonn_from_ratios(ratios, discard_fraction, "mle").dimension
+    else:
+        warnings.warn(f"TwoNN: {ratios.mu.size} rows with a ratio are too few: left undefined", stacklevel=2)
+    if n2 < n:
+        gride = _or_nan("GRIDE", lambda: _gride_at(nn, n1, n2).dimension)
+        out["gride"] = math.nan if gride is None else gride
+    else:
+        warnings.warn(f"GRIDE at n1={n1} needs more than {n2} rows, have {n}: left undefined", stacklevel=2)
+    curve = _or_nan("GRIDE curve", lambda: _gride_curve(nn, gride_range_max, gride_bootstrap, seed, 0.95))
+    out["gride_curve"] = None if curve is None else curve.to_dict()
+    return out
+
+
 def geometry_metrics(
     x: np.ndarray, *, views: np.ndarray | None = None, normalize: bool = True, discard_fraction: float = 0.1,
     uniformity_t: float = 2.0, max_pairs_rows: int | None = DEFAULT_MAX_PAIRS_ROWS, seed: int = 0,
@@ -1259,7 +1303,7 @@ def geometry_metrics(
     ``max_pairs_rows``; ``pairs_rows`` records how many rows they used, ``ph0_setting``
     the PH₀ sizes and draws. Self-clustering uses every row (it needs no pairs).
     """
-    from dimcollapse.analysis.pairwise import nearest_neighbours, pair_subsample
+    from dimcollapse.analysis.pairwise import pair_subsample
 
     pick = pair_subsample(len(x), max_pairs_rows, seed)
     rows = np.asarray(x if pick is None else x[pick])
@@ -1268,42 +1312,18 @@ def geometry_metrics(
         cloud = np.array(rows, dtype=np.float64)
         cloud /= np.maximum(np.linalg.norm(cloud, axis=1), NORM_EPS)[:, None]
         cloud = cloud.astype(np.float32)
-    n = len(cloud)
-    twonn, twonn_mle, n_dup, gride, curve = math.nan, math.nan, 0, None, None
-    if n < 3:
-        warnings.warn(f"TwoNN and GRIDE need at least 3 rows, have {n}: left undefined", stacklevel=2)
-    else:
-        scales = gride_scales(n, gride_range_max)
-        n1, n2 = _gride_ranks(gride_n1, None)
-        ranks = {1, 2} | set(scales) | {2 * s for s in scales} | ({n1, n2} if n2 < n else set())
-        nn = nearest_neighbours(cloud, ranks, device=device)
-        ratios = _twonn_ratios(nn)
-        n_dup = ratios.n_duplicates
-        if int(ratios.mu.size * (1 - discard_fraction)) >= 2:
-            twonn = twonn_from_ratios(ratios, discard_fraction, "linear").dimension
-            twonn_mle = twonn_from_ratios(ratios, discard_fraction, "mle").dimension
-        else:
-            warnings.warn(f"TwoNN: {ratios.mu.size} rows with a ratio are too few: left undefined", stacklevel=2)
-        if n2 < n:
-            gride = _or_nan("GRIDE", lambda: _gride_at(nn, n1, n2).dimension)
-        else:
-            warnings.warn(f"GRIDE at n1={n1} needs more than {n2} rows, have {n}: left undefined", stacklevel=2)
-        curve = _or_nan("GRIDE curve", lambda: _gride_curve(nn, gride_range_max, gride_bootstrap, seed, 0.95))
+    out: dict[str, Any] = neighbour_dimensions(cloud, discard_fraction=discard_fraction, gride_n1=gride_n1,
+                                               gride_range_max=gride_range_max, gride_bootstrap=gride_bootstrap,
+                                               seed=seed, device=device)
     ph0 = _or_nan("PH0", lambda: ph0_dimension(cloud, alpha=ph0_alpha, max_rows=ph0_max_rows, steps=ph0_steps,
                                                subsamples=ph0_subsamples, seed=seed, device=device))
-    out: dict[str, Any] = {
-        "twonn": twonn,
-        "twonn_mle": twonn_mle,
-        "twonn_duplicates": n_dup,
-        "gride": math.nan if gride is None else gride,
-        "gride_n1": gride_n1,
+    out.update({
         "ph0": math.nan if ph0 is None else ph0.dimension,
         "ph0_setting": "" if ph0 is None else ph0.setting,
         "self_clustering": self_clustering(x),
         "uniformity": uniformity(rows, uniformity_t, device=device),
         "pairs_rows": int(len(rows)),
-        "gride_curve": None if curve is None else curve.to_dict(),
-    }
+    })
     if views is not None:
         out["alignment"] = alignment(views)
     return out
