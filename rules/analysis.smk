@@ -16,7 +16,7 @@ rule spectrum:
     params:
         spectrum=SPECTRUM,
         geometry=GEOMETRY,
-        code=code("analysis/spectrum.py", "analysis/metrics.py", "analysis/pairwise.py"),
+        code=code("analysis/spectrum.py", "analysis/metrics.py", "analysis/pairwise.py", "analysis/spanning_tree.py"),
     log:
         "logs/spectrum/{dataset}/{method}/{space}.log",
     benchmark:

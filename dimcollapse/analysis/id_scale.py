@@ -50,6 +50,9 @@ def id_scale_figure(
         if n1_column is not None:
             ax.axvline(n1_column, color="0.4", linestyle=":", linewidth=1, label=f"n1 = {n1_column} (gride column)")
         ax.set_xscale("log", base=2)
+        ranks = sorted({n for curve in curves[space].values() if curve for n in curve["n1"]})
+        ax.set_xticks(ranks, [str(n) for n in ranks])
+        ax.minorticks_off()
         ax.set_xlabel("neighbour rank n1 (ratio r(2·n1) / r(n1))", fontsize=9)
         ax.set_ylabel("GRIDE intrinsic dimension", fontsize=9)
         ax.set_title(f"{space} space", fontsize=10)

@@ -1,20 +1,22 @@
 """Kernels over all pairs of rows, one Gram block at a time (torch, CPU or CUDA).
 
-Pairwise metrics (TwoNN's nearest neighbours, uniformity's sum over pairs) need every
-inner product of an N × D matrix with itself, but never the N × N matrix: each kernel
-walks row chunks, computes one float32 Gram block ``x[chunk] @ x.T`` with a single GEMM,
-reduces it, and drops it. Memory is bounded by ``chunk_rows × N`` values, not N².
+Pairwise metrics (the neighbour distances of TwoNN and GRIDE, the k-NN sets of mutual
+k-NN, uniformity's sum over pairs) need every inner product of an N × D matrix with itself,
+but never the N × N matrix: each kernel walks row chunks, computes one float32 Gram block
+``x[chunk] @ x.T`` with a single GEMM, reduces it, and drops it. Memory is bounded by
+``chunk_rows × N`` values, not N².
 
 Float32 is accurate for inner products but not for distances read off them:
 ‖a − b‖² = ‖a‖² + ‖b‖² − 2ab cancels when neighbours are close compared with their norms.
-:func:`nearest_two` therefore uses the Gram blocks only to pick a few candidates per row,
-then recomputes the candidates' distances from differences (rounded relative to the
-distance itself, not to the norms), and proves the result: every row whose second-nearest
-distance lies below the smallest distance the float32 pass could have missed (a
-worst-case rounding bound) is certain; the rare others are searched again against all rows
-in float64.
+:func:`nearest_neighbours` therefore uses the Gram blocks only to pick candidates per row,
+then recomputes from differences (rounded relative to the distance itself, not to the
+norms) the few candidates whose order a worst-case rounding bound leaves in doubt, and
+proves the result: the last candidate's distance bounds what the float32 pass could have
+missed; the rare rows it cannot prove are searched again against all rows. One pass serves
+every rank asked for (TwoNN's 1 and 2 and the whole GRIDE curve).
 
-The public metrics built on these kernels are in :mod:`dimcollapse.analysis.metrics`.
+The public metrics built on these kernels are in :mod:`dimcollapse.analysis.metrics`; the
+minimum spanning trees of PH₀ in :mod:`dimcollapse.analysis.spanning_tree`.
 """
 
 from __future__ import annotations
@@ -257,7 +259,8 @@ def nearest_neighbours(
     ``ranks``, and with ``members`` > 0 the set of its ``members`` nearest rows: one chunked
     float32 top-k pass over Gram blocks, then exact distances where order is in doubt.
 
-    The pass keeps max(ranks, members) + ``extra`` + 1 candidates per row; the exact step
+    The pass keeps r + max(``extra``, r / 4) + 1 candidates per row (r the largest rank
+    or ``members``: more near-ties at larger ranks); the exact step
     (:func:`_resolve`) measures only the candidates whose float32 distance is too close to
     a requested rank's to decide, and the last candidate proves that no other row is
     nearer; the rare rows it cannot prove are searched again against all rows. Identical

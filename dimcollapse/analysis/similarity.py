@@ -103,7 +103,8 @@ class _Compared:
         """Every measure between every two of ``members`` ((instance, space) pairs)."""
         matrices = [self.matrix(m, s) for m, s in members]
         linear, unbiased = cka_matrices(matrices, debiased=len(matrices[0]) >= 4)
-        knn = mutual_knn_from_sets([self.knn(m, s) for m, s in members])
+        knn = (mutual_knn_from_sets([self.knn(m, s) for m, s in members]) if self.k >= 1
+               else np.full_like(linear, np.nan))  # one row: no neighbours
         return {"cka": linear, "unbiased_cka": unbiased, "mutual_knn": knn}
 
 
@@ -125,14 +126,14 @@ def similarity_tables(
     out = Path(out_dir)
     for folder in [out] + [out / m for m in MEASURES if m != "cka"]:
         folder.mkdir(parents=True, exist_ok=True)
-    spaces = _Compared(load, knn_k, max_rows, seed, device)
+    compared = _Compared(load, knn_k, max_rows, seed, device)
     written = []
     tables = [(f"layers.{method}.csv", members, [(method, s) for s in members])
               for method, members in plan["layers"].items()]
     tables += [(f"instances.{space}.csv", members, [(m, space) for m in members])
                for space, members in plan["instances"].items()]
     for name, names, members in tables:
-        for measure, matrix in spaces.measures(members).items():
+        for measure, matrix in compared.measures(members).items():
             path = _table_path(out, measure, name)
             write_cka_csv(path, names, matrix)
             written.append(path)
@@ -140,15 +141,15 @@ def similarity_tables(
         rows = []
         for (order_a, a), (order_b, b) in zip(members, members[1:]):
             for space in plan["series_spaces"][name]:
-                pair = spaces.measures([(a, space), (b, space)])
+                pair = compared.measures([(a, space), (b, space)])
                 rows.append({"space": space, "from": a, "to": b, "from_order": order_a, "to_order": order_b,
                              **{measure: float(matrix[0, 1]) for measure, matrix in pair.items()}})
         path = out / f"series.{name}.csv"
         with atomic_path(path, suffix=".csv") as tmp:
             pd.DataFrame(rows, columns=list(SERIES_COLUMNS)).to_csv(tmp, index=False, float_format="%.6f")
         written.append(path)
-    write_json(out / "settings.json", {"rows": spaces.rows, "mutual_knn_k": spaces.k,
-                                       "mutual_knn_rows": spaces.knn_rows, "mutual_knn_seed": seed})
+    write_json(out / "settings.json", {"rows": compared.rows, "mutual_knn_k": compared.k,
+                                       "mutual_knn_rows": compared.knn_rows, "mutual_knn_seed": seed})
     return written
 
 
@@ -179,11 +180,12 @@ def _heatmap(ax: Any, path: Path, measure: str, heading: str, labels: Mapping[st
     ax.set_xticks(range(len(names)), shown, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(len(names)), shown, fontsize=8)
     if len(names) <= 10:
+        size = 7 if len(names) <= 6 else 5
         for i in range(len(names)):
             for j in range(len(names)):
                 light = (matrix[i, j] > 0.6) if cmap == "viridis" else abs(matrix[i, j]) < 0.6
                 ax.text(j, i, "–" if np.isnan(matrix[i, j]) else f"{matrix[i, j]:.2f}", ha="center", va="center",
-                        fontsize=7, color="black" if light else "white")
+                        fontsize=size, color="black" if light else "white")
     ax.set_title(heading, fontsize=10)
     return image
 
@@ -212,8 +214,9 @@ def similarity_figure(
         for col, measure in enumerate(measures):
             image = _heatmap(axes[row, col], _table_path(folder, measure, path.name), measure,
                              f"{names[measure]}: {heading}", labels)
-            if row == len(tables) - 1:
-                fig.colorbar(image, ax=list(axes[: len(tables), col]), shrink=0.8, label=names[measure])
+            if row == len(tables) - 1:  # one scale per measure, under its column
+                fig.colorbar(image, ax=list(axes[: len(tables), col]), location="bottom", shrink=0.7, aspect=30,
+                             label=names[measure])
     flat = list(axes[len(tables):].flatten())
     for ax, path in zip(flat, series):
         table = pd.read_csv(path)
