@@ -29,8 +29,11 @@ defaults ≤ 3 × TwoNN and ≥ 3 × faster than scikit-dimension's PH with the 
 peak memory < 1 GB; the same numbers (1e-3 relative). Ratios are printed last, with the
 load average of the machine before and after.
 
+``--threads N`` gives every path N threads (torch, and the BLAS/OpenMP pools of numpy and
+scikit-learn): on cores shared with other work, one thread per path gives comparable figures.
+
 Usage: python benchmarks/geometry_bench.py [--rows 20000] [--dim 2048] [--ph-rows 5000]
-       [--chunk-rows 512] [--device cpu|cuda] [--repeats 1] [--skip-skdim] [--tmpdir DIR]
+       [--chunk-rows 512] [--device cpu|cuda] [--repeats 1] [--threads N] [--skip-skdim] [--tmpdir DIR]
 """
 
 from __future__ import annotations
@@ -118,6 +121,8 @@ def run_worker(kind: str, path: Path, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, "--worker", kind, "--input", str(path), "--chunk-rows", str(args.chunk_rows),
            "--ph-rows", str(args.ph_rows), "--device", args.device]
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if args.threads:  # every path alike: torch, and the BLAS and OpenMP pools numpy and scikit-learn use
+        env.update({name: str(args.threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")})
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{kind} worker failed:\n{proc.stderr}")
@@ -189,6 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where our paths compute")
     ap.add_argument("--skip-skdim", action="store_true", help="leave out scikit-dimension (the slow reference)")
     ap.add_argument("--repeats", type=int, default=1, help="rounds over every path; each path's fastest is reported")
+    ap.add_argument("--threads", type=int, default=0, help="threads of every path (default: the libraries' own)")
     ap.add_argument("--tmpdir", default=None)
     ap.add_argument("--worker", choices=KINDS, help=argparse.SUPPRESS)
     ap.add_argument("--input", help=argparse.SUPPRESS)
@@ -204,7 +210,8 @@ def main(argv: list[str] | None = None) -> None:
         write_features(path, args.rows, args.dim)
         load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
         print(f"{args.rows} x {args.dim} float32 ({path.stat().st_size / 1e6:.0f} MB), chunk_rows={args.chunk_rows}, "
-              f"device {args.device}, {os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+              f"device {args.device}, {os.cpu_count()} CPUs, threads {args.threads or 'default'}, "
+              f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
         kinds = ["gram", "twonn", "twonn_gride", "ph0", "ph0_small"]
         kinds += [] if args.skip_skdim else ["skdim_twonn", "skdim_gride", "skdim_ph"]
         runs: dict[str, list[dict]] = {kind: [] for kind in kinds}

@@ -289,6 +289,8 @@ def test_correlations_within_and_across_model_families() -> None:
     assert by[("all", "")]["spearman_rho"] > 0.7 and by[("all", "")]["n_points"] == 13
     assert all(by[("within", f"fam{f}")]["spearman_rho"] == pytest.approx(-1.0) for f in range(3))
     assert by[("across", "")]["spearman_rho"] == pytest.approx(1.0) and by[("across", "")]["n_points"] == 4
+    assert np.isnan(by[("across", "")]["ci_low"])  # 4 families: no interval
+    assert np.isfinite(by[("within", "fam0")]["ci_low"])
     assert {c["scope"] for c in metric_accuracy_correlations([{k: v for k, v in r.items() if k != "family"}
                                                                 for r in rows], n_boot=10)} == {"all"}
 

@@ -459,8 +459,8 @@ def probe_tracking_markdown(
              "Spearman's ρ between each measure and probe accuracy over a dataset's instances and spaces, "
              "with its bootstrap interval; strongest first. *Within* a model family: over that family's points "
              "(at least 3); *across* families: over one point per family, the medians of its points (at least 3 "
-             "families). A measure that tracks accuracy across families but not within them may only tell "
-             "architectures apart.", ""]
+             "families; an interval from 5). A measure that tracks accuracy across families but not within them "
+             "may only tell architectures apart.", ""]
     for dataset in dict.fromkeys(str(c["dataset"]) for c in correlations):
         subset = [c for c in correlations if str(c["dataset"]) == dataset]
         for accuracy in [a for a in accuracy_labels if any(c["accuracy"] == a for c in subset)]:

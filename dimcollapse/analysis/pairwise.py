@@ -190,8 +190,10 @@ def _select(values: torch.Tensor, index: torch.Tensor, count: torch.Tensor) -> t
     return rank < count[:, None]
 
 
-def _resolve(src: torch.Tensor, c: _Centred, start: int, near: torch.Tensor, idx: torch.Tensor,
-             ranks: tuple[int, ...], members: int, bounded: bool) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+def _resolve(
+    src: torch.Tensor, c: _Centred, start: int, near: torch.Tensor, idx: torch.Tensor, ranks: tuple[int, ...],
+    members: int, bounded: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """Exact squared distances at ``ranks`` (and the ``members`` nearest) of a chunk's rows
     from their sorted float32 candidates.
 

@@ -387,6 +387,8 @@ def spearman_with_interval(
     return rho, float(low), float(high)
 
 
+MIN_FAMILIES_FOR_INTERVAL = 5
+"""Fewest families for a bootstrap interval of the ``across`` correlation."""
 SCOPES = ("all", "within", "across")
 """Which points a correlation pools: all of a dataset's, those of one model family
 (``within``, one row per family), or one point per family, its medians (``across``)."""
@@ -412,14 +414,17 @@ def metric_accuracy_correlations(
     space. When rows carry a ``family`` (:attr:`dimcollapse.config.ModelInstance.model_family`),
     scope ``within`` gives ρ over the points of each family with at least 3 (column
     ``family``), and ``across`` ρ over one point per family (the medians of its points),
-    with at least 3 families: a measure that tracks accuracy only across families may just
-    tell architectures apart, not collapse within one.
+    with at least 3 families (its bootstrap interval with at least
+    :data:`MIN_FAMILIES_FOR_INTERVAL`): a measure that tracks accuracy only across families
+    may just tell architectures apart, not collapse within one.
     """
     out: list[dict[str, object]] = []
 
     def add(dataset: str, accuracy: str, metric: str, scope: str, family: str, x: np.ndarray,
             y: np.ndarray) -> None:
         rho, low, high = spearman_with_interval(x, y, n_boot=n_boot, seed=seed, level=level)
+        if scope == "across" and x.size < MIN_FAMILIES_FOR_INTERVAL:
+            low = high = math.nan  # resampling 3 or 4 points gives intervals that look certain
         out.append({"dataset": dataset, "accuracy": accuracy, "metric": metric, "scope": scope, "family": family,
                     "n_points": int(x.size), "spearman_rho": rho, "ci_low": low, "ci_high": high,
                     "ci_level": level, "bootstrap_n": n_boot, "bootstrap_seed": seed})

@@ -8,9 +8,11 @@ in another component comes from one pass over float32 Gram blocks of the upper t
 (one GEMM per block of ``chunk_rows`` rows, each block updating its rows and its later
 columns, as :func:`dimcollapse.analysis.pairwise.nearest_neighbours` does), each
 component takes the shortest such edge, and components merge; the number of components
-at least halves per round. Blocks are kept between rounds while the whole triangle fits
-in ``cache_bytes`` (subsamples of a few thousand rows: one GEMM pass for the whole tree);
-larger inputs recompute them each round, in memory bounded by one block.
+at least halves per round. While the m × m matrix fits in ``cache_bytes`` (subsamples of
+up to 4,096 rows by default) the blocks are written once into it, mirrored, and each round
+is one masked pass over it (one GEMM pass for the whole tree, and few, large element-wise
+operations, which matters on busy cores); larger inputs recompute the blocks each round,
+in memory bounded by one block.
 
 The tree is chosen on float32 distances; its edges' lengths are then measured from
 differences (no ‖a‖² + ‖b‖² − 2ab cancellation). Where float32 rounding swaps two
@@ -35,8 +37,8 @@ from dimcollapse.analysis.pairwise import (
 )
 
 MST_CACHE_BYTES = 64 * 2**20
-"""Largest upper triangle of float32 distances kept between Borůvka rounds (64 MiB: a
-subsample of about 5,800 rows); above it each round recomputes its Gram blocks."""
+"""Largest float32 distance matrix kept between Borůvka rounds (64 MiB: a subsample of
+4,096 rows); above it each round recomputes its Gram blocks, in memory bounded by one."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,47 @@ def _find(parent: np.ndarray, i: int) -> int:
     return i
 
 
+def _dense(c: _Centred, chunk_rows: int) -> torch.Tensor:
+    """The full m × m float32 squared-distance matrix from the upper-triangle blocks (each
+    block also written to its mirror image: no GEMM twice), infinite on the diagonal."""
+    m = c.x.shape[0]
+    full = torch.empty((m, m), device=c.x.device)
+    for start in range(0, m, chunk_rows):
+        stop = min(start + chunk_rows, m)
+        block = c.block(start, stop, start)
+        full[start:stop, start:] = block
+        full[start:, start:stop] = block.T
+    full.fill_diagonal_(float("inf"))
+    return full
+
+
+def _nearest_other_dense(full: torch.Tensor, comp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's nearest row in another component (float32 squared distance, index):
+    one masked pass over the kept matrix."""
+    return torch.where(comp[:, None] == comp[None, :], float("inf"), full).min(dim=1)
+
+
+def _nearest_other_blocks(c: _Centred, comp: torch.Tensor, chunk_rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same from the upper-triangle blocks, recomputed: each block updates its rows
+    and its later columns."""
+    m, dev = c.x.shape[0], c.x.device
+    best = torch.full((m,), float("inf"), device=dev)
+    best_j = torch.zeros(m, dtype=torch.long, device=dev)
+    for start in range(0, m, chunk_rows):
+        stop = min(start + chunk_rows, m)
+        other = torch.where(comp[start:stop, None] == comp[None, start:], float("inf"), c.block(start, stop, start))
+        near, j = other.min(dim=1)
+        better = near < best[start:stop]
+        best[start:stop] = torch.where(better, near, best[start:stop])
+        best_j[start:stop] = torch.where(better, j + start, best_j[start:stop])
+        if stop < m:  # the later columns: their nearest row of this chunk
+            near, j = other[:, stop - start :].min(dim=0)
+            better = near < best[stop:]
+            best[stop:] = torch.where(better, near, best[stop:])
+            best_j[stop:] = torch.where(better, j + start, best_j[stop:])
+    return best, best_j
+
+
 def minimum_spanning_tree(
     x: np.ndarray, *, chunk_rows: int = DEFAULT_CHUNK_ROWS, device: str | None = "auto",
     cache_bytes: int = MST_CACHE_BYTES,
@@ -70,36 +113,16 @@ def minimum_spanning_tree(
         raise ValueError(f"a spanning tree needs at least 2 rows, got {m}")
     dev = torch_device(device)
     c = _Centred(src, dev)
-    starts = list(range(0, m, chunk_rows))
-    keep = sum((min(s + chunk_rows, m) - s) * (m - s) for s in starts) * 4 <= cache_bytes
-    cache: dict[int, torch.Tensor] = {}
     labels = np.arange(m)  # component of each row, numbered 0..C-1
     edges: list[tuple[int, int]] = []
     rounds = 0
-    inf = torch.tensor(float("inf"), device=dev)
     with _ieee_float32(dev):
+        full = _dense(c, chunk_rows) if m * m * 4 <= cache_bytes else None
         while len(edges) < m - 1:
             rounds += 1
-            best = torch.full((m,), float("inf"), device=dev)
-            best_j = torch.zeros(m, dtype=torch.long, device=dev)
             comp = torch.from_numpy(labels).to(dev)
-            for start in starts:
-                stop = min(start + chunk_rows, m)
-                block = cache.get(start)
-                if block is None:
-                    block = c.block(start, stop, start)
-                    if keep:
-                        cache[start] = block
-                other = torch.where(comp[start:stop, None] == comp[None, start:], inf, block)
-                near, j = other.min(dim=1)
-                better = near < best[start:stop]
-                best[start:stop] = torch.where(better, near, best[start:stop])
-                best_j[start:stop] = torch.where(better, j + start, best_j[start:stop])
-                if stop < m:  # the later columns: their nearest row of this chunk
-                    near, j = other[:, stop - start :].min(dim=0)
-                    better = near < best[stop:]
-                    best[stop:] = torch.where(better, near, best[stop:])
-                    best_j[stop:] = torch.where(better, j + start, best_j[stop:])
+            best, best_j = (_nearest_other_dense(full, comp) if full is not None
+                            else _nearest_other_blocks(c, comp, chunk_rows))
             # each component's shortest outgoing edge: its row with the smallest `best`
             order = np.lexsort((best.cpu().numpy(), labels))
             first = order[np.r_[True, labels[order][1:] != labels[order][:-1]]]
