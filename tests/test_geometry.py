@@ -26,22 +26,9 @@ from dimcollapse.analysis.metrics import (
     uniformity,
 )
 from dimcollapse.analysis.pairwise import nearest_neighbours, pair_subsample
+from geometry_matrices import isotropic, low_rank, power_law
 
 skdim = pytest.importorskip("skdim")
-
-
-def low_rank(n: int = 700, d: int = 64, rank: int = 5, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal((n, rank)) @ rng.standard_normal((rank, d))).astype(np.float32)
-
-
-def isotropic(n: int = 700, d: int = 40, seed: int = 1) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
-
-
-def power_law(n: int = 700, d: int = 64, seed: int = 2) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal((n, d)) * np.arange(1, d + 1) ** -1.0 + 0.3).astype(np.float32)
 
 
 MATRICES = {"low_rank": low_rank, "isotropic": isotropic, "power_law": power_law,
