@@ -109,8 +109,9 @@ SUMMARY = (
     ("stable_rank", "Stable rank", ".2f"), ("numerical_rank", "Numerical rank", "d"),
     ("dims_90_lambda", "Dims for 90 % variance (λ)", "d"), ("dims_99_lambda", "Dims for 99 % variance (λ)", "d"),
     ("twonn", "TwoNN intrinsic dimension", ".2f"), ("twonn_mle", "TwoNN intrinsic dimension (MLE)", ".2f"),
+    ("gride", "GRIDE dimension (n1 = 8)", ".2f"), ("ph0", "PH₀ intrinsic dimension", ".2f"),
     ("self_clustering", "Self-clustering", ".4f"), ("uniformity", "Uniformity (t = 2)", ".4f"),
-    ("pairs_rows", "Rows used by TwoNN, uniformity", "d"),
+    ("pairs_rows", "Rows used by pairwise measures", "d"),
 )
 
 
@@ -192,23 +193,31 @@ def _compare(args: argparse.Namespace) -> None:
 
 
 def _similarity(args: argparse.Namespace) -> None:
-    from dimcollapse.analysis.metrics import linear_cka
+    from dimcollapse.analysis.metrics import cka_matrices, mutual_knn
 
     x = load_matrix(args.a, args.array)
     y = load_matrix(args.b, args.array)
     if x.shape[0] != y.shape[0]:
         raise InputError(f"{args.a} has {x.shape[0]} rows but {args.b} has {y.shape[0]}: "
                          "CKA compares two spaces on the same samples (row i = sample i in both)")
+    if args.k < 1:
+        raise InputError(f"--k: mutual k-NN needs k >= 1, got {args.k}")
+    n = x.shape[0]
+    k = min(args.k, n - 1)
     try:
-        value = linear_cka(x, y)
+        linear, debiased = (m[0, 1] for m in cka_matrices([x, y], debiased=n >= 4))
+        knn = mutual_knn(x, y, k, device="auto")
     except ValueError as err:
         raise InputError(f"{args.a}, {args.b}: {err}") from err
-    print(f"linear CKA: {value:.6f}  (N={x.shape[0]}, D={x.shape[1]} and {y.shape[1]})")
+    print(f"linear CKA: {linear:.6f}  (N={n}, D={x.shape[1]} and {y.shape[1]})")
+    print(f"debiased CKA: {debiased:.6f}  (unbiased HSIC; near 0 for unrelated spaces at any N)")
+    print(f"mutual {k}-NN: {knn:.6f}  (share of each sample's {k} nearest samples that both spaces agree on)")
     if args.json:
         from dimcollapse.atomic import write_json
 
-        write_json(args.json, {"a": args.a, "b": args.b, "n_samples": x.shape[0], "dim_a": x.shape[1],
-                               "dim_b": y.shape[1], "linear_cka": value})
+        write_json(args.json, {"a": args.a, "b": args.b, "n_samples": n, "dim_a": x.shape[1], "dim_b": y.shape[1],
+                               "linear_cka": linear, "unbiased_cka": None if np.isnan(debiased) else debiased,
+                               "mutual_knn": knn, "mutual_knn_k": k})
 
 
 # --------------------------------------------------------------------------- temporal
@@ -334,13 +343,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--title", help="figure title")
     c.set_defaults(run=_compare)
 
-    sim = sub.add_parser("similarity", help="linear CKA of two matrices with the same rows",
+    sim = sub.add_parser("similarity", help="CKA and mutual k-NN of two matrices with the same rows",
                          description="Linear CKA (Kornblith et al. 2019) between two feature matrices of the same "
-                         "samples: 1 when one is a rotation and scaling of the other, 0 when unrelated.")
+                         "samples: 1 when one is a rotation and scaling of the other, 0 when unrelated; debiased "
+                         "CKA (Song et al.'s unbiased HSIC), near 0 for unrelated matrices at any N; and mutual "
+                         "k-NN alignment (Huh et al. 2024).")
     sim.add_argument("a", help=".npy (or .npz/.pt) feature matrix A (N × D₁)")
     sim.add_argument("b", help=".npy (or .npz/.pt) feature matrix B (N × D₂)")
     sim.add_argument("--array", help="name of the array inside .npz/.pt files")
     sim.add_argument("--json", metavar="OUT", help="write the result to this JSON file")
+    sim.add_argument("--k", type=int, default=10, help="neighbours per sample of mutual k-NN (default 10)")
     sim.set_defaults(run=_similarity)
 
     tmp = sub.add_parser("temporal", help="does a representation change when frame order changes?",

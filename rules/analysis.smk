@@ -92,6 +92,35 @@ rule figure:
         "../scripts/figure.py"
 
 
+rule id_scale_figure:
+    input:
+        metrics=lambda w: [f for m in STUDY_MODELS for f in spectrum_files(w.dataset, m, "json")],
+    output:
+        png=report(
+            "results/figures/id_scale/{dataset}.png",
+            caption="../report/id_scale.rst",
+            category="Figures",
+            labels={"dataset": "{dataset}", "figure": "intrinsic dimension across scales"},
+        ),
+        pdf="results/figures/id_scale/{dataset}.pdf",
+    params:
+        view=figure_params(),
+        gride_n1=GEOMETRY["gride_n1"],
+        code=stage_code("id_scale_figure"),
+    log:
+        "logs/id_scale_figure/{dataset}.log",
+    benchmark:
+        "results/benchmarks/id_scale_figure/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENVS["analysis"]
+    script:
+        "../scripts/id_scale_figure.py"
+
+
 rule overview:
     input:
         spectra=[f for ds in DATASETS for m in STUDY_MODELS for f in spectrum_files(ds, m)],

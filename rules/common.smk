@@ -125,6 +125,7 @@ def all_targets():
     targets = ["results/metrics.csv", "results/metrics.md", "results/provenance.json"]
     for ds in DATASETS:
         targets += [f"results/figures/{ds}.png", f"results/figures/{ds}.pdf"]
+        targets += [f"results/figures/id_scale/{ds}.{ext}" for ext in ("png", "pdf")]
         targets += [f"results/failures/{ds}.csv", f"results/failures/{ds}.notes.csv"]
         for m in STUDY_MODELS:
             targets += feature_files(ds, m) + spectrum_files(ds, m)
@@ -213,7 +214,9 @@ SPECTRUM = config["spectrum"]
 # Geometry metrics computed with the spectrum; the device changes no number, so it is a
 # resource of the job (analysis_device), not a param.
 ANALYSIS = config["analysis"]
-GEOMETRY = {k: v for k, v in ANALYSIS.items() if k != "device"}
+GEOMETRY = {k: v for k, v in ANALYSIS.items() if k not in ("device", "mutual_knn_k")}
+# What the similarity matrices' mutual k-NN needs (rules/similarity.smk)
+SIMILARITY = {k: ANALYSIS[k] for k in ("mutual_knn_k", "max_pairs_rows", "seed")}
 
 
 def spectrum_input(wildcards):
@@ -237,6 +240,8 @@ def study_metrics():
 
 # Labels in tables and figures: untrained instances marked where the study mixes weights.
 LABELS = display.display_labels({m: MODELS[m] for m in STUDY_MODELS})
+# Model family of each instance: the probe correlations' "within / across families"
+FAMILIES = {m: MODELS[m].model_family for m in STUDY_MODELS}
 
 
 def figure_params():

@@ -138,6 +138,7 @@ rule probe_table:
     params:
         probes={k: PROBES[k] for k in ("bootstrap", "seed")},
         labels=LABELS,
+        families=FAMILIES,
         code=stage_code("probe_table"),
     log:
         "logs/probe_table.log",

@@ -1,6 +1,6 @@
-# How alike are the feature spaces? Linear CKA per dataset between the layers of an
-# instance, between instances in each shared space, and between consecutive checkpoints
-# of a series; one job for the tables and one for their figure per dataset.
+# How alike are the feature spaces? Linear and debiased CKA and mutual k-NN per dataset
+# between the layers of an instance, between instances in each shared space, and between
+# consecutive checkpoints of a series; one job for the tables and one for their figure per dataset.
 
 
 rule similarity:
@@ -11,6 +11,7 @@ rule similarity:
         directory("results/similarity/{dataset}"),
     params:
         plan=similarity_plan(),
+        similarity=SIMILARITY,
         code=stage_code("similarity"),
     log:
         "logs/similarity/{dataset}.log",
@@ -20,6 +21,7 @@ rule similarity:
     resources:
         mem_mb=8000,
         runtime=60,
+        analysis_device=ANALYSIS["device"],  # how, not what: the device changes no number
     conda:
         ENVS["analysis"]
     script:
@@ -34,7 +36,7 @@ rule similarity_figure:
             "results/figures/similarity/{dataset}.png",
             caption="../report/similarity.rst",
             category="Figures",
-            labels={"dataset": "{dataset}", "figure": "linear CKA between spaces"},
+            labels={"dataset": "{dataset}", "figure": "similarity between spaces"},
         ),
         pdf="results/figures/similarity/{dataset}.pdf",
     params:

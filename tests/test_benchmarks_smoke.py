@@ -160,20 +160,27 @@ def test_gpu_check_script_names_a_missing_interpreter() -> None:
     assert proc.returncode == 1 and "/nonexistent/python" in proc.stderr
 
 
+@pytest.mark.usefixtures("one_torch_thread")  # many small spanning trees
 def test_geometry_bench_paths_agree_on_a_tiny_matrix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The three paths in-process on 300 × 32 (the script runs each in a subprocess)."""
+    """Every path in-process on 300 × 32 (the script runs each in a subprocess)."""
     geometry = _load("geometry_bench")
     path = tmp_path / "x.npy"
     geometry.write_features(path, 300, 32)
-    geometry.print_report({kind: geometry.worker(kind, str(path), 128) for kind in ("gram", "ours", "skdim")})
+    results = {kind: geometry.worker(kind, str(path), 128, 200, "cpu") for kind in geometry.KINDS}
+    geometry.print_report(results, 200)
     out = capsys.readouterr().out
     table = [line for line in out.splitlines() if line.startswith("| ") and "path" not in line]
     assert [line.split(" | ")[0] for line in table] == [
-        "| float32 Gram blocks", "| twonn_dimension", "| scikit-dimension TwoNN"]
-    ours, ref = (float(line.split(" | ")[-1].rstrip(" |")) for line in table[1:])
-    assert ours == pytest.approx(ref, rel=1e-3)
+        "| float32 Gram blocks of one search", "| twonn_dimension", "| TwoNN + GRIDE curve (n1 = 1 … 32), one search",
+        "| ph0_dimension (defaults)", "| ph0_dimension (defaults), first 200 rows", "| scikit-dimension TwoNN",
+        "| scikit-dimension GRIDE(multiscale=True, range_max=64)",
+        "| scikit-dimension PH, same setting, first 200 rows"]
+    assert results["twonn"]["dimension"] == pytest.approx(results["skdim_twonn"]["dimension"], rel=1e-3)
+    assert results["twonn_gride"]["curve"] == pytest.approx(results["skdim_gride"]["curve"], rel=1e-3)
+    assert results["ph0_small"]["dimension"] == pytest.approx(results["skdim_ph"]["dimension"], rel=1e-3)
     tail = out.split("ratios:")[1]
-    assert "scikit-dimension / ours" in tail and "Gram blocks" in tail and "GB" in tail
+    assert "(TwoNN + GRIDE curve) / TwoNN" in tail and "scikit-dimension PH / ours, same setting" in tail
+    assert "GB net of imports" in tail
 
 
 # ------------------------------------------------------------- transformers rows and table

@@ -194,7 +194,7 @@ def test_analyze_prints_and_writes_the_geometry_metrics(features: Path, tmp_path
     assert main(["analyze", str(features), "--json", str(out_json), "--max-pairs-rows", "100"]) == 0
     got = json.loads(out_json.read_text())
     ref = geometry_metrics(np.load(features), max_pairs_rows=100)
-    for key in ("twonn", "twonn_mle", "self_clustering", "uniformity", "pairs_rows"):
+    for key in ("twonn", "twonn_mle", "gride", "ph0", "self_clustering", "uniformity", "pairs_rows"):
         assert got[key] == pytest.approx(ref[key], rel=1e-9), key
     printed = capsys.readouterr().out
     assert f"TwoNN intrinsic dimension        {ref['twonn']:14.2f}" in printed
@@ -202,7 +202,7 @@ def test_analyze_prints_and_writes_the_geometry_metrics(features: Path, tmp_path
 
 
 def test_similarity_prints_linear_cka_and_names_a_row_mismatch(features: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    from dimcollapse.analysis.metrics import linear_cka
+    from dimcollapse.analysis.metrics import linear_cka, mutual_knn, unbiased_cka
 
     x = np.load(features)
     other = tmp_path / "other.npy"
@@ -210,8 +210,13 @@ def test_similarity_prints_linear_cka_and_names_a_row_mismatch(features: Path, t
     out_json = tmp_path / "cka.json"
     assert main(["similarity", str(features), str(other), "--json", str(out_json)]) == 0
     ref = linear_cka(x, np.load(other))
-    assert json.loads(out_json.read_text())["linear_cka"] == pytest.approx(ref, rel=1e-12)
-    assert f"linear CKA: {ref:.6f}" in capsys.readouterr().out
+    got = json.loads(out_json.read_text())
+    assert got["linear_cka"] == pytest.approx(ref, rel=1e-12)
+    assert got["unbiased_cka"] == pytest.approx(unbiased_cka(x, np.load(other)), rel=1e-12)
+    assert got["mutual_knn"] == pytest.approx(mutual_knn(x, np.load(other), 10), abs=1e-12) and got["mutual_knn_k"] == 10
+    printed = capsys.readouterr().out
+    assert f"linear CKA: {ref:.6f}" in printed and f"debiased CKA: {got['unbiased_cka']:.6f}" in printed
+    assert f"mutual 10-NN: {got['mutual_knn']:.6f}" in printed
     short = tmp_path / "short.npy"
     np.save(short, x[:50])
     assert main(["similarity", str(features), str(short)]) == 2

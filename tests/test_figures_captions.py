@@ -12,7 +12,7 @@ docutils_core = pytest.importorskip("docutils.core")
 
 REPORT = Path(__file__).resolve().parent.parent / "report"
 CAPTIONS = ("spectrum", "figure", "overview", "metrics_chart", "metrics", "probes", "probes_figure", "sample_size",
-            "similarity", "temporal", "temporal_table")
+            "similarity", "temporal", "temporal_table", "id_scale")
 
 
 def render(name: str, wildcards: dict[str, str]) -> str:

@@ -3,6 +3,7 @@ uniformity, alignment and linear CKA against direct float64 formulas."""
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -16,29 +17,18 @@ from dimcollapse.analysis.metrics import (
     geometry_metrics,
     linear_cka,
     linear_cka_matrix,
+    mutual_knn,
     self_clustering,
     twonn_dimension,
     twonn_from_ratios,
     twonn_ratios,
+    unbiased_cka,
     uniformity,
 )
-from dimcollapse.analysis.pairwise import nearest_two, pair_subsample
+from dimcollapse.analysis.pairwise import nearest_neighbours, pair_subsample
+from geometry_matrices import isotropic, low_rank, power_law
 
 skdim = pytest.importorskip("skdim")
-
-
-def low_rank(n: int = 700, d: int = 64, rank: int = 5, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal((n, rank)) @ rng.standard_normal((rank, d))).astype(np.float32)
-
-
-def isotropic(n: int = 700, d: int = 40, seed: int = 1) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
-
-
-def power_law(n: int = 700, d: int = 64, seed: int = 2) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal((n, d)) * np.arange(1, d + 1) ** -1.0 + 0.3).astype(np.float32)
 
 
 MATRICES = {"low_rank": low_rank, "isotropic": isotropic, "power_law": power_law,
@@ -74,21 +64,21 @@ def test_neighbours_are_exact_where_float32_distances_cancel() -> None:
     rng = np.random.default_rng(3)
     x = (1e3 + rng.standard_normal((300, 50)) * 1e-3).astype(np.float32)
     x[:, 0] += rng.uniform(0, 1e3, 300).astype(np.float32)  # spread along one axis: norms ≫ gaps
-    r1, r2, rechecked = nearest_two(x, chunk_rows=64, device="cpu", candidates=2)
+    out = nearest_neighbours(x, (1, 2), chunk_rows=64, device="cpu", extra=0)
     full = cdist(x.astype(np.float64), x.astype(np.float64))
     np.fill_diagonal(full, np.inf)
     full.sort(axis=1)
-    np.testing.assert_allclose(r1, full[:, 0], rtol=1e-6)
-    np.testing.assert_allclose(r2, full[:, 1], rtol=1e-6)
-    assert rechecked > 0
+    np.testing.assert_allclose(out.at(1), full[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(out.at(2), full[:, 1], rtol=1e-6)
+    assert out.rechecked > 0
 
 
 def test_chunk_size_changes_nothing() -> None:
     x = isotropic(n=500)
-    a = nearest_two(x, chunk_rows=37, device="cpu")
-    b = nearest_two(x, chunk_rows=4096, device="cpu")
-    np.testing.assert_array_equal(a[0], b[0])
-    np.testing.assert_array_equal(a[1], b[1])
+    a = nearest_neighbours(x, (1, 2, 8), members=5, chunk_rows=37, device="cpu")
+    b = nearest_neighbours(x, (1, 2, 8), members=5, chunk_rows=4096, device="cpu")
+    np.testing.assert_array_equal(a.distances, b.distances)
+    np.testing.assert_array_equal(a.members, b.members)
 
 
 def test_duplicate_rows_are_dropped_with_a_warning_and_counted() -> None:
@@ -229,14 +219,14 @@ def test_cka_matrix_equals_every_pair_and_computes_each_normaliser_once(monkeypa
 def test_geometry_metrics_columns_and_subsample_size() -> None:
     x = low_rank(n=300, d=32)
     views = np.stack([x, x + 0.01], axis=1)
-    out = geometry_metrics(x, views=views, max_pairs_rows=200, seed=1)
-    assert set(out) == {"twonn", "twonn_mle", "twonn_duplicates", "self_clustering", "uniformity", "pairs_rows",
-                        "alignment"}
+    out = geometry_metrics(x, views=views, max_pairs_rows=200, seed=1, ph0_steps=3, ph0_subsamples=1)
+    assert set(out) == {"twonn", "twonn_mle", "twonn_duplicates", "gride", "gride_n1", "gride_curve", "ph0",
+                        "ph0_setting", "self_clustering", "uniformity", "pairs_rows", "alignment"}
     assert out["pairs_rows"] == 200 and out["twonn_duplicates"] == 0
     pick = pair_subsample(300, 200, 1)
     assert out["uniformity"] == pytest.approx(uniformity(x[pick]), rel=1e-6)
     assert out["twonn"] == pytest.approx(twonn_dimension(_unit(x[pick]).astype(np.float32)).dimension, rel=1e-9)
-    assert "alignment" not in geometry_metrics(x)
+    assert "alignment" not in geometry_metrics(x, ph0_steps=3, ph0_subsamples=1)
 
 
 def test_metrics_table_carries_the_geometry_columns(tmp_path) -> None:
@@ -247,30 +237,40 @@ def test_metrics_table_carries_the_geometry_columns(tmp_path) -> None:
 
     x = power_law(300, 20)
     row = metrics_row(analyze(x), dataset="d", method="m", space="representation",
-                      **geometry_metrics(x, max_pairs_rows=100))
+                      **geometry_metrics(x, max_pairs_rows=100, ph0_steps=3, ph0_subsamples=2))
     write_metrics_csv(tmp_path / "m.csv", [row])
     back = read_metrics_csv(tmp_path / "m.csv")[0]
     assert back["twonn"] == row["twonn"] and back["pairs_rows"] == 100 and isinstance(back["pairs_rows"], int)
+    assert back["gride"] == row["gride"] and back["ph0"] == row["ph0"] and back["gride_n1"] == 8
+    assert back["ph0_setting"] == "alpha=1 rows=50-100 steps=3 subsamples=2 seed=0"
+    assert "gride_curve" not in back and isinstance(row["gride_curve"]["dimension"], list)  # the JSON's only
     text = metrics_markdown([row])
     assert "TwoNN ID" in text and "Self-clustering" in text and "Alignment" not in text
+    assert "GRIDE ID" in text and "PH₀ ID" in text
     assert GEOMETRY_NOTE in text and "subsample of 100 rows" in text
 
 
 def test_which_measure_tracks_which_probe_is_sorted_by_strength() -> None:
     from dimcollapse.analysis.metrics import probe_tracking_markdown
 
-    def corr(metric: str, acc: str, rho: float) -> dict:
-        return {"dataset": "ucf", "metric": metric, "accuracy": acc, "n_points": 6, "spearman_rho": rho,
-                "ci_low": rho - 0.1, "ci_high": min(rho + 0.1, 1.0)}
+    def corr(metric: str, acc: str, rho: float, scope: str = "all", family: str = "", n: int = 6) -> dict:
+        return {"dataset": "ucf", "metric": metric, "accuracy": acc, "scope": scope, "family": family,
+                "n_points": n, "spearman_rho": rho, "ci_low": rho - 0.1, "ci_high": min(rho + 0.1, 1.0)}
 
     rows = [corr("rankme", "knn_accuracy", 0.2), corr("rankme", "linear_accuracy", 0.3),
             corr("twonn", "knn_accuracy", -0.9), corr("twonn", "linear_accuracy", -0.7),
-            corr("uniformity", "knn_accuracy", float("nan")), corr("uniformity", "linear_accuracy", float("nan"))]
+            corr("uniformity", "knn_accuracy", float("nan")), corr("uniformity", "linear_accuracy", float("nan")),
+            corr("twonn", "knn_accuracy", 0.1, "within", "slow_r50", 4), corr("twonn", "knn_accuracy", 0.8, "across",
+                                                                            n=3)]
     text = probe_tracking_markdown(rows, {"rankme": "RankMe", "twonn": "TwoNN", "uniformity": "Uniformity"},
                                    {"knn_accuracy": "k-NN", "linear_accuracy": "Linear"})
-    table = [line for line in text.splitlines() if line.startswith("| ") and "ρ" not in line]
+    knn = text.split("**ucf**, k-NN")[1].split("**ucf**, Linear")[0]
+    table = [line for line in knn.splitlines() if line.startswith("| ") and "ρ" not in line]
     assert [line.split(" | ")[0] for line in table] == ["| TwoNN", "| RankMe", "| Uniformity"]
-    assert "| TwoNN | -0.90 [-1.00, -0.80] | -0.70 [-0.80, -0.60] |" in text
+    assert "| Measure | ρ all (6 points) | ρ within slow_r50 (4) | ρ across 3 families |" in knn
+    assert "| TwoNN | -0.90 [-1.00, -0.80] | 0.10 [0.00, 0.20] | 0.80 [0.70, 0.90] |" in knn
+    assert "| RankMe | 0.20 [0.10, 0.30] | – | – |" in knn
+    assert "| TwoNN | -0.70 [-0.80, -0.60] |" in text.split("**ucf**, Linear")[1]
     assert probe_tracking_markdown([], {}, {}) == ""
 
 
@@ -288,8 +288,11 @@ def test_similarity_tables_and_their_figure(tmp_path) -> None:
     plan = {"layers": {"a": ["layer.l1", "representation"]},
             "instances": {"representation": ["a", "b", "s@1"]},
             "series": {"s": [[1, "s@1"], [2, "s@2"], [3, "s@3"]]}, "series_spaces": {"s": ["representation"]}}
-    written = similarity_tables(plan, lambda m, s: spaces[(m, s)], tmp_path / "sim")
-    assert sorted(p.name for p in written) == ["instances.representation.csv", "layers.a.csv", "series.s.csv"]
+    written = similarity_tables(plan, lambda m, s: spaces[(m, s)], tmp_path / "sim", knn_k=5)
+    assert sorted(str(p.relative_to(tmp_path / "sim")) for p in written) == [
+        "instances.representation.csv", "layers.a.csv", "mutual_knn/instances.representation.csv",
+        "mutual_knn/layers.a.csv", "series.s.csv", "unbiased_cka/instances.representation.csv",
+        "unbiased_cka/layers.a.csv"]
     names, matrix = read_cka_csv(tmp_path / "sim" / "instances.representation.csv")
     assert names == ["a", "b", "s@1"] and np.allclose(np.diag(matrix), 1.0) and np.allclose(matrix, matrix.T)
     assert matrix[0, 2] == pytest.approx(1.0, abs=1e-6)  # the same matrix under two names
@@ -297,12 +300,22 @@ def test_similarity_tables_and_their_figure(tmp_path) -> None:
                                          abs=1e-6)
     import pandas as pd
 
+    _, debiased = read_cka_csv(tmp_path / "sim" / "unbiased_cka" / "instances.representation.csv")
+    assert debiased[0, 1] == pytest.approx(unbiased_cka(spaces[("a", "representation")],
+                                                         spaces[("b", "representation")]), abs=1e-6)
+    _, knn = read_cka_csv(tmp_path / "sim" / "mutual_knn" / "instances.representation.csv")
+    assert knn[0, 2] == 1.0 and knn[0, 1] == pytest.approx(
+        mutual_knn(spaces[("a", "representation")], spaces[("b", "representation")], 5, device="cpu"), abs=1e-6)
     steps = pd.read_csv(tmp_path / "sim" / "series.s.csv")
     assert tuple(steps.columns) == SERIES_COLUMNS and list(steps["to_order"]) == [2, 3]
     assert steps["cka"].iloc[0] == pytest.approx(1.0, abs=1e-6) and steps["cka"].iloc[1] < 0.9
+    assert steps["mutual_knn"].iloc[0] == 1.0 and steps["unbiased_cka"].iloc[1] < steps["cka"].iloc[1]
+    assert json.loads((tmp_path / "sim" / "settings.json").read_text()) == {
+        "rows": 60, "mutual_knn_k": 5, "mutual_knn_rows": 60, "mutual_knn_seed": 0}
     fig = similarity_figure(tmp_path / "sim", labels={"a": "Model A"}, title="t")
     titles = [ax.get_title() for ax in fig.get_axes()]
     assert "Linear CKA: layers of Model A" in titles and "Linear CKA: instances, representation space" in titles
+    assert "Debiased CKA: layers of Model A" in titles and "Mutual 5-NN: instances, representation space" in titles
     assert "Series s: consecutive checkpoints" in titles
 
 

@@ -274,6 +274,27 @@ def test_correlations_per_dataset_skip_missing_metrics() -> None:
     assert np.isnan(by[("a", "auc_lambda")]["spearman_rho"]) and by[("a", "rankme")]["n_points"] == 5
 
 
+def test_correlations_within_and_across_model_families() -> None:
+    """A measure that only tells families apart: across families it rises with accuracy,
+    within each family it falls; pooled, the families dominate."""
+    from dimcollapse.analysis.probes import metric_accuracy_correlations
+
+    rows = [{"dataset": "a", "method": f"m{f}{i}", "family": f"fam{f}", "space": "representation",
+             "rankme": 10.0 * f + i, "knn_accuracy": f / 3 - i / 100, "linear_accuracy": None}
+            for f in range(3) for i in range(4)]
+    rows.append({**rows[0], "method": "solo", "family": "alone", "rankme": -5.0, "knn_accuracy": -0.5})  # no "within"
+    corr = metric_accuracy_correlations(rows, n_boot=50)
+    by = {(c["scope"], c["family"]): c for c in corr if c["metric"] == "rankme"}
+    assert set(by) == {("all", ""), ("within", "fam0"), ("within", "fam1"), ("within", "fam2"), ("across", "")}
+    assert by[("all", "")]["spearman_rho"] > 0.7 and by[("all", "")]["n_points"] == 13
+    assert all(by[("within", f"fam{f}")]["spearman_rho"] == pytest.approx(-1.0) for f in range(3))
+    assert by[("across", "")]["spearman_rho"] == pytest.approx(1.0) and by[("across", "")]["n_points"] == 4
+    assert np.isnan(by[("across", "")]["ci_low"])  # 4 families: no interval
+    assert np.isfinite(by[("within", "fam0")]["ci_low"])
+    assert {c["scope"] for c in metric_accuracy_correlations([{k: v for k, v in r.items() if k != "family"}
+                                                                for r in rows], n_boot=10)} == {"all"}
+
+
 def test_markdown_shows_probe_and_lidar_columns_only_when_present() -> None:
     from dimcollapse.analysis.metrics import metrics_markdown, metrics_row
 

@@ -191,8 +191,8 @@ def test_second_run_does_nothing(study: dict) -> None:
 
 def test_figure_option_reruns_only_figures(study: dict) -> None:
     cfg = variant(study, "dpi", lambda c: c.setdefault("figures", {}).update(dpi=150))
-    assert planned_jobs(study["workdir"], cfg) == changed(figure=2, overview=1, probe_figure=1, sample_size_figure=2,
-                                                          similarity_figure=2)
+    assert planned_jobs(study["workdir"], cfg) == changed(figure=2, id_scale_figure=2, overview=1, probe_figure=1,
+                                                          sample_size_figure=2, similarity_figure=2)
 
 
 @pytest.mark.parametrize("method", ["simclr", "sup"])
@@ -203,20 +203,21 @@ def test_one_method_extraction_change_reruns_only_its_branch(study: dict, method
     # (also when the changed model is the one whose protocol stands for the cache).
     spaces = len(MODELS[method])
     assert jobs == changed(extract=4, notes=2, merge_features=2 * spaces, spectrum=2 * spaces, metrics=1, figure=2,
-                           overview=1, **analysis_jobs(2 * spaces))
+                           id_scale_figure=2, overview=1, **analysis_jobs(2 * spaces))
 
 
 def test_checkpoint_change_reruns_only_that_instance(study: dict) -> None:
     cfg = variant(study, "ckpt", lambda c: c["models"]["sup"].update(checkpoint="/weights/SLOW_8x8_R50.pyth"))
     jobs = planned_jobs(study["workdir"], cfg)
     assert jobs == changed(download_checkpoint=1, extract=4, notes=2, merge_features=2, spectrum=2, metrics=1,
-                           figure=2, overview=1, **analysis_jobs(2))
+                           figure=2, id_scale_figure=2, overview=1, **analysis_jobs(2))
 
 
 def test_adding_a_method_adds_only_its_jobs(study: dict) -> None:
     cfg = variant(study, "add", lambda c: c["models"].update(moco={"method": "MoCo", "seed": 7}))
     jobs = planned_jobs(study["workdir"], cfg)
-    assert jobs == changed(extract=4, notes=2, merge_features=4, spectrum=4, metrics=1, figure=2, overview=1,
+    assert jobs == changed(extract=4, notes=2, merge_features=4, spectrum=4, metrics=1, figure=2, id_scale_figure=2,
+                           overview=1,
                            **analysis_jobs(4))
 
 
@@ -239,15 +240,16 @@ def test_spectrum_option_reruns_analysis_but_no_extraction(study: dict) -> None:
     cfg = variant(study, "alpha", lambda c: c["spectrum"].update(alpha_req_range=[5, 50]))
     jobs = planned_jobs(study["workdir"], cfg)
     # the subsets against N use the α-ReQ range too; the probes do not depend on it
-    assert jobs == changed(spectrum=8, metrics=1, figure=2, overview=1, sample_size=8, sample_size_figure=2,
-                           probe_table=1, probe_figure=1)
+    assert jobs == changed(spectrum=8, metrics=1, figure=2, id_scale_figure=2, overview=1, sample_size=8,
+                           sample_size_figure=2, probe_table=1, probe_figure=1)
 
 
 def test_geometry_option_reruns_the_spectra_and_their_tables_only(study: dict) -> None:
     cfg = variant(study, "twonn", lambda c: c.setdefault("analysis", {}).update(twonn_discard_fraction=0.2))
     jobs = planned_jobs(study["workdir"], cfg)
     # no extraction, probe, sample-size or similarity job: none of them reads a geometry metric
-    assert jobs == changed(spectrum=8, metrics=1, figure=2, overview=1, probe_table=1, probe_figure=1)
+    assert jobs == changed(spectrum=8, metrics=1, figure=2, id_scale_figure=2, overview=1, probe_table=1,
+                           probe_figure=1)
     device = variant(study, "device", lambda c: c.setdefault("analysis", {}).update(device="auto"))
     assert planned_jobs(study["workdir"], device) == changed()
 
@@ -258,17 +260,33 @@ def test_geometry_columns_correlations_and_similarity(study: dict) -> None:
     for col in ("twonn", "twonn_mle", "self_clustering", "uniformity"):
         assert metrics[col].notna().all(), col
     assert (metrics["pairs_rows"] == metrics["n_samples"]).all() and "alignment" not in metrics  # no views kept
+    # 10 and 5 videos: PH₀ and the GRIDE curve's first scales exist; GRIDE at n1 = 8 needs 17 rows
+    assert metrics["ph0"].notna().all() and metrics["gride"].isna().all() and (metrics["gride_n1"] == 8).all()
+    sizes = {"real": "rows=5-10", "gen": "rows=3-5"}
+    assert all(setting == f"alpha=1 {sizes[ds]} steps=10 subsamples=5 seed=0"
+               for ds, setting in zip(metrics["dataset"], metrics["ph0_setting"]))
     row = json.loads((w / "results/spectra/real/simclr/embedding.json").read_text())
-    assert {"twonn", "twonn_mle", "twonn_duplicates", "self_clustering", "uniformity", "pairs_rows"} <= set(row)
+    assert {"twonn", "twonn_mle", "twonn_duplicates", "self_clustering", "uniformity", "pairs_rows", "gride", "ph0",
+            "gride_curve"} <= set(row)
+    assert row["gride_curve"]["n1"] == [1, 2, 4] and row["gride_curve"]["bootstrap_n"] == 100
     corr = pd.read_csv(w / "results/probe_correlations.csv")
-    assert {"twonn", "twonn_mle", "self_clustering", "uniformity", "rankme"} <= set(corr["metric"])
+    assert {"twonn", "twonn_mle", "ph0", "self_clustering", "uniformity", "rankme"} <= set(corr["metric"])
+    assert set(corr["scope"]) <= {"all", "within", "across"} and "all" in set(corr["scope"])
+    probes = pd.read_csv(w / "results/probes.csv")
+    assert dict(zip(probes["method"], probes["family"])) == {"sup": "slow_r50", "simclr": "slow_r50", "dpc": "dpc"}
     assert "## Which measure tracks which probe" in (w / "results/metrics.md").read_text()
     names = sorted(p.name for p in (w / "results/similarity/real").glob("*.csv"))
     assert names == ["instances.representation.csv"]  # only simclr has an embedding space
     table = pd.read_csv(w / "results/similarity/real/instances.representation.csv", index_col=0)
     assert list(table.index) == list(MODELS) and np.allclose(np.diag(table), 1.0)
+    for measure in ("unbiased_cka", "mutual_knn"):
+        table = pd.read_csv(w / f"results/similarity/real/{measure}/instances.representation.csv", index_col=0)
+        assert list(table.index) == list(MODELS) and np.allclose(np.diag(table), 1.0)
+    settings = json.loads((w / "results/similarity/real/settings.json").read_text())
+    assert settings["mutual_knn_k"] == 9 and settings["rows"] == 10  # k = min(10, N - 1)
     for ds in DATASETS:
         assert (w / f"results/figures/similarity/{ds}.png").stat().st_size > 10_000
+        assert (w / f"results/figures/id_scale/{ds}.png").stat().st_size > 10_000
 
 
 def test_editing_a_video_reruns_its_dataset(study: dict, tmp_path: Path) -> None:

@@ -26,13 +26,16 @@ import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from dimcollapse.atomic import atomic_path, write_json, write_text
 from dimcollapse.analysis.moments import DEFAULT_CHUNK_ROWS, NORM_EPS, MomentStats
 from dimcollapse.analysis.spectrum import RANKME_EPS, Spectrum, analyze
+
+if TYPE_CHECKING:  # the kernels import torch, which the workflow's start must not
+    from dimcollapse.analysis.pairwise import NearestNeighbours
 
 SPECTRUM_COLUMNS = (
     "index",
@@ -170,17 +173,19 @@ CI_COLUMNS = tuple(f"{col}_ci_{end}" for col in CI_METRICS.values() for end in (
     "ci_method",
 )
 
-GEOMETRY_COLUMNS = ("twonn", "twonn_mle", "twonn_duplicates", "self_clustering", "uniformity", "pairs_rows",
-                    "alignment")
+GEOMETRY_COLUMNS = ("twonn", "twonn_mle", "twonn_duplicates", "gride", "gride_n1", "ph0", "ph0_setting",
+                    "self_clustering", "uniformity", "pairs_rows", "alignment")
 """Metrics-table columns of :func:`geometry_metrics` (``alignment`` only for instances with views)."""
+JSON_ONLY = ("gride_curve",)
+"""Keys of a spectrum's metrics JSON that are curves, not table columns."""
 
 _INT_COLUMNS = {
     "n_samples", "dim", "numerical_rank", "alpha_req_first", "alpha_req_last",
     "dims_90_lambda", "dims_95_lambda", "dims_99_lambda", "bootstrap_n", "bootstrap_seed",
-    "twonn_duplicates", "pairs_rows", "zero_rows",
+    "twonn_duplicates", "pairs_rows", "zero_rows", "gride_n1",
 }
 _BOOL_COLUMNS = {"rank_limited", "normalized"}
-_STR_COLUMNS = set(ID_COLUMNS) | {"warning", "ci_method"}
+_STR_COLUMNS = set(ID_COLUMNS) | {"warning", "ci_method", "ph0_setting"}
 
 
 def metrics_row(spectrum: Spectrum, *, dataset: str, method: str, space: str, **extra: Any) -> dict[str, Any]:
@@ -253,7 +258,7 @@ def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
         missing = set(METRIC_COLUMNS) - set(r)
         if missing:
             raise ValueError(f"metrics row {[r.get(c) for c in ID_COLUMNS]} lacks {sorted(missing)}")
-        cols += [k for k in r if k not in cols]
+        cols += [k for k in r if k not in cols and k not in JSON_ONLY]
     return cols
 
 
@@ -340,6 +345,8 @@ def _percent(value: Any) -> str:
 OPTIONAL_MARKDOWN = (
     ("twonn", "TwoNN ID", lambda v: _num(v, 1)),
     ("twonn_mle", "TwoNN ID (MLE)", lambda v: _num(v, 1)),
+    ("gride", "GRIDE ID", lambda v: _num(v, 1)),
+    ("ph0", "PH₀ ID", lambda v: _num(v, 1)),
     ("self_clustering", "Self-clustering", lambda v: _num(v, 3)),
     ("uniformity", "Uniformity", lambda v: _num(v, 3)),
     ("alignment", "Alignment", lambda v: _num(v, 3)),
@@ -401,13 +408,18 @@ def metrics_markdown(rows: Iterable[Mapping[str, Any]]) -> str:
         subsampled = sorted({(r["pairs_rows"], r["n_samples"]) for r in rows
                              if r.get("pairs_rows") is not None and r["pairs_rows"] < r["n_samples"]})
         if subsampled:
-            notes.append(f"TwoNN and uniformity used a seeded subsample of {subsampled[0][0]} rows where N is larger.")
+            notes.append(f"TwoNN, GRIDE, PH₀ and uniformity used a seeded subsample of {subsampled[0][0]} rows "
+                         "where N is larger.")
     return "\n".join(lines) + "\n" + "".join(f"\n{n}\n" for n in notes)
 
 
 GEOMETRY_NOTE = (
     "TwoNN ID: intrinsic dimension from the ratio of each row's second to first nearest-neighbour "
-    "distance (Facco et al. 2017; linear fit and maximum likelihood). Self-clustering: 0 for random "
+    "distance (Facco et al. 2017; linear fit and maximum likelihood). GRIDE ID: the same from the "
+    "ratio of the 2n₁-th to the n₁-th neighbour distance (Denti et al. 2022), a larger scale than TwoNN's "
+    "(n₁ in the gride_n1 column; the whole curve in each spectrum's JSON and results/figures/id_scale/). "
+    "PH₀ ID: from the growth of the minimum spanning tree's length with the number of rows "
+    "(Schweinhart 2020; sizes and draws in the ph0_setting column). Self-clustering: 0 for random "
     "directions, 1 when every row points one way (Tsitsulin et al. 2023). Uniformity: log of the mean "
     "exp(−t‖zᵢ − zⱼ‖²) over pairs of normalised rows (t = 2 unless configured), lower is more uniform; "
     "alignment: mean ‖z_v − z_w‖² "
@@ -415,41 +427,60 @@ GEOMETRY_NOTE = (
 )
 
 
+def _strength(c: Mapping[str, Any] | None) -> float:
+    """|ρ| of a correlation row, −1 when undefined (sorted last)."""
+    rho = None if c is None else c.get("spearman_rho")
+    return abs(float(rho)) if rho is not None and math.isfinite(float(rho)) else -1.0
+
+
+def _rho_cell(c: Mapping[str, Any] | None) -> str:
+    if c is None:
+        return "–"
+    text = _num(c["spearman_rho"], 2)
+    if c.get("ci_low") is not None and math.isfinite(float(c["ci_low"])):
+        text += f" [{_num(c['ci_low'], 2)}, {_num(c['ci_high'], 2)}]"
+    return text
+
+
 def probe_tracking_markdown(
     correlations: Sequence[Mapping[str, Any]], metric_labels: Mapping[str, str], accuracy_labels: Mapping[str, str],
 ) -> str:
-    """"Which measure tracks which probe": per dataset, Spearman's ρ of every measure with
-    every probe accuracy and its bootstrap interval, strongest |ρ| first (undefined last)."""
+    """"Which measure tracks which probe": per dataset and probe, Spearman's ρ of every
+    measure with the probe's accuracy and its bootstrap interval over all points, within
+    each model family and across families (scopes of
+    :func:`dimcollapse.analysis.probes.metric_accuracy_correlations`; rows without a
+    ``scope`` are ``all``), strongest |ρ| over all points first (undefined last)."""
     if not correlations:
         return ""
     lines = ["## Which measure tracks which probe", "",
              "Spearman's ρ between each measure and probe accuracy over a dataset's instances and spaces, "
-             "with its bootstrap interval; strongest first.", ""]
+             "with its bootstrap interval; strongest first. *Within* a model family: over that family's points "
+             "(at least 3); *across* families: over one point per family, the medians of its points (at least 3 "
+             "families; an interval from 5). A measure that tracks accuracy across families but not within them "
+             "may only tell architectures apart.", ""]
     for dataset in dict.fromkeys(str(c["dataset"]) for c in correlations):
         subset = [c for c in correlations if str(c["dataset"]) == dataset]
-        accuracies = [a for a in accuracy_labels if any(c["accuracy"] == a for c in subset)]
-        by_metric: dict[str, dict[str, Mapping[str, Any]]] = {}
-        for c in subset:
-            by_metric.setdefault(str(c["metric"]), {})[str(c["accuracy"])] = c
-
-        def strength(metric: str) -> float:
-            rhos = [abs(float(c["spearman_rho"])) for c in by_metric[metric].values()
-                    if c.get("spearman_rho") is not None and math.isfinite(float(c["spearman_rho"]))]
-            return max(rhos) if rhos else -1.0
-
-        points = max(int(c["n_points"]) for c in subset)
-        lines += [f"**{dataset}** (up to {points} points)", "",
-                  "| Measure | " + " | ".join(f"{accuracy_labels[a]} ρ" for a in accuracies) + " |",
-                  "|---|" + "---|" * len(accuracies)]
-        for metric in sorted(by_metric, key=lambda m: -strength(m)):
-            cells = []
-            for a in accuracies:
-                c = by_metric[metric].get(a)
-                cells.append("–" if c is None else _num(c["spearman_rho"], 2)
-                             + (f" [{_num(c['ci_low'], 2)}, {_num(c['ci_high'], 2)}]"
-                                if c.get("ci_low") is not None and math.isfinite(float(c["ci_low"])) else ""))
-            lines.append(f"| {metric_labels.get(metric, metric)} | " + " | ".join(cells) + " |")
-        lines.append("")
+        for accuracy in [a for a in accuracy_labels if any(c["accuracy"] == a for c in subset)]:
+            cells: dict[str, dict[str, Mapping[str, Any]]] = {}
+            points: dict[str, int] = {}
+            for c in subset:
+                if c["accuracy"] == accuracy:
+                    scope = str(c.get("scope", "all"))
+                    key = f"within {c['family']}" if scope == "within" else scope
+                    cells.setdefault(str(c["metric"]), {})[key] = c
+                    points[key] = max(points.get(key, 0), int(c["n_points"]))
+            order = (["all"] if "all" in points else []) + sorted(k for k in points if k.startswith("within ")) + (
+                ["across"] if "across" in points else [])
+            heads = {k: f"{k} ({points[k]})" for k in order}
+            heads.update({"all": f"all ({points.get('all')} points)",
+                          "across": f"across {points.get('across')} families"})
+            lines += [f"**{dataset}**, {accuracy_labels[accuracy]}", "",
+                      "| Measure | " + " | ".join(f"ρ {heads[k]}" for k in order) + " |",
+                      "|---|" + "---|" * len(order)]
+            for metric in sorted(cells, key=lambda m: -_strength(cells[m].get("all"))):
+                lines.append(f"| {metric_labels.get(metric, metric)} | "
+                             + " | ".join(_rho_cell(cells[metric].get(k)) for k in order) + " |")
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -627,15 +658,19 @@ def twonn_ratios(x: np.ndarray, *, device: str | None = "auto", chunk_rows: int 
 
     Rows with r₁ = 0 are dropped with a :class:`DuplicateRowsWarning`; their count is kept.
     """
-    from dimcollapse.analysis.pairwise import DEFAULT_CHUNK_ROWS, nearest_two
+    from dimcollapse.analysis.pairwise import DEFAULT_CHUNK_ROWS, nearest_neighbours
 
-    r1, r2, rechecked = nearest_two(x, device=device, chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS)
+    return _twonn_ratios(nearest_neighbours(x, (1, 2), device=device, chunk_rows=chunk_rows or DEFAULT_CHUNK_ROWS))
+
+
+def _twonn_ratios(nn: NearestNeighbours) -> TwoNNRatios:
+    r1, r2 = nn.at(1), nn.at(2)
     keep = r1 > 0
     n_dup = int((~keep).sum())
     if n_dup:
         warnings.warn(f"TwoNN: dropping {n_dup} rows with zero distance to their nearest neighbour "
-                      "(duplicate rows)", DuplicateRowsWarning, stacklevel=2)
-    return TwoNNRatios(mu=r2[keep] / r1[keep], n_rows=int(r1.size), n_duplicates=n_dup, rechecked=rechecked)
+                      "(duplicate rows)", DuplicateRowsWarning, stacklevel=3)
+    return TwoNNRatios(mu=r2[keep] / r1[keep], n_rows=int(r1.size), n_duplicates=n_dup, rechecked=nn.rechecked)
 
 
 def twonn_from_ratios(ratios: TwoNNRatios, discard_fraction: float = 0.1, method: str = "linear") -> TwoNNDimension:
@@ -680,6 +715,257 @@ def twonn_dimension(
     pick = pair_subsample(len(x), max_rows, seed)
     rows = np.asarray(x if pick is None else x[pick])
     return twonn_from_ratios(twonn_ratios(rows, device=device), discard_fraction, method)
+
+
+# -- intrinsic dimension across neighbourhood scales (GRIDE) and subsample sizes (PH₀)
+
+GRIDE_RANGE_MAX = 64
+"""Largest neighbour rank n2 of the GRIDE curve (scikit-dimension's default)."""
+
+
+@dataclass(frozen=True)
+class GrideDimension:
+    """A GRIDE estimate at neighbour ranks (n1, n2), with its standard error."""
+
+    dimension: float
+    error: float
+    """1 / √(observed Fisher information), as scikit-dimension reports it."""
+    n1: int
+    n2: int
+    n_rows: int
+    n_used: int
+    """Ratios in the likelihood (rows with tied or zero distances and outliers left out)."""
+
+    def __float__(self) -> float:
+        return self.dimension
+
+
+def _gride_fit(log_mu: np.ndarray, n1: int, n2: int) -> tuple[float, float, int]:
+    """The GRIDE maximum-likelihood dimension of the finite, positive log-ratios
+    log(r_{n2}/r_{n1}) (Denti et al. 2022), with scikit-dimension 0.5's (DADApy's)
+    conventions: ratios above q50 + 20(q95 − q50) are left out, the likelihood has
+    (N − 1) log d, the root is bracketed by doubling and found by Brent's method."""
+    from scipy.optimize import brentq
+
+    mu = np.exp(log_mu)
+    q95, q50 = np.percentile(mu, [95, 50])
+    log_mu = log_mu[mu < 20 * (q95 - q50) + q50]
+    n = log_mu.size
+    if n < 2:
+        raise ValueError(f"GRIDE (n1={n1}, n2={n2}) needs at least 2 neighbour ratios, {n} left")
+    total, tail = float(log_mu.sum()), n2 - n1 - 1
+
+    def score(d: float) -> float:  # d log L / dd; decreasing, from +inf to −n1·Σ log μ: one root
+        return (n - 1) / d + tail * float(np.sum(log_mu / -np.expm1(-d * log_mu))) - (n2 - 1) * total
+
+    hi = 1.0
+    while score(hi) > 0:
+        hi *= 2
+    d = float(brentq(score, 1e-8, hi, xtol=1e-12, rtol=1e-12))
+    info = n / d**2 + tail * float(np.sum((log_mu / (2 * np.sinh(d * log_mu / 2))) ** 2))
+    return d, 1 / math.sqrt(info), n
+
+
+def _log_ratios(nn: NearestNeighbours, n1: int, n2: int) -> np.ndarray:
+    """log(r_{n2}/r_{n1}) per row, NaN where undefined (r_{n1} = 0: duplicates; r_{n1} =
+    r_{n2}: ties), with a :class:`DuplicateRowsWarning` naming how many."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_mu = np.log(nn.at(n2) / nn.at(n1))
+    bad = ~(np.isfinite(log_mu) & (log_mu > 0))
+    if bad.any():
+        warnings.warn(f"GRIDE (n1={n1}, n2={n2}): dropping {int(bad.sum())} rows with zero or tied neighbour "
+                      "distances (duplicate rows)", DuplicateRowsWarning, stacklevel=3)
+        log_mu[bad] = np.nan
+    return log_mu
+
+
+def _gride_at(nn: NearestNeighbours, n1: int, n2: int) -> GrideDimension:
+    log_mu = _log_ratios(nn, n1, n2)
+    d, err, used = _gride_fit(log_mu[~np.isnan(log_mu)], n1, n2)
+    return GrideDimension(dimension=d, error=err, n1=n1, n2=n2, n_rows=len(log_mu), n_used=used)
+
+
+def _gride_ranks(n1: int, n2: int | None) -> tuple[int, int]:
+    n2 = 2 * n1 if n2 is None else n2
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (n1, n2)) or not 1 <= n1 < n2:
+        raise ValueError(f"GRIDE needs integers 1 <= n1 < n2, got n1={n1!r}, n2={n2!r}")
+    return int(n1), int(n2)
+
+
+def gride_dimension(
+    x: np.ndarray, n1: int = 1, n2: int | None = None, *, device: str | None = "auto", max_rows: int | None = None,
+    seed: int = 0,
+) -> GrideDimension:
+    """GRIDE intrinsic dimension from μ = r_{n2}/r_{n1} (n2 = 2·n1 by default), equal to
+    scikit-dimension 0.5's ``GRIDE(n1, n2)``; n1 = 1 is the TwoNN MLE. Larger n1 reads the
+    dimension at a larger neighbourhood scale, past noise that inflates the nearest one.
+
+    With more than ``max_rows`` rows a seeded subsample of ``max_rows`` is used.
+    """
+    from dimcollapse.analysis.pairwise import nearest_neighbours, pair_subsample
+
+    n1, n2 = _gride_ranks(n1, n2)
+    pick = pair_subsample(len(x), max_rows, seed)
+    rows = np.asarray(x if pick is None else x[pick])
+    return _gride_at(nearest_neighbours(rows, (n1, n2), device=device), n1, n2)
+
+
+def gride_scales(n_rows: int, range_max: int = GRIDE_RANGE_MAX) -> list[int]:
+    """The n1 of the GRIDE curve: 1, 2, 4, … with n2 = 2·n1 ≤ min(range_max, n_rows − 1)
+    (scikit-dimension's ``multiscale=True``)."""
+    if range_max < 2:
+        raise ValueError(f"the GRIDE curve needs range_max >= 2, got {range_max}")
+    top = min(range_max, n_rows - 1)
+    return [2**i for i in range(int(np.log2(top)))] if top >= 2 else []
+
+
+@dataclass(frozen=True)
+class GrideCurve:
+    """GRIDE dimension at n1 = 1, 2, 4, … (n2 = 2·n1), with percentile bootstrap intervals
+    over rows (each resample re-fits every scale on the same resampled rows, holding their
+    neighbour distances; NaN without a bootstrap)."""
+
+    n1: tuple[int, ...]
+    dimension: np.ndarray
+    error: np.ndarray
+    radius: np.ndarray
+    """Mean distance to the n2-th neighbour: the scale each n1 reads, in the data's units."""
+    ci_low: np.ndarray
+    ci_high: np.ndarray
+    n_rows: int
+    bootstrap_n: int
+    seed: int
+    level: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready lists (undefined values as None)."""
+
+        def values(a: np.ndarray) -> list[float | None]:
+            return [float(v) if math.isfinite(v) else None for v in a]
+
+        return {"n1": list(self.n1), "n2": [2 * n for n in self.n1], "dimension": values(self.dimension),
+                "error": values(self.error), "radius": values(self.radius), "ci_low": values(self.ci_low),
+                "ci_high": values(self.ci_high), "n_rows": self.n_rows, "bootstrap_n": self.bootstrap_n,
+                "bootstrap_seed": self.seed, "ci_level": self.level}
+
+
+def _gride_curve(nn: NearestNeighbours, range_max: int, bootstrap: int, seed: int, level: float) -> GrideCurve:
+    n = nn.distances.shape[0]
+    scales = gride_scales(n, range_max)
+    ratios = [_log_ratios(nn, s, 2 * s) for s in scales]
+    fits = [_gride_fit(r[~np.isnan(r)], s, 2 * s) for r, s in zip(ratios, scales)]
+    low = np.full(len(scales), np.nan)
+    high = np.full(len(scales), np.nan)
+    if bootstrap:
+        picks = np.random.default_rng(seed).integers(0, n, size=(bootstrap, n))
+        tail = (1 - level) / 2 * 100
+        for i, (r, s) in enumerate(zip(ratios, scales)):
+            boots = []
+            for pick in picks:
+                drawn = r[pick]
+                drawn = drawn[~np.isnan(drawn)]
+                if drawn.size >= 2:
+                    boots.append(_gride_fit(drawn, s, 2 * s)[0])
+            if len(boots) >= bootstrap / 2:
+                low[i], high[i] = np.percentile(boots, [tail, 100 - tail])
+    return GrideCurve(
+        n1=tuple(scales), dimension=np.array([f[0] for f in fits]), error=np.array([f[1] for f in fits]),
+        radius=np.array([nn.at(2 * s).mean() for s in scales]), ci_low=low, ci_high=high, n_rows=n,
+        bootstrap_n=bootstrap, seed=seed, level=level,
+    )
+
+
+def gride_curve(
+    x: np.ndarray, range_max: int = GRIDE_RANGE_MAX, *, bootstrap: int = 0, seed: int = 0, level: float = 0.95,
+    device: str | None = "auto", max_rows: int | None = None,
+) -> GrideCurve:
+    """GRIDE across scales, equal to scikit-dimension 0.5's ``GRIDE(multiscale=True,
+    range_max=range_max)`` (``dimension_scales_``, ``error_scales_``, ``radius_scales_``),
+    from one neighbour search for all scales; ``bootstrap`` resamples of the rows give
+    percentile intervals. Reading: noise inflates the nearest scales; the plateau over
+    larger n1 is the manifold's dimension."""
+    from dimcollapse.analysis.pairwise import nearest_neighbours, pair_subsample
+
+    pick = pair_subsample(len(x), max_rows, seed)
+    rows = np.asarray(x if pick is None else x[pick])
+    scales = gride_scales(len(rows), range_max)
+    if not scales:
+        raise ValueError(f"the GRIDE curve needs at least 3 rows, got {len(rows)}")
+    ranks = set(scales) | {2 * s for s in scales}
+    return _gride_curve(nearest_neighbours(rows, ranks, device=device), range_max, bootstrap, seed, level)
+
+
+PH0_MAX_ROWS = 2_000
+"""Largest subsample of the PH₀ fit by default (subsamples from half of it up to it)."""
+PH0_STEPS = 10
+PH0_SUBSAMPLES = 5
+
+
+@dataclass(frozen=True)
+class PH0Dimension:
+    """A PH₀ (minimum spanning tree) dimension with the setting it was measured at."""
+
+    dimension: float
+    alpha: float
+    rows_min: int
+    rows_max: int
+    steps: int
+    subsamples: int
+    seed: int
+    n_rows: int
+    log_sizes: np.ndarray
+    log_lengths: np.ndarray
+    """log of Σ ℓ^α over the MST edges of each subsample (the fit's points)."""
+
+    def __float__(self) -> float:
+        return self.dimension
+
+    @property
+    def setting(self) -> str:
+        return (f"alpha={self.alpha:g} rows={self.rows_min}-{self.rows_max} steps={self.steps} "
+                f"subsamples={self.subsamples} seed={self.seed}")
+
+
+def ph0_dimension(
+    x: np.ndarray, *, alpha: float = 1.0, sizes: tuple[int, int] | None = None, max_rows: int = PH0_MAX_ROWS,
+    steps: int = PH0_STEPS, subsamples: int = PH0_SUBSAMPLES, seed: int = 0, device: str | None = "auto",
+) -> PH0Dimension:
+    """PH₀ dimension (Schweinhart 2020): the α-weighted length E = Σ ℓ^α of the Euclidean
+    minimum spanning tree of n random rows grows as n^((d − α)/d); d = α / (1 − slope) of
+    the least-squares line of log E on log n.
+
+    ``steps`` sizes evenly spaced (rounded up) from ``sizes[0]`` to ``sizes[1]`` rows,
+    ``subsamples`` draws each, drawn as scikit-dimension 0.5's ``PH(n_range_min=sizes[0],
+    n_range_max=sizes[1], range_type="num", nsteps=steps, subsamples=subsamples,
+    random_state=seed)`` draws them (one ``RandomState(seed)``, ``choice`` without
+    replacement per subsample), so the two agree. Default sizes: from half of
+    min(N, ``max_rows``) up to it — scikit-dimension's default range when N ≤ ``max_rows``,
+    and a cost independent of N above (the MST of m rows costs m² distances, one GEMM pass
+    in :func:`dimcollapse.analysis.spanning_tree.minimum_spanning_tree`).
+    """
+    from dimcollapse.analysis.spanning_tree import minimum_spanning_tree
+
+    n = len(x)
+    top = min(n, max_rows)
+    low, high = sizes if sizes is not None else (math.ceil(0.5 * top), top)
+    if alpha <= 0:
+        raise ValueError(f"PH0 alpha must be > 0, got {alpha}")
+    if steps < 2 or subsamples < 1:
+        raise ValueError(f"PH0 needs steps >= 2 and subsamples >= 1, got {steps} and {subsamples}")
+    if not 2 <= low < high <= n:
+        raise ValueError(f"PH0 needs 2 <= smallest subsample < largest <= rows, got {low}, {high}, {n} rows")
+    counts = np.repeat(np.ceil(np.linspace(low, high, steps)).astype(int), subsamples)
+    rng = np.random.RandomState(seed)
+    lengths = []
+    for size in counts:
+        rows = np.asarray(x[np.sort(rng.choice(n, size=size, replace=False))])
+        lengths.append(float(np.sum(minimum_spanning_tree(rows, device=device).lengths ** alpha)))
+    if min(lengths) <= 0:
+        raise ValueError("PH0: a subsample's rows are all identical (spanning tree of length 0)")
+    lx, ly = np.log(counts), np.log(lengths)
+    slope = float(np.sum((lx - lx.mean()) * (ly - ly.mean())) / np.sum((lx - lx.mean()) ** 2))
+    return PH0Dimension(dimension=alpha / (1 - slope), alpha=float(alpha), rows_min=int(low), rows_max=int(high),
+                        steps=steps, subsamples=subsamples, seed=seed, n_rows=n, log_sizes=lx, log_lengths=ly)
 
 
 def self_clustering(x: np.ndarray) -> float:
@@ -759,13 +1045,25 @@ def _centred_gram(x: np.ndarray) -> np.ndarray:
     return xc @ xc.T
 
 
+def _centred_row_sq(x: np.ndarray, chunk_rows: int) -> np.ndarray:
+    """‖xᵢ − x̄‖² of every row in float64, streamed over row chunks."""
+    mean = np.zeros(x.shape[1])
+    for s in range(0, len(x), chunk_rows):
+        mean += np.asarray(x[s : s + chunk_rows], dtype=np.float64).sum(axis=0)
+    mean /= len(x)
+    return np.concatenate([np.sum((np.asarray(x[s : s + chunk_rows], dtype=np.float64) - mean) ** 2, axis=1)
+                           for s in range(0, len(x), chunk_rows)])
+
+
 class _CkaSpace:
-    """One space compared by linear CKA, with its normaliser ‖XᵀX‖²_F (X centred) kept once
-    computed: a matrix of k spaces then computes k normalisers, not one per pair."""
+    """One space compared by CKA, with its normaliser ‖XᵀX‖²_F (X centred) and its centred
+    squared row norms kept once computed: a matrix of k spaces then computes k
+    normalisers, not one per pair."""
 
     def __init__(self, x: np.ndarray, chunk_rows: int) -> None:
         self.x, self.chunk_rows = x, chunk_rows
         self._norm_sq: float | None = None
+        self._row_sq: np.ndarray | None = None
 
     def norm_sq(self, gram: np.ndarray | None = None) -> float:
         """‖XᵀX‖²_F = ‖XXᵀ‖²_F, from ``gram`` (XXᵀ) when the caller has it, else from the
@@ -777,10 +1075,16 @@ class _CkaSpace:
             self._norm_sq = float(np.sum(gram * gram))
         return self._norm_sq
 
+    def row_sq(self) -> np.ndarray:
+        if self._row_sq is None:
+            self._row_sq = _centred_row_sq(self.x, self.chunk_rows)
+        return self._row_sq
 
-def _cka(a: _CkaSpace, b: _CkaSpace) -> float:
-    """‖XᵀY‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F): the cross term from the D × D form, O(n·dx·dy), or with
-    few rows from the centred Grams K, L (⟨K, L⟩, O(n²(dx + dy))), which also give the norms."""
+
+def _cka_terms(a: _CkaSpace, b: _CkaSpace) -> tuple[float, float, float]:
+    """‖XᵀY‖²_F, ‖XᵀX‖²_F, ‖YᵀY‖²_F (X, Y centred): the cross term from the D × D form,
+    O(n·dx·dy), or with few rows from the centred Grams K, L (⟨K, L⟩, O(n²(dx + dy))),
+    which also give the norms."""
     n, dx = a.x.shape
     dy = b.x.shape[1]
     if n * (dx + dy) < dx * dy:
@@ -791,19 +1095,45 @@ def _cka(a: _CkaSpace, b: _CkaSpace) -> float:
         cross = float(np.sum(_centred_cross(a.x, b.x, a.chunk_rows) ** 2))
         kk, ll = a.norm_sq(), b.norm_sq()
     if kk == 0 or ll == 0:
-        raise ValueError("linear CKA is undefined for a space with identical rows (zero centred matrix)")
-    return cross / math.sqrt(kk * ll)
+        raise ValueError("CKA is undefined for a space with identical rows (zero centred matrix)")
+    return cross, kk, ll
 
 
-def _cka_spaces(matrices: Sequence[np.ndarray], chunk_rows: int) -> list[_CkaSpace]:
+def _hsic1(cross: float, ra: np.ndarray, rb: np.ndarray) -> float:
+    """Song et al.'s (2012) unbiased HSIC of linear kernels of centred X, Y, with K̃, L̃ the
+    Grams with zeroed diagonals:
+    [tr(K̃L̃) + 1ᵀK̃1·1ᵀL̃1/((n−1)(n−2)) − 2/(n−2)·1ᵀK̃L̃1] / (n(n−3)).
+    For centred rows K1 = 0, so K̃1 = −a (a the squared row norms) and the terms reduce
+    to tr(K̃L̃) = ‖XᵀY‖²_F − a·b, 1ᵀK̃1 = −Σa, 1ᵀK̃L̃1 = a·b (the estimator does not
+    change when the features are shifted, so centring costs nothing)."""
+    n = ra.size
+    ab = float(ra @ rb)
+    return (cross - ab + float(ra.sum()) * float(rb.sum()) / ((n - 1) * (n - 2)) - 2 * ab / (n - 2)) / (n * (n - 3))
+
+
+def _cka_pair(a: _CkaSpace, b: _CkaSpace, debiased: bool) -> tuple[float, float]:
+    """Linear CKA ‖XᵀY‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F) and, when ``debiased``, debiased CKA
+    HSIC₁(K, L) / √(HSIC₁(K, K)·HSIC₁(L, L)) from the same cross term (NaN otherwise)."""
+    cross, kk, ll = _cka_terms(a, b)
+    linear = cross / math.sqrt(kk * ll)
+    if not debiased:
+        return linear, math.nan
+    ra, rb = a.row_sq(), b.row_sq()
+    xx, yy = _hsic1(kk, ra, ra), _hsic1(ll, rb, rb)
+    if xx <= 0 or yy <= 0:  # possible with very few rows: the estimate of ‖Cov‖² is then useless
+        return linear, math.nan
+    return linear, _hsic1(cross, ra, rb) / math.sqrt(xx * yy)
+
+
+def _cka_spaces(matrices: Sequence[np.ndarray], chunk_rows: int, min_rows: int = 2) -> list[_CkaSpace]:
     for m in matrices:
         if m.ndim != 2:
-            raise ValueError(f"linear CKA needs 2-D matrices, got shape {m.shape}")
+            raise ValueError(f"CKA needs 2-D matrices, got shape {m.shape}")
     rows = {m.shape[0] for m in matrices}
     if len(rows) > 1:
-        raise ValueError(f"linear CKA needs the same rows in every matrix, got {sorted(rows)}")
-    if rows and min(rows) < 2:
-        raise ValueError(f"linear CKA needs at least 2 rows, got {min(rows)}")
+        raise ValueError(f"CKA needs the same rows in every matrix, got {sorted(rows)}")
+    if rows and min(rows) < min_rows:
+        raise ValueError(f"CKA needs at least {min_rows} rows here, got {min(rows)}")
     return [_CkaSpace(m, chunk_rows) for m in matrices]
 
 
@@ -813,31 +1143,162 @@ def linear_cka(x: np.ndarray, y: np.ndarray, *, chunk_rows: int = DEFAULT_CHUNK_
     orthogonal transforms and isotropic scaling of either space. Float64, streamed over
     row chunks in the D × D form (works on memory maps)."""
     a, b = _cka_spaces([x, y], chunk_rows)
-    return _cka(a, b)
+    return _cka_pair(a, b, debiased=False)[0]
+
+
+def unbiased_cka(x: np.ndarray, y: np.ndarray, *, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> float:
+    """Debiased linear CKA: linear CKA with Song et al.'s (2012) unbiased HSIC estimator in
+    place of the biased one (:func:`_hsic1`), needing n ≥ 4 rows. Plain CKA of two
+    independent random n × d matrices with n ≪ d is far from 0; this one is near 0. It can
+    be slightly negative, and it is 1 for a space with itself."""
+    a, b = _cka_spaces([x, y], chunk_rows, min_rows=4)
+    value = _cka_pair(a, b, debiased=True)[1]
+    if math.isnan(value):
+        raise ValueError("debiased CKA is undefined: a space's unbiased HSIC with itself is not positive")
+    return value
+
+
+def cka_matrices(
+    matrices: Sequence[np.ndarray], *, debiased: bool = True, chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric matrices of linear and (``debiased``; else NaN) debiased CKA between every
+    two of ``matrices``, ones on the diagonals; one cross term per pair serves both, and
+    each space's normaliser and row norms are computed once. A debiased value that a
+    space's few rows leave undefined (its unbiased HSIC with itself not positive) is NaN."""
+    spaces = _cka_spaces(matrices, chunk_rows, min_rows=4 if debiased else 2)
+    linear = np.eye(len(spaces))
+    unbiased = np.eye(len(spaces)) if debiased else np.full((len(spaces),) * 2, np.nan)
+    for i in range(len(spaces)):
+        for j in range(i + 1, len(spaces)):
+            linear[i, j], unbiased[i, j] = _cka_pair(spaces[i], spaces[j], debiased)
+            linear[j, i], unbiased[j, i] = linear[i, j], unbiased[i, j]
+    return linear, unbiased
 
 
 def linear_cka_matrix(matrices: Sequence[np.ndarray], *, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> np.ndarray:
     """Symmetric matrix of linear CKA between every two of ``matrices`` (ones on the
     diagonal); each space's normaliser is computed once."""
-    spaces = _cka_spaces(matrices, chunk_rows)
-    out = np.eye(len(spaces))
-    for i in range(len(spaces)):
-        for j in range(i + 1, len(spaces)):
-            out[i, j] = out[j, i] = _cka(spaces[i], spaces[j])
+    return cka_matrices(matrices, debiased=False, chunk_rows=chunk_rows)[0]
+
+
+MUTUAL_KNN_K = 10
+"""Neighbours per row of the mutual k-NN alignment (Huh et al. 2024 use 10)."""
+
+
+def knn_sets(x: np.ndarray, k: int = MUTUAL_KNN_K, *, device: str | None = "auto") -> np.ndarray:
+    """The ``k`` nearest other rows of each row by cosine similarity (N × k indices, each
+    row's set in index order; ties go to the lower index): Euclidean neighbours of the
+    L2-normalised rows, from one chunked search (zero rows stay zero)."""
+    from dimcollapse.analysis.pairwise import nearest_neighbours
+
+    z = np.array(x, dtype=np.float64)
+    z /= np.maximum(np.linalg.norm(z, axis=1), NORM_EPS)[:, None]
+    return nearest_neighbours(z.astype(np.float32), (k,), members=k, device=device).members
+
+
+def _shared_fraction(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean over rows of |A_i ∩ B_i| / k for two N × k arrays of per-row index sets."""
+    both = np.sort(np.concatenate([a, b], axis=1), axis=1)
+    return float(np.mean(np.sum(both[:, 1:] == both[:, :-1], axis=1) / a.shape[1]))
+
+
+def mutual_knn(x: np.ndarray, y: np.ndarray, k: int = MUTUAL_KNN_K, *, device: str | None = "auto") -> float:
+    """Mutual k-NN alignment (Huh et al. 2024, "The Platonic Representation Hypothesis")
+    of two matrices with the same rows: the mean over rows of the fraction of its k
+    nearest neighbours (cosine, itself excluded) that the two spaces share; 1 for spaces
+    with the same neighbourhoods, about k/(N − 1) for unrelated ones."""
+    return float(mutual_knn_matrix([x, y], k, device=device)[0, 1])
+
+
+def mutual_knn_matrix(
+    matrices: Sequence[np.ndarray], k: int = MUTUAL_KNN_K, *, device: str | None = "auto",
+) -> np.ndarray:
+    """Symmetric matrix of :func:`mutual_knn` between every two of ``matrices`` (ones on
+    the diagonal); each space's neighbour sets are searched once."""
+    rows = {m.shape[0] for m in matrices}
+    if len(rows) > 1:
+        raise ValueError(f"mutual k-NN needs the same rows in every matrix, got {sorted(rows)}")
+    if rows and not 1 <= k < min(rows):
+        raise ValueError(f"mutual k-NN needs 1 <= k < rows, got k={k} with {min(rows)} rows")
+    return mutual_knn_from_sets([knn_sets(m, k, device=device) for m in matrices])
+
+
+def mutual_knn_from_sets(sets: Sequence[np.ndarray]) -> np.ndarray:
+    """Symmetric matrix of the mean shared fraction between every two of ``sets`` (N × k
+    neighbour sets of :func:`knn_sets` on the same rows), ones on the diagonal."""
+    out = np.eye(len(sets))
+    for i in range(len(sets)):
+        for j in range(i + 1, len(sets)):
+            out[i, j] = out[j, i] = _shared_fraction(sets[i], sets[j])
+    return out
+
+
+GRIDE_N1 = 8
+"""n1 of the ``gride`` column (n2 = 16): past the nearest scales, which noise inflates."""
+
+
+def _or_nan(name: str, estimate: Any) -> Any:
+    """``estimate()``, or None (the column then NaN) with a warning when the data cannot
+    give it (too few rows, all rows identical): one undefined column must not cost the others."""
+    try:
+        return estimate()
+    except ValueError as err:
+        warnings.warn(f"{name}: {err}: left undefined", stacklevel=3)
+        return None
+
+
+def neighbour_dimensions(
+    x: np.ndarray, *, discard_fraction: float = 0.1, gride_n1: int = GRIDE_N1, gride_range_max: int = GRIDE_RANGE_MAX,
+    gride_bootstrap: int = 0, seed: int = 0, device: str | None = "auto",
+) -> dict[str, Any]:
+    """TwoNN (linear fit and MLE), GRIDE at n1 = ``gride_n1`` and the GRIDE curve up to
+    ``gride_range_max`` (JSON-ready, key ``gride_curve``) of the rows of ``x``, from one
+    neighbour search for every rank they need. What the rows cannot give (fewer than 3,
+    or fewer than 2·``gride_n1`` + 1 for ``gride``) is left undefined with a warning."""
+    from dimcollapse.analysis.pairwise import nearest_neighbours
+
+    n = len(x)
+    out: dict[str, Any] = {"twonn": math.nan, "twonn_mle": math.nan, "twonn_duplicates": 0, "gride": math.nan,
+                           "gride_n1": gride_n1, "gride_curve": None}
+    if n < 3:
+        warnings.warn(f"TwoNN and GRIDE need at least 3 rows, have {n}: left undefined", stacklevel=2)
+        return out
+    scales = gride_scales(n, gride_range_max)
+    n1, n2 = _gride_ranks(gride_n1, None)
+    ranks = {1, 2} | set(scales) | {2 * s for s in scales} | ({n1, n2} if n2 < n else set())
+    nn = nearest_neighbours(x, ranks, device=device)
+    ratios = _twonn_ratios(nn)
+    out["twonn_duplicates"] = ratios.n_duplicates
+    if int(ratios.mu.size * (1 - discard_fraction)) >= 2:
+        out["twonn"] = twonn_from_ratios(ratios, discard_fraction, "linear").dimension
+        out["twonn_mle"] = twonn_from_ratios(ratios, discard_fraction, "mle").dimension
+    else:
+        warnings.warn(f"TwoNN: {ratios.mu.size} rows with a ratio are too few: left undefined", stacklevel=2)
+    if n2 < n:
+        gride = _or_nan("GRIDE", lambda: _gride_at(nn, n1, n2).dimension)
+        out["gride"] = math.nan if gride is None else gride
+    else:
+        warnings.warn(f"GRIDE at n1={n1} needs more than {n2} rows, have {n}: left undefined", stacklevel=2)
+    curve = _or_nan("GRIDE curve", lambda: _gride_curve(nn, gride_range_max, gride_bootstrap, seed, 0.95))
+    out["gride_curve"] = None if curve is None else curve.to_dict()
     return out
 
 
 def geometry_metrics(
     x: np.ndarray, *, views: np.ndarray | None = None, normalize: bool = True, discard_fraction: float = 0.1,
     uniformity_t: float = 2.0, max_pairs_rows: int | None = DEFAULT_MAX_PAIRS_ROWS, seed: int = 0,
-    device: str | None = "cpu",
+    device: str | None = "cpu", gride_n1: int = GRIDE_N1, gride_range_max: int = GRIDE_RANGE_MAX,
+    gride_bootstrap: int = 0, ph0_max_rows: int = PH0_MAX_ROWS, ph0_steps: int = PH0_STEPS,
+    ph0_subsamples: int = PH0_SUBSAMPLES, ph0_alpha: float = 1.0,
 ) -> dict[str, Any]:
     """The geometry columns of one feature matrix (and of its views, when given).
 
-    TwoNN (linear fit and MLE, from one neighbour search) sees the rows the spectrum sees:
-    L2-normalised when ``normalize``, so both describe one point cloud. TwoNN and
-    uniformity use the same seeded subsample when N > ``max_pairs_rows``; ``pairs_rows``
-    records how many rows they used. Self-clustering uses every row (it needs no pairs).
+    TwoNN (linear fit and MLE), GRIDE at n1 = ``gride_n1`` and the GRIDE curve (key
+    ``gride_curve``, for the JSON, not the table) come from one neighbour search, on the
+    rows the spectrum sees: L2-normalised when ``normalize``, so all describe one point
+    cloud. TwoNN, GRIDE, PH₀ and uniformity use the same seeded subsample when N >
+    ``max_pairs_rows``; ``pairs_rows`` records how many rows they used, ``ph0_setting``
+    the PH₀ sizes and draws. Self-clustering uses every row (it needs no pairs).
     """
     from dimcollapse.analysis.pairwise import pair_subsample
 
@@ -848,25 +1309,18 @@ def geometry_metrics(
         cloud = np.array(rows, dtype=np.float64)
         cloud /= np.maximum(np.linalg.norm(cloud, axis=1), NORM_EPS)[:, None]
         cloud = cloud.astype(np.float32)
-    twonn, twonn_mle, n_dup = math.nan, math.nan, 0
-    if len(cloud) < 3:
-        warnings.warn(f"TwoNN needs at least 3 rows, have {len(cloud)}: left undefined", stacklevel=2)
-    else:
-        ratios = twonn_ratios(cloud, device=device)
-        n_dup = ratios.n_duplicates
-        if int(ratios.mu.size * (1 - discard_fraction)) >= 2:
-            twonn = twonn_from_ratios(ratios, discard_fraction, "linear").dimension
-            twonn_mle = twonn_from_ratios(ratios, discard_fraction, "mle").dimension
-        else:
-            warnings.warn(f"TwoNN: {ratios.mu.size} rows with a ratio are too few: left undefined", stacklevel=2)
-    out: dict[str, Any] = {
-        "twonn": twonn,
-        "twonn_mle": twonn_mle,
-        "twonn_duplicates": n_dup,
+    out: dict[str, Any] = neighbour_dimensions(cloud, discard_fraction=discard_fraction, gride_n1=gride_n1,
+                                               gride_range_max=gride_range_max, gride_bootstrap=gride_bootstrap,
+                                               seed=seed, device=device)
+    ph0 = _or_nan("PH0", lambda: ph0_dimension(cloud, alpha=ph0_alpha, max_rows=ph0_max_rows, steps=ph0_steps,
+                                               subsamples=ph0_subsamples, seed=seed, device=device))
+    out.update({
+        "ph0": math.nan if ph0 is None else ph0.dimension,
+        "ph0_setting": "" if ph0 is None else ph0.setting,
         "self_clustering": self_clustering(x),
         "uniformity": uniformity(rows, uniformity_t, device=device),
         "pairs_rows": int(len(rows)),
-    }
+    })
     if views is not None:
         out["alignment"] = alignment(views)
     return out

@@ -340,6 +340,8 @@ CORRELATED_METRICS = {
     "lidar": "LiDAR",
     "twonn": "TwoNN intrinsic dimension",
     "twonn_mle": "TwoNN intrinsic dimension (MLE)",
+    "gride": "GRIDE intrinsic dimension",
+    "ph0": "PH₀ intrinsic dimension",
     "self_clustering": "Self-clustering",
     "uniformity": "Uniformity",
     "alignment": "Alignment",
@@ -392,24 +394,62 @@ def spearman_with_interval(
     return rho, float(low), float(high)
 
 
+MIN_FAMILIES_FOR_INTERVAL = 5
+"""Fewest families for a bootstrap interval of the ``across`` correlation."""
+SCOPES = ("all", "within", "across")
+"""Which points a correlation pools: all of a dataset's, those of one model family
+(``within``, one row per family), or one point per family, its medians (``across``)."""
+
+
+def _family_medians(rows: Sequence[Mapping[str, object]], metric: str, accuracy: str) -> tuple[np.ndarray, np.ndarray]:
+    by_family: dict[str, list[tuple[float, float]]] = {}
+    for r in rows:
+        x, y = _finite_pairs([r], metric, accuracy)
+        if x.size:
+            by_family.setdefault(str(r["family"]), []).append((float(x[0]), float(y[0])))
+    medians = np.array([np.median(np.array(v), axis=0) for v in by_family.values()]).reshape(-1, 2)
+    return medians[:, 0], medians[:, 1]
+
+
 def metric_accuracy_correlations(
     rows: Sequence[Mapping[str, object]], *, n_boot: int = 2000, seed: int = 0, level: float = 0.95,
 ) -> list[dict[str, object]]:
     """Spearman's ρ between each collapse metric and each probe accuracy, per dataset.
 
     ``rows`` are probes-table rows (one per dataset, instance and space, with the metric
-    columns). All spaces of a dataset are pooled, one point per instance and space.
+    columns). Scope ``all`` pools every space of a dataset, one point per instance and
+    space. When rows carry a ``family`` (:attr:`dimcollapse.config.ModelInstance.model_family`),
+    scope ``within`` gives ρ over the points of each family with at least 3 (column
+    ``family``), and ``across`` ρ over one point per family (the medians of its points),
+    with at least 3 families (its bootstrap interval with at least
+    :data:`MIN_FAMILIES_FOR_INTERVAL`): a measure that tracks accuracy only across families
+    may just tell architectures apart, not collapse within one.
     """
     out: list[dict[str, object]] = []
+
+    def add(dataset: str, accuracy: str, metric: str, scope: str, family: str, x: np.ndarray,
+            y: np.ndarray) -> None:
+        rho, low, high = spearman_with_interval(x, y, n_boot=n_boot, seed=seed, level=level)
+        if scope == "across" and x.size < MIN_FAMILIES_FOR_INTERVAL:
+            low = high = math.nan  # resampling 3 or 4 points gives intervals that look certain
+        out.append({"dataset": dataset, "accuracy": accuracy, "metric": metric, "scope": scope, "family": family,
+                    "n_points": int(x.size), "spearman_rho": rho, "ci_low": low, "ci_high": high,
+                    "ci_level": level, "bootstrap_n": n_boot, "bootstrap_seed": seed})
+
     for dataset in dict.fromkeys(str(r["dataset"]) for r in rows):
         subset = [r for r in rows if str(r["dataset"]) == dataset]
+        families = list(dict.fromkeys(str(r["family"]) for r in subset if r.get("family")))
         for accuracy in ACCURACIES:
             for metric in CORRELATED_METRICS:
                 x, y = _finite_pairs(subset, metric, accuracy)
                 if x.size == 0:
                     continue
-                rho, low, high = spearman_with_interval(x, y, n_boot=n_boot, seed=seed, level=level)
-                out.append({"dataset": dataset, "accuracy": accuracy, "metric": metric, "n_points": int(x.size),
-                            "spearman_rho": rho, "ci_low": low, "ci_high": high, "ci_level": level,
-                            "bootstrap_n": n_boot, "bootstrap_seed": seed})
+                add(dataset, accuracy, metric, "all", "", x, y)
+                for family in families:
+                    fx, fy = _finite_pairs([r for r in subset if str(r.get("family")) == family], metric, accuracy)
+                    if fx.size >= 3:
+                        add(dataset, accuracy, metric, "within", family, fx, fy)
+                mx, my = _family_medians([r for r in subset if r.get("family")], metric, accuracy)
+                if mx.size >= 3:
+                    add(dataset, accuracy, metric, "across", "", mx, my)
     return out

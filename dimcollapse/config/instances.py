@@ -49,6 +49,23 @@ class ModelInstance:
         return METHODS[self.method].family
 
     @property
+    def model_family(self) -> str:
+        """The model family that the probe correlations group instances by (ρ within each
+        family and across families): the network family — ``slow_r50`` for the paper's five
+        Slow R50 methods, ``dpc`` — refined where one method covers several networks:
+        ``torchvision:<arch>``, ``pytorchvideo:<arch>``, ``custom:<builder function>``,
+        ``transformers:<checkpoint name>`` (e.g. ``videomae-base``). Members of a checkpoint
+        series share their series' family."""
+        if self.family in ("torchvision", "pytorchvideo"):
+            return f"{self.family}:{self.options.get('arch')}"
+        if self.family == "custom":
+            return "custom:" + str(self.options.get("builder", "")).rpartition(":")[2]
+        if self.family == "transformers":
+            name = str(self.checkpoint or "").removeprefix("hf://").split("@")[0].rstrip("/")
+            return "transformers:" + posixpath.basename(name)
+        return self.family
+
+    @property
     def arch_info(self) -> ArchInfo | None:
         """The library architecture of a ``torchvision``/``pytorchvideo`` instance, else None."""
         if self.family not in ("torchvision", "pytorchvideo"):

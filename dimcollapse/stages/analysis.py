@@ -33,12 +33,14 @@ def spectrum(smk: Any) -> None:
         np.load(smk.input.features, mmap_mode="r"), views=views, normalize=p["normalize"],
         discard_fraction=g["twonn_discard_fraction"], uniformity_t=g["uniformity_t"],
         max_pairs_rows=g["max_pairs_rows"], seed=g["seed"], device=smk.resources.analysis_device,
+        **{k: g[k] for k in ("gride_n1", "gride_range_max", "gride_bootstrap", "ph0_max_rows", "ph0_steps",
+                             "ph0_subsamples", "ph0_alpha")},
     )
     w = smk.wildcards
     write_metrics_json(smk.output.metrics,
                        metrics_row(spec, dataset=w.dataset, method=w.method, space=w.space, **geometry))
-    log.info("N=%d D=%d AUC=%.4f RankMe=%.2f TwoNN=%.2f (%d rows)", spec.n_samples, spec.dim, spec.auc,
-             spec.rankme, geometry["twonn"], geometry["pairs_rows"])
+    log.info("N=%d D=%d AUC=%.4f RankMe=%.2f TwoNN=%.2f GRIDE=%.2f PH0=%.2f (%d rows)", spec.n_samples, spec.dim,
+             spec.auc, spec.rankme, geometry["twonn"], geometry["gride"], geometry["ph0"], geometry["pairs_rows"])
 
 
 def metrics(smk: Any) -> None:
@@ -89,6 +91,24 @@ def figure(smk: Any) -> None:
     curves = curves_by_label(list(smk.input.spectra), labels)
     fig = spectrum_figure(curves, title=title, colors=colors,
                           y_range=view["figures"]["y_range"])
+    save_figure(fig, smk.output.png, smk.output.pdf, dpi=view["figures"]["dpi"])
+
+
+def id_scale_figure(smk: Any) -> None:
+    import json
+    from pathlib import Path
+
+    from dimcollapse.analysis.figures import save_figure
+    from dimcollapse.analysis.id_scale import id_scale_figure as draw
+
+    start(smk)
+    view = smk.params.view
+    labels, colors, title = figure_view(view, f"{smk.wildcards.dataset}, intrinsic dimension across scales")
+    curves: dict[str, dict[str, Any]] = {}
+    for path in smk.input.metrics:
+        row = json.loads(Path(path).read_text())
+        curves.setdefault(row["space"], {})[labels[row["method"]]] = row.get("gride_curve")
+    fig = draw(curves, n1_column=smk.params.gride_n1, colors=colors, title=title)
     save_figure(fig, smk.output.png, smk.output.pdf, dpi=view["figures"]["dpi"])
 
 

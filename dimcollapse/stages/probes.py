@@ -120,18 +120,18 @@ def sample_size_figure(smk: Any) -> None:
 
 
 PROBE_TABLE_COLUMNS = (
-    "dataset", "method", "label", "space", "n_samples", "dim", "rank_limited", "split", "n_train", "n_test",
-    "n_classes", "knn_k", "knn_temperature", "knn_accuracy", "linear_accuracy", "linear_weight_decay",
-    "auc_sigma", "auc_lambda", "rankme", "alpha_req", "lidar", "twonn", "twonn_mle", "self_clustering", "uniformity",
-    "alignment",
+    "dataset", "method", "label", "family", "space", "n_samples", "dim", "rank_limited", "split", "n_train",
+    "n_test", "n_classes", "knn_k", "knn_temperature", "knn_accuracy", "linear_accuracy", "linear_weight_decay",
+    "auc_sigma", "auc_lambda", "rankme", "alpha_req", "lidar", "twonn", "twonn_mle", "gride", "ph0",
+    "self_clustering", "uniformity", "alignment",
     # temporal reliance (results/temporal/<dataset>.csv), where the study has it
     "temporal_share", "within_clip_rankme", "timestep_rankme", "cka_reversed", "cka_shuffled", "cka_frozen",
 )
 
 
 CORRELATION_COLUMNS = (
-    "dataset", "accuracy", "metric", "n_points", "spearman_rho", "ci_low", "ci_high", "ci_level", "bootstrap_n",
-    "bootstrap_seed",
+    "dataset", "accuracy", "metric", "scope", "family", "n_points", "spearman_rho", "ci_low", "ci_high", "ci_level",
+    "bootstrap_n", "bootstrap_seed",
 )
 
 
@@ -147,7 +147,7 @@ def probe_table(smk: Any) -> None:
     temporal = table_metric_columns(smk.input.temporal)
     rows = []
     for key, probe_row in probes.items():
-        row = {**spectra[key], **probe_row, "label": smk.params.labels[key[1]],
+        row = {**spectra[key], **probe_row, "label": smk.params.labels[key[1]], "family": smk.params.families[key[1]],
                "lidar": lidars.get(key, {}).get("lidar"), **temporal.get(key, {})}
         rows.append({c: row.get(c) for c in PROBE_TABLE_COLUMNS})
     rows.sort(key=lambda r: (r["dataset"], r["method"], r["space"]))
@@ -168,7 +168,7 @@ def probe_figure(smk: Any) -> None:
 
     start(smk)
     rows = pd.read_csv(smk.input.table).to_dict("records")
-    corr = pd.read_csv(smk.input.correlations).to_dict("records")
+    corr = [c for c in pd.read_csv(smk.input.correlations).to_dict("records") if c["scope"] == "all"]
     view = smk.params.view
     _, colors, title = figure_view(view, "collapse metrics against probe accuracy")
     fig = draw(rows, corr, metrics=CORRELATED_METRICS, accuracies=ACCURACIES, title=title, colors=colors)

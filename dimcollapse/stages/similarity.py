@@ -27,8 +27,10 @@ def similarity(smk: Any) -> None:
             raise ValueError(f"{path}: {x.shape[0]} rows, but {next(iter(n_rows))} has {next(iter(n_rows.values()))}")
         return x
 
-    written = similarity_tables(smk.params.plan, load, smk.output[0])
-    log.info("%d CKA tables in %s", len(written), smk.output[0])
+    p = smk.params.similarity
+    written = similarity_tables(smk.params.plan, load, smk.output[0], knn_k=p["mutual_knn_k"],
+                                max_rows=p["max_pairs_rows"], seed=p["seed"], device=smk.resources.analysis_device)
+    log.info("%d similarity tables in %s", len(written), smk.output[0])
 
 
 def similarity_figure(smk: Any) -> None:
@@ -37,6 +39,6 @@ def similarity_figure(smk: Any) -> None:
 
     start(smk)
     view = smk.params.view
-    labels, _, title = figure_view(view, f"{smk.wildcards.dataset}, linear CKA between feature spaces")
+    labels, _, title = figure_view(view, f"{smk.wildcards.dataset}, similarity between feature spaces")
     save_figure(draw(smk.input[0], labels=labels, title=title), smk.output.png, smk.output.pdf,
                 dpi=view["figures"]["dpi"])
