@@ -228,12 +228,12 @@ def test_adding_an_intervention_plans_only_its_spaces(study: dict) -> None:
     jobs = planned_jobs(study["workdir"], cfg)
     # 2 datasets × 2 shards; simclr's representation@shuffled and embedding@shuffled per dataset
     assert jobs == changed(extract_intervened=4, merge_features=4, spectrum=4, probe=4, temporal=2,
-                           temporal_figure=2, metrics=1, probe_table=1, probe_figure=1, overview=1)
+                           temporal_figure=2, metrics=1, probe_table=1, probe_figure=1, overview=1, id_scale_figure=2)
     # the time axis of a space needs the instance's clips again: its branch reruns, no other
     time = variant(study, "time", lambda c: c["models"]["sup"].update(time_resolved=True))
     jobs = planned_jobs(study["workdir"], time)
     assert jobs == changed(extract=4, merge_features=2, merge_time_resolved=2, temporal=2, temporal_figure=2,
-                           spectrum=2, metrics=1, figure=2, overview=1, notes=2, **analysis_jobs(2))
+                           spectrum=2, metrics=1, figure=2, id_scale_figure=2, overview=1, notes=2, **analysis_jobs(2))
 
 
 def test_spectrum_option_reruns_analysis_but_no_extraction(study: dict) -> None:
