@@ -228,7 +228,7 @@ def test_adding_an_intervention_plans_only_its_spaces(study: dict) -> None:
     jobs = planned_jobs(study["workdir"], cfg)
     # 2 datasets × 2 shards; simclr's representation@shuffled and embedding@shuffled per dataset
     assert jobs == changed(extract_intervened=4, merge_features=4, spectrum=4, probe=4, temporal=2,
-                           temporal_figure=2, metrics=1, probe_table=1, probe_figure=1, overview=1, id_scale_figure=2)
+                           temporal_figure=2, metrics=1, probe_table=1, probe_figure=1, overview=1)
     # the time axis of a space needs the instance's clips again: its branch reruns, no other
     time = variant(study, "time", lambda c: c["models"]["sup"].update(time_resolved=True))
     jobs = planned_jobs(study["workdir"], time)
@@ -260,11 +260,11 @@ def test_geometry_columns_correlations_and_similarity(study: dict) -> None:
     for col in ("twonn", "twonn_mle", "self_clustering", "uniformity"):
         assert metrics[col].notna().all(), col
     assert (metrics["pairs_rows"] == metrics["n_samples"]).all() and "alignment" not in metrics  # no views kept
-    # 10 and 5 videos: PH₀ and the GRIDE curve's first scales exist; GRIDE at n1 = 8 needs 17 rows
+    # 12 and 5 videos: PH₀ and the GRIDE curve's first scales exist; GRIDE at n1 = 8 needs 17 rows
     assert metrics["ph0"].notna().all() and metrics["gride"].isna().all() and (metrics["gride_n1"] == 8).all()
-    sizes = {"real": "rows=5-10", "gen": "rows=3-5"}
-    assert all(setting == f"alpha=1 {sizes[ds]} steps=10 subsamples=5 seed=0"
-               for ds, setting in zip(metrics["dataset"], metrics["ph0_setting"]))
+    assert set(metrics["n_samples"]) == {12, 5}
+    assert all(setting == f"alpha=1 rows={(n + 1) // 2}-{n} steps=10 subsamples=5 seed=0"
+               for n, setting in zip(metrics["n_samples"], metrics["ph0_setting"]))
     row = json.loads((w / "results/spectra/real/simclr/embedding.json").read_text())
     assert {"twonn", "twonn_mle", "twonn_duplicates", "self_clustering", "uniformity", "pairs_rows", "gride", "ph0",
             "gride_curve"} <= set(row)
