@@ -43,7 +43,7 @@ WORKER = r"""
 import contextlib, io, json, sys, time
 import numpy as np
 sys.path.insert(0, {root!r})
-import dimcollapse.analysis.figures, dimcollapse.analysis.metrics  # the command's imports: not its cost
+import dimcollapse.analysis.figures, dimcollapse.analysis.geometry, dimcollapse.analysis.tables  # the command's imports: not its cost
 from dimcollapse.analysis.moments import MomentStats, NpyRows
 from dimcollapse.analysis.spectrum import analyze
 from dimcollapse.cli import main

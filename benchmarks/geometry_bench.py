@@ -7,11 +7,11 @@ power-law features), each in its own subprocess so that its peak resident memory
 
 * ``gram`` — only the float32 GEMMs of one search, ``x[chunk] @ x[chunk start:].T`` over
   every row chunk (the upper triangle): the floor that any Gram-based search pays;
-* ``twonn`` — :func:`dimcollapse.analysis.metrics.twonn_dimension` (ranks 1 and 2);
-* ``twonn_gride`` — :func:`dimcollapse.analysis.metrics.neighbour_dimensions`: TwoNN, GRIDE at
+* ``twonn`` — :func:`dimcollapse.analysis.neighbours.twonn_dimension` (ranks 1 and 2);
+* ``twonn_gride`` — :func:`dimcollapse.analysis.neighbours.neighbour_dimensions`: TwoNN, GRIDE at
   n1 = 8 and the whole GRIDE curve to ``range_max`` = 64 from one search (what the
   pipeline computes; no bootstrap);
-* ``ph0`` — :func:`dimcollapse.analysis.metrics.ph0_dimension` at its defaults;
+* ``ph0`` — :func:`dimcollapse.analysis.neighbours.ph0_dimension` at its defaults;
 * ``skdim_twonn``, ``skdim_gride`` — scikit-dimension 0.5's ``TwoNN()`` and
   ``GRIDE(multiscale=True, range_max=64)`` on the same rows;
 * ``ph0_small``, ``skdim_ph`` — ours and scikit-dimension's ``PH`` with the same setting
@@ -74,7 +74,7 @@ def worker(kind: str, path: str, chunk_rows: int, ph_rows: int, device: str) -> 
 
     if kind.startswith("skdim"):
         import skdim  # noqa: F401 - imported before the baseline is read
-    from dimcollapse.analysis import metrics
+    from dimcollapse.analysis import neighbours
 
     if device == "cuda":  # the first CUDA call of a process sets up the context: not part of the figure
         torch.ones(1, device="cuda").sum().item()
@@ -90,12 +90,12 @@ def worker(kind: str, path: str, chunk_rows: int, ph_rows: int, device: str) -> 
             xt[start : start + chunk_rows] @ xt[start:].T
         _sync(device)
     elif kind == "twonn":
-        result = {"dimension": metrics.twonn_dimension(x, device=device).dimension}
+        result = {"dimension": neighbours.twonn_dimension(x, device=device).dimension}
     elif kind == "twonn_gride":
-        out = metrics.neighbour_dimensions(x, gride_range_max=RANGE_MAX, device=device)
+        out = neighbours.neighbour_dimensions(x, gride_range_max=RANGE_MAX, device=device)
         result = {"dimension": out["twonn"], "curve": out["gride_curve"]["dimension"]}
     elif kind in ("ph0", "ph0_small"):
-        out = metrics.ph0_dimension(x, device=device)
+        out = neighbours.ph0_dimension(x, device=device)
         result = {"dimension": out.dimension, "setting": out.setting}
     elif kind == "skdim_twonn":
         import skdim
@@ -109,9 +109,9 @@ def worker(kind: str, path: str, chunk_rows: int, ph_rows: int, device: str) -> 
     elif kind == "skdim_ph":
         import skdim
 
-        top = min(len(x), metrics.PH0_MAX_ROWS)  # ph0_dimension's default sizes, steps, draws and seed
-        fit = skdim.id.PH(n_range_min=(top + 1) // 2, n_range_max=top, range_type="num", nsteps=metrics.PH0_STEPS,
-                          subsamples=metrics.PH0_SUBSAMPLES, random_state=0).fit(x)
+        top = min(len(x), neighbours.PH0_MAX_ROWS)  # ph0_dimension's default sizes, steps, draws and seed
+        fit = skdim.id.PH(n_range_min=(top + 1) // 2, n_range_max=top, range_type="num", nsteps=neighbours.PH0_STEPS,
+                          subsamples=neighbours.PH0_SUBSAMPLES, random_state=0).fit(x)
         result = {"dimension": float(fit.dimension_)}
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "peak_mb": rss_mb(), "base_mb": base, "threads": torch.get_num_threads(), **result}

@@ -125,7 +125,8 @@ def _metrics(path: str, array: str | None, normalize: bool,
     """
     import warnings
 
-    from dimcollapse.analysis.metrics import DEFAULT_MAX_PAIRS_ROWS, ID_COLUMNS, geometry_metrics, metrics_row
+    from dimcollapse.analysis.geometry import DEFAULT_MAX_PAIRS_ROWS, geometry_metrics
+    from dimcollapse.analysis.tables import ID_COLUMNS, metrics_row
     from dimcollapse.analysis.spectrum import ConstantFeatures, analyze, analyze_file
 
     p = Path(path)
@@ -193,7 +194,7 @@ def _compare(args: argparse.Namespace) -> None:
 
 
 def _similarity(args: argparse.Namespace) -> None:
-    from dimcollapse.analysis.metrics import cka_matrices, mutual_knn
+    from dimcollapse.analysis.similarity_measures import cka_matrices, mutual_knn
 
     x = load_matrix(args.a, args.array)
     y = load_matrix(args.b, args.array)

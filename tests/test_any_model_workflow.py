@@ -189,7 +189,7 @@ def check_series_members_and_figures(study: dict) -> None:
 
 
 def check_cka_across_layers_instances_and_checkpoints(study: dict) -> None:
-    from dimcollapse.analysis.metrics import linear_cka
+    from dimcollapse.analysis.similarity_measures import linear_cka
 
     out = study["workdir"] / "results"
     layers = pd.read_csv(out / "similarity/gen/layers.tv.csv", index_col=0)

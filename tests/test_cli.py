@@ -188,7 +188,7 @@ def test_probe_with_split_column_and_seeded_split(tmp_path: Path, capsys) -> Non
 
 
 def test_analyze_prints_and_writes_the_geometry_metrics(features: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    from dimcollapse.analysis.metrics import geometry_metrics
+    from dimcollapse.analysis.geometry import geometry_metrics
 
     out_json = tmp_path / "g.json"
     assert main(["analyze", str(features), "--json", str(out_json), "--max-pairs-rows", "100"]) == 0
@@ -202,7 +202,7 @@ def test_analyze_prints_and_writes_the_geometry_metrics(features: Path, tmp_path
 
 
 def test_similarity_prints_linear_cka_and_names_a_row_mismatch(features: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    from dimcollapse.analysis.metrics import linear_cka, mutual_knn, unbiased_cka
+    from dimcollapse.analysis.similarity_measures import linear_cka, mutual_knn, unbiased_cka
 
     x = np.load(features)
     other = tmp_path / "other.npy"

@@ -21,7 +21,7 @@ from dimcollapse.analysis.figures import (
     save_figure,
     spectrum_figure,
 )
-from dimcollapse.analysis.metrics import SpectrumCurves, metrics_row
+from dimcollapse.analysis.tables import SpectrumCurves, metrics_row
 from dimcollapse.analysis.spectrum import RankLimitedWarning, analyze
 
 
@@ -290,7 +290,7 @@ def test_probe_figure_without_accuracies_says_so():
 
 def test_sample_size_figure_means_bands_and_n_equals_d():
     from dimcollapse.analysis.figures import sample_size_figure
-    from dimcollapse.analysis.metrics import sample_size_curve
+    from dimcollapse.analysis.spectral import sample_size_curve
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(80, 16))

@@ -11,20 +11,9 @@ import pytest
 from scipy.spatial.distance import cdist, pdist
 from scipy.special import logsumexp
 
-from dimcollapse.analysis.metrics import (
-    DuplicateRowsWarning,
-    alignment,
-    geometry_metrics,
-    linear_cka,
-    linear_cka_matrix,
-    mutual_knn,
-    self_clustering,
-    twonn_dimension,
-    twonn_from_ratios,
-    twonn_ratios,
-    unbiased_cka,
-    uniformity,
-)
+from dimcollapse.analysis.geometry import alignment, geometry_metrics, self_clustering, uniformity
+from dimcollapse.analysis.neighbours import DuplicateRowsWarning, twonn_dimension, twonn_from_ratios, twonn_ratios
+from dimcollapse.analysis.similarity_measures import linear_cka, linear_cka_matrix, mutual_knn, unbiased_cka
 from dimcollapse.analysis.pairwise import nearest_neighbours, pair_subsample
 from geometry_matrices import isotropic, low_rank, power_law
 
@@ -185,7 +174,7 @@ def test_linear_cka_of_a_matrix_with_itself_and_its_invariances() -> None:
 
 def test_cka_matrix_equals_every_pair_and_computes_each_normaliser_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """Widths 10, 200, 300 at N = 50: some pairs take the D × D form, one the n × n form."""
-    import dimcollapse.analysis.metrics as metrics
+    import dimcollapse.analysis.similarity_measures as metrics
 
     rng = np.random.default_rng(9)
     base = rng.standard_normal((50, 4))
@@ -230,8 +219,12 @@ def test_geometry_metrics_columns_and_subsample_size() -> None:
 
 
 def test_metrics_table_carries_the_geometry_columns(tmp_path) -> None:
-    from dimcollapse.analysis.metrics import (
-        GEOMETRY_NOTE, metrics_markdown, metrics_row, read_metrics_csv, write_metrics_csv,
+    from dimcollapse.analysis.tables import (
+        GEOMETRY_NOTE,
+        metrics_markdown,
+        metrics_row,
+        read_metrics_csv,
+        write_metrics_csv,
     )
     from dimcollapse.analysis.spectrum import analyze
 
@@ -251,7 +244,7 @@ def test_metrics_table_carries_the_geometry_columns(tmp_path) -> None:
 
 
 def test_which_measure_tracks_which_probe_is_sorted_by_strength() -> None:
-    from dimcollapse.analysis.metrics import probe_tracking_markdown
+    from dimcollapse.analysis.tables import probe_tracking_markdown
 
     def corr(metric: str, acc: str, rho: float, scope: str = "all", family: str = "", n: int = 6) -> dict:
         return {"dataset": "ucf", "metric": metric, "accuracy": acc, "scope": scope, "family": family,

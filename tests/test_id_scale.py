@@ -13,9 +13,9 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import minimum_spanning_tree as scipy_mst
 from scipy.spatial.distance import cdist, pdist, squareform
 
-from dimcollapse.analysis.metrics import (
+from dimcollapse.analysis.geometry import geometry_metrics
+from dimcollapse.analysis.neighbours import (
     DuplicateRowsWarning,
-    geometry_metrics,
     gride_curve,
     gride_dimension,
     gride_scales,

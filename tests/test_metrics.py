@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
-from dimcollapse.analysis.metrics import (
+from dimcollapse.analysis.tables import (
     CI_COLUMNS,
     METRIC_COLUMNS,
     SPECTRUM_COLUMNS,
@@ -154,3 +154,20 @@ def test_series_members_are_listed_in_the_order_of_their_value(tmp_path):
     write_metrics_csv(tmp_path / "m.csv", rows)
     assert [r["method"] for r in read_metrics_csv(tmp_path / "m.csv")] == [
         "mine@0.5", "mine@5", "mine@20", "mine@100", "tv"]
+
+
+def test_metric_rows_join_lidar_probes_and_temporal_columns_on_their_space() -> None:
+    from dimcollapse.analysis.tables import join_metric_rows
+
+    spectra = [{"dataset": "d", "method": "a", "space": "representation", "rankme": 3.0},
+               {"dataset": "d", "method": "b", "space": "embedding", "rankme": 2.0}]
+    rows = join_metric_rows(
+        spectra, labels={"a": "A", "b": "B"},
+        lidar={("d", "a", "representation"): {"lidar": 1.5}},
+        probes=[{"dataset": "d", "method": "b", "space": "embedding", "knn_accuracy": 0.5, "linear_accuracy": 0.25}],
+        temporal={("d", "a", "representation"): {"temporal_share": 0.1}},
+    )
+    assert rows == [
+        {**spectra[0], "label": "A", "lidar": 1.5, "temporal_share": 0.1},
+        {**spectra[1], "label": "B", "knn_accuracy": 0.5, "linear_accuracy": 0.25},
+    ]

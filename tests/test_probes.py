@@ -9,7 +9,7 @@ from scipy.linalg import sqrtm
 
 from dimcollapse.analysis.spectrum import analyze
 from dimcollapse.data.datasets import official_split
-from dimcollapse.analysis.metrics import lidar, sample_size_curve, sample_sizes
+from dimcollapse.analysis.spectral import lidar, sample_size_curve, sample_sizes
 from dimcollapse.analysis.probes import (
     assign_split,
     fit_linear_probe,
@@ -296,7 +296,7 @@ def test_correlations_within_and_across_model_families() -> None:
 
 
 def test_markdown_shows_probe_and_lidar_columns_only_when_present() -> None:
-    from dimcollapse.analysis.metrics import metrics_markdown, metrics_row
+    from dimcollapse.analysis.tables import metrics_markdown, metrics_row
 
     rng = np.random.default_rng(0)
     row = metrics_row(analyze(rng.normal(size=(40, 8))), dataset="d", method="m", space="representation")
@@ -323,3 +323,17 @@ def test_official_hmdb51_split_leaves_unused_videos_out(tmp_path) -> None:  # ty
     assert "hmdb51 split 1" in name
     roles2, _ = official_split({"layout": "hmdb51", "root": str(root), "split": 2})  # type: ignore[misc]
     assert roles2["run/run_0"] == "test" and "run/run_2" not in roles2
+
+
+def test_probe_table_rows_join_each_probed_space_with_its_metrics() -> None:
+    from dimcollapse.analysis.probes import PROBE_TABLE_COLUMNS, probe_table_rows
+
+    key_b, key_a = ("d", "b", "representation"), ("d", "a", "representation")
+    probes = {key_b: {"dataset": "d", "method": "b", "space": "representation", "knn_accuracy": 0.4},
+              key_a: {"dataset": "d", "method": "a", "space": "representation", "knn_accuracy": 0.6}}
+    spectra = {key_a: {"rankme": 5.0, "unlisted": 1}, key_b: {"rankme": 4.0}}
+    rows = probe_table_rows(probes, spectra, {key_a: {"lidar": 2.0}}, {key_b: {"temporal_share": 0.3}},
+                            labels={"a": "A", "b": "B"}, families={"a": "slow_r50", "b": "dpc"})
+    assert [r["method"] for r in rows] == ["a", "b"] and all(list(r) == list(PROBE_TABLE_COLUMNS) for r in rows)
+    assert (rows[0]["label"], rows[0]["family"], rows[0]["rankme"], rows[0]["lidar"]) == ("A", "slow_r50", 5.0, 2.0)
+    assert (rows[1]["lidar"], rows[1]["temporal_share"], rows[1]["knn_accuracy"]) == (None, 0.3, 0.4)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dimcollapse.analysis.metrics import (
+from dimcollapse.analysis.similarity_measures import (
     cka_matrices,
     knn_sets,
     linear_cka,

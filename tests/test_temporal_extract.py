@@ -21,7 +21,7 @@ from extract_fixtures import CONFIG, make_dataset, run_extract, run_stage
 from hf_helpers import save_tiny
 from dimcollapse.config import instances, jobs
 from dimcollapse.config import temporal as tcfg
-from dimcollapse.analysis.metrics import linear_cka
+from dimcollapse.analysis.similarity_measures import linear_cka
 from dimcollapse.analysis.temporal import mean_cosine
 from dimcollapse.data.interventions import frame_indices, views_intervention
 from dimcollapse.data.manifest import read_manifest

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dimcollapse.analysis.metrics import linear_cka
+from dimcollapse.analysis.similarity_measures import linear_cka
 from dimcollapse.analysis.spectrum import RANKME_EPS, analyze
 from dimcollapse.analysis.temporal import (
     TEMPORAL_COLUMNS,

@@ -1,7 +1,7 @@
 """Figures in the paper's style: log spectrum and cumulative explained variance.
 
 Every function takes plain data — a mapping from method label to space to curves
-(:class:`dimcollapse.analysis.spectrum.Spectrum` or :class:`dimcollapse.analysis.metrics.SpectrumCurves`),
+(:class:`dimcollapse.analysis.spectrum.Spectrum` or :class:`dimcollapse.analysis.tables.SpectrumCurves`),
 or metrics rows — and returns a :class:`matplotlib.figure.Figure` built without pyplot,
 so nothing depends on a GUI backend or global figure state and tests can inspect the
 artists. :func:`save_figure` writes PNG and PDF atomically.
@@ -506,7 +506,7 @@ def sample_size_figure(
     """Metrics of random row subsets against their size N, for one dataset.
 
     ``curves`` maps a method label to ``{space: rows}`` (rows with ``n``, ``repeat``,
-    ``dim`` and the metric columns, as :func:`dimcollapse.analysis.metrics.sample_size_curve`
+    ``dim`` and the metric columns, as :func:`dimcollapse.analysis.spectral.sample_size_curve`
     gives them). Rows are spaces, columns metrics; each method's line joins the mean over
     the repeats at each N, with a band from their minimum to maximum; a dashed line marks
     N = D, left of which the covariance cannot have full rank.

@@ -3,7 +3,7 @@
 A single nearest-neighbour estimate (TwoNN) is the one most exposed to noise and sample
 size (Denti et al. 2022): noise adds directions at the smallest scale, so the dimension is
 read as a curve. :func:`id_scale_figure` draws the GRIDE curve of each spectrum's JSON
-(``gride_curve``, :class:`dimcollapse.analysis.metrics.GrideCurve`): the dimension at
+(``gride_curve``, :class:`dimcollapse.analysis.neighbours.GrideCurve`): the dimension at
 neighbour rank n1 = 1, 2, 4, … (ratio of the 2·n1-th to the n1-th neighbour distance), one
 panel per space, one line per instance, its bootstrap interval shaded.
 """

@@ -15,7 +15,8 @@ proves the result: the last candidate's distance bounds what the float32 pass co
 missed; the rare rows it cannot prove are searched again against all rows. One pass serves
 every rank asked for (TwoNN's 1 and 2 and the whole GRIDE curve).
 
-The public metrics built on these kernels are in :mod:`dimcollapse.analysis.metrics`; the
+The public metrics built on these kernels are in :mod:`dimcollapse.analysis.neighbours`,
+:mod:`~dimcollapse.analysis.geometry` and :mod:`~dimcollapse.analysis.similarity_measures`; the
 minimum spanning trees of PH₀ in :mod:`dimcollapse.analysis.spanning_tree`.
 """
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -409,6 +410,41 @@ def _family_medians(rows: Sequence[Mapping[str, object]], metric: str, accuracy:
             by_family.setdefault(str(r["family"]), []).append((float(x[0]), float(y[0])))
     medians = np.array([np.median(np.array(v), axis=0) for v in by_family.values()]).reshape(-1, 2)
     return medians[:, 0], medians[:, 1]
+
+
+#: A feature space of a study: (dataset, instance, space).
+Key = tuple[str, str, str]
+
+PROBE_TABLE_COLUMNS = (
+    "dataset", "method", "label", "family", "space", "n_samples", "dim", "rank_limited", "split", "n_train",
+    "n_test", "n_classes", "knn_k", "knn_temperature", "knn_accuracy", "linear_accuracy", "linear_weight_decay",
+    "auc_sigma", "auc_lambda", "rankme", "alpha_req", "lidar", "twonn", "twonn_mle", "gride", "ph0",
+    "self_clustering", "uniformity", "alignment",
+    # temporal reliance (results/temporal/<dataset>.csv), where the study has it
+    "temporal_share", "within_clip_rankme", "timestep_rankme", "cka_reversed", "cka_shuffled", "cka_frozen",
+)
+
+
+CORRELATION_COLUMNS = (
+    "dataset", "accuracy", "metric", "scope", "family", "n_points", "spearman_rho", "ci_low", "ci_high", "ci_level",
+    "bootstrap_n", "bootstrap_seed",
+)
+
+
+def probe_table_rows(
+    probes: Mapping[Key, Mapping[str, Any]], spectra: Mapping[Key, Mapping[str, Any]],
+    lidars: Mapping[Key, Mapping[str, Any]], temporal: Mapping[Key, Mapping[str, Any]], *,
+    labels: Mapping[str, str], families: Mapping[str, str],
+) -> list[dict[str, Any]]:
+    """One row per probed (dataset, instance, space): its accuracies beside every metric of its
+    spectrum JSON, its LiDAR and temporal columns where computed, its label and model family
+    (columns :data:`PROBE_TABLE_COLUMNS`, sorted by dataset, instance and space)."""
+    rows = []
+    for key, probe_row in probes.items():
+        row = {**spectra[key], **probe_row, "label": labels[key[1]], "family": families[key[1]],
+               "lidar": lidars.get(key, {}).get("lidar"), **temporal.get(key, {})}
+        rows.append({c: row.get(c) for c in PROBE_TABLE_COLUMNS})
+    return sorted(rows, key=lambda r: (r["dataset"], r["method"], r["space"]))
 
 
 def metric_accuracy_correlations(

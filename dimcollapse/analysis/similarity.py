@@ -3,12 +3,12 @@
 Collapse metrics describe one space at a time; these measures compare two spaces on the
 same videos:
 
-* linear CKA (Kornblith et al. 2019, :func:`dimcollapse.analysis.metrics.linear_cka`),
+* linear CKA (Kornblith et al. 2019, :func:`dimcollapse.analysis.similarity_measures.linear_cka`),
   invariant to rotations and scale — but biased upwards with few rows: two independent
   random N × D matrices with N ≪ D score high;
-* debiased CKA (:func:`~dimcollapse.analysis.metrics.unbiased_cka`: Song et al.'s
+* debiased CKA (:func:`~dimcollapse.analysis.similarity_measures.unbiased_cka`: Song et al.'s
   unbiased HSIC in place of the biased one), near 0 for such a pair;
-* mutual k-NN alignment (Huh et al. 2024, :func:`~dimcollapse.analysis.metrics.mutual_knn`):
+* mutual k-NN alignment (Huh et al. 2024, :func:`~dimcollapse.analysis.similarity_measures.mutual_knn`):
   the share of each video's k nearest videos (cosine) that the two spaces agree on — local
   neighbourhoods, not global linear structure.
 
@@ -42,7 +42,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from dimcollapse.analysis.figures import note_figure
-from dimcollapse.analysis.metrics import MUTUAL_KNN_K, cka_matrices, knn_sets, mutual_knn_from_sets
+from dimcollapse.analysis.similarity_measures import MUTUAL_KNN_K, cka_matrices, knn_sets, mutual_knn_from_sets
 from dimcollapse.atomic import atomic_path, write_json
 
 Loader = Callable[[str, str], np.ndarray]

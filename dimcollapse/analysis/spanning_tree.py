@@ -1,6 +1,6 @@
 """Euclidean minimum spanning tree of the rows of a matrix, on chunked Gram blocks.
 
-The PH₀ dimension (:func:`dimcollapse.analysis.metrics.ph0_dimension`) needs the total
+The PH₀ dimension (:func:`dimcollapse.analysis.neighbours.ph0_dimension`) needs the total
 length of the Euclidean MST of many random subsamples. A dense MST (scipy on the full
 distance matrix, as scikit-dimension does) holds m² distances; this module never does
 beyond a fixed budget. It runs Borůvka's algorithm: every round, each row's nearest row

@@ -6,7 +6,7 @@ Two kinds of evidence (definitions in REFERENCE §15):
 the original clips and G of the same clips with reversed, shuffled or frozen frames, row
 ``i`` = clip ``i`` in both:
 
-* linear CKA (Kornblith et al. 2019, :func:`~dimcollapse.analysis.metrics.linear_cka`):
+* linear CKA (Kornblith et al. 2019, :func:`~dimcollapse.analysis.similarity_measures.linear_cka`):
   1 when G is a rotation and scaling of F — the space, as a whole, ignores the change;
 * :func:`mean_cosine`: the mean over clips of cos(Fᵢ, Gᵢ), 1 when every clip's vector is
   unchanged in direction — clip by clip, which CKA (a property of the whole cloud) is not;
@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from dimcollapse.analysis.metrics import linear_cka
+from dimcollapse.analysis.similarity_measures import linear_cka
 from dimcollapse.analysis.moments import NORM_EPS
 from dimcollapse.analysis.spectrum import DEFAULT_ALPHA_RANGE, RANKME_EPS, Spectrum, analyze
 from dimcollapse.atomic import atomic_path, write_text

@@ -15,7 +15,8 @@ log = logging.getLogger("dimcollapse.stages")
 def spectrum(smk: Any) -> None:
     import numpy as np
 
-    from dimcollapse.analysis.metrics import geometry_metrics, metrics_row, write_metrics_json, write_spectrum_csv
+    from dimcollapse.analysis.geometry import geometry_metrics
+    from dimcollapse.analysis.tables import metrics_row, write_metrics_json, write_spectrum_csv
     from dimcollapse.analysis.spectrum import analyze_file
 
     start(smk)
@@ -48,23 +49,21 @@ def metrics(smk: Any) -> None:
 
     import pandas as pd
 
-    from dimcollapse.analysis.metrics import read_metrics_json, write_metrics_csv, write_metrics_markdown
-    from dimcollapse.extraction.notes import notes_markdown
+    from dimcollapse.analysis.tables import (
+        join_metric_rows,
+        read_metrics_json,
+        write_metrics_csv,
+        write_metrics_markdown,
+    )
     from dimcollapse.analysis.temporal import table_metric_columns
+    from dimcollapse.extraction.notes import notes_markdown
 
     start(smk)
-    rows = [read_metrics_json(f) for f in smk.input.spectra]
-    # LiDAR and probe accuracies, where computed, join their rows as extra columns
-    extra = {key: {"lidar": r["lidar"]} for key, r in json_rows(smk.input.lidar).items()}
-    for path in smk.input.probes:
-        for r in pd.read_csv(path).to_dict("records"):
-            extra.setdefault((r["dataset"], r["method"], r["space"]), {}).update(
-                knn_accuracy=r["knn_accuracy"], linear_accuracy=r["linear_accuracy"])
-    for key, columns in table_metric_columns(smk.input.temporal).items():  # frame orders, time steps
-        extra.setdefault(key, {}).update(columns)
-    for row in rows:
-        row["label"] = smk.params.labels[row["method"]]
-        row.update(extra.get((row["dataset"], row["method"], row["space"]), {}))
+    rows = join_metric_rows(
+        [read_metrics_json(f) for f in smk.input.spectra], labels=smk.params.labels, lidar=json_rows(smk.input.lidar),
+        probes=[r for path in smk.input.probes for r in pd.read_csv(path).to_dict("records")],
+        temporal=table_metric_columns(smk.input.temporal),  # frame orders, time steps
+    )
     write_metrics_csv(smk.output.table, rows)
     caveats = notes_markdown({Path(p).name.removesuffix(".notes.csv"): p for p in smk.input.notes})
     sections = (caveats, _probe_tracking(smk.input.correlations))
@@ -75,7 +74,7 @@ def _probe_tracking(paths: Any) -> str:
     """The "which measure tracks which probe" section of metrics.md ("" without probes)."""
     import pandas as pd
 
-    from dimcollapse.analysis.metrics import probe_tracking_markdown
+    from dimcollapse.analysis.tables import probe_tracking_markdown
     from dimcollapse.analysis.probes import ACCURACIES, CORRELATED_METRICS
 
     correlations = [r for path in paths for r in pd.read_csv(path).to_dict("records")]
@@ -116,7 +115,7 @@ def overview(smk: Any) -> None:
     from pathlib import Path
 
     from dimcollapse.analysis.figures import metrics_figure, overview_figure, save_figure
-    from dimcollapse.analysis.metrics import read_metrics_csv
+    from dimcollapse.analysis.tables import read_metrics_csv
     from dimcollapse.data.interventions import ORIGINAL, split_space
 
     start(smk)

@@ -37,7 +37,7 @@ def curves_by_label(paths: list[str], labels: dict[str, str]) -> dict[str, dict[
     """``{label: {space: curves}}`` from ``results/spectra/<dataset>/<method>/<space>.csv`` paths."""
     from pathlib import Path
 
-    from dimcollapse.analysis.metrics import read_spectrum_csv
+    from dimcollapse.analysis.tables import read_spectrum_csv
 
     out: dict[str, dict[str, Any]] = {}
     for path in paths:

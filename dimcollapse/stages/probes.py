@@ -73,7 +73,7 @@ def probe(smk: Any) -> None:
 def lidar(smk: Any) -> None:
     import numpy as np
 
-    from dimcollapse.analysis.metrics import LIDAR_CONVENTION, LIDAR_EPS, lidar as lidar_of
+    from dimcollapse.analysis.spectral import LIDAR_CONVENTION, LIDAR_EPS, lidar as lidar_of
 
     start(smk)
     views = np.load(smk.input[0], mmap_mode="r")
@@ -89,7 +89,7 @@ def sample_size(smk: Any) -> None:
     import numpy as np
     import pandas as pd
 
-    from dimcollapse.analysis.metrics import SAMPLE_SIZE_COLUMNS, sample_size_curve
+    from dimcollapse.analysis.spectral import SAMPLE_SIZE_COLUMNS, sample_size_curve
 
     start(smk)
     p = smk.params.sample_size
@@ -119,38 +119,21 @@ def sample_size_figure(smk: Any) -> None:
                 dpi=view["figures"]["dpi"])
 
 
-PROBE_TABLE_COLUMNS = (
-    "dataset", "method", "label", "family", "space", "n_samples", "dim", "rank_limited", "split", "n_train",
-    "n_test", "n_classes", "knn_k", "knn_temperature", "knn_accuracy", "linear_accuracy", "linear_weight_decay",
-    "auc_sigma", "auc_lambda", "rankme", "alpha_req", "lidar", "twonn", "twonn_mle", "gride", "ph0",
-    "self_clustering", "uniformity", "alignment",
-    # temporal reliance (results/temporal/<dataset>.csv), where the study has it
-    "temporal_share", "within_clip_rankme", "timestep_rankme", "cka_reversed", "cka_shuffled", "cka_frozen",
-)
-
-
-CORRELATION_COLUMNS = (
-    "dataset", "accuracy", "metric", "scope", "family", "n_points", "spearman_rho", "ci_low", "ci_high", "ci_level",
-    "bootstrap_n", "bootstrap_seed",
-)
-
-
 def probe_table(smk: Any) -> None:
     import pandas as pd
 
-    from dimcollapse.analysis.probes import metric_accuracy_correlations
+    from dimcollapse.analysis.probes import (
+        CORRELATION_COLUMNS,
+        PROBE_TABLE_COLUMNS,
+        metric_accuracy_correlations,
+        probe_table_rows,
+    )
     from dimcollapse.analysis.temporal import table_metric_columns
 
     start(smk)
-    spectra, probes, lidars = (json_rows(smk.input.metrics), json_rows(smk.input.probes),
-                               json_rows(smk.input.lidar))
-    temporal = table_metric_columns(smk.input.temporal)
-    rows = []
-    for key, probe_row in probes.items():
-        row = {**spectra[key], **probe_row, "label": smk.params.labels[key[1]], "family": smk.params.families[key[1]],
-               "lidar": lidars.get(key, {}).get("lidar"), **temporal.get(key, {})}
-        rows.append({c: row.get(c) for c in PROBE_TABLE_COLUMNS})
-    rows.sort(key=lambda r: (r["dataset"], r["method"], r["space"]))
+    rows = probe_table_rows(json_rows(smk.input.probes), json_rows(smk.input.metrics), json_rows(smk.input.lidar),
+                            table_metric_columns(smk.input.temporal), labels=smk.params.labels,
+                            families=smk.params.families)
     p = smk.params.probes
     corr = metric_accuracy_correlations(rows, n_boot=p["bootstrap"], seed=p["seed"])
     with atomic_path(smk.output.table, suffix=".csv") as tmp:

@@ -42,7 +42,7 @@ def temporal(smk: Any) -> None:
     """``results/temporal/<dataset>.csv``, ``.md`` and ``.spectra.csv`` (see :mod:`dimcollapse.analysis.temporal`)."""
     import numpy as np
 
-    from dimcollapse.analysis.metrics import read_metrics_json
+    from dimcollapse.analysis.tables import read_metrics_json
     from dimcollapse.analysis.temporal import (
         SPECTRA_COLUMNS, TEMPORAL_COLUMNS, temporal_rows, write_csv, write_temporal_markdown,
     )

@@ -12,7 +12,7 @@ log = logging.getLogger("dimcollapse.stages")
 
 def _trend_rows(smk: Any) -> list[dict[str, Any]]:
     """Metric rows of the rule's inputs, each labelled with its instance's display name."""
-    from dimcollapse.analysis.metrics import read_metrics_json
+    from dimcollapse.analysis.tables import read_metrics_json
 
     labels = {m: spec["label"] for m, spec in smk.params.trends["view"]["models"].items()}
     return [{**row, "label": labels[row["method"]]} for row in map(read_metrics_json, smk.input.metrics)]
