@@ -283,7 +283,7 @@ def test_geometry_columns_correlations_and_similarity(study: dict) -> None:
         table = pd.read_csv(w / f"results/similarity/real/{measure}/instances.representation.csv", index_col=0)
         assert list(table.index) == list(MODELS) and np.allclose(np.diag(table), 1.0)
     settings = json.loads((w / "results/similarity/real/settings.json").read_text())
-    assert settings["mutual_knn_k"] == 9 and settings["rows"] == 10  # k = min(10, N - 1)
+    assert settings["mutual_knn_k"] == 10 and settings["rows"] == 12  # k = min(10, N - 1)
     for ds in DATASETS:
         assert (w / f"results/figures/similarity/{ds}.png").stat().st_size > 10_000
         assert (w / f"results/figures/id_scale/{ds}.png").stat().st_size > 10_000
