@@ -296,8 +296,9 @@ def demo_config(device: str, quick: bool) -> dict[str, Any]:
 
 
 def run_demo(workdir: Path, config: dict[str, Any], targets: Sequence[str], cores: int, gpu: bool,
-             extra: Sequence[str] = ()) -> float:
-    """The workflow in ``workdir`` with ``config``; returns its seconds (raises with the log's tail)."""
+             extra: Sequence[str] = (), timeout: float | None = None) -> float:
+    """The workflow in ``workdir`` with ``config``; returns its seconds (raises with the log's
+    tail, or when it runs past ``timeout`` seconds)."""
     import yaml
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -307,7 +308,7 @@ def run_demo(workdir: Path, config: dict[str, Any], targets: Sequence[str], core
            "--workflow-profile", str(REPO / "profiles" / "default"), "--profile", str(REPO / "profiles" / "tiny"),
            "--cores", str(cores), *extra, "--resources", f"gpu={1 if gpu else 0}"]  # targets first: shared/gpu README
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, check=False, timeout=timeout)
     if proc.returncode:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
         raise RuntimeError(f"snakemake {' '.join(targets)} failed in {workdir} (exit {proc.returncode}):\n{tail}")
@@ -355,13 +356,16 @@ def compare_fingerprints(found: dict[str, dict[str, str]], reference: dict[str, 
     return lines
 
 
-def demo_check(args: argparse.Namespace, device: torch.device, tmp: Path) -> dict[str, Any]:
-    """The demo on the device and on the CPU (features only), compared; inputs fingerprinted."""
+def demo_check(args: argparse.Namespace, device: torch.device, tmp: Path, left: Callable[[], float]) -> dict[str, Any]:
+    """The demo on the device and on the CPU (features only), compared; inputs fingerprinted.
+    ``left()``: seconds of the budget left (each run is stopped there)."""
     cores = os.cpu_count() or 2
     gpu_cfg = demo_config("cuda" if device.type == "cuda" else "cpu", args.quick)
     targets_cpu = [f"results/features/demo/{m}/representation.npy" for m in gpu_cfg["models"]]
-    seconds_gpu = run_demo(tmp / "device", gpu_cfg, targets_cpu if args.quick else ["all"], cores, gpu=True)
-    seconds_cpu = run_demo(tmp / "cpu", demo_config("cpu", args.quick), targets_cpu, cores, gpu=False)
+    seconds_gpu = run_demo(tmp / "device", gpu_cfg, targets_cpu if args.quick else ["all"], cores, gpu=True,
+                           timeout=max(left(), 30))
+    seconds_cpu = run_demo(tmp / "cpu", demo_config("cpu", args.quick), targets_cpu, cores, gpu=False,
+                           timeout=max(left(), 30))
     on_device, on_cpu = feature_files(tmp / "device"), feature_files(tmp / "cpu")
     errors = {}
     for name in sorted(set(on_device) & set(on_cpu)):
@@ -515,7 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         def run_demo_part() -> list[str]:
             nonlocal failed
-            demo = demo_check(args, device, tmp / "demo")
+            demo = demo_check(args, device, tmp / "demo", left)
             failed |= not demo["errors"]
             return format_demo(demo, device)
 
