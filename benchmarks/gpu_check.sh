@@ -44,6 +44,7 @@ if ! "$PYTHON" -c "$needs" 2>/dev/null; then
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
+export HF_HUB_DISABLE_PROGRESS_BARS=1 TRANSFORMERS_VERBOSITY=error  # the checkpoints it writes: no progress bars
 
 limit="${GPU_CHECK_TIMEOUT:-360}"
 timeout --kill-after=10 "$limit" "$PYTHON" benchmarks/gpu_check.py "$@"

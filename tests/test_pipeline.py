@@ -217,6 +217,26 @@ def test_store_writes_run_in_the_background_and_their_errors_surface(tmp_path: P
     assert done[-1] == 3
 
 
+def test_an_intervention_on_the_views_is_the_same_change_of_the_uint8_frames(tmp_path: Path) -> None:
+    """``intervene(views, rows)`` runs on the device views before the model (and the padding):
+    reversing their time axis gives the features of clips whose uint8 frames were reversed
+    (every step before the model acts on each frame alone)."""
+    model = prepare_model(tiny_net(), CPU)
+    clips = random_clips(5)
+    seen: list[list[int]] = []
+
+    def reverse(views: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+        seen.append(rows.tolist())
+        return views.flip(3)  # B×V×3×T×H×W
+
+    rows = np.arange(5)
+    flipped, _ = _run(model, rows, lambda r: _batches(r, clips, True), tmp_path / "a", intervene=reverse)
+    reordered = [np.ascontiguousarray(c[::-1]) for c in clips]
+    direct, _ = _run(model, rows, lambda r: _batches(r, reordered, True), tmp_path / "b")
+    assert seen == [[0, 1, 2], [3, 4]]  # the batch's own rows, before padding
+    assert np.array_equal(flipped.features["representation"], direct.features["representation"])
+
+
 def test_padding_repeats_the_last_clip_on_the_device() -> None:
     feeder = Feeder(CPU, 4)
     clips = random_clips(2)

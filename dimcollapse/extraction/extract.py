@@ -101,6 +101,7 @@ def run_shard(
     keep_views: bool = False,
     batch_dependent: bool = False,
     streams: Streams | None = None,
+    intervene: Callable[[torch.Tensor, np.ndarray], torch.Tensor] | None = None,
 ) -> tuple[ShardResult, RunStats]:
     """Features of manifest ``rows``: stored clips are reused, missing ones computed and stored.
 
@@ -116,8 +117,9 @@ def run_shard(
     failure). ``make_batches(remaining_rows)`` builds the loader for the rows not in the
     store, so stored clips are neither decoded nor run again. Features are averaged over
     a protocol's views; ``keep_views`` also keeps every view, as ``<space>_views`` arrays
-    of shape (rows, views × D) (see :func:`views_key`). ``streams``: see
-    :class:`~dimcollapse.extraction.pipeline.Feeder`. Returns rows in manifest order.
+    of shape (rows, views × D) (see :func:`views_key`). ``streams`` and
+    ``intervene(views, rows)`` (applied to each batch's views on the device, before the
+    model): see :class:`~dimcollapse.extraction.pipeline.Feeder`. Returns rows in manifest order.
     """
     kept = spaces + tuple(views_key(s) for s in spaces) if keep_views else spaces
     t0 = time.perf_counter()
@@ -138,7 +140,7 @@ def run_shard(
     parts = [reused] if len(reused.rows) else []
     progress = Progress(len(remaining))
     pending: list[ShardResult] = []
-    feeder = Feeder(device, 0 if batch_dependent else batch_size, streams)
+    feeder = Feeder(device, 0 if batch_dependent else batch_size, streams, intervene)
     in_flight: deque[tuple[Batch, HostFeatures | None]] = deque()
 
     with StoreWriter() as writer:

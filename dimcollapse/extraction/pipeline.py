@@ -118,12 +118,15 @@ class Feeder:
     therefore make a clip's features a function of the clip alone, which is what lets the
     feature store reuse it in any later batch and stay byte-identical to a clean run.
     ``streams``: the asynchronous device (default :class:`CudaStreams` on CUDA, none
-    elsewhere).
+    elsewhere). ``intervene(views, rows)``: applied to each batch's views on the device,
+    before the padding (a per-clip change of the input, e.g. the order of its frames).
     """
 
-    def __init__(self, device: torch.device, pad_to: int, streams: Streams | None = None) -> None:
+    def __init__(self, device: torch.device, pad_to: int, streams: Streams | None = None,
+                 intervene: Callable[[torch.Tensor, np.ndarray], torch.Tensor] | None = None) -> None:
         self.device = device
         self.pad_to = pad_to
+        self.intervene = intervene
         self.streams = streams if streams is not None else (CudaStreams(device) if device.type == "cuda" else None)
         self.loader_failed = False
 
@@ -138,7 +141,10 @@ class Feeder:
             return Staged(batch)
         side = self.streams.side() if self.streams is not None else contextlib.nullcontext()
         with side, torch.no_grad():
-            views = pad_batch(device_views(batch.video, self.device), self.pad_to)
+            views = device_views(batch.video, self.device)
+            if self.intervene is not None:
+                views = self.intervene(views, batch.rows)
+            views = pad_batch(views, self.pad_to)
         return Staged(batch, views, self.streams.record_side() if self.streams is not None else None)
 
     def ready(self, staged: Staged) -> torch.Tensor:
