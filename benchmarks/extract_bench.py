@@ -43,6 +43,8 @@ imported) avoids that. The header shows the setting in force; the bench does not
 
     python benchmarks/extract_bench.py                 # full: 40 demo videos, sweep, best of 2
     python benchmarks/extract_bench.py --quick         # 10 demo videos, T=1, W=1, one run
+    python benchmarks/extract_bench.py --data-only --crop 224 --side 256 --clips-per-video 5
+                                                       # the data path from the clip cache alone
     python benchmarks/extract_bench.py --videos DIR --limit 64 --crop 224 --side 256 --device cuda
 """
 
@@ -393,6 +395,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--flush-every", type=int, default=8, help="feature-store flush interval (the demo config's 8)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random weights")
     ap.add_argument("--quick", action="store_true", help="10 demo videos, T=1, W=1, one run per figure")
+    ap.add_argument("--data-only", action="store_true",
+                    help="only the data path from the clip cache: uint8 against the float path (no model)")
     args = ap.parse_args(argv)
     if args.videos_per_class is None:
         args.videos_per_class = 2 if args.quick else 8
@@ -466,6 +470,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         fly = ClipDataset(manifest, protocol, output="frames")
         cached = ClipDataset(manifest, protocol, cache=cache_dir, output="frames")
         cached_float = ClipDataset(manifest, protocol, cache=cache_dir)  # the float path (before)
+        if args.data_only:
+            return data_only(args, cached, cached_float, device, max(workers), cache_build, load_start)
         batches = preload(cached_float, args.batch_size)
         if cuda:
             batches = [b.pin_memory() for b in batches]
@@ -602,6 +608,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "threads": t_best, "workers": w_best, "agreement": agreement, "same_features": same, "clips": n,
             "peak_gpu_bytes": peak_gpu, "views_per_s": cache_views.per_s,
             "sweep": {k: v.per_s for k, v in e2e_rate.items()}}
+
+
+def data_only(args: argparse.Namespace, cached: ClipDataset, cached_float: ClipDataset, device: torch.device,
+              workers: int, cache_build: Rate, load_start: str) -> dict[str, Any]:
+    """``--data-only``: the loader from the clip cache, uint8 frames (alone and with the views
+    assembled on ``device``) against the float path's views; best of ``--repeat``."""
+    runs: dict[str, list[Rate]] = {"uint8": [], "uint8 + views": [], "float (before)": []}
+    for _ in range(args.repeat):
+        runs["uint8"].append(time_data(cached, args.batch_size, workers, device.type == "cuda"))
+        runs["float (before)"].append(time_data(cached_float, args.batch_size, workers, device.type == "cuda"))
+        runs["uint8 + views"].append(time_views(cached, args.batch_size, workers, device))
+    rates = {k: best(v) for k, v in runs.items()}
+    print(f"\ndata only from the clip cache ({len(cached)} clips, W={workers} loader workers; clip cache build "
+          f"{cache_build.per_s:.2f} clips/s):")
+    for label, rate in rates.items():
+        print(f"  {label:16s} {rate.per_s:9.2f} clips/s   CPU s/clip {rate.cpu_per_clip:.4f}")
+    ratio = _div(rates["uint8"].per_s, rates["float (before)"].per_s)
+    print(f"load average (1/5/15 min) at start {load_start}, at end {_load()}")
+    print("ratios:")
+    print(f"  uint8 data-only from clip cache / float path data-only (before) = {ratio:.2f}  "
+          f"(target >= {U8_TARGET:g} on CPU: {'met' if ratio >= U8_TARGET else 'NOT met'})")
+    print(f"  uint8 data + views on {device} / float path data-only (before) = "
+          f"{_div(rates['uint8 + views'].per_s, rates['float (before)'].per_s):.2f}")
+    return {"data_only": {k: v.per_s for k, v in rates.items()}, "ratio": ratio, "agreement": 0.0,
+            "same_features": True}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -64,6 +64,17 @@ def test_batch_views_are_each_clips_own_views() -> None:
     assert torch.equal(alone[0], batch_views(pack_frames(clips, SMALL))[2])
 
 
+def test_view_assembly_runs_on_a_non_cpu_device() -> None:
+    """The device path of ``frames_to_views`` (no CPU workspace, no NumPy) on PyTorch's meta
+    device: shapes only, but every operation a GPU runs."""
+    clips = random_clips(3)
+    batch = pack_frames(clips, SMALL).to("meta")
+    views = batch.views()
+    assert views.device.type == "meta" and views.shape == (3, 1, *SMALL.clip_shape)
+    dpc = resolve_protocol("dpc", num_seq=2, seq_len=2, side_size=40, crop_size=32, output_size=16)
+    assert pack_frames(clips, dpc).to("meta").views().shape == (3, 1, *dpc.clip_shape)
+
+
 def _batches(rows: np.ndarray, clips: list[np.ndarray], frames: bool, size: int = 3, fail: frozenset = frozenset()):
     for i in range(0, len(rows), size):
         chunk = rows[i:i + size]

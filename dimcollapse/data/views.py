@@ -148,20 +148,22 @@ def _writable(frames: np.ndarray) -> np.ndarray:
 def planar_float(frames: torch.Tensor) -> torch.Tensor:
     """A (possibly permuted) uint8 frame tensor as contiguous float32, the cheap way.
 
-    The result lives in a per-thread, per-device workspace that is reused by the next call,
+    On the CPU the result lives in a per-thread workspace that is reused by the next call,
     so the caller must be done with it before converting again (every caller here crops,
-    scales or normalises it into a new tensor first; on a GPU the stream orders those
-    uses). Reusing the memory matters: a fresh 40 MB float tensor per clip costs more in
-    page faults than the conversion itself, and ``copy_`` from the strided uint8 view
-    converts and permutes in one pass (7 ms instead of 68 ms for
-    ``permute().contiguous().to(float32)`` on 8 frames of 768×576, same values).
+    scales or normalises it into a new tensor first). Reusing the memory matters: a fresh
+    40 MB float tensor per clip costs more in page faults than the conversion itself, and
+    ``copy_`` from the strided uint8 view converts and permutes in one pass (7 ms instead
+    of 68 ms for ``permute().contiguous().to(float32)`` on 8 frames of 768×576, same
+    values). Other devices allocate: their caching allocators reuse memory anyway, and a
+    shared workspace would have to be ordered across their streams.
     """
+    if frames.device.type != "cpu":
+        return torch.empty(frames.shape, dtype=torch.float32, device=frames.device).copy_(frames)
     n = frames.numel()
-    buffers = _WORKSPACE.__dict__.setdefault("buffers", {})
-    buf = buffers.get(frames.device)
+    buf = getattr(_WORKSPACE, "buf", None)
     if buf is None or buf.numel() < n:
         with torch.inference_mode(False):  # a normal tensor, writable in and out of inference mode
-            buf = buffers[frames.device] = torch.empty(n, dtype=torch.float32, device=frames.device)
+            buf = _WORKSPACE.buf = torch.empty(n, dtype=torch.float32)
     return buf[:n].view(frames.shape).copy_(frames)
 
 
