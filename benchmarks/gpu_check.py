@@ -1,122 +1,123 @@
-"""GPU check for a lent accelerator: every model's throughput at fp32 and bf16, bf16 error, end to end.
+"""GPU check for a lent accelerator: every family on CUDA, the data path, the demo, a projection.
 
-Part 1, synthetic clips (seeded random weights, seeded random inputs already on the
-device, so this is the model alone): for each model of the study — the Slow R50s
-(supervised, SimCLR, MoCo, SwAV, BYOL at 8×224², BYOL 16×4) and DPC (R34 at 224, R18 at
-128), then VideoMAE-B (16×224²) and V-JEPA 2 ViT-L (64×256²) of the ``transformers`` family
-(random weights of their published configurations, :mod:`transformers_models`) — prepared as extraction prepares them (:func:`~dimcollapse.extraction.extract.prepare_model`:
-cuDNN autotuning, channels-last 3D) and run through
-:func:`~dimcollapse.extraction.extract.forward_views`:
+Run by ``benchmarks/gpu_check.sh`` (which installs the wheels a bare GPU node lacks). Parts,
+in the order they run, each bounded by what is left of ``--budget`` seconds (a part that
+does not fit is listed as skipped):
 
-* clips/s at fp32 and at bf16 autocast: ``--warmup`` calls, then ``--iters`` timed calls
-  (synchronised each), cut short after ``--time-box`` seconds;
-* the relative error of bf16 features against fp32
-  (:func:`~dimcollapse.extraction.extract.relative_error`, the figure extraction's precision check
-  compares with ``extraction.max_rel_error``), and of the default fp32 (TF32 convolutions
-  on Ampere and later) against strict fp32;
-* peak GPU memory (``torch.cuda.max_memory_allocated``) per measurement.
+(a) **families** — every model family and kind (:mod:`families`: the paper's Slow R50s, DPC
+    R18/R34, every torchvision and PyTorchVideo arch, every transformers class, custom),
+    seeded, small clips: the model prepared for CUDA (:func:`~dimcollapse.extraction.device.prepare_model`)
+    against the same model's strict-fp32 CPU features; OK at a relative error ≤ 1e-5. With
+    ``--device cpu`` the CUDA preparation runs on the CPU (``device_type="cuda"``).
+(c) **demo** — the demo workflow on the device (``snakemake all --cores N --resources gpu=1``)
+    and a CPU run of the same config (features only), in two scratch folders: every feature
+    file compared; the inputs (video content hashes, every clip-cache row) compared with
+    ``demo_fingerprints.json``, recorded on the development machine, so a difference across
+    machines is placed in the inputs or in the compute.
+(b) **end to end** from the clip cache (the demo set, ``--clips-per-video`` random clips per
+    video, paper sizes): the uint8 loader alone, with views assembled on the device, and
+    :func:`~dimcollapse.extraction.extract.run_shard` at fp32 and bf16, against the model
+    alone on views already on the device; features of both paths compared.
+(t) **throughput** — the paper's models at their published sizes and VideoMAE-B / V-JEPA 2
+    ViT-L (random weights of the published configurations): clips/s at fp32, tf32 and bf16,
+    the tf32 and bf16 errors against strict fp32, peak memory.
+(d) **projection** — Kinetics-400 validation (19,881 clips) × the paper's six models, from
+    the rates measured in (b) and (t).
 
-Part 2, end to end on the demo set (generated here): ``extract_bench.py`` at the paper's
-sizes (short side 256, crop 224, supervised Slow R50, ``--clips-per-video`` random clips
-per video), our pipeline against the naive one-process script, on the same device.
-
-A short table is printed last. Without a CUDA device it says so and exits 0.
-``--budget`` seconds bound part 1 (models not reached are listed as skipped); the shell
-wrapper bounds the whole run.
-
-    bash benchmarks/gpu_check.sh                           # on the GPU machine, < 7 min
-    python benchmarks/gpu_check.py --device cpu --quick    # the logic, on CPU at tiny sizes
+    bash benchmarks/gpu_check.sh                           # on the GPU node, < 6 min
+    python benchmarks/gpu_check.py --device cpu --quick    # every part at tiny sizes, on a CPU
+    python benchmarks/gpu_check.py --write-fingerprints    # record demo_fingerprints.json (CPU, minutes)
 """
 
 from __future__ import annotations
 
 import argparse
-import io
+import hashlib
+import json
 import os
 import platform
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
-from contextlib import redirect_stdout
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+REPO = HERE.parent
+sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 import extract_bench  # noqa: E402
+import families  # noqa: E402
 import transformers_models  # noqa: E402
+from families import Spec  # noqa: E402
 
-from dimcollapse.extraction.extract import forward_views, prepare_model, relative_error  # noqa: E402
+from dimcollapse.extraction.device import forward_views, prepare_model, relative_error  # noqa: E402
 from dimcollapse.models import METHODS, build_model  # noqa: E402
 
-PRECISIONS = ("fp32", "bf16")
+FAMILY_TOLERANCE = 1e-5
+TIMED = ("fp32", "tf32", "bf16")
+PARTS = ("families", "demo", "e2e", "throughput", "projection")
+K400_VAL = 19_881  # videos of Kinetics-400 validation (README, "Clip cache"), one clip each
+PAPER_MODELS = 6
+FINGERPRINTS = HERE / "demo_fingerprints.json"
+#: What --quick keeps of the demo: a few videos and one instance per protocol family.
+QUICK_DEMO_MODELS = ("supervised", "dpc", "moco_views", "cnn")
 
 
-@dataclass(frozen=True)
-class Spec:
-    """One model of the study: how to build it and the shape of one clip it takes."""
+# ------------------------------------------------------------------------- (a) families
+@dataclass
+class FamilyRow:
+    """One family's CUDA preparation against its CPU features."""
 
-    label: str
-    method: str
-    options: dict[str, Any]
-    clip: tuple[int, ...]
+    spec: Spec
+    layout: str = ""
+    error: float | None = None
+    failure: str = ""
 
-
-def study_models(slow_crop: int = 224, dpc34_size: int = 224, dpc18_size: int = 128) -> list[Spec]:
-    """The study's models at their published input sizes (smaller sizes for a CPU check)."""
-    c = slow_crop
-
-    def slow(label: str, method: str, frames: int = 8) -> Spec:
-        return Spec(label, method, {"frames": frames, "crop_size": c}, (3, frames, c, c))
-
-    def dpc(label: str, arch: str, size: int) -> Spec:
-        return Spec(label, "DPC", {"arch": arch, "sample_size": size}, (5, 3, 5, size, size))
-
-    return [
-        slow(f"supervised 8x{c}", "supervised"),
-        slow(f"SimCLR 8x{c}", "SimCLR"),
-        slow(f"MoCo 8x{c}", "MoCo"),
-        slow(f"SwAV 8x{c}", "SwAV"),
-        slow(f"BYOL 8x{c}", "BYOL"),
-        slow(f"BYOL 16x4 {c}", "BYOL", frames=16),
-        dpc(f"DPC R34-{dpc34_size}", "resnet34", dpc34_size),
-        dpc(f"DPC R18-{dpc18_size}", "resnet18", dpc18_size),
-    ]
+    @property
+    def ok(self) -> bool:
+        return not self.failure and self.error is not None and self.error <= FAMILY_TOLERANCE
 
 
-#: The transformers models timed here (random weights of their published configurations).
-TRANSFORMERS_ROWS = (("VideoMAE-B", "MCG-NJU/videomae-base"), ("V-JEPA 2 ViT-L", "facebook/vjepa2-vitl-fpc64-256"))
-#: What ``--quick`` makes of their configurations: the tiny test sizes (REFERENCE §13).
-TINY = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128,
-        "image_size": 32, "crop_size": 32, "num_frames": 4, "frames_per_clip": 4, "pred_hidden_size": 32,
-        "pred_num_hidden_layers": 1, "pred_num_attention_heads": 4, "mlp_ratio": 2.0, "decoder_hidden_size": 32,
-        "decoder_num_hidden_layers": 1, "decoder_num_attention_heads": 4, "decoder_intermediate_size": 64}
+def check_family(spec: Spec, device: torch.device) -> FamilyRow:
+    """``spec``'s model prepared for ``device`` against its strict-fp32 CPU features, on one
+    batch of two seeded clips (the CPU's reference first, then the same model moved)."""
+    row = FamilyRow(spec)
+    cpu = torch.device("cpu")
+    try:
+        model = build_model(spec.method, seed=0, **spec.options)
+        spaces = tuple(METHODS[spec.method].spaces)
+        x = torch.randn((2, 1, *spec.clip), generator=torch.Generator().manual_seed(0))
+        reference = forward_views(prepare_model(model, cpu), x, spaces, cpu, "fp32")
+        prepared = prepare_model(model, device, device_type="cuda")
+        row.layout = "channels-last 3D" if prepared.preparation.memory_format == torch.channels_last_3d else "contiguous"
+        out = forward_views(prepared, x, spaces, device, "fp32")
+        row.error = relative_error(reference, {k: v.cpu() for k, v in out.items()})
+        if not row.ok:
+            row.failure = f"relative error {row.error:.2e} above {FAMILY_TOLERANCE:g}"
+    except Exception as err:  # noqa: BLE001 - one failing family must not hide the others
+        row.failure = _one_line(err)
+    return row
 
 
-def transformers_specs(root: Path, quick: bool = False) -> list[Spec]:
-    """VideoMAE-B and V-JEPA 2 ViT-L as checkpoint folders under ``root`` with random weights of
-    their published configurations (``quick``: the same classes at tiny sizes), at their default clip."""
-    published = {m.hub_id: m for m in transformers_models.PUBLISHED}
-    specs = []
-    for label, hub_id in TRANSFORMERS_ROWS:
-        model = published[hub_id]
-        if quick:
-            config = {**model.config, **{k: v for k, v in TINY.items() if k in model.config or k.startswith("pred")}}
-            pre = {**model.preprocessor, "size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}}
-            model = transformers_models.Published(label, hub_id, config, pre, model.preprocessor_file)
-        folder = transformers_models.random_checkpoint(model, root / hub_id.replace("/", "--"))
-        clip = transformers_models.measure(model, folder).clip
-        frames, crop = clip["frames"], clip["crop_size"]
-        specs.append(Spec(f"{label} {frames}x{crop}", "transformers", {"checkpoint": str(folder)},
-                          (3, frames, crop, crop)))
-    return specs
+def format_families(rows: Sequence[FamilyRow], device: torch.device) -> list[str]:
+    what = "CUDA" if device.type == "cuda" else "CUDA's preparation on the CPU"
+    lines = [f"  {'model':52s} {'layout':17s} {'rel.err vs CPU fp32':>20}  ({what}; OK at <= {FAMILY_TOLERANCE:g})"]
+    for r in rows:
+        status = "OK" if r.ok else f"FAILED: {r.failure}"
+        err = "-" if r.error is None else f"{r.error:.2e}"
+        lines.append(f"  {r.spec.label:52s} {r.layout:17s} {err:>20}  {status}")
+    return lines
 
 
+# ----------------------------------------------------------------------- (t) throughput
 @dataclass
 class Measure:
     """Throughput of one model at one precision."""
@@ -134,8 +135,7 @@ class Row:
     spec: Spec
     batch: int
     results: dict[str, Measure] = field(default_factory=dict)
-    bf16_error: float | None = None
-    tf32_error: float | None = None
+    errors: dict[str, float] = field(default_factory=dict)  # precision -> relative error vs strict fp32
     error: str = ""
 
 
@@ -166,80 +166,299 @@ def measure(model: torch.nn.Module, spaces: tuple[str, ...], x: torch.Tensor, de
     return Measure(len(x) * done / seconds, done, seconds, peak)
 
 
-def tf32_error(model: torch.nn.Module, spaces: tuple[str, ...], x: torch.Tensor,
-               device: torch.device, reference: dict[str, torch.Tensor]) -> float:
-    """Relative error of TF32 (PyTorch's default for convolutions) against the strict fp32
-    ``reference`` that ``prepare_model`` sets up for ``precision: fp32``."""
-    flags = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-    try:
-        torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        tf32 = forward_views(model, x, spaces, device, "fp32")
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
-    return relative_error(reference, tf32)
-
-
 def check_model(spec: Spec, batch: int, device: torch.device, args: argparse.Namespace) -> Row:
+    """Clips/s of ``spec`` at every :data:`TIMED` precision (inputs already on the device) and
+    the relative error of each against strict fp32."""
     row = Row(spec, batch)
     try:
         model = prepare_model(build_model(spec.method, seed=0, **spec.options), device)
         spaces = tuple(METHODS[spec.method].spaces)
-        gen = torch.Generator().manual_seed(0)
-        x = torch.randn((batch, 1, *spec.clip), generator=gen).to(device)
-        for precision in PRECISIONS:
+        x = torch.randn((batch, 1, *spec.clip), generator=torch.Generator().manual_seed(0)).to(device)
+        for precision in TIMED:
             row.results[precision] = measure(model, spaces, x, device, precision, args.warmup, args.iters,
                                              args.time_box)
         reference = forward_views(model, x, spaces, device, "fp32")
-        row.bf16_error = relative_error(reference, forward_views(model, x, spaces, device, "bf16"))
-        row.tf32_error = tf32_error(model, spaces, x, device, reference)
+        row.errors = {p: relative_error(reference, forward_views(model, x, spaces, device, p)) for p in TIMED[1:]}
         del model, x, reference
     except Exception as err:  # noqa: BLE001 - one failing model (e.g. out of memory) must not end the check
-        row.error = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        row.error = _one_line(err)
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return row
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+#: The transformers models timed (random weights of their published configurations).
+TRANSFORMERS_ROWS = (("VideoMAE-B", "MCG-NJU/videomae-base"), ("V-JEPA 2 ViT-L", "facebook/vjepa2-vitl-fpc64-256"))
+#: What ``--quick`` makes of their configurations: the tiny test sizes (REFERENCE §13).
+TINY = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128,
+        "image_size": 32, "crop_size": 32, "num_frames": 4, "frames_per_clip": 4, "pred_hidden_size": 32,
+        "pred_num_hidden_layers": 1, "pred_num_attention_heads": 4, "mlp_ratio": 2.0, "decoder_hidden_size": 32,
+        "decoder_num_hidden_layers": 1, "decoder_num_attention_heads": 4, "decoder_intermediate_size": 64}
 
 
-def format_table(rows: Sequence[Row], skipped: Sequence[Spec], cuda: bool) -> list[str]:
-    """The per-model lines of the summary."""
-    lines = [f"  {'model':18s} {'batch':>5} {'fp32 clips/s':>12} {'bf16 clips/s':>12} {'bf16/fp32':>9} "
-             f"{'rel.err bf16':>12} {'rel.err tf32':>12} {'peak GiB fp32/bf16':>18}"]
+def transformers_specs(root: Path, quick: bool = False) -> list[Spec]:
+    """VideoMAE-B and V-JEPA 2 ViT-L as checkpoint folders under ``root`` with random weights of
+    their published configurations (``quick``: the same classes at tiny sizes), at their default clip."""
+    published = {m.hub_id: m for m in transformers_models.PUBLISHED}
+    specs = []
+    for label, hub_id in TRANSFORMERS_ROWS:
+        model = published[hub_id]
+        if quick:
+            config = {**model.config, **{k: v for k, v in TINY.items() if k in model.config or k.startswith("pred")}}
+            pre = {**model.preprocessor, "size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}}
+            model = transformers_models.Published(label, hub_id, config, pre, model.preprocessor_file)
+        folder = transformers_models.random_checkpoint(model, root / hub_id.replace("/", "--"))
+        clip = transformers_models.measure(model, folder).clip
+        frames, crop = clip["frames"], clip["crop_size"]
+        specs.append(Spec(f"{label} {frames}x{crop}", "transformers", {"checkpoint": str(folder)},
+                          (3, frames, crop, crop), "transformers"))
+    return specs
+
+
+def format_throughput(rows: Sequence[Row], skipped: Sequence[Spec], cuda: bool) -> list[str]:
+    """The per-model lines of the throughput table."""
+    lines = [f"  {'model':20s} {'batch':>5} {'fp32 clips/s':>12} {'tf32 clips/s':>12} {'bf16 clips/s':>12} "
+             f"{'bf16/fp32':>9} {'rel.err tf32':>12} {'rel.err bf16':>12} {'peak GiB fp32/bf16':>18}"]
     for r in rows:
         if r.error:
-            lines.append(f"  {r.spec.label:18s} {r.batch:>5} FAILED: {r.error}")
+            lines.append(f"  {r.spec.label:20s} {r.batch:>5} FAILED: {r.error}")
             continue
-        f32, b16 = r.results["fp32"], r.results["bf16"]
+        f32, t32, b16 = (r.results[p] for p in TIMED)
         peak = f"{f32.peak_bytes / 2**30:.2f}/{b16.peak_bytes / 2**30:.2f}" if cuda else "-"
-        lines.append(f"  {r.spec.label:18s} {r.batch:>5} {f32.clips_per_s:12.1f} {b16.clips_per_s:12.1f} "
-                     f"{b16.clips_per_s / f32.clips_per_s:9.2f} {_fmt(r.bf16_error, '12.2e')} "
-                     f"{_fmt(r.tf32_error, '12.2e')} {peak:>18}")
+        lines.append(f"  {r.spec.label:20s} {r.batch:>5} {f32.clips_per_s:12.1f} {t32.clips_per_s:12.1f} "
+                     f"{b16.clips_per_s:12.1f} {b16.clips_per_s / f32.clips_per_s:9.2f} {r.errors['tf32']:12.2e} "
+                     f"{r.errors['bf16']:12.2e} {peak:>18}")
     for s in skipped:
-        lines.append(f"  {s.label:18s} skipped: the --budget for part 1 was spent")
+        lines.append(f"  {s.label:20s} skipped: the --budget was spent")
     return lines
+
+
+# ------------------------------------------------------------------------ (b) end to end
+def e2e_check(args: argparse.Namespace, device: torch.device, tmp: Path) -> dict[str, Any]:
+    """The uint8 data path from the clip cache against the model alone, at fp32 and bf16."""
+    from dimcollapse.data.clips import ClipDataset, build_clip_cache
+    from dimcollapse.data.demo import FULL, generate_demo
+    from dimcollapse.data.protocols import resolve_protocol
+
+    quick = args.quick
+    generate_demo(tmp / "videos", videos_per_class=1 if quick else 8, duration_range=FULL["duration_range"],
+                  short_seconds=FULL["short_seconds"])
+    manifest, _ = extract_bench.manifest_rows(extract_bench.find_videos(tmp / "videos"), tmp / "videos",
+                                              clips_per_video=1 if quick else args.clips_per_video)
+    side, crop, batch = (37, 32, 2) if quick else (256, 224, args.batch)
+    protocol = resolve_protocol("paper", side_size=side, crop_size=crop, clip_position="random")
+    cache = tmp / "cache"
+    clock = extract_bench._Clock()
+    build_clip_cache(manifest, protocol, cache, workers=args.workers)
+    out: dict[str, Any] = {"clips": len(manifest), "cache_build": clock.rate(len(manifest)).per_s, "runs": {}}
+    frames = ClipDataset(manifest, protocol, cache=cache, output="frames")
+    out["data"] = extract_bench.time_data(frames, batch, args.workers, device.type == "cuda").per_s
+    out["views"] = extract_bench.time_views(frames, batch, args.workers, device).per_s
+    views = [v.to(device) for v in extract_bench.preload(ClipDataset(manifest, protocol, cache=cache), batch)]
+    model = prepare_model(build_model("supervised", seed=0, crop_size=crop), device)
+    spaces = ("representation",)
+    for precision in ("fp32", "bf16"):
+        for _ in range(2):  # warm-up: kernel choice (cuDNN autotuning) for both batch shapes
+            extract_bench.time_model(model, spaces, views[:1] + views[-1:], device, precision)
+        model_only = extract_bench.time_model(model, spaces, views, device, precision)
+        rate, features = extract_bench.time_e2e(model, spaces, frames, batch, args.workers, device, precision,
+                                                tmp / "store", 256)
+        reference = np.concatenate([forward_views(model, v, spaces, device, precision)["representation"]
+                                    .mean(dim=1).cpu().numpy() for v in views])
+        out["runs"][precision] = {"model": model_only.per_s, "e2e": rate.per_s, "wait": rate.wait,
+                                  "agreement": float(np.linalg.norm(features - reference) / np.linalg.norm(reference))}
+    return out
+
+
+def format_e2e(e2e: dict[str, Any], quick: bool) -> list[str]:
+    size = "8x32" if quick else "8x224"
+    lines = [f"  {e2e['clips']} clips, supervised Slow R50 {size}, from the clip cache (built at "
+             f"{e2e['cache_build']:.0f} clips/s): uint8 data only {e2e['data']:.0f} clips/s, with views assembled "
+             f"on the device {e2e['views']:.0f} clips/s"]
+    for precision, r in e2e["runs"].items():
+        lines.append(f"  {precision}: model only {r['model']:.1f} clips/s, end to end {r['e2e']:.1f} clips/s "
+                     f"(x{r['e2e'] / r['model']:.2f} of model only; waited {r['wait']:.2f} s for batches); "
+                     f"features vs model only: {r['agreement']:.1e}")
+    return lines
+
+
+# ---------------------------------------------------------------------------- (c) demo
+def demo_config(device: str, quick: bool) -> dict[str, Any]:
+    """config.demo.yaml for a run on ``device`` (``--quick``: 2 videos per class, 4 instances)."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "config.demo.yaml").read_text())
+    config["extraction"]["device"] = device
+    if quick:
+        config["datasets"]["demo"]["demo"]["videos_per_class"] = 2
+        config["models"] = {k: v for k, v in config["models"].items() if k in QUICK_DEMO_MODELS}
+    return config
+
+
+def run_demo(workdir: Path, config: dict[str, Any], targets: Sequence[str], cores: int, gpu: bool,
+             extra: Sequence[str] = (), timeout: float | None = None) -> float:
+    """The workflow in ``workdir`` with ``config``; returns its seconds (raises with the log's
+    tail, or when it runs past ``timeout`` seconds)."""
+    import yaml
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    cmd = [sys.executable, "-m", "snakemake", *targets, "--snakefile", str(REPO / "Snakefile"),
+           "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"),
+           "--workflow-profile", str(REPO / "profiles" / "default"), "--profile", str(REPO / "profiles" / "tiny"),
+           "--cores", str(cores), *extra, "--resources", f"gpu={1 if gpu else 0}"]  # targets first: shared/gpu README
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, check=False, timeout=timeout)
+    if proc.returncode:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
+        raise RuntimeError(f"snakemake {' '.join(targets)} failed in {workdir} (exit {proc.returncode}):\n{tail}")
+    return time.perf_counter() - t0
+
+
+def feature_files(workdir: Path) -> dict[str, Path]:
+    root = workdir / "results" / "features"
+    return {str(p.relative_to(root)): p for p in sorted(root.glob("*/*/*.npy"))}
+
+
+def fingerprints(workdir: Path) -> dict[str, dict[str, str]]:
+    """The inputs of a demo run: each video's content hash and each clip-cache row's SHA-256."""
+    import pandas as pd
+
+    out: dict[str, dict[str, str]] = {}
+    for manifest in sorted((workdir / "results" / "manifests").glob("*.csv")):
+        if manifest.name.count(".") == 1:  # not the .failures.csv
+            rows = pd.read_csv(manifest)
+            out[f"videos/{manifest.stem}"] = dict(zip(rows["id"], rows["content"]))
+    for meta in sorted((workdir / "results" / "clips").glob("*/*/meta.json")):
+        cache = meta.parent
+        data = (cache / "frames.u8").read_bytes()
+        rows = {}
+        for e in json.loads((cache / "index.json").read_text()):
+            if e["ok"]:
+                size = int(np.prod(e["shape"]))
+                rows[e["id"]] = hashlib.sha256(data[e["offset"]:e["offset"] + size]).hexdigest()[:16]
+        out[f"clips/{cache.parent.name}/{cache.name}"] = rows
+    return out
+
+
+def compare_fingerprints(found: dict[str, dict[str, str]], reference: dict[str, dict[str, str]]) -> list[str]:
+    """One line per group (videos, each clip cache): how many entries equal the reference."""
+    lines = []
+    for group in sorted(set(found) | set(reference)):
+        a, b = found.get(group, {}), reference.get(group, {})
+        if not a or not b:
+            lines.append(f"  {group}: {'only here' if a else 'not built here'}")
+            continue
+        same = sum(a.get(k) == v for k, v in b.items())
+        differ = sorted(k for k, v in b.items() if k in a and a[k] != v)
+        lines.append(f"  {group}: {same} of {len(b)} identical to the development machine's"
+                     + (f"; differ: {', '.join(differ[:4])}{' …' if len(differ) > 4 else ''}" if differ else ""))
+    return lines
+
+
+def demo_check(args: argparse.Namespace, device: torch.device, tmp: Path, left: Callable[[], float]) -> dict[str, Any]:
+    """The demo on the device and on the CPU (features only), compared; inputs fingerprinted.
+    ``left()``: seconds of the budget left (each run is stopped there)."""
+    cores = os.cpu_count() or 2
+    gpu_cfg = demo_config("cuda" if device.type == "cuda" else "cpu", args.quick)
+    targets_cpu = [f"results/features/demo/{m}/representation.npy" for m in gpu_cfg["models"]]
+    seconds_gpu = run_demo(tmp / "device", gpu_cfg, targets_cpu if args.quick else ["all"], cores, gpu=True,
+                           timeout=max(left(), 30))
+    seconds_cpu = run_demo(tmp / "cpu", demo_config("cpu", args.quick), targets_cpu, cores, gpu=False,
+                           timeout=max(left(), 30))
+    on_device, on_cpu = feature_files(tmp / "device"), feature_files(tmp / "cpu")
+    errors = {}
+    for name in sorted(set(on_device) & set(on_cpu)):
+        a, b = np.load(on_device[name]), np.load(on_cpu[name])
+        errors[name] = float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
+    found = fingerprints(tmp / "device")
+    same_inputs = found == fingerprints(tmp / "cpu")
+    reference = json.loads(FINGERPRINTS.read_text()) if FINGERPRINTS.is_file() and not args.quick else {}
+    return {"seconds": (seconds_gpu, seconds_cpu), "errors": errors, "same_inputs": same_inputs,
+            "inputs": compare_fingerprints(found, reference) if reference else []}
+
+
+def format_demo(demo: dict[str, Any], device: torch.device) -> list[str]:
+    gpu_s, cpu_s = demo["seconds"]
+    lines = [f"  workflow on {device.type}: {gpu_s:.0f} s; CPU run of the same config (features): {cpu_s:.0f} s; "
+             f"inputs of both runs (clip caches) {'identical' if demo['same_inputs'] else 'DIFFERENT'}"]
+    worst = max(demo["errors"].values(), default=float("nan"))
+    lines.append(f"  features {device.type} vs CPU, relative error (Frobenius) per file: largest {worst:.1e}")
+    for name, err in demo["errors"].items():
+        lines.append(f"    {name:48s} {err:.1e}")
+    if demo["inputs"]:
+        lines.append("  inputs against demo_fingerprints.json (recorded on the development machine):")
+        lines += demo["inputs"]
+    return lines
+
+
+def write_fingerprints(cores: int) -> int:
+    """Run the demo's inputs (manifest, clip caches) on this machine and record them."""
+    with tempfile.TemporaryDirectory(prefix="gpu_check_fingerprints_") as name:
+        run_demo(Path(name), demo_config("cpu", quick=False), ["all"], cores, gpu=False, extra=["--until", "clip_cache"])
+        found = fingerprints(Path(name))
+    FINGERPRINTS.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {FINGERPRINTS}: {', '.join(f'{k} ({len(v)})' for k, v in found.items())}")
+    return 0
+
+
+# ---------------------------------------------------------------------- (d) projection
+def projection(rows: Sequence[Row], e2e: dict[str, Any] | None) -> list[str]:
+    """Kinetics-400 val × the paper's six models from the measured rates: the clip caches
+    (``paper``, shared by the five Slow R50s; ``dpc``, 25 frames for 8, at a third of the rate
+    as an assumption), then each model at min(its model-only rate, the data path's rate)."""
+    if e2e is None:
+        return ["  not computed: needs the end-to-end part"]
+    by_label = {r.spec.label: r for r in rows if not r.error}
+    paper = [r for label, r in by_label.items() if label.split()[0] in ("supervised", "SimCLR", "MoCo", "SwAV")
+             or label.startswith("BYOL 8x")]
+    dpc = by_label.get(next((label for label in by_label if label.startswith("DPC R34")), ""))
+    if len(paper) < 5 or dpc is None:
+        return ["  not computed: needs the throughput rows of the five Slow R50s and DPC R34"]
+    data = e2e["views"]
+    build = K400_VAL / e2e["cache_build"] + K400_VAL / (e2e["cache_build"] / 3)
+    lines = [f"  Kinetics-400 val ({K400_VAL:,} clips) x {PAPER_MODELS} models; clip caches (paper + dpc) "
+             f"{build / 60:.1f} min, once"]
+    for precision in ("fp32", "bf16"):
+        per_model = [K400_VAL / min(r.results[precision].clips_per_s, data) for r in [*paper, dpc]]
+        lines.append(f"  {precision}: extraction {sum(per_model) / 60:.1f} min "
+                     f"(model-bound {sum(K400_VAL / r.results[precision].clips_per_s for r in [*paper, dpc]):.0f} s), "
+                     f"total with the caches {(sum(per_model) + build) / 60:.1f} min")
+    return lines
+
+
+# --------------------------------------------------------------------------------- main
+def selected(specs: Sequence[Spec], only: Sequence[str]) -> list[Spec]:
+    """The specs whose label contains one of ``only`` (all without it)."""
+    return [s for s in specs if not only or any(o in s.label for o in only)]
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
-    ap.add_argument("--quick", action="store_true",
-                    help="tiny sizes (crop 32, batch 2, 2 iterations, 5 demo videos): checks the logic, e.g. on CPU")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes everywhere: checks the logic, e.g. on CPU")
+    ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of {', '.join(PARTS)}")
     ap.add_argument("--batch", type=int, default=None, help="clips per forward call (default 16; --quick 2)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed calls first (default 3; --quick 1)")
     ap.add_argument("--iters", type=int, default=None, help="timed calls (default 20; --quick 2)")
-    ap.add_argument("--time-box", type=float, default=8.0, help="stop timing a measurement after this many s")
-    ap.add_argument("--budget", type=float, default=170.0, help="seconds for part 1; later models are skipped")
+    ap.add_argument("--time-box", type=float, default=4.0, help="stop timing a measurement after this many s")
+    ap.add_argument("--budget", type=float, default=330.0, help="seconds for all parts; later ones are skipped")
     ap.add_argument("--workers", type=int, default=None,
-                    help="loader workers of the end-to-end run (default min(12, cores - 2); --quick 1)")
-    ap.add_argument("--clips-per-video", type=int, default=3, help="end-to-end clips per demo video")
-    ap.add_argument("--skip-e2e", action="store_true", help="part 1 only")
-    ap.add_argument("--skip-transformers", action="store_true",
-                    help="leave out the VideoMAE-B and V-JEPA 2 ViT-L rows (random weights of the published configs)")
+                    help="loader and cache-build workers (default min(12, cores - 2); --quick 1)")
+    ap.add_argument("--clips-per-video", type=int, default=25, help="end-to-end clips per demo video (40 videos)")
+    ap.add_argument("--only", default="", help="comma-separated parts of model labels: only those rows of (a) and (t)")
+    ap.add_argument("--write-fingerprints", action="store_true", help=f"record {FINGERPRINTS.name} and exit")
     args = ap.parse_args(argv)
+    args.parts = [p for p in args.parts.split(",") if p]
+    args.only = [o for o in args.only.split(",") if o]
+    unknown = sorted(set(args.parts) - set(PARTS))
+    if unknown:
+        ap.error(f"unknown parts {unknown}; choose from {', '.join(PARTS)}")
     args.batch = args.batch or (2 if args.quick else 16)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 3)
     args.iters = args.iters or (2 if args.quick else 20)
@@ -248,83 +467,89 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def e2e_argv(args: argparse.Namespace) -> list[str]:
-    """``extract_bench.py`` arguments of part 2."""
-    if args.quick:
-        sizes = ["--videos-per-class", "1", "--crop", "32", "--side", "37", "--batch-size", "2",
-                 "--clips-per-video", "1"]
-    else:
-        sizes = ["--videos-per-class", "8", "--crop", "224", "--side", "256", "--batch-size", str(args.batch),
-                 "--clips-per-video", str(args.clips_per_video)]
-    return [*sizes, "--device", args.device, "--threads", "1", "--workers", str(args.workers), "--repeat", "1"]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.write_fingerprints:
+        return write_fingerprints(os.cpu_count() or 2)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("gpu_check: no CUDA device is available here, so the GPU check was not run "
               "(use --device cpu --quick to exercise its logic on CPU).")
         return 0
     device = torch.device(args.device)
     cuda = device.type == "cuda"
-    t_start = time.perf_counter()
-    torch.backends.cudnn.benchmark = True  # as prepare_model sets it for CUDA
+    start = time.perf_counter()
     name = torch.cuda.get_device_name(device) if cuda else platform.processor() or "cpu"
     print(f"gpu_check on {device} ({name}); torch {torch.__version__}, CUDA {torch.version.cuda}, "
-          f"cuDNN {torch.backends.cudnn.version() if cuda else '-'}; TF32 convolutions "
-          f"{'on' if torch.backends.cudnn.allow_tf32 else 'off'}, TF32 matmul "
-          f"{'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'}; torch threads {torch.get_num_threads()}")
+          f"cuDNN {torch.backends.cudnn.version() if cuda else '-'}; Python {platform.python_version()}; "
+          f"{os.cpu_count()} cores; torch threads {torch.get_num_threads()}; parts {', '.join(args.parts)}")
+    summary: list[str] = []
+    failed = False
+    left = lambda: args.budget - (time.perf_counter() - start)  # noqa: E731
 
-    specs = study_models(32, 32, 32) if args.quick else study_models()
-    checkpoints = tempfile.TemporaryDirectory(prefix="gpu_check_transformers_")
-    if not args.skip_transformers:
-        try:
-            specs += transformers_specs(Path(checkpoints.name), quick=args.quick)
-        except Exception as err:  # noqa: BLE001 - e.g. no disk for the checkpoints: the other rows still run
-            print(f"[1] transformers rows left out: writing their checkpoints failed ({type(err).__name__}: {err})")
-    rows: list[Row] = []
-    skipped: list[Spec] = []
-    for spec in specs:
-        if time.perf_counter() - t_start > args.budget:
-            skipped.append(spec)
-            continue
+    def part(key: str, title: str, run: Callable[[], list[str]]) -> None:
+        nonlocal failed
+        if key not in args.parts:
+            return
+        if left() <= 0:
+            summary.extend([f"({key}) {title}", "  skipped: the --budget was spent"])
+            return
         t0 = time.perf_counter()
-        row = check_model(spec, args.batch, device, args)
-        rows.append(row)
-        status = row.error or ", ".join(f"{p} {m.clips_per_s:.1f} clips/s ({m.iters} calls)"
-                                        for p, m in row.results.items())
-        print(f"[1] {spec.label}: {status} [{time.perf_counter() - t0:.0f} s]", flush=True)
-
-    e2e: dict[str, Any] | None = None
-    e2e_error = ""
-    if not args.skip_e2e:
-        print("[2] end to end on the demo set: extract_bench.py " + " ".join(e2e_argv(args)), flush=True)
-        buffer = io.StringIO()
         try:
-            with redirect_stdout(buffer):
-                e2e = extract_bench.run(extract_bench.parse_args(e2e_argv(args)))
-        except Exception as err:  # noqa: BLE001 - report part 1 even when part 2 fails
-            e2e_error = f"{type(err).__name__}: {err}"
-        print("\n".join("    " + line for line in buffer.getvalue().splitlines()), flush=True)
+            lines = run()
+        except Exception as err:  # noqa: BLE001 - report the other parts
+            failed = True
+            lines = [f"  FAILED: {err}"]
+        block = [f"({key}) {title} [{time.perf_counter() - t0:.0f} s]", *lines]
+        print("\n".join(block), flush=True)
+        summary.extend(block)
 
-    print(f"\nGPU check summary ({name}, {time.perf_counter() - t_start:.0f} s)")
-    print(f"synthetic clips, seeded random weights, batch {args.batch}, up to {args.iters} timed calls "
-          f"(cut at {args.time_box:g} s); rel.err = ||x - fp32|| / ||fp32|| over the feature spaces "
-          "(tf32: PyTorch's default TF32 convolutions vs the strict fp32 the pipeline uses)")
-    for line in format_table(rows, skipped, cuda):
-        print(line)
-    if e2e is not None:
-        ours, naive = e2e["ours"], e2e["naive"]
-        print(f"end to end, demo set, {e2e['clips']} clips, supervised 8x{224 if not args.quick else 32}, fp32, "
-              f"ours T={e2e['threads']} W={e2e['workers']} (clips/s): data {ours.data:.1f}, model {ours.model:.1f}, "
-              f"end to end {ours.e2e:.1f} (x{ours.overlap:.2f} of the slower); naive end to end {naive.e2e:.1f}; "
-              f"ours / naive = {ours.e2e / naive.e2e:.2f}; from clip cache {e2e['cached'].e2e:.1f}; "
-              f"features agree to {e2e['agreement']:.1e}"
-              + (f"; peak GPU memory {e2e['peak_gpu_bytes'] / 2**30:.2f} GiB" if cuda else ""))
-    elif e2e_error:
-        print(f"end to end: FAILED: {e2e_error}")
-    checkpoints.cleanup()
-    failed = any(r.error for r in rows) or bool(e2e_error)
+    with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp_name:
+        tmp = Path(tmp_name)
+        state: dict[str, Any] = {"rows": [], "e2e": None}
+
+        def run_families() -> list[str]:
+            nonlocal failed
+            rows = []
+            for spec in families.every_family(tmp / "hf", args.only):
+                rows.append(check_family(spec, device))
+                if left() <= 0:
+                    break
+            failed |= not all(r.ok for r in rows)
+            return format_families(rows, device)
+
+        def run_demo_part() -> list[str]:
+            nonlocal failed
+            demo = demo_check(args, device, tmp / "demo", left)
+            failed |= not demo["errors"]
+            return format_demo(demo, device)
+
+        def run_e2e() -> list[str]:
+            state["e2e"] = e2e_check(args, device, tmp / "e2e")
+            return format_e2e(state["e2e"], args.quick)
+
+        def run_throughput() -> list[str]:
+            nonlocal failed
+            specs = families.paper_models(32, 32, 32) if args.quick else families.paper_models()
+            specs = selected(specs + transformers_specs(tmp / "published", quick=args.quick), args.only)
+            skipped = []
+            for spec in specs:
+                if left() <= 0:
+                    skipped.append(spec)
+                    continue
+                state["rows"].append(check_model(spec, args.batch, device, args))
+            failed |= any(r.error for r in state["rows"])
+            return [f"  seeded random weights, batch {args.batch}, inputs on the device, up to {args.iters} timed "
+                    f"calls (cut at {args.time_box:g} s); rel.err = ||x - fp32|| / ||fp32|| (strict fp32)",
+                    *format_throughput(state["rows"], skipped, cuda)]
+
+        part("families", "every family, CUDA preparation vs CPU strict fp32", run_families)
+        part("demo", "the demo workflow", run_demo_part)
+        part("e2e", "end to end from the clip cache (uint8 path)", run_e2e)
+        part("throughput", "model throughput and precision", run_throughput)
+        part("projection", "projection", lambda: projection(state["rows"], state["e2e"]))
+    shutil.rmtree(tmp_name, ignore_errors=True)
+    print(f"\nGPU check summary ({name}, {time.perf_counter() - start:.0f} s)")
+    print("\n".join(summary))
     return 1 if failed else 0
 
 

@@ -7,6 +7,7 @@ scripts run, measure the same clips on both paths and compute their ratios right
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -43,10 +44,12 @@ def test_ratios_are_computed_from_the_figures() -> None:
     ours = bench.Figures(data=10.0, model=5.0, e2e=4.5)
     cached = bench.Figures(data=20.0, model=5.0, e2e=5.0)
     naive = bench.Figures(data=2.0, model=5.0, e2e=1.5)
-    values = [v for _, v in bench.ratios(ours, cached, naive)]
-    assert values == pytest.approx([0.9, 1.0, 0.75, 3.0, 5.0 / 1.5, 5.0, 1.0])
-    labels = [label for label, _ in bench.ratios(ours, cached, naive)]
+    before = bench.Figures(data=4.0, model=5.0, e2e=2.5)
+    values = [v for _, v in bench.ratios(ours, cached, naive, before)]
+    assert values == pytest.approx([0.9, 1.0, 0.75, 3.0, 5.0 / 1.5, 5.0, 1.0, 2.0, 5.0])
+    labels = [label for label, _ in bench.ratios(ours, cached, naive, before)]
     assert "min(data-only, model-only)" in labels[0] and "decoding" in labels[0]
+    assert "uint8 data-only from clip cache / float path data-only" in labels[-1]
 
 
 def test_overlap_is_relative_to_the_slower_stage() -> None:
@@ -101,47 +104,114 @@ def test_smallest_run_measures_the_same_clips_and_prints_its_ratios_last(capsys:
     assert result["threads"] == 1 and result["workers"] == 1 and list(result["sweep"]) == [(1, 1)]
     # ours and the naive script decoded the same clips and ran the same weights
     assert result["agreement"] <= bench.FEATURE_TOLERANCE
-    ours, cached, naive = result["ours"], result["cached"], result["naive"]
-    for f in (ours, cached, naive):
+    ours, cached, naive, before = result["ours"], result["cached"], result["naive"], result["before"]
+    for f in (ours, cached, naive, before):
         assert f.data > 0 and f.model > 0 and f.e2e > 0
-    assert cached.model == ours.model
-    assert result["ratios"] == bench.ratios(ours, cached, naive)
+    assert cached.model == ours.model == before.model and result["views_per_s"] > 0
+    assert result["same_features"]  # the uint8 path's features are the float path's, exactly
+    assert result["ratios"] == bench.ratios(ours, cached, naive, before)
     assert result["ratios"][0][1] == pytest.approx(ours.e2e / min(ours.data, ours.model))
     assert result["ratios"][3][1] == pytest.approx(ours.e2e / naive.e2e)
+    assert result["ratios"][-1][1] == pytest.approx(cached.data / before.data)
     lines = out.rstrip().splitlines()
-    assert lines[-8] == "ratios:"
-    for line, (label, value) in zip(lines[-7:], result["ratios"]):
+    assert lines[-10] == "ratios:"
+    for line, (label, value) in zip(lines[-9:], result["ratios"]):
         assert label in line and f"= {value:.2f}" in line
-    assert "target >= 0.8" in lines[-7]
+    assert "target >= 0.8" in lines[-9] and "target >= 3" in lines[-1]
 
 
 # ----------------------------------------------------------------------- gpu_check
-def test_gpu_check_table_reports_failures_and_skips() -> None:
-    specs = gpu.study_models(32, 32, 32)
+def test_gpu_check_lists_every_family_row_it_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """``gpu_check.py --device cpu --quick`` runs CUDA's preparation on the CPU; the rows the
+    GPU node crashed on (DPC, V-JEPA 2, TimeSformer, an image encoder) are OK."""
+    only = ["DPC R18", "V-JEPA 2 (VJEPA2Model)", "TimeSformer (TimesformerModel)", "DINOv2 (Dinov2Model)"]
+    assert gpu.main(["--device", "cpu", "--quick", "--parts", "families", "--only", ",".join(only)]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if any(o in line for o in only)]
+    assert len(rows) == 2 * len(only)  # printed as it runs, and in the summary
+    assert all(line.rstrip().endswith("OK") for line in rows)
+    assert "channels-last 3D" in next(r for r in rows if "DPC" in r)
+    assert "contiguous" in next(r for r in rows if "TimeSformer" in r)
+
+
+def test_gpu_check_family_failures_are_rows() -> None:
+    bad = gpu.check_family(gpu.Spec("too small", "supervised", {"crop_size": 16}, (3, 8, 16, 16)), torch.device("cpu"))
+    assert not bad.ok and "crop_size" in bad.failure
+    line = gpu.format_families([bad], torch.device("cpu"))[1]
+    assert "too small" in line and "FAILED" in line
+
+
+def test_gpu_check_throughput_table_reports_failures_and_skips() -> None:
+    specs = gpu.families.paper_models(32, 32, 32)
     assert [s.label for s in specs] == ["supervised 8x32", "SimCLR 8x32", "MoCo 8x32", "SwAV 8x32", "BYOL 8x32",
                                         "BYOL 16x4 32", "DPC R34-32", "DPC R18-32"]
     assert specs[5].clip == (3, 16, 32, 32) and specs[6].options == {"arch": "resnet34", "sample_size": 32}
-    full = gpu.study_models()
+    full = gpu.families.paper_models()
     assert full[0].clip == (3, 8, 224, 224) and full[-1].clip == (5, 3, 5, 128, 128)
     args = gpu.parse_args(["--device", "cpu", "--quick"])
     bad = gpu.check_model(gpu.Spec("too small", "supervised", {"crop_size": 16}, (3, 8, 16, 16)), 2,
                           torch.device("cpu"), args)
     assert "crop_size" in bad.error
-    lines = gpu.format_table([bad], [specs[-1]], cuda=False)
+    lines = gpu.format_throughput([bad], [specs[-1]], cuda=False)
     assert "FAILED" in lines[1] and "crop_size" in lines[1]
     assert "DPC R18-32" in lines[2] and "skipped" in lines[2]
 
 
 def test_gpu_check_measures_one_model_on_cpu() -> None:
     args = gpu.parse_args(["--device", "cpu", "--quick"])
-    row = gpu.check_model(gpu.study_models(32, 32, 32)[-1], 2, torch.device("cpu"), args)
+    row = gpu.check_model(gpu.families.paper_models(32, 32, 32)[-1], 2, torch.device("cpu"), args)
     assert row.error == ""
-    assert set(row.results) == {"fp32", "bf16"}
+    assert set(row.results) == {"fp32", "tf32", "bf16"}
     assert all(m.iters == 2 and m.clips_per_s > 0 for m in row.results.values())
-    assert 0 < row.bf16_error < 0.1  # bf16 changes the features, a little
-    assert row.tf32_error == 0.0  # no TF32 on CPU
-    line = gpu.format_table([row], [], cuda=False)[1]
+    assert 0 < row.errors["bf16"] < 0.1  # bf16 changes the features, a little
+    assert row.errors["tf32"] == 0.0  # no TF32 on CPU
+    line = gpu.format_throughput([row], [], cuda=False)[1]
     assert line.split()[:3] == ["DPC", "R18-32", "2"]
+
+
+def test_gpu_check_projection_from_the_measured_rates() -> None:
+    def row(label: str, fp32: float, bf16: float):  # type: ignore[no-untyped-def]
+        r = gpu.Row(gpu.Spec(label, "x", {}, ()), 16)
+        r.results = {p: gpu.Measure(v, 1, 1.0, 0) for p, v in (("fp32", fp32), ("tf32", fp32), ("bf16", bf16))}
+        return r
+
+    rows = [row(f"{m} 8x224", 300.0, 1500.0) for m in ("supervised", "SimCLR", "MoCo", "SwAV", "BYOL")]
+    rows.append(row("DPC R34-224", 100.0, 400.0))
+    e2e = {"views": 1000.0, "cache_build": 250.0}
+    lines = gpu.projection(rows, e2e)
+    n = gpu.K400_VAL
+    build = n / 250 + n / (250 / 3)
+    fp32 = 5 * n / 300 + n / 100
+    bf16 = 5 * n / 1000 + n / 400  # the data path (1000 clips/s) bounds the Slow R50s at bf16
+    assert f"{build / 60:.1f} min, once" in lines[0]
+    assert f"fp32: extraction {fp32 / 60:.1f} min" in lines[1] and f"total with the caches {(fp32 + build) / 60:.1f}" in lines[1]
+    assert f"bf16: extraction {bf16 / 60:.1f} min" in lines[2]
+    assert "not computed" in gpu.projection(rows, None)[0]
+
+
+def test_gpu_check_fingerprints_place_a_difference_in_the_inputs(tmp_path: Path) -> None:
+    clips = tmp_path / "results" / "clips" / "demo" / "slow-abc"
+    clips.mkdir(parents=True)
+    (tmp_path / "results" / "manifests").mkdir(parents=True)
+    (tmp_path / "results" / "manifests" / "demo.csv").write_text("id,content\na,c1\nb,c2\n")
+    (tmp_path / "results" / "manifests" / "demo.failures.csv").write_text("id\n")
+    (clips / "frames.u8").write_bytes(bytes(range(8)))
+    (clips / "meta.json").write_text("{}")
+    (clips / "index.json").write_text(json.dumps([{"id": "a", "ok": True, "offset": 0, "shape": [1, 1, 4, 1]},
+                                                  {"id": "b", "ok": True, "offset": 4, "shape": [1, 1, 4, 1]}]))
+    found = gpu.fingerprints(tmp_path)
+    assert set(found) == {"videos/demo", "clips/demo/slow-abc"} and found["videos/demo"] == {"a": "c1", "b": "c2"}
+    other = json.loads(json.dumps(found))
+    other["clips/demo/slow-abc"]["b"] = "0" * 16
+    lines = gpu.compare_fingerprints(found, other)
+    assert "clips/demo/slow-abc: 1 of 2 identical" in lines[0] and "differ: b" in lines[0]
+    assert "videos/demo: 2 of 2 identical" in lines[1]
+
+
+def test_the_recorded_fingerprints_cover_the_demo() -> None:
+    recorded = json.loads((REPO / "benchmarks" / "demo_fingerprints.json").read_text())
+    assert len(recorded["videos/demo"]) == 40
+    assert sorted(k.split("/")[2].split("-")[0] for k in recorded if k.startswith("clips/")) == ["dpc", "slow", "slow"]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
@@ -202,3 +272,4 @@ def test_gpu_check_times_the_transformers_rows_on_cpu(tmp_path: Path) -> None:
     assert all(s.method == "transformers" and s.clip == (3, 4, 32, 32) for s in specs)
     row = gpu.check_model(specs[1], 2, torch.device("cpu"), gpu.parse_args(["--device", "cpu", "--quick"]))
     assert row.error == "" and all(m.clips_per_s > 0 for m in row.results.values())
+    assert set(row.errors) == {"tf32", "bf16"}

@@ -22,6 +22,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
+
+@pytest.fixture(autouse=True)
+def cpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``analyze`` and ``compare`` compute their geometry where ``auto`` says; these tests check
+    numbers against the CPU's, so they pin the CPU (a GPU rounds otherwise)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
 @pytest.fixture(scope="module")
 def features(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rng = np.random.default_rng(0)

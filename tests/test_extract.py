@@ -7,14 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from dimcollapse.extraction.extract import (
-    Batch,
-    PrecisionError,
-    check_precision,
-    forward_views,
-    resolve_device,
-    run_shard,
-)
+from dimcollapse.extraction.device import PrecisionError, check_precision, forward_views, resolve_device
+from dimcollapse.extraction.extract import run_shard
+from dimcollapse.extraction.pipeline import Batch
 from dimcollapse.failures import Failure
 from dimcollapse.extraction.shards import ShardResult, concat_results, load_failures, shard_rows
 from dimcollapse.extraction.store import InstanceStore, clip_keys

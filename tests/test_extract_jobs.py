@@ -38,7 +38,7 @@ from dimcollapse.stages import extract as extract_stages
 from dimcollapse.data.clips import build_clip_cache
 from dimcollapse.models.registry import UNTRAINED
 from dimcollapse.data.content import file_digest
-from dimcollapse.extraction.extract import PrecisionError, relative_error
+from dimcollapse.extraction.device import PrecisionError, relative_error
 from dimcollapse.failures import read_failures, write_failures
 from dimcollapse.extraction.features import aligned_index, merge_space
 from dimcollapse.data.manifest import read_manifest, write_manifest

@@ -33,15 +33,15 @@ def test_frames_are_dumped_at_the_side_size_in_uint8() -> None:
     p = resolve_protocol("dpc", side_size=240)
     d = read_frames(VTEST, [2.0], p)
     assert d.frames.shape == (25, 240, 320, 3) and d.frames.dtype == np.uint8
-    # DPC's frame dump: bilinear to int(240·768/576) = 320 wide, rounded to uint8
+    # DPC's frame dump: bilinear to int(240·768/576) = 320 wide, rounded to uint8 — by the
+    # machine-independent scaler, which is torch's bilinear rounded, except where torch's
+    # float32 result sits on a .5 to within its last bits (those round either way)
     x = torch.from_numpy(native(VTEST, d.pts[0])).permute(0, 3, 1, 2).float()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the dumps are scaled on one thread (thread-count independent rounding)
-    try:
-        y = torch.nn.functional.interpolate(x, size=(240, 320), mode="bilinear", align_corners=False)
-    finally:
-        torch.set_num_threads(threads)
-    assert np.array_equal(d.frames, y.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy())
+    y = torch.nn.functional.interpolate(x, size=(240, 320), mode="bilinear", align_corners=False)
+    y = y.permute(0, 2, 3, 1).numpy()
+    differ = d.frames != np.clip(np.rint(y), 0, 255)
+    assert np.all(np.abs(y[differ] - np.floor(y[differ]) - 0.5) < 2e-4)  # a few float32 ulps of 255
+    assert differ.sum() < 1e-3 * differ.size
     # the 224 centre crop then sees 240-px frames, not 256-px ones (less zoom)
     assert not torch.equal(load_clip(VTEST, 2.0, "dpc", side_size=240), load_clip(VTEST, 2.0, "dpc"))
 

@@ -80,12 +80,13 @@ from dimcollapse.disk_full import naming_a_full_disk
 from dimcollapse.diskspace import ensure_free_space
 from dimcollapse.failures import Failure, VideoError, VideoExcluded
 from dimcollapse.data.cache_files import (
-    DATA_FILE, INDEX_FILE, META_FILE, PROGRESS_FILE, CacheUnreadable, marker_path, read_json,
+    DATA_FILE, INDEX_FILE, META_FILE, PROGRESS_FILE, CacheUnreadable, read_json,
 )
 from dimcollapse.data.manifest import Row, as_rows
 from dimcollapse.data.protocols import DpcProtocol, Protocol, SlowProtocol, resolve_protocol
 from dimcollapse.data.slowfast import torchvision_size
-from dimcollapse.data.video import STAGE, decode_row, frames_to_views, scale_frames, scaled_size
+from dimcollapse.data.video import STAGE, decode_row, scale_frames
+from dimcollapse.data.views import frames_to_views, pack_frames, scaled_size
 from dimcollapse.quarantine import QUARANTINE, move_aside
 
 log = logging.getLogger(__name__)
@@ -524,14 +525,25 @@ def _replace_dir(src: Path, dst: Path) -> None:
 
 
 # ---------------------------------------------------------------------------- dataset
-class ClipDataset(Dataset):
-    """Model-ready views of every manifest row, from the clip cache or decoded on the fly.
+OUTPUTS = ("views", "frames")
 
-    Item ``i`` is a dict: ``index`` (row position), ``video`` (float32
-    ``(views, *protocol.clip_shape)``: 1 view for ``paper`` and ``dpc``, 30 for
-    ``slowfast_test``; an empty tensor when the row failed), ``ok``, ``short`` and
-    ``error`` (``""`` when ok). A failing video never raises: it comes back with
-    ``ok=False`` and the error message, so a DataLoader worker survives it.
+
+class ClipDataset(Dataset):
+    """Every manifest row's clip, from the clip cache or decoded on the fly.
+
+    Item ``i`` is a dict: ``index`` (row position), ``ok``, ``short`` and ``error`` (``""``
+    when ok), and the clip as ``output`` says:
+
+    * ``"views"`` (default): ``video``, the float32 model input ``(views,
+      *protocol.clip_shape)`` (1 view for ``paper`` and ``dpc``, 30 for ``slowfast_test``;
+      an empty tensor when the row failed);
+    * ``"frames"``: ``frames``, the uint8 ``K×H×W×3`` frames the views are made of
+      (:func:`~dimcollapse.data.views.frames_to_views`; ``None`` when the row failed), and
+      ``protocol``. Extraction reads these: a quarter of the bytes, and the views are
+      assembled on the extraction device (:func:`~dimcollapse.data.views.batch_views`).
+
+    A failing video never raises: it comes back with ``ok=False`` and the error message,
+    so a DataLoader worker survives it.
 
     ``as_cached`` (without a cache) decodes each clip to the frames a clip cache would
     store (:func:`cache_frames`), so the views equal those read from a cache exactly.
@@ -544,10 +556,14 @@ class ClipDataset(Dataset):
         *,
         cache: ClipCache | str | os.PathLike[str] | None = None,
         as_cached: bool = False,
+        output: str = "views",
     ) -> None:
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         self.rows = as_rows(rows)
         self.protocol = resolve_protocol(protocol)
         self.as_cached = as_cached
+        self.output = output
         if cache is not None and not isinstance(cache, ClipCache):
             cache = ClipCache(cache)
         if cache is not None:
@@ -557,35 +573,42 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
+    def frames(self, i: int) -> tuple[np.ndarray, bool]:
+        """Row ``i``'s uint8 frames and its short flag (raises for a failed row)."""
+        if self.cache is not None:
+            return self.cache.frames(i), self.cache.entries[i].short
+        frames, short = decode_row(self.rows[i], self.protocol)
+        return (cache_frames(frames, self.protocol) if self.as_cached else frames), short
+
     def __getitem__(self, i: int) -> dict[str, Any]:
+        item: dict[str, Any] = {"index": i, "ok": True, "short": False, "error": ""}
         try:
-            if self.cache is not None:
-                frames = self.cache.frames(i)
-                short = self.cache.entries[i].short
-            else:
-                frames, short = decode_row(self.rows[i], self.protocol)
-                if self.as_cached:
-                    frames = cache_frames(frames, self.protocol)
-            video = frames_to_views(frames, self.protocol)
-            return {"index": i, "video": video, "ok": True, "short": bool(short), "error": ""}
+            frames, short = self.frames(i)
+            item["short"] = bool(short)
+            if self.output == "frames":
+                return item | {"frames": frames, "protocol": self.protocol}
+            return item | {"video": frames_to_views(frames, self.protocol)}
         except Exception as err:  # noqa: BLE001 - reported per item, never kills the loader
-            return {"index": i, "video": torch.empty(0), "ok": False, "short": False, "error": _message(err)}
+            empty = {"frames": None, "protocol": self.protocol} if self.output == "frames" else {"video": torch.empty(0)}
+            return item | {"ok": False, "short": False, "error": _message(err)} | empty
 
 
-def open_clip_dataset(rows: Any, protocol: Protocol, cache_dir: str | os.PathLike[str] | None) -> ClipDataset:
-    """The extraction dataset of ``rows``: read from the clip cache at ``cache_dir`` (if any).
+def open_clip_dataset(rows: Any, protocol: Protocol, cache_dir: str | os.PathLike[str] | None,
+                      output: str = "views") -> ClipDataset:
+    """The dataset of ``rows`` (items as ``output`` says): read from the clip cache at
+    ``cache_dir`` (if any).
 
     A damaged or vanished cache does not stop the job: it is quarantined
     (:func:`quarantine_cache`) and the clips are decoded to the frames it would hold.
     """
     if cache_dir is None:
-        return ClipDataset(rows, protocol)
+        return ClipDataset(rows, protocol, output=output)
     try:
-        return ClipDataset(rows, protocol, cache=cache_dir)
+        return ClipDataset(rows, protocol, cache=cache_dir, output=output)
     except (CacheUnreadable, FileNotFoundError) as err:
         quarantine_cache(cache_dir, str(err), "this job decodes its clips to the frames the cache would hold "
                          "(same features, slower); the next run of the workflow builds it again")
-        return ClipDataset(rows, protocol, as_cached=True)
+        return ClipDataset(rows, protocol, as_cached=True, output=output)
 
 
 def _message(err: BaseException) -> str:
@@ -597,19 +620,25 @@ def _message(err: BaseException) -> str:
 def collate_clips(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Batch the ok items; failed ones are reported beside the tensor batch, never inside it.
 
-    Returns ``index`` (long, rows of ``video``), ``video`` (``B×views×...``; empty when
-    every item failed), ``short`` (bool), ``failed_index`` (long) and ``failed_error``
+    Returns ``index`` (long, rows of the clips), the clips — ``video`` (``B×views×...``
+    float32; empty when every item failed) for ``views`` items, ``frames`` (a
+    :class:`~dimcollapse.data.views.FrameBatch`; ``None`` when every item failed) for
+    ``frames`` items —, ``short`` (bool), ``failed_index`` (long) and ``failed_error``
     (list of messages).
     """
     ok = [it for it in items if it["ok"]]
     bad = [it for it in items if not it["ok"]]
-    return {
+    batch: dict[str, Any] = {
         "index": torch.tensor([it["index"] for it in ok], dtype=torch.long),
-        "video": torch.stack([it["video"] for it in ok]) if ok else torch.empty(0),
         "short": torch.tensor([it["short"] for it in ok], dtype=torch.bool),
         "failed_index": torch.tensor([it["index"] for it in bad], dtype=torch.long),
         "failed_error": [it["error"] for it in bad],
     }
+    if items and "frames" in items[0]:
+        batch["frames"] = pack_frames([it["frames"] for it in ok], ok[0]["protocol"]) if ok else None
+    else:
+        batch["video"] = torch.stack([it["video"] for it in ok]) if ok else torch.empty(0)
+    return batch
 
 
 def make_loader(
@@ -617,13 +646,14 @@ def make_loader(
     *,
     batch_size: int = 16,
     workers: int = 2,
-    pin_memory: bool | None = None,
+    pin_memory: bool = False,
     persistent_workers: bool = True,
     prefetch_factor: int = 2,
 ) -> DataLoader:
     """A sequential DataLoader over ``dataset`` (row order kept, so feature row i = manifest row i).
 
-    ``pin_memory`` defaults to whether CUDA is available. Workers run one torch thread each
+    ``pin_memory``: copy each batch into page-locked memory (for a fast, asynchronous copy
+    to a GPU; extraction asks for it on CUDA). Workers run one torch thread each
     (decoding parallelism comes from the workers; PyAV uses SLICE threading only).
     """
     if workers < 0:
@@ -634,7 +664,7 @@ def make_loader(
         shuffle=False,
         num_workers=workers,
         collate_fn=collate_clips,
-        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+        pin_memory=pin_memory,
         persistent_workers=persistent_workers and workers > 0,
         prefetch_factor=prefetch_factor if workers > 0 else None,
         worker_init_fn=_loader_worker_init if workers > 0 else None,

@@ -63,6 +63,12 @@ SLOWFAST_STD = (0.225, 0.225, 0.225)
 # Bump when the meaning of a field changes in a way that changes pixels, so old caches
 # (named by Protocol.key / Protocol.sampling_key) are never reused by mistake.
 PIXEL_SEMANTICS_VERSION = 2
+# The scaler that makes the uint8 frames of the clip cache and of DPC's frame dumps
+# (dimcollapse.data.uint8_scale): in the sampling key of the protocols whose stored
+# frames it makes (Protocol.scales_to_uint8), so a change to it renews exactly their clip
+# caches and features. Keys without it are those of torch's float32 kernel, whose bytes
+# depended on the machine.
+UINT8_SCALER = "float64-1"
 
 FAMILIES = ("slow", "dpc")
 CLIP_POSITIONS = ("centre", "random", "uniform")
@@ -145,6 +151,13 @@ class Protocol:
         so no start times are computed from the manifest."""
         return False
 
+    @property
+    def scales_to_uint8(self) -> bool:
+        """True when frames are scaled in our code and rounded to uint8 before the views (the
+        clip cache's frames, DPC's frame dumps); FFmpeg scales them for ``resize="ffmpeg"``
+        and SlowFast's ``torchvision`` backend."""
+        return self.resize == "torch"
+
     def window_seconds(self, fps: float | None = None) -> float:
         """Length of one temporal window in seconds."""
         raise NotImplementedError
@@ -224,6 +237,8 @@ class Protocol:
         out.update({k: v for k, v in self._family_sampling().items() if v is not None})
         if self.clip_position == "random":
             out["seed"] = self.seed
+        if self.scales_to_uint8:
+            out["uint8_scaler"] = UINT8_SCALER
         out["version"] = PIXEL_SEMANTICS_VERSION
         return out
 
@@ -302,6 +317,10 @@ class SlowProtocol(Protocol):
     @property
     def slowfast_windows(self) -> bool:
         return self.backend is not None
+
+    @property
+    def scales_to_uint8(self) -> bool:
+        return super().scales_to_uint8 and self.backend != "torchvision"
 
     def window_seconds(self, fps: float | None = None) -> float:
         """``frames * rate / target_fps``: frame-rate independent, as PyTorchVideo and SlowFast

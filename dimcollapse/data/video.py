@@ -31,11 +31,9 @@ Every problem surfaces as :class:`dimcollapse.failures.VideoError` with the file
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import math
 import os
-import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -53,6 +51,8 @@ from dimcollapse.failures import VideoError, VideoExcluded
 from dimcollapse.data import slowfast
 from dimcollapse.data.manifest import Row
 from dimcollapse.data.protocols import DpcProtocol, Protocol, SlowProtocol, clip_starts, resolve_protocol
+from dimcollapse.data.uint8_scale import scale_uint8
+from dimcollapse.data.views import frames_to_views, scaled_size
 
 STAGE = "decode"
 
@@ -106,26 +106,6 @@ def _needed_distinct(protocol: Protocol) -> int:
     if isinstance(protocol, DpcProtocol):
         return (protocol.frames_per_window - 1) * protocol.downsample + 1
     return protocol.frames_per_window
-
-
-def scaled_size(height: int, width: int, protocol: Protocol) -> tuple[int, int]:
-    """Output (height, width) of the short-side scaling to ``protocol.side_size``.
-
-    PyTorchVideo's ``short_side_scale`` (and SlowFast's jitter at a fixed scale) compute the
-    long side as ``floor(long / short * size)``; DPC's ``Scale``/frame extraction as
-    ``int(size * long / short)``; torchvision's decoder (SlowFast's ``torchvision`` backend)
-    rounds it. They can differ by one pixel, so each keeps its own.
-    """
-    size = protocol.side_size
-    if isinstance(protocol, SlowProtocol) and protocol.backend == "torchvision":
-        return slowfast.torchvision_size(height, width, size)
-    if isinstance(protocol, DpcProtocol):
-        if width < height:
-            return int(size * height / width), size
-        return size, int(size * width / height)
-    if width < height:
-        return int(math.floor((float(height) / width) * size)), size
-    return size, int(math.floor((float(width) / height) * size))
 
 
 # ---------------------------------------------------------------------------- opening
@@ -337,58 +317,17 @@ def _to_rgb(frame: Any, protocol: Protocol) -> np.ndarray:
 def scale_frames(frames: np.ndarray, protocol: Protocol) -> np.ndarray:
     """``K×H×W×3`` uint8 frames scaled to the protocol's short side, rounded back to uint8.
 
-    Bilinear (``align_corners=False``, no antialiasing) in float32, then rounded to nearest:
-    the same interpolation the model-input path uses, so only the uint8 rounding differs
-    (that is what the clip cache stores; see :mod:`dimcollapse.data.clips`). Frames already
-    at the scaled size are returned unchanged. The interpolation runs on one thread: torch's
-    bilinear kernel rounds the last float bit differently with other thread counts, and
-    rounding to uint8 would turn that into a grey level that depends on the machine.
+    Bilinear (``align_corners=False``, no antialiasing), the interpolation of the
+    model-input path, evaluated so that the bytes are the same on every machine
+    (:func:`~dimcollapse.data.uint8_scale.scale_uint8`): that is what the clip cache stores
+    and what DPC's frames are (see :mod:`dimcollapse.data.clips`). Frames already at the
+    scaled size are returned unchanged.
     """
     h, w = frames.shape[1:3]
     nh, nw = scaled_size(h, w, protocol)
     if (nh, nw) == (h, w):
         return frames
-    x = _planar_float(np.asarray(frames).transpose(0, 3, 1, 2))
-    with _one_thread():
-        x = torch.nn.functional.interpolate(x, size=(nh, nw), mode="bilinear", align_corners=False)
-    out = torch.empty(x.shape, dtype=torch.uint8)
-    out.copy_(x.round_().clamp_(0, 255))
-    return np.ascontiguousarray(out.numpy().transpose(0, 2, 3, 1))
-
-
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run torch ops on one intra-op thread (restored afterwards)."""
-    n = torch.get_num_threads()
-    if n == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
-
-
-def _planar_float(frames: np.ndarray) -> torch.Tensor:
-    """A (possibly permuted) uint8 frame array as contiguous float32, the cheap way.
-
-    The result lives in a per-thread workspace that is reused by the next call, so the
-    caller must be done with it before converting again (every caller here crops, scales
-    or normalises it into a new tensor first). Reusing the memory matters: a fresh 40 MB
-    float tensor per clip costs more in page faults than the conversion itself, and
-    ``copy_`` from the strided uint8 view converts and permutes in one pass (7 ms instead
-    of 68 ms for ``permute().contiguous().to(float32)`` on 8 frames of 768×576, same values).
-    """
-    src = torch.from_numpy(frames) if frames.flags.writeable else torch.from_numpy(frames.copy())
-    n = src.numel()
-    buf = getattr(_WORKSPACE, "buf", None)
-    if buf is None or buf.numel() < n:
-        buf = _WORKSPACE.buf = torch.empty(n, dtype=torch.float32)
-    return buf[:n].view(src.shape).copy_(src)
-
-
-_WORKSPACE = threading.local()
+    return scale_uint8(frames, nh, nw)
 
 
 def jpeg_roundtrip(rgb: np.ndarray, quality: int) -> np.ndarray:
@@ -591,84 +530,6 @@ def _as_float(value: Any) -> float:
 def _ffmpeg_message(err: av.FFmpegError) -> str:
     text = getattr(err, "strerror", None) or str(err)
     return f"{type(err).__name__}: {text}"
-
-
-# ------------------------------------------------------------------------- transforms
-def _offset(extra: int, rounding: str) -> int:
-    return int(math.ceil(extra / 2)) if rounding == "ceil" else int(round(extra / 2.0))
-
-
-def _crop_offsets(height: int, width: int, protocol: Protocol) -> list[tuple[int, int]]:
-    """Top-left corners of the spatial crops (torchvision/DPC centre crop, or SlowFast's 3)."""
-    c = protocol.crop_size
-    if height < c or width < c:
-        raise ValueError(f"frame {height}x{width} is smaller than the crop {c}")
-    y = _offset(height - c, protocol.crop_rounding)
-    x = _offset(width - c, protocol.crop_rounding)
-    if protocol.crops == 1:
-        return [(y, x)]
-    if height > width:  # portrait: top / centre / bottom
-        return [(0, x), (y, x), (height - c, x)]
-    return [(y, 0), (y, x), (y, width - c)]
-
-
-def frames_to_views(frames: np.ndarray | torch.Tensor, protocol: Protocol) -> torch.Tensor:
-    """Scale, crop and normalise decoded uint8 frames into the model's input views.
-
-    ``frames``: ``K×H×W×3`` uint8 with ``K`` a multiple of ``protocol.frames_per_window``,
-    at native size or already at the protocol's scaled size (then scaling is skipped).
-    Returns ``(windows*crops, *protocol.clip_shape)`` float32, window-major (view
-    ``w*crops + c``, SlowFast's ``temporal·3 + spatial``). Per window, in the original
-    code's order: PyTorchVideo (``paper``, ``dpc``): float → short side to ``side_size``
-    (bilinear, ``align_corners=False``, no antialiasing) → crop(s) → ``/255`` →
-    ``(x - mean) / std``; SlowFast's PyAV path normalises *before* scaling, so
-    ``backend="pyav"`` does too. DPC crops are then resized to ``output_size`` (nearest,
-    PIL's rule) when set.
-
-    The uint8 frames are permuted to C×T×H×W before the float conversion (a 1-byte copy
-    instead of a 4-byte one, see :func:`_planar_float`) and each view is normalised in
-    place into one preallocated output; the arithmetic is unchanged.
-    """
-    x = frames.numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
-    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3:
-        raise ValueError(f"expected K×H×W×3 uint8 frames, got {tuple(x.shape)} {x.dtype}")
-    per = protocol.frames_per_window
-    if x.shape[0] == 0 or x.shape[0] % per:
-        raise ValueError(f"{x.shape[0]} frames is not a whole number of {per}-frame windows")
-    mean = torch.tensor(protocol.mean, dtype=torch.float32)
-    std = torch.tensor(protocol.std, dtype=torch.float32)
-    mean_c, std_c = mean[:, None, None, None], std[:, None, None, None]
-    c = protocol.crop_size
-    windows = x.shape[0] // per
-    out = torch.empty((windows * protocol.crops, *protocol.clip_shape), dtype=torch.float32)
-    h, wd = x.shape[1:3]
-    nh, nw = scaled_size(h, wd, protocol)
-    offsets = _crop_offsets(nh, nw, protocol)
-    normalised_first = isinstance(protocol, SlowProtocol) and protocol.backend == "pyav"
-    v_index = 0
-    for w in range(windows):
-        part = x[w * per:(w + 1) * per]
-        if normalised_first:  # SlowFast: T×H×W×C float → /255 → -mean → /std → C×T×H×W → scale
-            clip = ((_planar_float(part) / 255.0 - mean) / std).permute(3, 0, 1, 2)
-        else:
-            clip = _planar_float(part.transpose(3, 0, 1, 2))
-        if (nh, nw) != (h, wd):
-            clip = torch.nn.functional.interpolate(clip, size=(nh, nw), mode="bilinear", align_corners=False)
-        for y0, x0 in offsets:
-            crop = clip[..., y0:y0 + c, x0:x0 + c]
-            if isinstance(protocol, DpcProtocol):  # C×(N·SL)×H×W → N×C×SL×H×W, DPC's block layout
-                s = protocol.input_size
-                if s != c:
-                    crop = torch.nn.functional.interpolate(crop, size=(s, s), mode="nearest-exact")
-                v = crop.reshape(3, protocol.num_seq, protocol.seq_len, s, s).permute(1, 0, 2, 3, 4)
-                out[v_index].copy_(((v / 255.0) - mean[None, :, None, None, None]) / std[None, :, None, None, None])
-            elif normalised_first:
-                out[v_index].copy_(crop)
-            else:
-                view = torch.div(crop, 255.0, out=out[v_index])
-                view.sub_(mean_c).div_(std_c)
-            v_index += 1
-    return out
 
 
 def load_clip(

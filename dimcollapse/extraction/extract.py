@@ -2,29 +2,33 @@
 
 The loop is deliberately small: the shard's clips are looked up in the feature store
 (:mod:`dimcollapse.extraction.store`); a data loader (decoding or reading the clip cache
-in worker processes) yields batches of the missing ones only; the model runs under
-``inference_mode`` on the chosen device, always on full batches of ``batch_size`` clips
-(the last one padded) so that a clip's features never depend on how many clips share its
-batch; outputs of multi-view protocols are averaged per video; finished clips are
-published to the store every ``flush_every`` clips, so a killed job, a rerun, a new
-sharding or a grown dataset computes only what is missing.
+in worker processes) yields batches of the missing ones only, as uint8 frames that
+become model views on the extraction device (:mod:`dimcollapse.extraction.pipeline`
+stages each batch there while the previous one runs); the model runs under
+``inference_mode``, always on full batches of ``batch_size`` clips (the last one padded)
+so that a clip's features never depend on how many clips share its batch; outputs of
+multi-view protocols are averaged per video; finished clips are published to the store
+every ``flush_every`` clips (written in a background thread), so a killed job, a rerun, a
+new sharding or a grown dataset computes only what is missing. Device choice, model
+preparation and precision: :mod:`dimcollapse.extraction.device`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from dimcollapse.errors import KnownError
+from dimcollapse.extraction.device import check_precision, forward_views, prepare_model, resolve_device
 from dimcollapse.failures import Failure
 from dimcollapse.extraction.gpu_slots import physical_gpu
+from dimcollapse.extraction.pipeline import Batch, Feeder, HostFeatures, Streams, StoreWriter
 from dimcollapse.extraction.shards import ShardResult, concat_results, shard_rows, views_key
 from dimcollapse.extraction.store import (
     FeatureStore,
@@ -35,23 +39,6 @@ from dimcollapse.extraction.store import (
 )
 
 log = logging.getLogger(__name__)
-
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-class PrecisionError(KnownError, RuntimeError):
-    """Reduced precision changed the features more than the configured tolerance."""
-
-
-@dataclass(frozen=True)
-class Batch:
-    """Clips of one loader step: ``video`` is (B, V, *model_input) for the ok rows."""
-
-    rows: np.ndarray  # manifest positions of the clips in ``video``
-    video: torch.Tensor | None
-    failures: list[Failure] = field(default_factory=list)
-    failed_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    short: np.ndarray | None = None  # bool per row of ``rows``: frames were repeated
 
 
 @dataclass
@@ -68,78 +55,6 @@ class RunStats:
     @property
     def clips_per_s(self) -> float:
         return self.clips_computed / self.wall_s if self.wall_s > 0 else 0.0
-
-
-def resolve_device(requested: str) -> torch.device:
-    """``auto`` picks CUDA when available; asking for CUDA without one is an error."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("extraction.device is 'cuda' but no CUDA device is available here")
-    return torch.device(requested)
-
-
-def prepare_model(model: torch.nn.Module, device: torch.device, precision: str = "fp32") -> torch.nn.Module:
-    """Move the model to the device; on CUDA use cuDNN autotuning and channels-last 3D.
-
-    ``fp32`` means IEEE fp32 on CUDA too: PyTorch runs convolutions in TF32 on
-    Ampere/Hopper GPUs by default (about 1e-3 relative error), which would silently
-    change the spectrum's tail. Reduced precision is opt-in and checked separately.
-    """
-    model = model.to(device).eval()
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        strict = precision == "fp32"
-        torch.backends.cudnn.allow_tf32 = not strict
-        torch.backends.cuda.matmul.allow_tf32 = not strict
-        model = model.to(memory_format=torch.channels_last_3d)
-    return model
-
-
-def forward_views(
-    model: torch.nn.Module,
-    video: torch.Tensor,
-    spaces: tuple[str, ...],
-    device: torch.device,
-    precision: str = "fp32",
-) -> dict[str, torch.Tensor]:
-    """Run all views of a batch in one forward pass; return (B, V, D) float32 per space."""
-    b, v = video.shape[:2]
-    x = video.reshape(b * v, *video.shape[2:]).to(device, non_blocking=True)
-    if device.type == "cuda" and x.dim() == 5:
-        x = x.contiguous(memory_format=torch.channels_last_3d)
-    autocast = (
-        torch.autocast(device_type=device.type, dtype=PRECISIONS[precision])
-        if precision != "fp32"
-        else contextlib.nullcontext()
-    )
-    with torch.inference_mode(), autocast:
-        out = model(x)
-    return {s: out[s].float().reshape(b, v, -1) for s in spaces}
-
-
-def relative_error(reference: dict[str, torch.Tensor], other: dict[str, torch.Tensor]) -> float:
-    """Largest Frobenius relative error over spaces: ||other − ref|| / ||ref||."""
-    errs = []
-    for space, ref in reference.items():
-        denom = torch.linalg.vector_norm(ref).item()
-        diff = torch.linalg.vector_norm(other[space] - ref).item()
-        errs.append(diff / denom if denom > 0 else diff)
-    return max(errs)
-
-
-def check_precision(
-    reference: dict[str, torch.Tensor], reduced: dict[str, torch.Tensor], precision: str, limit: float
-) -> float:
-    """Compare a reduced-precision batch with fp32; raise :class:`PrecisionError` above ``limit``."""
-    err = relative_error(reference, reduced)
-    if not np.isfinite(err) or err > limit:
-        raise PrecisionError(
-            f"{precision} features differ from fp32 by a relative error of {err:.3g} on the first "
-            f"batch, above extraction.max_rel_error = {limit:g}. Reduced precision would change the "
-            "spectrum's tail; use precision: fp32, or raise max_rel_error if this is acceptable."
-        )
-    return err
 
 
 class Progress:
@@ -178,6 +93,7 @@ def run_shard(
     keep_views: bool = False,
     batch_dependent: bool = False,
     time_spaces: tuple[str, ...] = (),
+    streams: Streams | None = None,
     intervene: Callable[[torch.Tensor, np.ndarray], torch.Tensor] | None = None,
 ) -> tuple[ShardResult, RunStats]:
     """Features of manifest ``rows``: stored clips are reused, missing ones computed and stored.
@@ -187,7 +103,8 @@ def run_shard(
     of its batch. Its batches are then the manifest's aligned blocks of ``batch_size``
     rows, never padded, and a clip is stored under a key that includes its block's
     clips (:func:`~dimcollapse.extraction.store.batch_context_keys`): reused exactly when
-    the same batch would be formed again.
+    the same batch would be formed again. Every other model runs full batches of
+    ``batch_size`` clips (see :class:`~dimcollapse.extraction.pipeline.Feeder`).
 
     ``keys``, ``ids`` and ``paths`` are per manifest row (store keys, and what names a
     failure). ``make_batches(remaining_rows)`` builds the loader for the rows not in the
@@ -195,9 +112,10 @@ def run_shard(
     a protocol's views; ``keep_views`` also keeps every view, as ``<space>_views`` arrays
     of shape (rows, views × D) (see :func:`views_key`). ``time_spaces``: further model
     outputs kept per clip (time-resolved arrays, flattened to T′ × D), averaged over views
-    and never kept per view. ``intervene(views, rows)``: applied to each batch's views
-    between the data path and the model (a frame order, see
-    :func:`~dimcollapse.data.interventions.views_intervention`). Returns rows in manifest order.
+    and never kept per view. ``streams`` and ``intervene(views, rows)`` (a frame order applied
+    to each batch's views on the device, before the model, see
+    :func:`~dimcollapse.data.interventions.views_intervention`): see
+    :class:`~dimcollapse.extraction.pipeline.Feeder`. Returns rows in manifest order.
     """
     kept = spaces + tuple(views_key(s) for s in spaces) if keep_views else spaces
     kept += time_spaces
@@ -220,40 +138,56 @@ def run_shard(
     parts = [reused] if len(reused.rows) else []
     progress = Progress(len(remaining))
     pending: list[ShardResult] = []
-    n_pending = 0
+    feeder = Feeder(device, 0 if batch_dependent else batch_size, streams, intervene)
+    in_flight: deque[tuple[Batch, HostFeatures | None]] = deque()
 
-    def flush() -> None:
-        nonlocal pending, n_pending
-        if pending:
-            chunk = concat_results(pending, kept)
-            store.add(keys[chunk.rows], chunk, [ids[r] for r in chunk.rows])
-            parts.append(chunk)
-            pending, n_pending = [], 0
+    with StoreWriter() as writer:
 
-    first = True
-    for batch in make_batches(remaining):
-        feats: dict[str, np.ndarray] = {}
-        if batch_dependent:
-            _check_block(batch, batch_size, len(keys))
-        pad_to = 0 if batch_dependent else batch_size
-        if batch.video is not None and len(batch.rows):
-            video = batch.video if intervene is None else intervene(batch.video, batch.rows)
-            out = _forward_full_batch(model, video, run_spaces, device, precision, pad_to)
-            if first and precision != "fp32":
-                ref = _forward_full_batch(model, video, run_spaces, device, "fp32", pad_to)
-                stats.precision_rel_error = check_precision(ref, out, precision, max_rel_error)
-            first = False
-            feats = {s: out[s].mean(dim=1).cpu().numpy().astype(np.float32) for s in run_spaces}
-            if keep_views:
-                feats |= {views_key(s): out[s].flatten(1).cpu().numpy() for s in spaces}
-        pending.append(_batch_result(batch, feats, kept))
-        n = len(batch.rows) + len(batch.failed_rows)
-        n_pending += n
-        stats.clips_computed += len(batch.rows)
-        progress.update(n)
-        if n_pending >= flush_every:
-            flush()
-    flush()
+        def flush() -> None:
+            if pending:
+                chunk = concat_results(pending, kept)
+                writer.submit(store.add, keys[chunk.rows], chunk, [ids[r] for r in chunk.rows])
+                parts.append(chunk)
+                pending.clear()
+
+        def finish(batch: Batch, host: HostFeatures | None) -> None:
+            pending.append(_batch_result(batch, host.numpy() if host is not None else {}, kept))
+            n = len(batch.rows) + len(batch.failed_rows)
+            stats.clips_computed += len(batch.rows)
+            progress.update(n)
+            if sum(len(p.rows) for p in pending) >= flush_every:
+                flush()
+
+        checked = precision == "fp32"
+        try:
+            for staged in feeder.feed(make_batches(remaining)):
+                batch = staged.batch
+                if batch_dependent:
+                    _check_block(batch, batch_size, len(keys))
+                host = None
+                if staged.views is not None:
+                    views = feeder.ready(staged)
+                    out = forward_views(model, views, run_spaces, device, precision)
+                    if not checked:
+                        ref = forward_views(model, views, run_spaces, device, "fp32")
+                        stats.precision_rel_error = check_precision(ref, out, precision, max_rel_error)
+                        checked = True
+                    n = len(batch.rows)  # the padding is left on the device
+                    feats = {s: out[s][:n].mean(dim=1) for s in run_spaces}
+                    if keep_views:
+                        feats |= {views_key(s): out[s][:n].flatten(1) for s in spaces}
+                    host = feeder.to_host(feats)
+                in_flight.append((batch, host))
+                while len(in_flight) > feeder.depth:
+                    finish(*in_flight.popleft())
+        except BaseException:
+            if feeder.loader_failed:  # the batches computed before the loader failed count, as they would have
+                while in_flight:
+                    finish(*in_flight.popleft())
+            raise
+        while in_flight:
+            finish(*in_flight.popleft())
+        flush()
     progress.update(0, force=True)
     result = concat_results(parts, kept)
     if not np.array_equal(result.rows, np.sort(rows)):
@@ -262,25 +196,6 @@ def run_shard(
     stats.failed = int((~result.ok).sum())
     stats.wall_s = time.perf_counter() - t0
     return result, stats
-
-
-def _forward_full_batch(
-    model: torch.nn.Module, video: torch.Tensor, spaces: tuple[str, ...], device: torch.device, precision: str,
-    batch_size: int,
-) -> dict[str, torch.Tensor]:
-    """:func:`forward_views` on at least ``batch_size`` clips (the last clip repeated as padding).
-
-    CPU kernels round differently for different batch sizes (measured: up to 7e-7 on a
-    Slow R50 representation between a clip alone and in a batch of 8) but not for
-    different neighbours or positions in a batch of the same size. Fixed-size batches
-    therefore make a clip's features a function of the clip alone, which is what lets
-    the store reuse it in any later batch and stay byte-identical to a clean run.
-    """
-    n = video.shape[0]
-    if n < batch_size:
-        video = torch.cat([video, video[-1:].expand(batch_size - n, *video.shape[1:])])
-    out = forward_views(model, video, spaces, device, precision)
-    return {s: v[:n] for s, v in out.items()}
 
 
 def _check_block(batch: Batch, batch_size: int, n_rows: int) -> None:
@@ -320,7 +235,8 @@ def loader_batches(
     dataset: Any, batch_size: int, workers: int, device: torch.device
 ) -> Callable[[np.ndarray], Iterable[Batch]]:
     """``make_batches`` for :func:`run_shard`: a DataLoader over the given rows of a
-    :class:`~dimcollapse.data.clips.ClipDataset`, whose failed items become failure records."""
+    :class:`~dimcollapse.data.clips.ClipDataset` (uint8 frames when its ``output`` is
+    ``"frames"``, pinned for a CUDA device), whose failed items become failure records."""
     from torch.utils.data import Subset
 
     from dimcollapse.data.clips import make_loader
@@ -337,7 +253,7 @@ def loader_batches(
             failed = b["failed_index"].numpy()
             yield Batch(
                 rows=b["index"].numpy(),
-                video=b["video"] if len(b["index"]) else None,
+                video=(b["frames"] if "frames" in b else b["video"]) if len(b["index"]) else None,
                 failures=[Failure(ids[i], paths[i], "decode", msg) for i, msg in zip(failed, b["failed_error"])],
                 failed_rows=failed,
                 short=b["short"].numpy(),
@@ -404,9 +320,8 @@ def extract_shard(
     model = prepare_model(
         build_model(model_cfg["method"], checkpoint=checkpoint, config=model_cfg["config"], **job["build_options"]),
         dev,
-        precision,
     )
-    dataset = open_clip_dataset(manifest, protocol, clip_cache)
+    dataset = open_clip_dataset(manifest, protocol, clip_cache, output="frames")
     make_batches = loader_batches(dataset, batch_size, workers, dev)
     result, stats = run_shard(model, spaces, rows, make_batches, store, keys=keys, ids=manifest["id"].tolist(),
                               paths=manifest["path"].tolist(), device=dev, batch_size=batch_size,
