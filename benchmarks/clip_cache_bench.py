@@ -33,7 +33,7 @@ from dimcollapse.data.clips import ClipCache, ClipDataset, build_clip_cache, sto
 from dimcollapse.data.manifest import as_rows  # noqa: E402
 from dimcollapse.data.probe import probe_video  # noqa: E402
 from dimcollapse.data.protocols import resolve_protocol  # noqa: E402
-from dimcollapse.data.video import scaled_size  # noqa: E402
+from dimcollapse.data.views import scaled_size  # noqa: E402
 
 KINETICS_VAL = 19_881
 SIZES = [(240, 320), (720, 1280), (1080, 1920)]

@@ -4,7 +4,7 @@ For every video in ``--videos`` it draws ``--clips-per-video`` clip starts (the 
 protocol with ``clip_position=random``, seed 0, so starts are spread over each video), then
 
 * times PyTorchVideo's ``EncodedVideo(decoder="pyav").get_clip`` + the paper's transforms
-  (:func:`dimcollapse.data.video.pytorchvideo_clip`) and :func:`dimcollapse.data.video.load_clip`
+  (``pytorchvideo_clip`` of ``tests/pytorchvideo_reference.py``) and :func:`dimcollapse.data.video.load_clip`
   clip by clip (alternating which goes first), checking the two clips agree to 1e-5;
 * times the :class:`~dimcollapse.data.clips.ClipDataset` loader with ``--workers`` workers
   decoding on the fly (worker start-up included) and checks its clips are bit-identical
@@ -34,7 +34,10 @@ import torch
 from dimcollapse.data.clips import ClipCache, ClipDataset, build_clip_cache, make_loader
 from dimcollapse.failures import VideoError
 from dimcollapse.data.protocols import clip_starts, resolve_protocol
-from dimcollapse.data.video import load_clip, pytorchvideo_clip
+from dimcollapse.data.video import load_clip
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from pytorchvideo_reference import pytorchvideo_clip  # noqa: E402  (the paper's own pipeline)
 
 VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v"}
 

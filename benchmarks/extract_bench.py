@@ -19,7 +19,7 @@ random model (``--method``, default the supervised Slow R50), same device; clips
   which must equal ours;
 * **naive**, written like the paper's ``supervised_baseline.py``: one process, a
   ``DataLoader`` without workers over PyTorchVideo's ``EncodedVideo(decoder="pyav")`` +
-  the paper's transforms (:func:`~dimcollapse.data.video.pytorchvideo_clip`), ``torch.no_grad``,
+  the paper's transforms (``pytorchvideo_clip`` of ``tests/pytorchvideo_reference.py``), ``torch.no_grad``,
   features ``torch.concat``-ed on the device every batch; its (a), (b) and (c). On CPU it
   runs with the torch threads chosen for ours, the same compute budget (the script as
   written gets torch's default, all cores; ``--naive-threads`` to choose).
@@ -80,7 +80,8 @@ from dimcollapse.models import METHODS, build_model  # noqa: E402
 from dimcollapse.data.probe import probe_video  # noqa: E402
 from dimcollapse.data.protocols import Protocol, clip_starts, resolve_protocol  # noqa: E402
 from dimcollapse.extraction.store import InstanceStore, clip_keys  # noqa: E402
-from dimcollapse.data.video import pytorchvideo_clip  # noqa: E402
+sys.path.insert(0, str(ROOT / "tests"))
+from pytorchvideo_reference import pytorchvideo_clip  # noqa: E402  (the paper's own pipeline)
 
 VIDEO_SUFFIXES = {".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v"}
 SLOW_METHODS = tuple(m for m, info in METHODS.items() if info.family == "slow_r50")

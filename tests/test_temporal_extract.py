@@ -26,7 +26,8 @@ from dimcollapse.analysis.temporal import mean_cosine
 from dimcollapse.data.interventions import frame_indices, views_intervention
 from dimcollapse.data.manifest import read_manifest
 from dimcollapse.data.protocols import Protocol
-from dimcollapse.data.video import decode_row, frames_to_views
+from dimcollapse.data.video import decode_row
+from dimcollapse.data.views import frames_to_views
 from dimcollapse.data.manifest import as_rows
 from dimcollapse.extraction.shards import ShardResult
 from dimcollapse.extraction.store import clip_keys

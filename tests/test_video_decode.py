@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from dimcollapse.data import video
+from dimcollapse.data import pyav_source
 from dimcollapse.data.protocols import resolve_protocol
-from dimcollapse.data.video import frame_indices, frames_to_views, load_clip, read_frames, scaled_size
+from dimcollapse.data.video import frame_indices, load_clip, load_views, read_frames
+from dimcollapse.data.views import frames_to_views, scaled_size
+from pytorchvideo_reference import pytorchvideo_functional
 
 VIDEOS = Path("/work/shared/testdata/videos")
 
@@ -54,19 +56,19 @@ def ids(decoded: np.ndarray) -> list[int]:
 
 def count_decoded(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     seen: list[int] = []
-    original = video._Source._decode
+    original = pyav_source.Source._decode
 
     def counting(self):  # type: ignore[no-untyped-def]
         for frame in original(self):
             seen.append(frame.pts)
             yield frame
 
-    monkeypatch.setattr(video._Source, "_decode", counting)
+    monkeypatch.setattr(pyav_source.Source, "_decode", counting)
     return seen
 
 
 def test_frame_indices_follow_pytorchvideo_and_dpc_rules() -> None:
-    functional = video._pytorchvideo_functional()
+    functional = pytorchvideo_functional()
     paper = resolve_protocol("paper")
     for n in range(1, 150):
         ref = functional.uniform_temporal_subsample(torch.arange(n)[None, :, None, None], 8)
@@ -267,11 +269,11 @@ def test_load_views_is_the_pipelines_path() -> None:
     info = probe_video(path)
     row = {"id": "tree", "path": str(path), "duration": info.duration, "fps": info.fps, "frames": info.frames}
     for name in ("paper", "dpc", "slowfast_test"):
-        views = video.load_views(path, name)
+        views = load_views(path, name)
         item = ClipDataset([row], name)[0]
         assert item["ok"] and torch.equal(views, item["video"]), name
-    assert video.load_views(path, "paper").shape == (1, 3, 8, 224, 224)
+    assert load_views(path, "paper").shape == (1, 3, 8, 224, 224)
     p = resolve_protocol("paper")
-    assert torch.equal(video.load_views(path, "paper")[0], load_clip(path, clip_starts(p, info.duration)[0]))
+    assert torch.equal(load_views(path, "paper")[0], load_clip(path, clip_starts(p, info.duration)[0]))
     with pytest.raises(ValueError, match="use load_views"):
         load_clip(path, 0.0, "slowfast_test")

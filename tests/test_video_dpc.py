@@ -12,7 +12,8 @@ from torchvision.io import decode_jpeg, encode_jpeg
 
 from dimcollapse.data.clips import ClipCache, ClipDataset, build_clip_cache
 from dimcollapse.data.protocols import resolve_protocol
-from dimcollapse.data.video import jpeg_roundtrip, load_clip, read_frames
+from dimcollapse.data.pyav_source import jpeg_roundtrip
+from dimcollapse.data.video import load_clip, read_frames
 
 VTEST = Path("/work/shared/testdata/videos/vtest.avi")  # 768×576, 10 fps
 pytestmark = pytest.mark.skipif(not VTEST.exists(), reason="sample videos not available")

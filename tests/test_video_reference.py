@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dimcollapse.data.video import load_clip, pytorchvideo_clip
+from dimcollapse.data.video import load_clip
+from pytorchvideo_reference import pytorchvideo_clip
 
 VIDEOS = Path("/work/shared/testdata/videos")
 

@@ -85,7 +85,8 @@ from dimcollapse.data.cache_files import (
 from dimcollapse.data.manifest import Row, as_rows
 from dimcollapse.data.protocols import DpcProtocol, Protocol, SlowProtocol, resolve_protocol
 from dimcollapse.data.slowfast import torchvision_size
-from dimcollapse.data.video import STAGE, decode_row, scale_frames
+from dimcollapse.data.pyav_source import STAGE, scale_frames
+from dimcollapse.data.video import decode_row
 from dimcollapse.data.views import frames_to_views, pack_frames, scaled_size
 from dimcollapse.quarantine import QUARANTINE, move_aside
 
