@@ -29,7 +29,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from dimcollapse.data.clips import ClipCache, ClipDataset, build_clip_cache, stored_shape  # noqa: E402
+from dimcollapse.data.clip_cache import ClipCache, build_clip_cache, stored_shape  # noqa: E402
+from dimcollapse.data.clips import ClipDataset  # noqa: E402
 from dimcollapse.data.manifest import as_rows  # noqa: E402
 from dimcollapse.data.probe import probe_video  # noqa: E402
 from dimcollapse.data.protocols import resolve_protocol  # noqa: E402

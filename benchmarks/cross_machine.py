@@ -63,7 +63,7 @@ def worker(out: Path, videos: Path, torch_scaler: bool, ffmpeg_c: bool) -> None:
     import torch
 
     from dimcollapse.data import video
-    from dimcollapse.data.clips import cache_frames
+    from dimcollapse.data.clip_cache import cache_frames
     from dimcollapse.data.manifest import Row
     from dimcollapse.data.probe import probe_video
     from dimcollapse.data.protocols import resolve_protocol

@@ -31,7 +31,8 @@ import av
 import pandas as pd
 import torch
 
-from dimcollapse.data.clips import ClipCache, ClipDataset, build_clip_cache, make_loader
+from dimcollapse.data.clip_cache import ClipCache, build_clip_cache
+from dimcollapse.data.clips import ClipDataset, make_loader
 from dimcollapse.failures import VideoError
 from dimcollapse.data.protocols import clip_starts, resolve_protocol
 from dimcollapse.data.video import load_clip

@@ -70,7 +70,8 @@ from torch.utils.data import DataLoader, IterableDataset
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from dimcollapse.data.clips import ClipDataset, build_clip_cache, make_loader  # noqa: E402
+from dimcollapse.data.clip_cache import build_clip_cache  # noqa: E402
+from dimcollapse.data.clips import ClipDataset, make_loader  # noqa: E402
 from dimcollapse.extraction.device import PRECISIONS, device_views  # noqa: E402
 from dimcollapse.extraction.device import forward_views, prepare_model, relative_error, resolve_device  # noqa: E402
 from dimcollapse.extraction.extract import loader_batches, run_shard  # noqa: E402

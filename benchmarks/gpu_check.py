@@ -236,7 +236,8 @@ def format_throughput(rows: Sequence[Row], skipped: Sequence[Spec], cuda: bool) 
 # ------------------------------------------------------------------------ (b) end to end
 def e2e_check(args: argparse.Namespace, device: torch.device, tmp: Path) -> dict[str, Any]:
     """The uint8 data path from the clip cache against the model alone, at fp32 and bf16."""
-    from dimcollapse.data.clips import ClipDataset, build_clip_cache
+    from dimcollapse.data.clip_cache import build_clip_cache
+    from dimcollapse.data.clips import ClipDataset
     from dimcollapse.data.demo import FULL, generate_demo
     from dimcollapse.data.protocols import resolve_protocol
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from dimcollapse.data.cache_files import META_FILE, CacheUnreadable
-from dimcollapse.data.clips import ClipCache, quarantine_cache
+from dimcollapse.data.clip_cache import ClipCache, quarantine_cache
 from dimcollapse.diskspace import human_bytes
 from dimcollapse.extraction.store import InstanceStore
 from dimcollapse.quarantine import QUARANTINE

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 import torch
 
-from dimcollapse.data import cache_files, clips, video
-from dimcollapse.data.clips import ClipCache, ClipDataset, build_clip_cache, collate_clips, make_loader
+from dimcollapse.data import cache_files, clip_cache, clips, video
+from dimcollapse.data.clip_cache import ClipCache, build_clip_cache
+from dimcollapse.data.clips import ClipDataset, collate_clips, make_loader
 from dimcollapse.failures import Failure, VideoError
 from dimcollapse.data.protocols import clip_starts, resolve_protocol
 from dimcollapse.data.manifest import as_rows
@@ -171,7 +172,7 @@ def test_resume_redecodes_rows_whose_frames_did_not_reach_the_file(
     cache = ClipCache(tmp_path / "c")
     paper = resolve_protocol("paper")
     frames, _ = decode_row(as_rows(manifest)[2], paper)
-    assert np.array_equal(cache.frames(2), clips.cache_frames(frames, paper))
+    assert np.array_equal(cache.frames(2), clip_cache.cache_frames(frames, paper))
 
 
 def test_rebuild_replaces_a_cache_of_other_rows(tmp_path: Path, manifest: pd.DataFrame) -> None:
@@ -227,7 +228,7 @@ def test_rows_need_the_manifest_columns() -> None:
     with pytest.raises(ValueError, match=r"missing columns \['duration', 'fps'\]"):
         ClipDataset(pd.DataFrame({"id": ["a"], "path": ["/x.mp4"]}), "paper")
     failure = Failure("a", "/x", "decode", "boom")
-    assert clips.CacheEntry("a", "/x", False, False, 0, (0, 0, 0, 0), "boom").failure() == failure
+    assert clip_cache.CacheEntry("a", "/x", False, False, 0, (0, 0, 0, 0), "boom").failure() == failure
 
 
 def test_cache_stores_scaled_frames_within_the_byte_bound(tmp_path: Path, manifest: pd.DataFrame) -> None:
@@ -238,14 +239,14 @@ def test_cache_stores_scaled_frames_within_the_byte_bound(tmp_path: Path, manife
     for entry, row in zip(cache.entries, as_rows(rows)):
         h, w = entry.shape[1:3]
         assert min(h, w) == 256 and entry.nbytes == 8 * h * w * 3  # ≤ 1.25 × T·h·w·3, at the scaled size
-        assert entry.shape == clips.stored_shape(row, paper)  # the estimate is what gets stored
+        assert entry.shape == clip_cache.stored_shape(row, paper)  # the estimate is what gets stored
     meta = json.loads((tmp_path / "c" / "meta.json").read_text())
-    assert meta["data_bytes"] == clips.estimate_cache_bytes(as_rows(rows), paper)[0]
+    assert meta["data_bytes"] == clip_cache.estimate_cache_bytes(as_rows(rows), paper)[0]
     # a source smaller than the scaled size (tree.avi, 320×240) is stored as decoded: exact
     small = manifest.iloc[[2]].assign(width=[320], height=[240], frames=[68])
     build_clip_cache(small, paper, tmp_path / "s", workers=0)
     entry = ClipCache(tmp_path / "s").entries[0]
-    assert entry.shape == (8, 240, 320, 3) == clips.stored_shape(as_rows(small)[0], paper)
+    assert entry.shape == (8, 240, 320, 3) == clip_cache.stored_shape(as_rows(small)[0], paper)
     assert torch.equal(ClipDataset(small, paper, cache=tmp_path / "s")[0]["video"], ClipDataset(small, paper)[0]["video"])
 
 
@@ -255,7 +256,7 @@ def test_full_disk_stops_before_writing_naming_path_need_and_free(
     from dimcollapse import diskspace
 
     rows = manifest.iloc[[0, 4]].assign(width=[720, 768], height=[528, 576], frames=[270, 795])
-    need = clips.estimate_cache_bytes(as_rows(rows), resolve_protocol("paper"))[0]
+    need = clip_cache.estimate_cache_bytes(as_rows(rows), resolve_protocol("paper"))[0]
     assert need == 8 * 256 * 349 * 3 + 8 * 256 * 341 * 3
     monkeypatch.setattr(diskspace, "free_bytes", lambda path: need - 1)
     decoded = count_decodes(monkeypatch)
@@ -283,9 +284,9 @@ def test_uint8_scaling_does_not_depend_on_the_thread_count() -> None:
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = clips.cache_frames(frames.numpy(), paper)
+        one = clip_cache.cache_frames(frames.numpy(), paper)
         torch.set_num_threads(4)
-        four = clips.cache_frames(frames.numpy(), paper)
+        four = clip_cache.cache_frames(frames.numpy(), paper)
         assert torch.get_num_threads() == 4  # restored
     finally:
         torch.set_num_threads(threads)
@@ -312,20 +313,20 @@ def test_rebuild_after_touching_or_copying_every_video_decodes_nothing(
     tmp_path: Path, own_videos: list[Path], monkeypatch
 ) -> None:
     cache_dir = tmp_path / "c"
-    first = clips.update_clip_cache(_content_rows(own_videos), "paper", cache_dir, workers=2)  # any row order
+    first = clip_cache.update_clip_cache(_content_rows(own_videos), "paper", cache_dir, workers=2)  # any row order
     assert (first.reused, first.decoded) == (0, 3)
     data = (cache_dir / "frames.u8").read_bytes()
     decoded = count_decodes(monkeypatch)
 
     for p in own_videos:  # touch: new mtimes, same bytes
         os.utime(p, (1e9, 1e9))
-    again = clips.update_clip_cache(_content_rows(own_videos), "paper", cache_dir, workers=0)
+    again = clip_cache.update_clip_cache(_content_rows(own_videos), "paper", cache_dir, workers=0)
     assert decoded == [] and (again.reused, again.decoded) == (3, 0)
 
     # a copy of the dataset elsewhere (new paths, new rows fingerprint): frames copied over
     (tmp_path / "copy").mkdir()
     copied = [Path(shutil.copyfile(p, tmp_path / "copy" / p.name)) for p in own_videos]
-    moved = clips.update_clip_cache(_content_rows(copied), "paper", cache_dir, workers=0)
+    moved = clip_cache.update_clip_cache(_content_rows(copied), "paper", cache_dir, workers=0)
     assert decoded == [] and (moved.reused, moved.decoded) == (3, 0)
     assert (cache_dir / "frames.u8").read_bytes() == data
     meta = json.loads((cache_dir / "meta.json").read_text())
@@ -338,10 +339,10 @@ def test_rebuild_after_touching_or_copying_every_video_decodes_nothing(
 def test_rebuild_decodes_only_added_or_changed_videos(tmp_path: Path, own_videos: list[Path], monkeypatch) -> None:
     cache_dir = tmp_path / "c"
     tree, vtest, megamind = own_videos
-    clips.update_clip_cache(_content_rows([tree, vtest]), "paper", cache_dir, workers=0)
+    clip_cache.update_clip_cache(_content_rows([tree, vtest]), "paper", cache_dir, workers=0)
     decoded = count_decodes(monkeypatch)
 
-    added = clips.update_clip_cache(_content_rows([tree, megamind, vtest]), "paper", cache_dir, workers=0)
+    added = clip_cache.update_clip_cache(_content_rows([tree, megamind, vtest]), "paper", cache_dir, workers=0)
     assert decoded == ["Megamind.avi"] and (added.reused, added.decoded) == (2, 1)
     fresh = tmp_path / "fresh"
     build_clip_cache(_content_rows([tree, megamind, vtest]), "paper", fresh, workers=0)
@@ -353,25 +354,25 @@ def test_rebuild_decodes_only_added_or_changed_videos(tmp_path: Path, own_videos
     decoded.clear()
     with open(tree, "ab") as fh:
         fh.write(b"\0")
-    changed = clips.update_clip_cache(_content_rows([tree, megamind, vtest]), "paper", cache_dir, workers=0)
+    changed = clip_cache.update_clip_cache(_content_rows([tree, megamind, vtest]), "paper", cache_dir, workers=0)
     assert decoded == ["tree.avi"] and (changed.reused, changed.decoded) == (2, 1)
 
 
 def test_rebuild_for_another_sampling_reuses_nothing(tmp_path: Path, own_videos: list[Path], monkeypatch) -> None:
     rows = _content_rows(own_videos[:2])
-    clips.update_clip_cache(rows, "paper", tmp_path / "c", workers=0)
+    clip_cache.update_clip_cache(rows, "paper", tmp_path / "c", workers=0)
     decoded = count_decodes(monkeypatch)
-    other = clips.update_clip_cache(rows, resolve_protocol("paper", frames=4, rate=4), tmp_path / "c", workers=0)
+    other = clip_cache.update_clip_cache(rows, resolve_protocol("paper", frames=4, rate=4), tmp_path / "c", workers=0)
     assert decoded == ["tree.avi", "vtest.avi"] and (other.reused, other.decoded) == (0, 2)
     assert ClipCache(tmp_path / "c").frames(0).shape[0] == 4
 
 
 def test_rows_without_content_are_never_reused(tmp_path: Path, own_videos: list[Path], monkeypatch) -> None:
     rows = _content_rows(own_videos[:2])
-    clips.update_clip_cache(rows, "paper", tmp_path / "c", workers=0)
+    clip_cache.update_clip_cache(rows, "paper", tmp_path / "c", workers=0)
     decoded = count_decodes(monkeypatch)
     unhashed = rows.drop(columns="content").iloc[::-1]  # other rows, and no hashes to prove them unchanged
-    clips.update_clip_cache(unhashed, "paper", tmp_path / "c", workers=0)
+    clip_cache.update_clip_cache(unhashed, "paper", tmp_path / "c", workers=0)
     assert decoded == ["vtest.avi", "tree.avi"]
 
 
@@ -426,7 +427,7 @@ def test_a_rebuild_sets_a_damaged_previous_cache_aside(tmp_path: Path, manifest:
     cache_dir = tmp_path / "key"
     build_clip_cache(rows, "paper", cache_dir, workers=0)
     (cache_dir / "index.json").write_text("[{")
-    build = clips.update_clip_cache(rows, "paper", cache_dir, workers=0)
+    build = clip_cache.update_clip_cache(rows, "paper", cache_dir, workers=0)
     assert (build.reused, build.decoded) == (0, 1)
     assert (tmp_path / "quarantine" / "key" / "index.json").read_text() == "[{"
     assert len(ClipCache(cache_dir)) == 1

@@ -181,14 +181,14 @@ def test_figure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_clip_cache_keeps_the_rows_it_wrote_for_the_next_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dimcollapse.data import clips
-    from dimcollapse.data.clips import build_clip_cache
+    from dimcollapse.data import clip_cache
+    from dimcollapse.data.clip_cache import build_clip_cache
 
     video = "/work/shared/testdata/videos/tree.avi"
     rows = [{"id": "t", "path": video, "duration": 1.0, "fps": 25.0, "width": 320, "height": 240}]
     cache = tmp_path / "clips" / "ds" / "paper-x"
     partial = cache.parent / ".paper-x.partial"
-    full_disk_open(monkeypatch, clips, after=2)  # the data file's first open and the progress log go through
+    full_disk_open(monkeypatch, clip_cache, after=2)  # the data file's first open and the progress log go through
     with pytest.raises(DiskFull) as err:
         build_clip_cache(rows, "paper", cache, workers=0)
     message = check_one_line(err.value, partial / "frames.u8")

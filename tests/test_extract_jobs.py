@@ -35,7 +35,7 @@ from extract_fixtures import (
 
 from dimcollapse.stages import data as data_stages
 from dimcollapse.stages import extract as extract_stages
-from dimcollapse.data.clips import build_clip_cache
+from dimcollapse.data.clip_cache import build_clip_cache
 from dimcollapse.models.registry import UNTRAINED
 from dimcollapse.data.content import file_digest
 from dimcollapse.extraction.device import PrecisionError, relative_error

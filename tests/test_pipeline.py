@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 import torch
 
-from dimcollapse.data.clips import ClipDataset, build_clip_cache, make_loader
+from dimcollapse.data.clip_cache import build_clip_cache
+from dimcollapse.data.clips import ClipDataset, make_loader
 from dimcollapse.data.protocols import resolve_protocol
 from dimcollapse.data.views import FrameBatch, batch_views, frames_to_views, pack_frames
 from dimcollapse.extraction.device import prepare_model

@@ -12,7 +12,7 @@ import yaml
 
 from dimcollapse.cli import main
 from dimcollapse.data.cache_files import marker_path
-from dimcollapse.data.clips import build_clip_cache
+from dimcollapse.data.clip_cache import build_clip_cache
 from dimcollapse.extraction.shards import ShardResult
 from dimcollapse.atomic import write_json
 from dimcollapse.extraction.store import FeatureStore, InstanceStore, clip_keys

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 from torchvision.io import decode_jpeg, encode_jpeg
 
-from dimcollapse.data.clips import ClipCache, ClipDataset, build_clip_cache
+from dimcollapse.data.clip_cache import ClipCache, build_clip_cache
+from dimcollapse.data.clips import ClipDataset
 from dimcollapse.data.protocols import resolve_protocol
 from dimcollapse.data.pyav_source import jpeg_roundtrip
 from dimcollapse.data.video import load_clip, read_frames

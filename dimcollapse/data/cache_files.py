@@ -56,7 +56,7 @@ def drop_stale_marker(cache_dir: str | os.PathLike[str]) -> str | None:
     """Remove the marker of a clip cache that is missing or visibly damaged; return why.
 
     Called as a workflow run starts, so that the clip-cache rule runs again (and sets a
-    damaged cache aside, see :func:`dimcollapse.data.clips.update_clip_cache`). Only cheap checks, a stat and
+    damaged cache aside, see :func:`dimcollapse.data.clip_cache.update_clip_cache`). Only cheap checks, a stat and
     ``meta.json``: a torn ``index.json`` is found by the job that reads it.
     """
     cache_dir = Path(cache_dir)

@@ -48,7 +48,7 @@ def manifest(smk: Any) -> None:
 
 def clip_cache(smk: Any) -> None:
     from dimcollapse.data.cache_files import cache_dir_of
-    from dimcollapse.data.clips import update_clip_cache
+    from dimcollapse.data.clip_cache import update_clip_cache
     from dimcollapse.data.manifest import read_manifest
     from dimcollapse.data.protocols import Protocol
 
