@@ -135,7 +135,7 @@ def clean_stray(root: str | os.PathLike[str]) -> tuple[int, int]:
     root = Path(root)
     files = dirs = 0
     now = time.time()
-    for current, subdirs, names in os.walk(root, topdown=False):
+    for current, _subdirs, names in os.walk(root, topdown=False):
         for name in names:
             if name.endswith(".tmp"):
                 path = Path(current) / name

@@ -126,8 +126,8 @@ def _metrics(path: str, array: str | None, normalize: bool,
     import warnings
 
     from dimcollapse.analysis.geometry import DEFAULT_MAX_PAIRS_ROWS, geometry_metrics
-    from dimcollapse.analysis.tables import ID_COLUMNS, metrics_row
     from dimcollapse.analysis.spectrum import ConstantFeatures, analyze, analyze_file
+    from dimcollapse.analysis.tables import ID_COLUMNS, metrics_row
 
     p = Path(path)
     x = _read_matrix(p, array)
@@ -234,15 +234,25 @@ def _temporal(args: argparse.Namespace) -> None:
     y = load_matrix(args.b, args.array)
     if x.shape != y.shape:
         raise InputError(f"{args.a} is {x.shape[0]} × {x.shape[1]} but {args.b} is {y.shape[0]} × {y.shape[1]}: "
-                         "the temporal measures compare row i of both (one clip) in one space, so the shapes must agree")
+                         "the temporal measures compare row i of both (one clip) in one space, "
+                         "so the shapes must agree")
     measures = intervention_measures(x, y)
     with warnings.catch_warnings():  # N ≤ D is the user's to judge; the measures are still defined
         warnings.simplefilter("ignore")
         ranks = [analyze(m, not args.no_normalize).rankme for m in (x, y)]
-    out = {"a": args.a, "b": args.b, "n_samples": x.shape[0], "dim": x.shape[1], **measures,
-           "rankme_a": ranks[0], "rankme_b": ranks[1]}
-    print(f"linear CKA:  {out['linear_cka']:.6f}\nmean cosine: {out['mean_cosine']:.6f}\n"
-          f"RankMe:      {ranks[0]:.2f} (A), {ranks[1]:.2f} (B)  (N={x.shape[0]}, D={x.shape[1]})")
+    out = {
+        "a": args.a,
+        "b": args.b,
+        "n_samples": x.shape[0],
+        "dim": x.shape[1],
+        **measures,
+        "rankme_a": ranks[0],
+        "rankme_b": ranks[1],
+    }
+    print(
+        f"linear CKA:  {out['linear_cka']:.6f}\nmean cosine: {out['mean_cosine']:.6f}\n"
+        f"RankMe:      {ranks[0]:.2f} (A), {ranks[1]:.2f} (B)  (N={x.shape[0]}, D={x.shape[1]})"
+    )
     if args.json:
         from dimcollapse.atomic import write_json
 
@@ -280,15 +290,25 @@ def _probe(args: argparse.Namespace) -> None:
     x = load_matrix(args.features, args.array)
     labels, roles = _read_labels(args.labels, x.shape[0], args.label_column, args.split_column)
     if roles is None:
-        choice = assign_split([str(i) for i in range(len(labels))], labels, None,
-                              test_fraction=args.test_fraction, seed=args.seed)
+        choice = assign_split(
+            [str(i) for i in range(len(labels))], labels, None, test_fraction=args.test_fraction, seed=args.seed
+        )
         roles, split = choice.roles, choice.description
     else:
         split = f"column {args.split_column!r} of {args.labels}"
     try:
-        out = run_probes(np.asarray(x), labels, roles, k=args.k, temperature=args.temperature,
-                         val_fraction=args.val_fraction, seed=args.seed, device=args.device,
-                         knn=not args.no_knn, linear=not args.no_linear)
+        out = run_probes(
+            np.asarray(x),
+            labels,
+            roles,
+            k=args.k,
+            temperature=args.temperature,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            device=args.device,
+            knn=not args.no_knn,
+            linear=not args.no_linear,
+        )
     except ValueError as err:
         raise InputError(f"{args.features}: {err}") from err
     out = {"file": args.features, "split": split, **out}
@@ -315,28 +335,43 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def matrix_args(p: argparse.ArgumentParser, many: bool = False) -> None:
-        p.add_argument("features", nargs="+" if many else None,
-                       help=".npy feature matrix (N × D), or .npz/.pt holding it" + (" (several)" if many else ""))
+        p.add_argument(
+            "features",
+            nargs="+" if many else None,
+            help=".npy feature matrix (N × D), or .npz/.pt holding it" + (" (several)" if many else ""),
+        )
         p.add_argument("--array", help="name of the array inside an .npz/.pt file (needed if it holds several)")
 
     def figure_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--dpi", type=int, default=200, help="resolution of the PNG (default 200)")
-        p.add_argument("--no-normalize", action="store_true",
-                       help="skip the L2 normalisation of rows (the paper normalises)")
+        p.add_argument(
+            "--no-normalize", action="store_true", help="skip the L2 normalisation of rows (the paper normalises)"
+        )
 
-    a = sub.add_parser("analyze", help="metrics of one matrix", description="Print the collapse metrics of one "
-                       "feature matrix; optionally write them as JSON and draw the paper's two-panel figure.")
+    a = sub.add_parser(
+        "analyze",
+        help="metrics of one matrix",
+        description="Print the collapse metrics of one "
+        "feature matrix; optionally write them as JSON and draw the paper's two-panel figure.",
+    )
     matrix_args(a)
     figure_args(a)
     a.add_argument("--json", metavar="OUT", help="write the metrics to this JSON file")
     a.add_argument("--plot", metavar="OUT.png", help="draw log spectrum and cumulative explained variance")
     a.add_argument("--label", help="legend label (default: the file name without extension)")
-    a.add_argument("--max-pairs-rows", type=int, metavar="N",
-                   help="TwoNN and uniformity use a seeded subsample of N rows above N (default 20000)")
+    a.add_argument(
+        "--max-pairs-rows",
+        type=int,
+        metavar="N",
+        help="TwoNN and uniformity use a seeded subsample of N rows above N (default 20000)",
+    )
     a.set_defaults(run=_analyze)
 
-    c = sub.add_parser("compare", help="the paper's figure for several matrices",
-                       description="Print the metrics of several matrices side by side and draw them in one figure.")
+    c = sub.add_parser(
+        "compare",
+        help="the paper's figure for several matrices",
+        description="Print the metrics of several matrices side by side and draw them in one figure.",
+    )
     matrix_args(c, many=True)
     figure_args(c)
     c.add_argument("--labels", nargs="+", help="one legend label per file (default: file names)")
@@ -344,11 +379,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--title", help="figure title")
     c.set_defaults(run=_compare)
 
-    sim = sub.add_parser("similarity", help="CKA and mutual k-NN of two matrices with the same rows",
-                         description="Linear CKA (Kornblith et al. 2019) between two feature matrices of the same "
-                         "samples: 1 when one is a rotation and scaling of the other, 0 when unrelated; debiased "
-                         "CKA (Song et al.'s unbiased HSIC), near 0 for unrelated matrices at any N; and mutual "
-                         "k-NN alignment (Huh et al. 2024).")
+    sim = sub.add_parser(
+        "similarity",
+        help="CKA and mutual k-NN of two matrices with the same rows",
+        description="Linear CKA (Kornblith et al. 2019) between two feature matrices of the same "
+        "samples: 1 when one is a rotation and scaling of the other, 0 when unrelated; debiased "
+        "CKA (Song et al.'s unbiased HSIC), near 0 for unrelated matrices at any N; and mutual "
+        "k-NN alignment (Huh et al. 2024).",
+    )
     sim.add_argument("a", help=".npy (or .npz/.pt) feature matrix A (N × D₁)")
     sim.add_argument("b", help=".npy (or .npz/.pt) feature matrix B (N × D₂)")
     sim.add_argument("--array", help="name of the array inside .npz/.pt files")
@@ -356,28 +394,44 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--k", type=int, default=10, help="neighbours per sample of mutual k-NN (default 10)")
     sim.set_defaults(run=_similarity)
 
-    tmp = sub.add_parser("temporal", help="does a representation change when frame order changes?",
-                         description="Linear CKA, mean cosine similarity of matching rows and RankMe of both, for "
-                         "the features of the same clips with their original frames (A) and with their frames "
-                         "reversed, shuffled or frozen (B): CKA and cosine 1 = the model ignores the change.")
+    tmp = sub.add_parser(
+        "temporal",
+        help="does a representation change when frame order changes?",
+        description="Linear CKA, mean cosine similarity of matching rows and RankMe of both, for "
+        "the features of the same clips with their original frames (A) and with their frames "
+        "reversed, shuffled or frozen (B): CKA and cosine 1 = the model ignores the change.",
+    )
     tmp.add_argument("a", help=".npy (or .npz/.pt) features of the original clips (N × D)")
     tmp.add_argument("b", help=".npy (or .npz/.pt) features of the same clips, frames reordered (N × D)")
     tmp.add_argument("--array", help="name of the array inside .npz/.pt files")
-    tmp.add_argument("--no-normalize", action="store_true", help="RankMe of the rows as they are (default: L2-normalised)")
+    tmp.add_argument(
+        "--no-normalize", action="store_true", help="RankMe of the rows as they are (default: L2-normalised)"
+    )
     tmp.add_argument("--json", metavar="OUT", help="write the results to this JSON file")
     tmp.set_defaults(run=_temporal)
 
-    p = sub.add_parser("probe", help="k-NN and linear probe accuracy",
-                       description="Weighted k-NN (Wu et al. 2018) and linear-probe top-1 accuracy of a feature "
-                       "matrix. Without a split column, a seeded stratified split is used.")
+    p = sub.add_parser(
+        "probe",
+        help="k-NN and linear probe accuracy",
+        description="Weighted k-NN (Wu et al. 2018) and linear-probe top-1 accuracy of a feature "
+        "matrix. Without a split column, a seeded stratified split is used.",
+    )
     matrix_args(p)
-    p.add_argument("--labels", required=True, metavar="LABELS.csv",
-                   help="CSV whose row i labels feature row i (e.g. the pipeline's results/features/<ds>/index.csv)")
+    p.add_argument(
+        "--labels",
+        required=True,
+        metavar="LABELS.csv",
+        help="CSV whose row i labels feature row i (e.g. the pipeline's results/features/<ds>/index.csv)",
+    )
     p.add_argument("--label-column", default="label", help="column of class labels (default: label)")
     p.add_argument("--split-column", help="column with train/test per row (default: seeded stratified split)")
     p.add_argument("--test-fraction", type=float, default=0.3, help="test share per class without a split column")
-    p.add_argument("--val-fraction", type=float, default=0.2,
-                   help="validation share of the training rows for the linear probe's penalty")
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.2,
+        help="validation share of the training rows for the linear probe's penalty",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the splits (default 0)")
     p.add_argument("--k", type=int, default=20, help="neighbours of the k-NN (default 20)")
     p.add_argument("--temperature", type=float, default=0.07, help="k-NN vote temperature (default 0.07)")

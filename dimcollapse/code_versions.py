@@ -96,7 +96,7 @@ def imported_modules(nodes: Iterable[ast.AST], module: str, root: Path = ROOT) -
     return ours | {p for name in ours for p in _parents(name)}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _parse(path: Path) -> ast.Module:
     return ast.parse(path.read_bytes(), filename=str(path))
 

@@ -53,7 +53,7 @@ class Failure:
     error: str
 
     @classmethod
-    def from_error(cls, video_id: str, err: BaseException, stage: str, path: str) -> "Failure":
+    def from_error(cls, video_id: str, err: BaseException, stage: str, path: str) -> Failure:
         """Build a record from an exception; a :class:`VideoError` supplies its own stage."""
         if isinstance(err, VideoError):
             return cls(video_id, err.path, err.stage, err.message)

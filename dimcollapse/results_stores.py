@@ -38,7 +38,11 @@ from dimcollapse.diskspace import human_bytes
 from dimcollapse.extraction.store import InstanceStore
 from dimcollapse.quarantine import QUARANTINE
 from dimcollapse.store_layout import (
-    cache_key, is_clip_cache_file, is_clip_cache_folder, is_quarantined_clip_cache, is_temporary,
+    cache_key,
+    is_clip_cache_file,
+    is_clip_cache_folder,
+    is_quarantined_clip_cache,
+    is_temporary,
     store_key_strangers,
 )
 
@@ -96,14 +100,23 @@ def foreign(results: str | os.PathLike[str]) -> list[tuple[Path, str]]:
         if strangers is None:
             out.append((entry, "not made by dimcollapse, left alone"))
         elif strangers:
-            names = ", ".join(str(s.relative_to(entry)) for s in strangers[:3]) + (", ..." if len(strangers) > 3 else "")
-            out.append((entry, f"a feature store key, but it also holds files dimcollapse does not write ({names}); "
-                               "left alone"))
+            names = ", ".join(str(s.relative_to(entry)) for s in strangers[:3]) + (
+                ", ..." if len(strangers) > 3 else ""
+            )
+            out.append(
+                (
+                    entry,
+                    f"a feature store key, but it also holds files dimcollapse does not write ({names}); left alone",
+                )
+            )
     for ds in _subdirs(results / CLIPS):
         for entry in _entries(ds):
             if entry.name == QUARANTINE and entry.is_dir():
-                out += [(q, "not made by dimcollapse, left alone") for q in _entries(entry)
-                        if not is_quarantined_clip_cache(q)]
+                out += [
+                    (q, "not made by dimcollapse, left alone")
+                    for q in _entries(entry)
+                    if not is_quarantined_clip_cache(q)
+                ]
             elif not (is_clip_cache_folder(entry) or is_clip_cache_file(entry) or is_temporary(entry)):
                 out.append((entry, "not made by dimcollapse, left alone"))
     return out
@@ -140,9 +153,9 @@ def config_usage(configs: Sequence[Mapping[str, Any]], workdir: str | os.PathLik
     """
     from dimcollapse.config.instances import model_instances
     from dimcollapse.config.jobs import job_protocol
+    from dimcollapse.config.temporal import extraction_job, interventions
     from dimcollapse.data.interventions import ORIGINAL
     from dimcollapse.extraction.store import identity_key, instance_identity
-    from dimcollapse.config.temporal import extraction_job, interventions
 
     usage = Usage()
     with contextlib.chdir(workdir):
@@ -216,23 +229,27 @@ def prune_plan(results: str | os.PathLike[str], usage: Usage, *, quarantine: boo
             continue  # holds files of someone else: in plan.foreign
         if summary["key"] in usage.store_keys:
             if quarantine and held.is_dir():
-                plan.removals.append(Removal(held, _bytes(held), f"quarantined files of feature store key "
-                                                                 f"({_describe_key(summary)})"))
+                plan.removals.append(
+                    Removal(held, _bytes(held), f"quarantined files of feature store key ({_describe_key(summary)})")
+                )
             elif held.is_dir():
                 spared.append(held)
             continue
         method = summary.get("method")
         if usage.unresolved and (method is None or method in usage.unresolved.values()):
             names = sorted(n for n, m in usage.unresolved.items() if method in (None, m))
-            plan.kept.append(f"{path}: kept: it may belong to {', '.join(names)}, whose checkpoint is not on disk "
-                             "here (its key needs the file's hash)")
+            plan.kept.append(
+                f"{path}: kept: it may belong to {', '.join(names)}, whose checkpoint is not on disk "
+                "here (its key needs the file's hash)"
+            )
             continue
         what = f"feature store key ({_describe_key(summary)})"
         if held.is_dir() and not quarantine:
             files = tuple(f for sub in ("data", "keys") for f in sorted((path / sub).iterdir()))
             spared.append(held)
-            plan.removals.append(Removal(path, sum(f.stat().st_size for f in files),
-                                         f"{what}; its quarantine/ is kept", files))
+            plan.removals.append(
+                Removal(path, sum(f.stat().st_size for f in files), f"{what}; its quarantine/ is kept", files)
+            )
         else:
             plan.removals.append(Removal(path, summary["bytes"], what))
     for ds in _subdirs(results / CLIPS):
@@ -240,16 +257,22 @@ def prune_plan(results: str | os.PathLike[str], usage: Usage, *, quarantine: boo
             if path.name == QUARANTINE and path.is_dir():
                 held = [q for q in _subdirs(path, hidden=True) if is_quarantined_clip_cache(q)]
                 if quarantine:
-                    plan.removals += [Removal(q, _bytes(q), f"quarantined clip cache of dataset {ds.name}") for q in held]
+                    plan.removals += [
+                        Removal(q, _bytes(q), f"quarantined clip cache of dataset {ds.name}") for q in held
+                    ]
                 else:
                     spared += held
             elif (is_clip_cache_folder(path) or is_clip_cache_file(path)) and (
-                    ds.name, cache_key(path.name)) not in usage.clip_caches:
+                ds.name,
+                cache_key(path.name),
+            ) not in usage.clip_caches:
                 plan.removals.append(Removal(path, _bytes(path), f"clip cache of dataset {ds.name}"))
     if spared:
         folders = "1 quarantine folder" if len(spared) == 1 else f"{len(spared)} quarantine folders"
-        plan.kept.append(f"kept: {folders} ({human_bytes(sum(map(_bytes, spared)))}) of damaged files set aside for "
-                         f"inspection, e.g. {spared[0]}; `--quarantine` removes them")
+        plan.kept.append(
+            f"kept: {folders} ({human_bytes(sum(map(_bytes, spared)))}) of damaged files set aside for "
+            f"inspection, e.g. {spared[0]}; `--quarantine` removes them"
+        )
     return plan
 
 

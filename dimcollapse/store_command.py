@@ -76,19 +76,51 @@ def _list(args: argparse.Namespace) -> int:
 
     keys, caches, others = store_keys(args.results), clip_caches(args.results), foreign(args.results)
     if args.json:
-        print(json.dumps({"store": keys, "clips": caches, "foreign": [{"path": str(p), "note": why} for p, why in others]},
-                         indent=2, default=str))
+        print(
+            json.dumps(
+                {"store": keys, "clips": caches, "foreign": [{"path": str(p), "note": why} for p, why in others]},
+                indent=2,
+                default=str,
+            )
+        )
         return 0
     root = Path(args.results)
     total = sum(k["bytes"] for k in keys)
     print(f"Feature store {root / 'store'}: {len(keys)} instance keys, {human_bytes(total)}")
-    _table([_key_row(k) for k in keys], ("key", "instances", "method", "checkpoint", "sha256", "sampling", "frames",
-                                         "precision", "numerics", "clips", "size", "last written", "quarantined"))
+    _table(
+        [_key_row(k) for k in keys],
+        (
+            "key",
+            "instances",
+            "method",
+            "checkpoint",
+            "sha256",
+            "sampling",
+            "frames",
+            "precision",
+            "numerics",
+            "clips",
+            "size",
+            "last written",
+            "quarantined",
+        ),
+    )
     print(f"\nClip caches {root / 'clips'}: {len(caches)}, {human_bytes(sum(c['bytes'] for c in caches))}")
-    _table([{"dataset": c["dataset"], "sampling key": c["sampling_key"], "protocol": c["protocol"] or "?",
-             "state": c["state"], "clips": _text(c["clips"]), "size": human_bytes(c["bytes"]),
-             "last written": _when(c["last_written"])} for c in caches],
-           ("dataset", "sampling key", "protocol", "state", "clips", "size", "last written"))
+    _table(
+        [
+            {
+                "dataset": c["dataset"],
+                "sampling key": c["sampling_key"],
+                "protocol": c["protocol"] or "?",
+                "state": c["state"],
+                "clips": _text(c["clips"]),
+                "size": human_bytes(c["bytes"]),
+                "last written": _when(c["last_written"]),
+            }
+            for c in caches
+        ],
+        ("dataset", "sampling key", "protocol", "state", "clips", "size", "last written"),
+    )
     if others:
         print(f"\nNot made by dimcollapse ({len(others)}; never pruned):")
         for path, why in others:
@@ -109,9 +141,12 @@ def _prune(args: argparse.Namespace, input_error: Callable[[str], Exception]) ->
     except ValueError as err:
         raise input_error(str(err)) from err
     if not args.dry_run and (locks := locks_holding(results, workdir)):
-        print(f"dimcollapse: error: a Snakemake run holds files of {results} (lock: {locks[0]}); prune when it "
-              "has ended. If no run is active, the lock is left from a killed run: `snakemake --unlock` "
-              f"in {workdir} removes it.", file=sys.stderr)
+        print(
+            f"dimcollapse: error: a Snakemake run holds files of {results} (lock: {locks[0]}); prune when it "
+            "has ended. If no run is active, the lock is left from a killed run: `snakemake --unlock` "
+            f"in {workdir} removes it.",
+            file=sys.stderr,
+        )
         return EXIT_FOUND
     pruning = prune_plan(results, config_usage(configs, workdir), quarantine=args.quarantine)
     plan = pruning.removals
@@ -162,12 +197,18 @@ def _key_row(k: Mapping[str, Any]) -> dict[str, str]:
     else:
         checkpoint = ", ".join(checkpoints) or "?"
     return {
-        "key": k["key"], "instances": ", ".join(dict.fromkeys(u["instance"] for u in users)) or "?",
-        "method": _text(k.get("method")), "checkpoint": checkpoint, "sha256": sha[:12] if sha else "-",
+        "key": k["key"],
+        "instances": ", ".join(dict.fromkeys(u["instance"] for u in users)) or "?",
+        "method": _text(k.get("method")),
+        "checkpoint": checkpoint,
+        "sha256": sha[:12] if sha else "-",
         "sampling": _text(protocol.get("key")),
         "frames": _text(k.get("frames")) + (f", {k['frame_order']}" if k.get("frame_order") else ""),  # an intervention
-        "precision": _text(k.get("precision")), "numerics": _text(k.get("numerics_version")),
-        "clips": str(k["clips"]), "size": human_bytes(k["bytes"]), "last written": _when(k["last_written"]),
+        "precision": _text(k.get("precision")),
+        "numerics": _text(k.get("numerics_version")),
+        "clips": str(k["clips"]),
+        "size": human_bytes(k["bytes"]),
+        "last written": _when(k["last_written"]),
         "quarantined": str(k["quarantined"]),
     }
 

@@ -54,7 +54,9 @@ def store_key_strangers(path: Path) -> list[Path] | None:
     strangers = []
     for entry in path.iterdir():
         if entry.name in _KEY_FOLDERS and entry.is_dir() and not entry.is_symlink():
-            strangers += [f for f in entry.iterdir() if not (f.is_file() and (f.suffix == ".npz" or _temporary(f.name)))]
+            strangers += [
+                f for f in entry.iterdir() if not (f.is_file() and (f.suffix == ".npz" or _temporary(f.name)))
+            ]
         elif entry.name == QUARANTINE and entry.is_dir() and not entry.is_symlink():
             strangers += _quarantine_strangers(entry)
         elif not (entry.is_file() and (entry.name == DESCRIPTION or _temporary(entry.name))):

@@ -208,8 +208,16 @@ def _log_panel(
             ax.plot([start], [y], transform=strip, color=palette[label], marker="|", markersize=8,
                     label=f"_zero start {label}")
         floor = min(f for *_, f in zero_from)
-        ax.text(0.99, strip_y[-1] + 0.025, ZERO_NOTE.format(floor=f"{floor:.0f}".replace("-", "−")), transform=ax.transAxes, fontsize=7,
-                ha="right", va="bottom", color="0.3")
+        ax.text(
+            0.99,
+            strip_y[-1] + 0.025,
+            ZERO_NOTE.format(floor=f"{floor:.0f}".replace("-", "−")),
+            transform=ax.transAxes,
+            fontsize=7,
+            ha="right",
+            va="bottom",
+            color="0.3",
+        )
 
 
 def spectrum_figure(
@@ -242,8 +250,13 @@ def spectrum_figure(
         present = [(label, by_space[space]) for label, by_space in spectra.items() if space in by_space]
         for label, c in present:
             values, auc = _cev_of(c, cev)
-            ax_cev.plot(_x(values.size, c.dim, False), values, color=palette[label],
-                        label=f"{label} (AUC={auc:.2f})", linewidth=2)
+            ax_cev.plot(
+                _x(values.size, c.dim, False),
+                values,
+                color=palette[label],
+                label=f"{label} (AUC={auc:.2f})",
+                linewidth=2,
+            )
         _log_panel(ax_log, present, palette, normalized_rank=False, y_range=y_range, linewidth=2)
         for ax, ylabel in ((ax_log, LOG_LABEL), (ax_cev, CEV_LABEL if cev == "sigma" else CEV_LAMBDA_LABEL)):
             ax.set_title(_space_title(space), fontsize=14)
@@ -281,8 +294,9 @@ def overview_figure(
     palette = _colors_for(labels, colors)
     if colors is not None:
         labels = [m for m in colors if m in labels]  # legend in the colour map's (config) order
-    spaces = _ordered_spaces({s for by_method in spectra_by_dataset.values()
-                              for by_space in by_method.values() for s in by_space})
+    spaces = _ordered_spaces(
+        {s for by_method in spectra_by_dataset.values() for by_space in by_method.values() for s in by_space}
+    )
     if not spaces:
         raise ValueError("overview_figure: no method has any space")
     datasets = list(spectra_by_dataset)
@@ -300,14 +314,18 @@ def overview_figure(
             if normalized_rank:
                 ax.set_xlim(-0.02, 1.02)
             if quantity == "log_spectrum":
-                _log_panel(ax, present, palette, normalized_rank=normalized_rank, y_range=y_range,
-                           linewidth=1.8)
+                _log_panel(ax, present, palette, normalized_rank=normalized_rank, y_range=y_range, linewidth=1.8)
                 ax.set_ylabel(LOG_LABEL, fontsize=10)
             else:
                 for label, c in present:
                     values = _cev_of(c, cev)[0]
-                    ax.plot(_x(values.size, c.dim, normalized_rank), values, color=palette[label], label=label,
-                            linewidth=1.8)
+                    ax.plot(
+                        _x(values.size, c.dim, normalized_rank),
+                        values,
+                        color=palette[label],
+                        label=label,
+                        linewidth=1.8,
+                    )
                 ax.set_ylabel(CEV_LABEL if cev == "sigma" else CEV_LAMBDA_LABEL, fontsize=10)
             ax.set_xlabel(NORMALIZED_RANK_LABEL if normalized_rank else RANK_LABEL, fontsize=10)
     handles = [Line2D([], [], color=palette[m], linewidth=2) for m in labels]
@@ -346,8 +364,9 @@ def metrics_figure(
     datasets = list(dict.fromkeys(str(r["dataset"]) for r in rows))
     spaces = _ordered_spaces({str(r["space"]) for r in rows})
     index = {(str(r["dataset"]), _display_name(r), str(r["space"])): r for r in rows}
-    fig = Figure(figsize=(max(5.0, 1.6 * len(datasets) + 1.5) * len(spaces), 3.0 * len(metrics) + 0.8),
-                 layout="constrained")
+    fig = Figure(
+        figsize=(max(5.0, 1.6 * len(datasets) + 1.5) * len(spaces), 3.0 * len(metrics) + 0.8), layout="constrained"
+    )
     axes = fig.subplots(len(metrics), len(spaces), squeeze=False)
     width = 0.8 / len(names)
     any_limited = False
@@ -375,8 +394,13 @@ def metrics_figure(
                 # as a segment from low to high rather than as ± error bars around the bar
                 shown = [(x, iv) for x, iv in zip(xs, intervals) if iv is not None]
                 if shown:
-                    ax.vlines([x for x, _ in shown], [iv[0] for _, iv in shown], [iv[1] for _, iv in shown],
-                              color="0.1", linewidth=1.2)
+                    ax.vlines(
+                        [x for x, _ in shown],
+                        [iv[0] for _, iv in shown],
+                        [iv[1] for _, iv in shown],
+                        color="0.1",
+                        linewidth=1.2,
+                    )
             ax.set_xticks(range(len(datasets)), datasets)
             ax.set_title(f"{METRIC_LABELS[metric]} — {_space_title(space)}", fontsize=12)
             ax.set_ylabel(METRIC_LABELS[metric], fontsize=10)
@@ -468,8 +492,16 @@ def probe_figure(
             for r in rows:
                 if str(r["dataset"]) != dataset or not (_finite(r.get(metric)) and _finite(r.get(acc))):
                     continue
-                ax.scatter(float(r[metric]), 100 * float(r[acc]), color=palette[_display_name(r)],
-                           marker=markers[str(r["space"])], s=45, edgecolor="0.15", linewidth=0.5, zorder=3)
+                ax.scatter(
+                    float(r[metric]),
+                    100 * float(r[acc]),
+                    color=palette[_display_name(r)],
+                    marker=markers[str(r["space"])],
+                    s=45,
+                    edgecolor="0.15",
+                    linewidth=0.5,
+                    zorder=3,
+                )
             ax.set_title(_rho_text(corr.get((dataset, acc, metric))), fontsize=9)
             ax.set_xlabel(metrics[metric], fontsize=9)
             if j % columns == 0:
@@ -527,15 +559,32 @@ def sample_size_figure(
                 table = by_space[space]
                 ns = sorted({int(r["n"]) for r in table})
                 values = [[float(r[metric]) for r in table if int(r["n"]) == n] for n in ns]
-                ax.plot(ns, [np.mean(v) for v in values], color=palette[label], marker="o", markersize=3,
-                        linewidth=1.8, label=label)
-                ax.fill_between(ns, [min(v) for v in values], [max(v) for v in values], color=palette[label],
-                                alpha=0.2, linewidth=0)
+                ax.plot(
+                    ns,
+                    [np.mean(v) for v in values],
+                    color=palette[label],
+                    marker="o",
+                    markersize=3,
+                    linewidth=1.8,
+                    label=label,
+                )
+                ax.fill_between(
+                    ns, [min(v) for v in values], [max(v) for v in values], color=palette[label], alpha=0.2, linewidth=0
+                )
                 dims |= {int(r["dim"]) for r in table}
             for d in sorted(dims):
                 ax.axvline(d, color="0.4", linestyle="--", linewidth=1)
-                ax.text(d, 0.02, f" N = D = {d}", transform=ax.get_xaxis_transform(), fontsize=7, color="0.3",
-                        rotation=90, va="bottom", ha="right")
+                ax.text(
+                    d,
+                    0.02,
+                    f" N = D = {d}",
+                    transform=ax.get_xaxis_transform(),
+                    fontsize=7,
+                    color="0.3",
+                    rotation=90,
+                    va="bottom",
+                    ha="right",
+                )
             ax.set_xscale("log", base=2)
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
             ax.set_xlabel("Number of videos N (random subsets)", fontsize=10)

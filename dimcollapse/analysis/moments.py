@@ -76,7 +76,7 @@ class MomentStats:
         *,
         source: str = "features",
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
-    ) -> "MomentStats":
+    ) -> MomentStats:
         """Add feature rows (any float dtype), normalising each row first when enabled.
 
         ``rows`` is processed in blocks of ``chunk_rows`` so the float64 working copy
@@ -175,7 +175,7 @@ class MomentStats:
             self.m2 += np.outer(delta, delta * (n_a * n_b / n))
         self.count = n
 
-    def merge(self, other: "MomentStats") -> "MomentStats":
+    def merge(self, other: MomentStats) -> MomentStats:
         """A new object holding the statistics of both inputs' rows together."""
         if other.dim != self.dim or other.normalize != self.normalize:
             raise ValueError(
@@ -193,7 +193,7 @@ class MomentStats:
             out.zero_rows += other.zero_rows
         return out
 
-    def copy(self) -> "MomentStats":
+    def copy(self) -> MomentStats:
         out = MomentStats(self.dim, self.normalize)
         out.count = self.count
         out.mean = self.mean.copy()
@@ -234,7 +234,7 @@ class MomentStats:
             )
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "MomentStats":
+    def load(cls, path: str | os.PathLike[str]) -> MomentStats:
         """Read statistics written by :meth:`save`; a malformed file raises naming it."""
         try:
             with np.load(path, allow_pickle=False) as data:
@@ -245,7 +245,8 @@ class MomentStats:
         if missing:
             raise ValueError(f"{path}: not a statistics file, missing {sorted(missing)}")
         if int(fields["version"]) != STATS_FORMAT_VERSION:
-            raise ValueError(f"{path}: statistics format version {int(fields['version'])}, expected {STATS_FORMAT_VERSION}")
+            version = int(fields["version"])
+            raise ValueError(f"{path}: statistics format version {version}, expected {STATS_FORMAT_VERSION}")
         mean, m2 = fields["mean"], fields["m2"]
         if mean.ndim != 1 or m2.shape != (mean.size, mean.size):
             raise ValueError(f"{path}: inconsistent shapes mean {mean.shape}, m2 {m2.shape}")
@@ -261,7 +262,7 @@ class MomentStats:
     @classmethod
     def from_array(
         cls, features: np.ndarray, normalize: bool = True, *, chunk_rows: int = DEFAULT_CHUNK_ROWS
-    ) -> "MomentStats":
+    ) -> MomentStats:
         features = np.asarray(features)
         if features.ndim != 2:
             raise ValueError(f"features: expected a 2-D array (N × D), got shape {features.shape}")
@@ -270,7 +271,7 @@ class MomentStats:
     @classmethod
     def from_file(
         cls, path: str | os.PathLike[str], normalize: bool = True, *, chunk_rows: int = DEFAULT_CHUNK_ROWS
-    ) -> "MomentStats":
+    ) -> MomentStats:
         reader = NpyRows(path)
         stats = cls(reader.dim, normalize)
         for start, block in reader.chunks(chunk_rows):

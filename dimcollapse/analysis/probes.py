@@ -40,7 +40,7 @@ DEFAULT_WEIGHT_DECAYS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 TRAIN, TEST = "train", "test"
 
 
-def _device(device: str | None) -> "str":
+def _device(device: str | None) -> str:
     import torch
 
     if device in (None, "auto"):
@@ -168,7 +168,7 @@ def fit_logistic(
     opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, tolerance_grad=tol, tolerance_change=1e-10,
                             history_size=20, line_search_fn="strong_wolfe")
 
-    def closure() -> "torch.Tensor":
+    def closure() -> torch.Tensor:
         opt.zero_grad()
         loss = torch.nn.functional.cross_entropy(xt @ w + b, yt) + 0.5 * weight_decay * (w * w).sum()
         loss.backward()

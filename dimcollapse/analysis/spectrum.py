@@ -197,15 +197,20 @@ def constant_message(n_samples: int, *, all_zero: bool, normalized: bool, exactl
     if all_zero:
         what = "all zeros"
     else:
-        what = ("identical" if exactly else "identical up to round-off") + (" after L2 normalisation" if normalized else "")
-    return (f"all {n_samples} feature rows are {what} (zero covariance): the spectrum and every metric are "
-            "undefined; a model that gives every video the same features is broken, or its forward pass failed "
-            "(see the extraction's log)")
+        what = "identical" if exactly else "identical up to round-off"
+        what += " after L2 normalisation" if normalized else ""
+    return (
+        f"all {n_samples} feature rows are {what} (zero covariance): the spectrum and every metric are "
+        "undefined; a model that gives every video the same features is broken, or its forward pass failed "
+        "(see the extraction's log)"
+    )
 
 
 def zero_rows_message(zero_rows: int, n_samples: int) -> str:
-    return (f"{zero_rows} of {n_samples} feature rows are all zeros, usually videos whose forward pass failed; "
-            "they count in every metric as identical points")
+    return (
+        f"{zero_rows} of {n_samples} feature rows are all zeros, usually videos whose forward pass failed; "
+        "they count in every metric as identical points"
+    )
 
 
 def spectrum_of(
@@ -357,8 +362,13 @@ def bootstrap(
         low, high = np.quantile(vals, q)
         intervals[key] = (float(low - shift), float(high - shift))
     return BootstrapCI(
-        n_boot=int(n_boot), seed=int(seed), level=float(level), method=method,
-        replicates=values, bias=bias, intervals=intervals,
+        n_boot=int(n_boot),
+        seed=int(seed),
+        level=float(level),
+        method=method,
+        replicates=values,
+        bias=bias,
+        intervals=intervals,
     )
 
 
@@ -411,16 +421,31 @@ def analyze_file(
 
 
 def _finish(
-    stats: MomentStats, source: np.ndarray | str | os.PathLike[str], normalize: bool, chunk_rows: int,
+    stats: MomentStats,
+    source: np.ndarray | str | os.PathLike[str],
+    normalize: bool,
+    chunk_rows: int,
     alpha_range: tuple[int, int],
-    rankme_eps: float, n_boot: int, seed: int, ci_level: float, ci_method: str,
+    rankme_eps: float,
+    n_boot: int,
+    seed: int,
+    ci_level: float,
+    ci_method: str,
 ) -> Spectrum:
     """The spectrum of ``stats``, with bootstrap intervals over ``source``'s rows when asked."""
     spec = spectrum_of(stats, alpha_range=alpha_range, rankme_eps=rankme_eps)
     if n_boot:
         ci = bootstrap(
-            source, n_boot, seed, normalize=normalize, level=ci_level, method=ci_method, estimate=spec,
-            chunk_rows=chunk_rows, alpha_range=alpha_range, rankme_eps=rankme_eps,
+            source,
+            n_boot,
+            seed,
+            normalize=normalize,
+            level=ci_level,
+            method=ci_method,
+            estimate=spec,
+            chunk_rows=chunk_rows,
+            alpha_range=alpha_range,
+            rankme_eps=rankme_eps,
         )
         spec = dataclasses.replace(spec, bootstrap=ci)
     return spec

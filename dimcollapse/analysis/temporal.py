@@ -42,8 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from dimcollapse.analysis.similarity_measures import linear_cka
 from dimcollapse.analysis.moments import NORM_EPS
+from dimcollapse.analysis.similarity_measures import linear_cka
 from dimcollapse.analysis.spectrum import DEFAULT_ALPHA_RANGE, RANKME_EPS, Spectrum, analyze
 from dimcollapse.atomic import atomic_path, write_text
 from dimcollapse.data.interventions import INTERVENTIONS, ORIGINAL, intervened_space
@@ -311,6 +311,12 @@ def _num(value: Any, digits: int) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{float(value):.{digits}f}"
 
 
+def _pair(row: Mapping[str, Any], original: Mapping[str, Any], key: str, digits: int, scale: float = 1.0) -> str:
+    """``value (value with the original frames)`` of one column."""
+    shown = [None if v is None else scale * float(v) for v in (row.get(key), original.get(key))]
+    return f"{_num(shown[0], digits)} ({_num(shown[1], digits)})"
+
+
 def temporal_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     """The temporal table for reading: interventions, then time-resolved spaces, with notes."""
     lines = ["# Does the model use time?", ""]
@@ -322,15 +328,10 @@ def temporal_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
                   "| TwoNN (original) | k-NN % (original) | Linear % (original) |", "|" + "---|" * 10]
         for r in orders:
             o = originals.get((r["method"], r["space"]), {})
-
-            def pair(key: str, digits: int, scale: float = 1.0) -> str:
-                value, ref = r.get(key), o.get(key)
-                shown = [None if v is None else scale * float(v) for v in (value, ref)]
-                return f"{_num(shown[0], digits)} ({_num(shown[1], digits)})"
-
             lines.append(f"| {r['label']} | {r['space']} | {r['frame_order']} | {_num(r.get('linear_cka'), 4)} | "
-                         f"{_num(r.get('mean_cosine'), 4)} | {pair('rankme', 1)} | {pair('auc_sigma', 3)} | "
-                         f"{pair('twonn', 1)} | {pair('knn_accuracy', 1, 100)} | {pair('linear_accuracy', 1, 100)} |")
+                         f"{_num(r.get('mean_cosine'), 4)} | {_pair(r, o, 'rankme', 1)} | "
+                         f"{_pair(r, o, 'auc_sigma', 3)} | {_pair(r, o, 'twonn', 1)} | "
+                         f"{_pair(r, o, 'knn_accuracy', 1, 100)} | {_pair(r, o, 'linear_accuracy', 1, 100)} |")
         lines += ["", "Linear CKA and mean cosine compare each clip's features with its original-order features: "
                   "1 = the change of frame order changed nothing. reversed: frames in reverse order; shuffled: a "
                   "permutation seeded by each clip's store key; frozen: the middle frame repeated.", ""]

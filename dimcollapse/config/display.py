@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from dimcollapse.config.instances import ModelInstance
 from dimcollapse.models.registry import layer_space
 
-
 #: What the label of an untrained instance adds in a study that also has trained ones.
 UNTRAINED_MARK = "untrained"
 

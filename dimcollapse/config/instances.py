@@ -18,7 +18,6 @@ from urllib.parse import urlparse
 from dimcollapse.models.archs import ArchInfo, arch_info
 from dimcollapse.models.registry import METHODS, canonical_method, instance_spaces
 
-
 CHECKPOINT_DIR = "resources/checkpoints"
 
 
@@ -115,7 +114,11 @@ def model_instance(name: str, cfg: Mapping[str, Any], **series: Any) -> ModelIns
     method = canonical_method(cfg["method"])
     options = dict(cfg.get("options") or {})
     try:
-        arch = arch_info(METHODS[method].family, options.get("arch")) if method in ("torchvision", "pytorchvideo") else None
+        arch = (
+            arch_info(METHODS[method].family, options.get("arch"))
+            if method in ("torchvision", "pytorchvideo")
+            else None
+        )
     except ValueError as err:
         raise ValueError(f"model {name!r}: {err}") from err
     if method == "custom" and not (isinstance(options.get("builder"), str) and ":" in options["builder"]):
@@ -160,8 +163,10 @@ TRANSFORMERS_RATE = 4
 def transformers_clip(name: str, checkpoint: str | None) -> dict[str, Any]:
     """The clip a ``transformers`` checkpoint was made for (frames, size, crop, mean, std) and its rate."""
     if not checkpoint:
-        raise ValueError(f"model {name!r}: method transformers needs checkpoint: a save_pretrained folder or "
-                         "hf://<org>/<name>[@<revision>]")
+        raise ValueError(
+            f"model {name!r}: method transformers needs checkpoint: a save_pretrained folder or "
+            "hf://<org>/<name>[@<revision>]"
+        )
     from dimcollapse.models.checkpoints import CheckpointError
     from dimcollapse.models.hub import checkpoint_clip
 
@@ -171,7 +176,7 @@ def transformers_clip(name: str, checkpoint: str | None) -> dict[str, Any]:
         raise ValueError(f"model {name!r}: {err}") from err
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def transformers_directory(checkpoint: str) -> Path:
     """The folder of a ``transformers`` checkpoint, for its config (a Hub snapshot's metadata only)."""
     from dimcollapse.models.hub import resolve_directory
@@ -182,8 +187,10 @@ def transformers_directory(checkpoint: str) -> Path:
 def _transformers_filename(name: str, cfg: Mapping[str, Any]) -> str:
     from dimcollapse.models.hub import SNAPSHOT_RECORD
 
-    for key, why in (("filename", "the download rule records the snapshot as " + SNAPSHOT_RECORD),
-                     ("sha256", "pin a revision (hf://org/name@<commit>) instead; file hashes are recorded")):
+    for key, why in (
+        ("filename", "the download rule records the snapshot as " + SNAPSHOT_RECORD),
+        ("sha256", "pin a revision (hf://org/name@<commit>) instead; file hashes are recorded"),
+    ):
         if cfg.get(key) is not None:
             raise ValueError(f"model {name!r}: `{key}` does not apply to method transformers ({why})")
     return SNAPSHOT_RECORD

@@ -16,7 +16,6 @@ from dimcollapse.config.instances import (
 )
 from dimcollapse.data.protocols import Protocol, SlowProtocol, resolve_protocol
 
-
 #: Protocol fields that are also ``build_model`` options, per model family: the model
 #: must be built for exactly the input the protocol produces.
 _CLIP = {"frames": "frames", "crop_size": "crop_size"}

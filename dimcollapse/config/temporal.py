@@ -37,7 +37,7 @@ def time_resolved(config: Mapping[str, Any], model: ModelInstance) -> tuple[str,
                           tuple(request) if isinstance(request, list) else request, model.checkpoint)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _time_resolved(name: str, family: str, spaces: tuple[str, ...], request: Any, checkpoint: str | None
                    ) -> tuple[str, ...]:
     """Memoised: every job of the workflow asks (a transformers checkpoint's config is read once)."""

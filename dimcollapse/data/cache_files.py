@@ -67,7 +67,11 @@ def drop_stale_marker(cache_dir: str | os.PathLike[str]) -> str | None:
         meta = read_json(cache_dir / META_FILE)
         data = cache_dir / DATA_FILE
         size = data.stat().st_size if data.is_file() else None
-        problem = None if size == meta.get("data_bytes") else f"{data}: {size} bytes, {META_FILE} says {meta.get('data_bytes')}"
+        problem = (
+            None
+            if size == meta.get("data_bytes")
+            else f"{data}: {size} bytes, {META_FILE} says {meta.get('data_bytes')}"
+        )
     except CacheUnreadable as err:
         problem = f"{cache_dir} is missing" if not cache_dir.exists() else str(err)
     if problem is not None:

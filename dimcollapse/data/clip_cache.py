@@ -166,7 +166,7 @@ class CacheEntry:
         return d
 
     @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> "CacheEntry":
+    def from_json(cls, d: Mapping[str, Any]) -> CacheEntry:
         return cls(str(d["id"]), str(d["path"]), bool(d["ok"]), bool(d["short"]), int(d["offset"]),
                    tuple(int(x) for x in d["shape"]), str(d["error"]), bool(d.get("excluded", False)),
                    str(d.get("source", "")))
@@ -559,7 +559,9 @@ def _same_build(meta_path: Path, start_meta: Mapping[str, Any]) -> bool:
     return all(meta.get(k) == v for k, v in start_meta.items())
 
 
-def _run(tasks: list[tuple[int, Row, Protocol]], workers: int) -> Iterator[tuple[int, np.ndarray | None, bool, str, bool]]:
+def _run(
+    tasks: list[tuple[int, Row, Protocol]], workers: int
+) -> Iterator[tuple[int, np.ndarray | None, bool, str, bool]]:
     if workers == 0 or len(tasks) <= 1:
         for t in tasks:
             yield _decode_task(t)

@@ -85,12 +85,15 @@ class ClipDataset(Dataset):
                 return item | {"frames": frames, "protocol": self.protocol}
             return item | {"video": frames_to_views(frames, self.protocol)}
         except Exception as err:  # noqa: BLE001 - reported per item, never kills the loader
-            empty = {"frames": None, "protocol": self.protocol} if self.output == "frames" else {"video": torch.empty(0)}
+            empty = (
+                {"frames": None, "protocol": self.protocol} if self.output == "frames" else {"video": torch.empty(0)}
+            )
             return item | {"ok": False, "short": False, "error": _message(err)} | empty
 
 
-def open_clip_dataset(rows: Any, protocol: Protocol, cache_dir: str | os.PathLike[str] | None,
-                      output: str = "views") -> ClipDataset:
+def open_clip_dataset(
+    rows: Any, protocol: Protocol, cache_dir: str | os.PathLike[str] | None, output: str = "views"
+) -> ClipDataset:
     """The dataset of ``rows`` (items as ``output`` says): read from the clip cache at
     ``cache_dir`` (if any).
 
@@ -102,8 +105,12 @@ def open_clip_dataset(rows: Any, protocol: Protocol, cache_dir: str | os.PathLik
     try:
         return ClipDataset(rows, protocol, cache=cache_dir, output=output)
     except (CacheUnreadable, FileNotFoundError) as err:
-        quarantine_cache(cache_dir, str(err), "this job decodes its clips to the frames the cache would hold "
-                         "(same features, slower); the next run of the workflow builds it again")
+        quarantine_cache(
+            cache_dir,
+            str(err),
+            "this job decodes its clips to the frames the cache would hold "
+            "(same features, slower); the next run of the workflow builds it again",
+        )
         return ClipDataset(rows, protocol, as_cached=True, output=output)
 
 

@@ -130,7 +130,7 @@ def frame_indices(order: str, frames: int, key: bytes | str | np.bytes_ = b"") -
     return np.arange(frames, dtype=np.int64)
 
 
-def reorder_views(video: "torch.Tensor", indices: np.ndarray, blocks: int | None = None) -> "torch.Tensor":
+def reorder_views(video: torch.Tensor, indices: np.ndarray, blocks: int | None = None) -> torch.Tensor:
     """A batch of model-input views with every clip's frames in its own new order.
 
     ``video``: ``B × V × 3 × T × H × W`` (one clip per row, ``V`` views, each a window of
@@ -156,8 +156,8 @@ def reorder_views(video: "torch.Tensor", indices: np.ndarray, blocks: int | None
 
 
 def views_intervention(
-    protocol: "Protocol", order: str, keys: Sequence[Any]
-) -> Callable[["torch.Tensor", np.ndarray], "torch.Tensor"] | None:
+    protocol: Protocol, order: str, keys: Sequence[Any]
+) -> Callable[[torch.Tensor, np.ndarray], torch.Tensor] | None:
     """The call that puts a batch of views in ``order`` before the model, or None for ``original``.
 
     ``keys``: the store key of every manifest row (``shuffled`` seeds each clip's permutation
@@ -171,7 +171,7 @@ def views_intervention(
     frames = protocol.frames_per_window
     blocks = protocol.num_seq if isinstance(protocol, DpcProtocol) else None
 
-    def intervene(video: "torch.Tensor", rows: np.ndarray) -> "torch.Tensor":
+    def intervene(video: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
         indices = np.stack([frame_indices(order, frames, keys[r]) for r in rows]) if len(rows) else \
             np.zeros((0, frames), np.int64)
         return reorder_views(video, indices, blocks)

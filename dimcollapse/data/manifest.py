@@ -40,10 +40,10 @@ import pandas as pd
 
 from dimcollapse.atomic import atomic_path
 from dimcollapse.data.datasets import LISTING_KEYS, dataset_sources, list_videos
-from dimcollapse.errors import KnownError
-from dimcollapse.failures import Failure, VideoError
 from dimcollapse.data.probe import STAGE as PROBE_STAGE
 from dimcollapse.data.probe import probe_many
+from dimcollapse.errors import KnownError
+from dimcollapse.failures import Failure, VideoError
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "id", "path", "label", "label_name", "duration", "fps", "frames", "width", "height", "rotation", "content")
@@ -97,9 +97,16 @@ def build_manifest(
         summary = "; ".join(f"{f.id} ({f.stage}): {f.error}" for f in failures[:5])
         more = f"; and {len(failures) - 5} more" if len(failures) > 5 else ""
         if on_error == "fail":
-            raise ManifestError(f"{len(failures)} of {len(records) + len(listing.problems)} videos failed: {summary}{more}")
-        log.warning("%d of %d videos left out of the manifest: %s%s",
-                    len(failures), len(records) + len(listing.problems), summary, more)
+            raise ManifestError(
+                f"{len(failures)} of {len(records) + len(listing.problems)} videos failed: {summary}{more}"
+            )
+        log.warning(
+            "%d of %d videos left out of the manifest: %s%s",
+            len(failures),
+            len(records) + len(listing.problems),
+            summary,
+            more,
+        )
     return frame, failures
 
 
@@ -154,14 +161,17 @@ def _with_later_columns(frame: pd.DataFrame) -> pd.DataFrame:
     if not absent:
         return frame
     frame = frame.assign(**absent)
-    return frame[[c for c in MANIFEST_COLUMNS if c in frame.columns] + [c for c in frame.columns if c not in MANIFEST_COLUMNS]]
+    return frame[
+        [c for c in MANIFEST_COLUMNS if c in frame.columns] + [c for c in frame.columns if c not in MANIFEST_COLUMNS]
+    ]
 
 
 def fingerprint(cfg: Mapping[str, Any]) -> str:
     """A cheap hash of what a manifest depends on, for a Snakemake ``params`` entry.
 
     Hashes the listing keys of the config (:data:`~dimcollapse.data.datasets.LISTING_KEYS`;
-    other keys, such as protocol overrides, do not change the list), then the relative name, size and mtime of every video file under
+    other keys, such as protocol overrides, do not change the list), then the relative name,
+    size and mtime of every video file under
     the layout's video folders (or of each video a ``csv`` table names) and of the
     split/list/annotation files, using only
     ``stat`` (no video is opened or read), so it takes a fraction of a second for tens of
@@ -295,9 +305,18 @@ def as_rows(rows: Any) -> list[Row]:
         missing = {"id", "path", "duration", "fps"} - set(r)
         if missing:
             raise ValueError(f"manifest row {i} is missing {sorted(missing)}")
-        out.append(Row(str(r["id"]), str(r["path"]), _float(r["duration"]), _float(r["fps"]),
-                       _int(r.get("frames")), _int(r.get("width")), _int(r.get("height")),
-                       _str(r.get("content"))))
+        out.append(
+            Row(
+                str(r["id"]),
+                str(r["path"]),
+                _float(r["duration"]),
+                _float(r["fps"]),
+                _int(r.get("frames")),
+                _int(r.get("width")),
+                _int(r.get("height")),
+                _str(r.get("content")),
+            )
+        )
     return out
 
 

@@ -175,7 +175,7 @@ class Protocol:
         return out
 
     @staticmethod
-    def from_dict(data: Mapping[str, Any]) -> "Protocol":
+    def from_dict(data: Mapping[str, Any]) -> Protocol:
         """Inverse of :meth:`to_dict` (the derived ``key``/``sampling_key`` entries are ignored).
 
         The family's type is chosen by the ``family`` entry; settings of the other family
@@ -189,7 +189,9 @@ class Protocol:
             raise ValueError(f"not a protocol description: family must be one of {FAMILIES}, got {family!r}")
         cls = FAMILY_TYPES[family]
         names = _field_names(cls)
-        foreign = sorted(k for k in data if k in DICT_FIELDS and k not in names and k != "family" and data[k] is not None)
+        foreign = sorted(
+            k for k in data if k in DICT_FIELDS and k not in names and k != "family" and data[k] is not None
+        )
         if foreign:
             raise ValueError(f"not a {family} protocol description: settings {foreign} belong to another family")
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in names})
@@ -222,18 +224,26 @@ class Protocol:
         """Values of :meth:`_family_pixels` settings that leave the decoded frames as they are."""
         raise NotImplementedError
 
-    def cache_protocol(self) -> "Protocol":
+    def cache_protocol(self) -> Protocol:
         """The protocol of this one's clip cache: the same frames (same :attr:`sampling_key`,
         which also names it) with a neutral crop and normalisation, which the cache does not
         use. It depends on the sampling alone, so every model instance that shares the cache
         gives the same one, and a crop change of one of them is no change of the cache's job."""
-        neutral = {"crop_size": self.side_size, "crop_rounding": "round", "mean": (0.0, 0.0, 0.0),
-                   "std": (1.0, 1.0, 1.0)}
+        neutral = {
+            "crop_size": self.side_size,
+            "crop_rounding": "round",
+            "mean": (0.0, 0.0, 0.0),
+            "std": (1.0, 1.0, 1.0),
+        }
         return replace(self, name=self.sampling_key, **neutral, **self._neutral_pixels())
 
     def _sampling_fields(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"family": self.family, "clip_position": self.clip_position,
-                               "resize": self.resize, "side_size": self.side_size}
+        out: dict[str, Any] = {
+            "family": self.family,
+            "clip_position": self.clip_position,
+            "resize": self.resize,
+            "side_size": self.side_size,
+        }
         out.update({k: v for k, v in self._family_sampling().items() if v is not None})
         if self.clip_position == "random":
             out["seed"] = self.seed
@@ -265,7 +275,9 @@ class Protocol:
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise self._bad(f"seed must be a non-negative integer, got {self.seed!r}")
         if self.crop_size > self.side_size:
-            raise self._bad(f"crop_size {self.crop_size} is larger than side_size {self.side_size}: the crop would not fit")
+            raise self._bad(
+                f"crop_size {self.crop_size} is larger than side_size {self.side_size}: the crop would not fit"
+            )
         if self.crop_rounding not in CROP_ROUNDINGS:
             raise self._bad(f"crop_rounding must be one of {CROP_ROUNDINGS}, got {self.crop_rounding!r}")
         if self.resize not in RESIZERS:
@@ -273,7 +285,9 @@ class Protocol:
         if self.clip_position not in CLIP_POSITIONS:
             raise self._bad(f"clip_position must be one of {CLIP_POSITIONS}, got {self.clip_position!r}")
         if self.clip_position in ("centre", "random") and self.windows != 1:
-            raise self._bad(f"clip_position {self.clip_position!r} gives one clip; use 'uniform' for {self.windows} temporal views")
+            raise self._bad(
+                f"clip_position {self.clip_position!r} gives one clip; use 'uniform' for {self.windows} temporal views"
+            )
         for name in ("mean", "std"):
             v = getattr(self, name)
             if not isinstance(v, tuple) or len(v) != 3 or not all(isinstance(x, float) and math.isfinite(x) for x in v):
@@ -328,8 +342,13 @@ class SlowProtocol(Protocol):
         return self.frames * self.rate / self.target_fps
 
     def _family_sampling(self) -> dict[str, Any]:
-        return {"frames": self.frames, "rate": self.rate, "target_fps": self.target_fps,
-                "temporal_views": self.temporal_views, "backend": self.backend}
+        return {
+            "frames": self.frames,
+            "rate": self.rate,
+            "target_fps": self.target_fps,
+            "temporal_views": self.temporal_views,
+            "backend": self.backend,
+        }
 
     def _family_pixels(self) -> dict[str, Any]:
         return {"spatial_views": self.spatial_views}
@@ -344,14 +363,24 @@ class SlowProtocol(Protocol):
         if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
             raise self._bad(f"target_fps must be a positive number, got {fps!r}")
         if self.spatial_views not in (1, 3):
-            raise self._bad(f"spatial_views must be 1 (centre crop) or 3 (SlowFast's 3 crops), got {self.spatial_views!r}")
+            raise self._bad(
+                f"spatial_views must be 1 (centre crop) or 3 (SlowFast's 3 crops), got {self.spatial_views!r}"
+            )
         if self.backend is not None:
             if self.backend not in BACKENDS:
-                raise self._bad(f"backend must be one of {BACKENDS} (or null for PyTorchVideo's sampling), got {self.backend!r}")
+                raise self._bad(
+                    f"backend must be one of {BACKENDS} (or null for PyTorchVideo's sampling), got {self.backend!r}"
+                )
             if self.clip_position != "uniform":
-                raise self._bad("backend (SlowFast's decoding) places SlowFast's uniform test views: clip_position must be 'uniform'")
+                raise self._bad(
+                    "backend (SlowFast's decoding) places SlowFast's uniform test views: "
+                    "clip_position must be 'uniform'"
+                )
             if self.resize != "torch":
-                raise self._bad(f"resize {self.resize!r} does not apply with backend {self.backend!r}, which scales as SlowFast does")
+                raise self._bad(
+                    f"resize {self.resize!r} does not apply with backend {self.backend!r}, "
+                    "which scales as SlowFast does"
+                )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -393,8 +422,13 @@ class DpcProtocol(Protocol):
         return self.num_seq * self.seq_len * self.downsample / fps
 
     def _family_sampling(self) -> dict[str, Any]:
-        return {"num_seq": self.num_seq, "seq_len": self.seq_len, "downsample": self.downsample,
-                "min_frames": self.min_frames, "jpeg_quality": self.jpeg_quality}
+        return {
+            "num_seq": self.num_seq,
+            "seq_len": self.seq_len,
+            "downsample": self.downsample,
+            "min_frames": self.min_frames,
+            "jpeg_quality": self.jpeg_quality,
+        }
 
     def _family_pixels(self) -> dict[str, Any]:
         return {"output_size": self.output_size}
@@ -430,18 +464,45 @@ def _digest(obj: Mapping[str, Any]) -> str:
 
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": dict(
-        family="slow", frames=8, rate=8, target_fps=30.0, temporal_views=1, spatial_views=1,
-        clip_position="centre", side_size=256, crop_size=224, crop_rounding="round",
-        mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        family="slow",
+        frames=8,
+        rate=8,
+        target_fps=30.0,
+        temporal_views=1,
+        spatial_views=1,
+        clip_position="centre",
+        side_size=256,
+        crop_size=224,
+        crop_rounding="round",
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
     ),
     "slowfast_test": dict(
-        family="slow", frames=8, rate=8, target_fps=30.0, temporal_views=10, spatial_views=3,
-        clip_position="uniform", side_size=256, crop_size=256, crop_rounding="ceil",
-        mean=SLOWFAST_MEAN, std=SLOWFAST_STD, backend="torchvision",
+        family="slow",
+        frames=8,
+        rate=8,
+        target_fps=30.0,
+        temporal_views=10,
+        spatial_views=3,
+        clip_position="uniform",
+        side_size=256,
+        crop_size=256,
+        crop_rounding="ceil",
+        mean=SLOWFAST_MEAN,
+        std=SLOWFAST_STD,
+        backend="torchvision",
     ),
     "dpc": dict(
-        family="dpc", num_seq=5, seq_len=5, downsample=3, clip_position="centre",
-        side_size=256, crop_size=224, crop_rounding="round", mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        family="dpc",
+        num_seq=5,
+        seq_len=5,
+        downsample=3,
+        clip_position="centre",
+        side_size=256,
+        crop_size=224,
+        crop_rounding="round",
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
     ),
 }
 
@@ -464,7 +525,7 @@ def _coerce(name: str, value: Any) -> Any:
     return value
 
 
-def resolve_protocol(name: "str | Protocol", **overrides: Any) -> Protocol:
+def resolve_protocol(name: str | Protocol, **overrides: Any) -> Protocol:
     """The preset ``name`` (or a given protocol) with ``overrides`` applied, as its family's type.
 
     Raises ``ValueError`` for an unknown preset, an unknown setting name, a setting of the
@@ -535,4 +596,3 @@ def clip_starts(
         return [float(rng.random()) * max_start]
     n = protocol.windows
     return [i * max_start / n for i in range(n)]
-

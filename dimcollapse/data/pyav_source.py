@@ -137,7 +137,7 @@ class Source:
             self.container.close()
             self.container = None
 
-    def __enter__(self) -> "Source":
+    def __enter__(self) -> Source:
         return self
 
     def __exit__(self, *exc: object) -> None:

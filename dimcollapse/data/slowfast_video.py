@@ -23,6 +23,7 @@ from dimcollapse.data.protocols import SlowProtocol
 from dimcollapse.data.pyav_source import STAGE, DecodedFrames, Source, decoded_frames, ffmpeg_message, to_rgb
 from dimcollapse.failures import VideoError
 
+
 def read_slowfast(path: Path, protocol: SlowProtocol) -> DecodedFrames:
     """SlowFast's test views of one video (see :mod:`dimcollapse.data.slowfast`)."""
     try:
@@ -87,7 +88,7 @@ def read_slowfast(path: Path, protocol: SlowProtocol) -> DecodedFrames:
         raise VideoError(path, STAGE, f"damaged video data ({ffmpeg_message(err)})") from None
 
 
-def _pyav_window(src: Source, w: "slowfast.PyavWindow | None") -> list[Any]:
+def _pyav_window(src: Source, w: slowfast.PyavWindow | None) -> list[Any]:
     """SlowFast's ``pyav_decode_stream`` (buffer_size 0): frames with ``start <= pts <= end``
     in decode order, plus the first one past ``end`` (it is stored before the loop stops),
     de-duplicated by pts (later wins) and sorted by pts. ``None``: the whole video."""
@@ -104,7 +105,7 @@ def _pyav_window(src: Source, w: "slowfast.PyavWindow | None") -> list[Any]:
     return [found[p] for p in sorted(found)]
 
 
-def _torchvision_window(src: Source, w: "slowfast.TorchvisionWindow | None") -> list[Any]:
+def _torchvision_window(src: Source, w: slowfast.TorchvisionWindow | None) -> list[Any]:
     """torchvision's video reader on a microsecond range: frames with
     ``start_us <= pts_us <= end_us`` in decode order (no sorting, no de-duplication), stopping
     at the first frame past the end. ``None`` or ``end_us = -1``: to the end of the video."""

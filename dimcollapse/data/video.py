@@ -244,7 +244,9 @@ def decode_row(row: Row, protocol: Protocol) -> tuple[np.ndarray, bool]:
     return decoded.frames, decoded.short
 
 
-def load_views(path: str | os.PathLike[str], protocol: str | Protocol = "slowfast_test", **overrides: Any) -> torch.Tensor:
+def load_views(
+    path: str | os.PathLike[str], protocol: str | Protocol = "slowfast_test", **overrides: Any
+) -> torch.Tensor:
     """Every view of one video, as the extraction pipeline computes them.
 
     Returns float32 ``V×3×T×H×W`` (``V×N×3×SL×H×W`` for ``dpc``) in SlowFast's order

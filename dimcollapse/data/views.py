@@ -213,10 +213,10 @@ class FrameBatch:
         start = self.offsets[i]
         return self.data[start:start + int(np.prod(self.shapes[i]))].view(self.shapes[i])
 
-    def pin_memory(self) -> "FrameBatch":
+    def pin_memory(self) -> FrameBatch:
         return replace(self, data=self.data.pin_memory())
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> "FrameBatch":
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> FrameBatch:
         return replace(self, data=self.data.to(device, non_blocking=non_blocking))
 
     def views(self) -> torch.Tensor:
@@ -232,10 +232,11 @@ def pack_frames(frames: Sequence[np.ndarray], protocol: Protocol) -> FrameBatch:
     """
     arrays = [np.ascontiguousarray(f, dtype=np.uint8) for f in frames]
     total = sum(a.nbytes for a in arrays)
-    data = _shared_uint8(total) if torch.utils.data.get_worker_info() is not None else torch.empty(total, dtype=torch.uint8)
+    in_worker = torch.utils.data.get_worker_info() is not None
+    data = _shared_uint8(total) if in_worker else torch.empty(total, dtype=torch.uint8)
     start = 0
     for a in arrays:
-        data[start:start + a.nbytes].copy_(torch.from_numpy(_writable(a)).reshape(-1))
+        data[start : start + a.nbytes].copy_(torch.from_numpy(_writable(a)).reshape(-1))
         start += a.nbytes
     return FrameBatch(data, tuple(tuple(int(d) for d in a.shape) for a in arrays), protocol)  # type: ignore[misc]
 

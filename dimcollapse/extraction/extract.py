@@ -26,9 +26,8 @@ import numpy as np
 import torch
 
 from dimcollapse.extraction.device import check_precision, forward_views, prepare_model, resolve_device
-from dimcollapse.failures import Failure
 from dimcollapse.extraction.gpu_slots import physical_gpu
-from dimcollapse.extraction.pipeline import Batch, Feeder, HostFeatures, Streams, StoreWriter
+from dimcollapse.extraction.pipeline import Batch, Feeder, HostFeatures, StoreWriter, Streams
 from dimcollapse.extraction.shards import ShardResult, concat_results, shard_rows, views_key
 from dimcollapse.extraction.store import (
     FeatureStore,
@@ -37,6 +36,7 @@ from dimcollapse.extraction.store import (
     clip_keys,
     instance_identity,
 )
+from dimcollapse.failures import Failure
 
 log = logging.getLogger(__name__)
 
@@ -333,19 +333,39 @@ def extract_shard(
         names |= {views_key(s): views_key(names[s]) for s in spaces}
         result.features = {names[s]: v for s, v in result.features.items()}
     result.meta = {
-        **asdict(stats), "clips_per_s": stats.clips_per_s, "device": str(dev),
+        **asdict(stats),
+        "clips_per_s": stats.clips_per_s,
+        "device": str(dev),
         "device_name": f"{torch.cuda.get_device_name(dev)} (GPU {physical_gpu()})" if dev.type == "cuda" else "cpu",
-        "precision": precision, "batch_size": batch_size, "workers": workers, "threads": threads,
-        "shard": shard, "n_shards": n_shards, "frame_order": order, "clip_cache": clip_cache, "checkpoint_path": checkpoint,
-        "checkpoint_sha256": identity["checkpoint_sha256"], "store": str(store.dir),
+        "precision": precision,
+        "batch_size": batch_size,
+        "workers": workers,
+        "threads": threads,
+        "shard": shard,
+        "n_shards": n_shards,
+        "frame_order": order,
+        "clip_cache": clip_cache,
+        "checkpoint_path": checkpoint,
+        "checkpoint_sha256": identity["checkpoint_sha256"],
+        "store": str(store.dir),
         "weights": getattr(model, "provenance", {}),
     }
     if result.failures:
-        log.warning("%d of %d videos of this shard failed to decode; they are left out for every method",
-                    len(result.failures), len(rows))
+        log.warning(
+            "%d of %d videos of this shard failed to decode; they are left out for every method",
+            len(result.failures),
+            len(rows),
+        )
     result.save(output)
     store.compact()
-    log.info("wrote %s: %d clips (%d computed, %d reused from the feature store, %d failed) in %.1f s, "
-             "%.2f clips/s", output, len(rows), stats.clips_computed, stats.clips_reused, stats.failed,
-             stats.wall_s, stats.clips_per_s)
+    log.info(
+        "wrote %s: %d clips (%d computed, %d reused from the feature store, %d failed) in %.1f s, %.2f clips/s",
+        output,
+        len(rows),
+        stats.clips_computed,
+        stats.clips_reused,
+        stats.failed,
+        stats.wall_s,
+        stats.clips_per_s,
+    )
     return stats

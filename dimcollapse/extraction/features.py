@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from dimcollapse.atomic import atomic_path
-from dimcollapse.failures import Failure
 from dimcollapse.extraction.shards import ShardResult
+from dimcollapse.failures import Failure
 
 
 def aligned_index(manifest: pd.DataFrame, failures: Iterable[Failure]) -> pd.DataFrame:
@@ -42,7 +42,9 @@ def merge_space(shards: Sequence[ShardResult], index: pd.DataFrame, n_manifest: 
         )
     dims = {s.features[space].shape[1] for s in shards if s.ok.any()}
     if len(dims) != 1:
-        raise ValueError(f"space {space!r}: no video produced features" if not dims else f"space {space!r}: mixed widths {dims}")
+        raise ValueError(
+            f"space {space!r}: no video produced features" if not dims else f"space {space!r}: mixed widths {dims}"
+        )
     dim = dims.pop()
     full = np.zeros((n_manifest, dim), np.float32)
     ok = np.zeros(n_manifest, bool)

@@ -191,4 +191,6 @@ def acquire_gpu(
         delay = min(delay * 2, max_backoff)
 
 
-__all__ = ["GpuSlot", "acquire_gpu", "count_gpus", "default_lock_dir", "physical_gpu", "slurm_allocated", "visible_gpus"]
+__all__ = [
+    "GpuSlot", "acquire_gpu", "count_gpus", "default_lock_dir", "physical_gpu", "slurm_allocated", "visible_gpus",
+]

@@ -75,7 +75,7 @@ class ShardResult:
                 np.savez(fh, **arrays)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> "ShardResult":
+    def load(cls, path: str | os.PathLike[str]) -> ShardResult:
         with np.load(path, allow_pickle=False) as data:
             features = {k[5:]: data[k] for k in data.files if k.startswith("feat_")}
             failures = _failures(data)
@@ -97,7 +97,9 @@ def _failures(data: Any) -> list[Failure]:
 def concat_results(parts: list[ShardResult], spaces: tuple[str, ...]) -> ShardResult:
     """Concatenate results and sort them by manifest row (rows must be distinct)."""
     if not parts:
-        return ShardResult(np.zeros(0, np.int64), np.zeros(0, bool), {s: np.zeros((0, 0), np.float32) for s in spaces}, [])
+        return ShardResult(
+            np.zeros(0, np.int64), np.zeros(0, bool), {s: np.zeros((0, 0), np.float32) for s in spaces}, []
+        )
     rows = np.concatenate([p.rows for p in parts])
     order = np.argsort(rows, kind="stable")
     if len(np.unique(rows)) != len(rows):

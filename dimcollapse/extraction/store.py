@@ -309,13 +309,19 @@ class InstanceStore:
             failures += [Failure(ids[r], paths[r], str(st), str(e))
                          for r, good, st, e in zip(rows[sel], seg_ok, stages, errors) if not good]
         if not out_rows:
-            empty = ShardResult(np.zeros(0, np.int64), np.zeros(0, bool), {s: np.zeros((0, 0), np.float32) for s in spaces}, [])
+            nothing = {s: np.zeros((0, 0), np.float32) for s in spaces}
+            empty = ShardResult(np.zeros(0, np.int64), np.zeros(0, bool), nothing, [])
             return empty, np.concatenate(unreadable) if unreadable else np.zeros(0, np.int64)
         dims = {s: max(a.shape[1] for a in feats[s]) for s in spaces}
-        features = {s: np.concatenate([a if a.shape[1] == dims[s] else np.zeros((len(a), dims[s]), np.float32)
-                                       for a in feats[s]]) for s in spaces}
-        result = ShardResult(np.concatenate(out_rows).astype(np.int64), np.concatenate(ok), features, failures,
-                             np.concatenate(short))
+        features = {
+            s: np.concatenate(
+                [a if a.shape[1] == dims[s] else np.zeros((len(a), dims[s]), np.float32) for a in feats[s]]
+            )
+            for s in spaces
+        }
+        result = ShardResult(
+            np.concatenate(out_rows).astype(np.int64), np.concatenate(ok), features, failures, np.concatenate(short)
+        )
         return result, np.concatenate(unreadable) if unreadable else np.zeros(0, np.int64)
 
     # -------------------------------------------------------------------- writing
@@ -333,25 +339,40 @@ class InstanceStore:
         stage = [by_id[i].stage if not good else "" for i, good in zip(ids, result.ok)]
         error = [by_id[i].error if not good else "" for i, good in zip(ids, result.ok)]
         stage, error = np.array(stage, dtype=str), np.array(error, dtype=str)
-        arrays = {"ok": result.ok, "short": result.short, "stage": stage, "error": error,
-                  **{f"feat_{s}": np.ascontiguousarray(v, np.float32) for s, v in result.features.items()}}
-        with atomic_path(self.dir / _DATA / f"{name}.npz", suffix=".npz", need=_nbytes(arrays)) as tmp, \
-                open(tmp, "wb") as fh:
+        arrays = {
+            "ok": result.ok,
+            "short": result.short,
+            "stage": stage,
+            "error": error,
+            **{f"feat_{s}": np.ascontiguousarray(v, np.float32) for s, v in result.features.items()},
+        }
+        with (
+            atomic_path(self.dir / _DATA / f"{name}.npz", suffix=".npz", need=_nbytes(arrays)) as tmp,
+            open(tmp, "wb") as fh,
+        ):
             np.savez(fh, **arrays)
         try:
-            self._write_keys(name, {
-                "keys": keys, "seg": np.zeros(len(keys), np.int32), "pos": np.arange(len(keys), dtype=np.int32),
-                "ok": result.ok.astype(bool), "segments": np.array([name]),
-                "spaces": np.array([json.dumps(sorted(result.features))]),
-            })
+            self._write_keys(
+                name,
+                {
+                    "keys": keys,
+                    "seg": np.zeros(len(keys), np.int32),
+                    "pos": np.arange(len(keys), dtype=np.int32),
+                    "ok": result.ok.astype(bool),
+                    "segments": np.array([name]),
+                    "spaces": np.array([json.dumps(sorted(result.features))]),
+                },
+            )
         except BaseException:  # e.g. a full disk: no index names the segment, so nothing can read it
             (self.dir / _DATA / f"{name}.npz").unlink(missing_ok=True)
             raise
         return name
 
     def _write_keys(self, name: str, arrays: Mapping[str, np.ndarray]) -> None:
-        with atomic_path(self.dir / _KEYS / f"{name}.npz", suffix=".npz", need=_nbytes(arrays)) as tmp, \
-                open(tmp, "wb") as fh:
+        with (
+            atomic_path(self.dir / _KEYS / f"{name}.npz", suffix=".npz", need=_nbytes(arrays)) as tmp,
+            open(tmp, "wb") as fh,
+        ):
             np.savez(fh, **arrays)
 
     def compact(self, at_least: int = COMPACT_AT) -> bool:
@@ -381,10 +402,17 @@ class InstanceStore:
         keep[1:] = (keys[1:] != keys[:-1]) | (seg[1:] != seg[:-1]) | (pos[1:] != pos[:-1])
         if dropped := self.quarantined():  # entries of quarantined segments go for good
             keep &= ~np.isin(segments.astype(str), list(dropped))[seg]
-        self._write_keys(unique_name("index"), {
-            "keys": keys[keep], "seg": seg[keep], "pos": pos[keep], "ok": ok[keep],
-            "segments": segments, "spaces": spaces[first],
-        })
+        self._write_keys(
+            unique_name("index"),
+            {
+                "keys": keys[keep],
+                "seg": seg[keep],
+                "pos": pos[keep],
+                "ok": ok[keep],
+                "segments": segments,
+                "spaces": spaces[first],
+            },
+        )
         for f in read:
             f.unlink(missing_ok=True)
         log.info("feature store %s: merged %d index files (%d entries)", self.dir.name, len(read), int(keep.sum()))
@@ -409,9 +437,14 @@ class InstanceStore:
             description = json.loads((self.dir / DESCRIPTION).read_text())
         except (OSError, ValueError):
             description = {}
-        return {"key": self.dir.name, **description, "clips": len(clips),
-                "bytes": sum(f.stat().st_size for f in files), "last_written": max(written, default=None),
-                "quarantined": sum(1 for f in files if f.relative_to(self.dir).parts[0] == QUARANTINE)}
+        return {
+            "key": self.dir.name,
+            **description,
+            "clips": len(clips),
+            "bytes": sum(f.stat().st_size for f in files),
+            "last_written": max(written, default=None),
+            "quarantined": sum(1 for f in files if f.relative_to(self.dir).parts[0] == QUARANTINE),
+        }
 
     def verify(self, repair: bool = False) -> list[str]:
         """Read every index file and segment in full; one line per torn, corrupt or missing file.
@@ -470,7 +503,9 @@ def _load_index(path: Path) -> dict[str, np.ndarray]:
 
 def _check_index(part: Mapping[str, np.ndarray]) -> None:
     n = len(part["keys"])
-    if not (len(part["seg"]) == len(part["pos"]) == len(part["ok"]) == n) or len(part["segments"]) != len(part["spaces"]):
+    if not (len(part["seg"]) == len(part["pos"]) == len(part["ok"]) == n) or len(part["segments"]) != len(
+        part["spaces"]
+    ):
         raise ValueError("index arrays of different lengths")
     if n and (part["seg"].min() < 0 or part["seg"].max() >= len(part["segments"]) or part["pos"].min() < 0):
         raise ValueError("index names a segment or clip out of range")

@@ -118,7 +118,9 @@ def build_model(
     if unknown:
         raise TypeError(f"build_model({info.name!r}): unknown option(s) {unknown}; valid options: {sorted(allowed)}")
     if config is not None and info.checkpoint_format != "slowfast":
-        raise ValueError(f"build_model({info.name!r}): config is a SlowFast YAML and only applies to SimCLR, MoCo, SwAV, BYOL")
+        raise ValueError(
+            f"build_model({info.name!r}): config is a SlowFast YAML and only applies to SimCLR, MoCo, SwAV, BYOL"
+        )
     seed = options.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ValueError(f"seed must be an integer, got {seed!r}")
@@ -146,8 +148,14 @@ def build_model(
         else:
             model, provenance = _build_dpc(raw, path, seed, options)
         if layers:
-            model = FeatureModel(model, classifier=None, layers=layers, cls_token=cls_token, name=info.name,
-                                 listing=listing_command(info.name, options))
+            model = FeatureModel(
+                model,
+                classifier=None,
+                layers=layers,
+                cls_token=cls_token,
+                name=info.name,
+                listing=listing_command(info.name, options),
+            )
     del raw  # drop the (memory-mapped) file before the model moves to its device
     if time_spaces:
         model = _with_time_axes(model, info, time_spaces, options)
@@ -162,19 +170,32 @@ def build_model(
     return model.eval().to(device)
 
 
-def _build_transformers(checkpoint: str | os.PathLike[str] | None, options: Mapping[str, Any], device: torch.device) -> nn.Module:
+def _build_transformers(
+    checkpoint: str | os.PathLike[str] | None, options: Mapping[str, Any], device: torch.device
+) -> nn.Module:
     from dimcollapse.models.hf import build_transformers
 
     layers = options.get("layers") or ()
-    frames, crop = (None if options.get(k) is None else _positive_int(dict(options), k, 1) for k in ("frames", "crop_size"))
+    frames, crop = (
+        None if options.get(k) is None else _positive_int(dict(options), k, 1) for k in ("frames", "crop_size")
+    )
     cls_token = options.get("cls_token", False)
     if not isinstance(cls_token, bool):
         raise ValueError(f"cls_token must be true or false, got {cls_token!r}")
-    model, provenance = build_transformers(checkpoint, frames=frames, crop_size=crop, cls_token=cls_token,
-                                           layers=layers if layers == "all" else _layers(options),
-                                           time_resolved=_time_resolved(options))
-    model.provenance = {"method": "transformers", "checkpoint": str(checkpoint), **provenance,
-                        "layers": list(model.layers)}
+    model, provenance = build_transformers(
+        checkpoint,
+        frames=frames,
+        crop_size=crop,
+        cls_token=cls_token,
+        layers=layers if layers == "all" else _layers(options),
+        time_resolved=_time_resolved(options),
+    )
+    model.provenance = {
+        "method": "transformers",
+        "checkpoint": str(checkpoint),
+        **provenance,
+        "layers": list(model.layers),
+    }
     return model.eval().to(device)
 
 
@@ -214,7 +235,12 @@ def _build_supervised(
 
 
 def _build_ssl(
-    info: MethodInfo, raw: Any, path: Path | None, config: str | os.PathLike[str] | None, seed: int, options: dict[str, Any]
+    info: MethodInfo,
+    raw: Any,
+    path: Path | None,
+    config: str | os.PathLike[str] | None,
+    seed: int,
+    options: dict[str, Any],
 ) -> tuple[nn.Module, dict[str, Any]]:
     assert info.default_head is not None and info.contrastive_type is not None
     state = ck.slowfast_state(raw, path) if path is not None else None
@@ -333,7 +359,9 @@ def _time_resolved(options: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(spaces)
 
 
-def _with_time_axes(model: nn.Module, info: MethodInfo, spaces: tuple[str, ...], options: Mapping[str, Any]) -> nn.Module:
+def _with_time_axes(
+    model: nn.Module, info: MethodInfo, spaces: tuple[str, ...], options: Mapping[str, Any]
+) -> nn.Module:
     """``model`` with ``<space>_time`` outputs (:class:`~dimcollapse.models.time_resolved.TimeResolved`)."""
     from dimcollapse.models.time_axes import no_time_axis
     from dimcollapse.models.time_resolved import TimeResolved
@@ -375,9 +403,16 @@ def _build_library(
     net = zoo.construct(lambda: zoo.library_net(arch, frames, crop_size), seed, will_load=path is not None)
     loaded = zoo.load_library(net, arch, raw, path) if path is not None else {"init": "library default, seeded"}
     model = FeatureModel(
-        net, classifier=arch.classifier, layers=layers, layout=arch.layout, class_token=arch.class_token,
-        no_class_token=arch.no_class_token, cls_token=options.get("cls_token", False), alpha=arch.alpha,
-        input_shape=(3, frames, crop_size, crop_size), name=f"{info.family} {arch.name}",
+        net,
+        classifier=arch.classifier,
+        layers=layers,
+        layout=arch.layout,
+        class_token=arch.class_token,
+        no_class_token=arch.no_class_token,
+        cls_token=options.get("cls_token", False),
+        alpha=arch.alpha,
+        input_shape=(3, frames, crop_size, crop_size),
+        name=f"{info.family} {arch.name}",
         listing=listing_command(info.name, options),
     )
     return model, {**loaded, "arch": arch.name, "frames": frames, "crop_size": crop_size, "classifier": arch.classifier}
@@ -403,9 +438,15 @@ def _build_custom(
     classifier = options.get("classifier") or _last_linear(net, builder)
     loaded = zoo.load_custom(net, raw, path, builder) if path is not None else {"init": "builder default, seeded"}
     model = FeatureModel(
-        net, classifier=classifier, layers=layers, layout=layout, class_token=class_token,
-        cls_token=options.get("cls_token", False), input_shape=(3, frames, crop_size, crop_size),
-        name=f"custom {builder}", listing=listing_command("custom", options),
+        net,
+        classifier=classifier,
+        layers=layers,
+        layout=layout,
+        class_token=class_token,
+        cls_token=options.get("cls_token", False),
+        input_shape=(3, frames, crop_size, crop_size),
+        name=f"custom {builder}",
+        listing=listing_command("custom", options),
     )
     provenance = {**loaded, "builder": builder, "builder_options": json.loads(json.dumps(dict(kwargs), default=str))}
     return model, {**provenance, "frames": frames, "crop_size": crop_size, "classifier": classifier}
@@ -414,7 +455,9 @@ def _build_custom(
 def _last_linear(net: nn.Module, builder: str) -> str:
     linears = [name for name, m in net.named_modules() if isinstance(m, nn.Linear)]
     if not linears:
-        raise ValueError(f"builder {builder!r}: the model has no nn.Linear; name its classifier with the classifier option")
+        raise ValueError(
+            f"builder {builder!r}: the model has no nn.Linear; name its classifier with the classifier option"
+        )
     return linears[-1]
 
 
@@ -442,7 +485,8 @@ def seeded_init_(model: nn.Module, seed: int) -> dict[str, Any]:
     Only used without a checkpoint: a loaded checkpoint sets every weight (the strict
     loader guarantees it), and the entries it never holds (BN ``num_batches_tracked``,
     DPC's ``final_bn``) keep their constructor state, which is the fresh state the
-    original code has. Returns the provenance entry. Convolutions: He normal (fan-in) times :data:`RANDOM_CONV_SCALE`; Linear layers:
+    original code has. Returns the provenance entry. Convolutions: He normal (fan-in) times
+    :data:`RANDOM_CONV_SCALE`; Linear layers:
     normal with std 1/sqrt(fan_in); biases 0; BatchNorm: weight 1, bias 0, running
     statistics 0/1. Not meant to match any original training initialisation.
     """

@@ -354,7 +354,9 @@ def head_from_state(state: Mapping[str, torch.Tensor], path: Path) -> HeadSpec:
     return HeadSpec(dim_out=linears[-1].shape[0], num_layers=len(linears), mlp_dim=linears[0].shape[0], bn=has_bn)
 
 
-def load_slowfast(model: nn.Module, state: Mapping[str, torch.Tensor], raw: Any, path: Path, info: MethodInfo) -> dict[str, Any]:
+def load_slowfast(
+    model: nn.Module, state: Mapping[str, torch.Tensor], raw: Any, path: Path, info: MethodInfo
+) -> dict[str, Any]:
     """Load a (renamed) SlowFast ContrastiveModel state into :class:`SlowR50SSL`."""
     assert info.contrastive_type is not None
     ignored = load_strict(
@@ -381,7 +383,9 @@ def embedded_slowfast_config(raw: Any, path: Path, authoritative: bool) -> SlowF
         return parse_slowfast_config(text, f"{path} (embedded cfg)")
     except CheckpointError as err:
         if authoritative and "describes a model other than" in str(err):
-            raise CheckpointError(f"{err}; pass the matching configs/contrastive_ssl YAML as config= to override it") from err
+            raise CheckpointError(
+                f"{err}; pass the matching configs/contrastive_ssl YAML as config= to override it"
+            ) from err
         warnings.warn(f"ignoring the embedded config: {err}", stacklevel=3)
         return None
 
@@ -392,7 +396,7 @@ def embedded_slowfast_config(raw: Any, path: Path, authoritative: bool) -> SlowF
 def dpc_state(raw: Any, path: Path) -> dict[str, torch.Tensor]:
     """``state_dict`` without DataParallel's ``module.`` prefix and with the ConvGRU duplicate folded."""
     state = _take_state(raw, "state_dict", path, "DPC")
-    stripped = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    stripped = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
     folded: dict[str, torch.Tensor] = {}
     for key, value in stripped.items():
         m = re.fullmatch(r"agg\.ConvGRUCell_(\d+)\.(.+)", key)
@@ -430,7 +434,11 @@ def load_dpc(
     if batch_stats:
         ignore += (r"backbone\..+\.(running_mean|running_var|num_batches_tracked)",)
     ignored = load_strict(
-        model, state, path, f"DPC {model.arch} linear-eval model", ignore=ignore,
+        model,
+        state,
+        path,
+        f"DPC {model.arch} linear-eval model",
+        ignore=ignore,
         keep_fresh=lambda key: key.startswith("final_bn."),
     )
     return {"format": "dpc", "epoch": _epoch(raw), "ignored": _summarise(ignored)}

@@ -140,7 +140,8 @@ def fetch_checkpoint(
             return _finish(source, dest, actual, expected, "existing")
         bad = dest.with_name(dest.name + ".sha256-mismatch")
         os.replace(dest, bad)
-        log.warning("%s: SHA-256 %s does not match the pinned %s; moved it to %s and fetching again", dest, actual, expected, bad)
+        log.warning("%s: SHA-256 %s does not match the pinned %s; moved it to %s and fetching again",
+                    dest, actual, expected, bad)
 
     drive_id = gdrive_id(source)
     if drive_id is not None:
@@ -151,7 +152,9 @@ def fetch_checkpoint(
         )
     scheme = urllib.parse.urlsplit(source).scheme.lower()
     if scheme not in ("http", "https"):
-        raise DownloadError(f"{source}: unsupported source scheme {scheme!r} (use http(s)://, file://, gdrive:<id> or a path)")
+        raise DownloadError(
+            f"{source}: unsupported source scheme {scheme!r} (use http(s)://, file://, gdrive:<id> or a path)"
+        )
     actual = _download_http(source, dest, expected, retries, backoff, timeout, retry_window, progress)
     return _finish(source, dest, actual, expected, "http")
 
@@ -235,8 +238,10 @@ def _check_hash(source: str, file: Path, dest: Path, expected: str | None) -> st
 
 def _copy_local(source: str, local: Path, dest: Path, expected: str | None) -> str:
     if not local.is_file():
-        raise DownloadError(f"{source}: no such file ({local.resolve()}); put the checkpoint there, or correct "
-                            "its `checkpoint` entry in the config, then run again")
+        raise DownloadError(
+            f"{source}: no such file ({local.resolve()}); put the checkpoint there, or correct "
+            "its `checkpoint` entry in the config, then run again"
+        )
     if local.resolve() == dest.resolve():
         return _check_hash(source, dest, dest, expected)
     with atomic_path(dest) as tmp:
@@ -245,8 +250,14 @@ def _copy_local(source: str, local: Path, dest: Path, expected: str | None) -> s
 
 
 def _download_http(
-    url: str, dest: Path, expected: str | None, retries: int, backoff: float, timeout: float,
-    retry_window: float, progress: bool,
+    url: str,
+    dest: Path,
+    expected: str | None,
+    retries: int,
+    backoff: float,
+    timeout: float,
+    retry_window: float,
+    progress: bool,
 ) -> str:
     part = partial_path(dest)
     part.parent.mkdir(parents=True, exist_ok=True)
@@ -258,8 +269,10 @@ def _download_http(
         except _Transient as err:
             wait = backoff * 2**attempt
             if attempt == retries or time.monotonic() - start + wait > retry_window:
-                raise DownloadError(f"{url}: download failed after {attempt + 1} attempts ({err}); "
-                                    f"{_partial_note(part)}{_manual(url, dest)}") from err
+                raise DownloadError(
+                    f"{url}: download failed after {attempt + 1} attempts ({err}); "
+                    f"{_partial_note(part)}{_manual(url, dest)}"
+                ) from err
             log.warning("%s: %s; retrying in %.1f s (%d/%d)", url, err, wait, attempt + 1, retries)
             time.sleep(wait)
     actual = _check_hash(url, part, dest, expected)
@@ -321,12 +334,26 @@ def _fetch_once(url: str, dest: Path, part: Path, timeout: float, progress: bool
         remaining = int(length) if length is not None and length.isdigit() else None
         total = None if remaining is None else have + remaining
         received = 0
-        full_disk = naming_a_full_disk(part, need=remaining, written=lambda: received,
-                                       kept=f"the partial file {part} is kept and the next run resumes it")
-        with full_disk, open(part, mode) as out, tqdm(
-            total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-            desc=dest.name, disable=not progress, mininterval=1.0,
-        ) as bar:
+        full_disk = naming_a_full_disk(
+            part,
+            need=remaining,
+            written=lambda: received,
+            kept=f"the partial file {part} is kept and the next run resumes it",
+        )
+        with (
+            full_disk,
+            open(part, mode) as out,
+            tqdm(
+                total=total,
+                initial=have,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=dest.name,
+                disable=not progress,
+                mininterval=1.0,
+            ) as bar,
+        ):
             try:
                 while chunk := response.read(CHUNK):
                     out.write(chunk)
@@ -359,7 +386,7 @@ def _finish(source: str, dest: Path, actual: str, expected: str | None, method: 
         "expected_sha256": expected,
         "verified": expected is not None,
         "method": method,
-        "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     write_json(sidecar_path(dest), record)
     if expected is None:
@@ -368,6 +395,13 @@ def _finish(source: str, dest: Path, actual: str, expected: str | None, method: 
 
 
 __all__ = [
-    "DownloadError", "fetch_checkpoint", "gdrive_id", "local_source", "local_source_state", "name_the_source",
-    "partial_path", "sha256_file", "sidecar_path",
+    "DownloadError",
+    "fetch_checkpoint",
+    "gdrive_id",
+    "local_source",
+    "local_source_state",
+    "name_the_source",
+    "partial_path",
+    "sha256_file",
+    "sidecar_path",
 ]

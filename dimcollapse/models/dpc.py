@@ -154,7 +154,12 @@ class DPCContext(nn.Module):
     """DPC's linear-eval model (``LC``) up to its 256-d ``context`` (see module docstring)."""
 
     def __init__(
-        self, arch: Arch = "resnet34", sample_size: int = 224, num_seq: int = 5, seq_len: int = 5, batch_stats: bool = False
+        self,
+        arch: Arch = "resnet34",
+        sample_size: int = 224,
+        num_seq: int = 5,
+        seq_len: int = 5,
+        batch_stats: bool = False,
     ) -> None:
         super().__init__()
         if arch not in ARCH_BLOCKS:

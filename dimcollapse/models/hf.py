@@ -78,7 +78,11 @@ def block_names(net: nn.Module, spec: hub.HFClass) -> list[str]:
     blocks = encoder.config.num_hidden_layers
     prefix = f"{spec.encoder}." if spec.encoder else ""
     for name, module in encoder.named_modules():
-        if isinstance(module, nn.ModuleList) and name.rsplit(".", 1)[-1] in ("layer", "layers") and len(module) == blocks:
+        if (
+            isinstance(module, nn.ModuleList)
+            and name.rsplit(".", 1)[-1] in ("layer", "layers")
+            and len(module) == blocks
+        ):
             return [f"{prefix}{name}.{i}" for i in range(blocks)]
     raise ValueError(f"{type(net).__name__}: found no list of {blocks} transformer blocks")
 
@@ -98,7 +102,9 @@ def load_pretrained(directory: Path, spec: hub.HFClass) -> nn.Module:
         )
     except (OSError, ValueError, RuntimeError, KeyError) as err:
         first = next((ln.strip() for ln in str(err).splitlines() if ln.strip()), type(err).__name__)
-        raise CheckpointError(f"{directory}: transformers cannot load it as {spec.name} ({', '.join(files)}): {first}") from err
+        raise CheckpointError(
+            f"{directory}: transformers cannot load it as {spec.name} ({', '.join(files)}): {first}"
+        ) from err
     problems = []
     for kind in ("missing_keys", "unexpected_keys"):
         keys = sorted(info.get(kind) or ())
@@ -107,12 +113,16 @@ def load_pretrained(directory: Path, spec: hub.HFClass) -> nn.Module:
             problems.append(f"{len(keys)} {kind.replace('_', ' ')} {_short(keys)} (modules {_short(modules)})")
     mismatched = sorted(info.get("mismatched_keys") or ())
     if mismatched:
-        problems.append(f"{len(mismatched)} mis-shaped keys {_short([f'{k}: file {a}, model {b}' for k, a, b in mismatched])}")
+        problems.append(
+            f"{len(mismatched)} mis-shaped keys {_short([f'{k}: file {a}, model {b}' for k, a, b in mismatched])}"
+        )
     errors = [e for e in info.get("error_msgs") or () if e]
     if errors:
         problems.append(f"errors {_short(errors)}")
     if problems:
-        raise CheckpointError(f"{directory} ({', '.join(files)}): {spec.name} does not match the weights: {'; '.join(problems)}")
+        raise CheckpointError(
+            f"{directory} ({', '.join(files)}): {spec.name} does not match the weights: {'; '.join(problems)}"
+        )
     return net
 
 
@@ -125,8 +135,17 @@ class TransformersFeatures(nn.Module):
     """Runs a transformers encoder once per batch of B×3×T×H×W clips; returns its feature spaces."""
 
     def __init__(
-        self, net: nn.Module, spec: hub.HFClass, *, frames: int, crop_size: int, layers: Sequence[str] = (),
-        cls_token: bool = False, name: str = "transformers", listing: str = "", time_resolved: Sequence[str] = (),
+        self,
+        net: nn.Module,
+        spec: hub.HFClass,
+        *,
+        frames: int,
+        crop_size: int,
+        layers: Sequence[str] = (),
+        cls_token: bool = False,
+        name: str = "transformers",
+        listing: str = "",
+        time_resolved: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self.net, self.spec, self.name = net, spec, name
@@ -169,15 +188,21 @@ class TransformersFeatures(nn.Module):
         def hook(_: nn.Module, args: Any, output: Any) -> None:
             if layer_space(layer) in self._captured:
                 raise ValueError(f"{where}: runs more than once per forward pass; choose another module")
-            y = output[0] if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor) else output
+            y = (
+                output[0]
+                if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor)
+                else output
+            )
             sequence = isinstance(y, torch.Tensor) and y.ndim == 3 and y.shape[1] == self._sequence
             if sequence:
-                y = y[:, self.prefix:]  # class and register tokens summarise; the mean is over positions
+                y = y[:, self.prefix :]  # class and register tokens summarise; the mean is over positions
             self._captured[layer_space(layer)] = pool_features(y, module, self._batch, "tokens", False, where)
             if layer_space(layer) in self.time_resolved and not self.spec.image:
                 if not sequence:
-                    raise ValueError(f"{where}: gives {tuple(getattr(y, 'shape', ()))}, not the token sequence, so "
-                                     "its time positions are unknown; choose a transformer block")
+                    raise ValueError(
+                        f"{where}: gives {tuple(getattr(y, 'shape', ()))}, not the token sequence, so "
+                        "its time positions are unknown; choose a transformer block"
+                    )
                 self._captured[time_key(layer_space(layer))] = self._by_time(y, where)
 
         return hook
@@ -185,8 +210,10 @@ class TransformersFeatures(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if x.ndim != 5 or tuple(x.shape[1:]) != self.input_shape:
             _, t, h, w = self.input_shape
-            raise ValueError(f"{self.name} expects input B×3×{t}×{h}×{w} (batch, RGB, frames, height, width), got "
-                             f"{tuple(x.shape)}; rebuild the model with matching frames/crop_size options")
+            raise ValueError(
+                f"{self.name} expects input B×3×{t}×{h}×{w} (batch, RGB, frames, height, width), got "
+                f"{tuple(x.shape)}; rebuild the model with matching frames/crop_size options"
+            )
         b, _, t, h, w = x.shape
         video = x.transpose(1, 2)  # B×T×3×H×W
         pixels = video.reshape(b * t, 3, h, w) if self.spec.image else video
@@ -197,7 +224,9 @@ class TransformersFeatures(nn.Module):
             spaces = {"representation": self._representation(out, b, t)}
             missing = [n for n in self.layers if layer_space(n) not in self._captured]
             if missing:
-                raise ValueError(f"{self.name}: layer(s) {missing} did not run in the forward pass; choose modules that run")
+                raise ValueError(
+                    f"{self.name}: layer(s) {missing} did not run in the forward pass; choose modules that run"
+                )
             for n in self.layers:
                 y = self._captured[layer_space(n)]
                 spaces[layer_space(n)] = y.reshape(b, t, -1).mean(1) if self.spec.image else y
@@ -236,8 +265,13 @@ class TransformersFeatures(nn.Module):
 
 
 def build_transformers(
-    checkpoint: str | os.PathLike[str] | None, *, frames: int | None, crop_size: int | None, layers: Sequence[str] | str,
-    cls_token: bool = False, time_resolved: Sequence[str] = (),
+    checkpoint: str | os.PathLike[str] | None,
+    *,
+    frames: int | None,
+    crop_size: int | None,
+    layers: Sequence[str] | str,
+    cls_token: bool = False,
+    time_resolved: Sequence[str] = (),
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The eval-mode :class:`TransformersFeatures` of a checkpoint folder or ``hf://`` id, and its provenance.
 
@@ -261,15 +295,34 @@ def build_transformers(
         layers = block_names(net, spec)
     elif isinstance(layers, str):
         raise ValueError(f"layers must be a list of module names or 'all', got {layers!r}")
-    model = TransformersFeatures(net, spec, frames=frames, crop_size=crop_size, layers=layers, cls_token=cls_token,
-                                 name=f"transformers {spec.name}", listing=listing_command(checkpoint),
-                                 time_resolved=time_resolved)
+    model = TransformersFeatures(
+        net,
+        spec,
+        frames=frames,
+        crop_size=crop_size,
+        layers=layers,
+        cls_token=cls_token,
+        name=f"transformers {spec.name}",
+        listing=listing_command(checkpoint),
+        time_resolved=time_resolved,
+    )
     provenance = {
-        "class": spec.name, "directory": str(directory), "frames": frames, "crop_size": crop_size,
-        "representation": spec.representation, "init": "from_pretrained (strict)",
+        "class": spec.name,
+        "directory": str(directory),
+        "frames": frames,
+        "crop_size": crop_size,
+        "representation": spec.representation,
+        "init": "from_pretrained (strict)",
     }
     return model, provenance
 
 
-__all__ = ["TransformersFeatures", "block_names", "build_transformers", "listing_command", "load_pretrained",
-           "meta_network", "module_names"]
+__all__ = [
+    "TransformersFeatures",
+    "block_names",
+    "build_transformers",
+    "listing_command",
+    "load_pretrained",
+    "meta_network",
+    "module_names",
+]

@@ -109,7 +109,9 @@ class FeatureModel(nn.Module):
         self._batch = 0
         if classifier is not None:
             if classifier not in modules:
-                raise ValueError(f"{name}: no module named {classifier!r} (the classifier){_suggest(classifier, modules)}")
+                raise ValueError(
+                    f"{name}: no module named {classifier!r} (the classifier){_suggest(classifier, modules)}"
+                )
             head = modules[classifier]
             modules[classifier].register_forward_pre_hook(self._capture_input("representation", head, layout))
         self.classifier = classifier
@@ -119,12 +121,22 @@ class FeatureModel(nn.Module):
 
     def _capture_input(self, key: str, module: nn.Module, layout: Layout) -> Callable[..., None]:
         def hook(_: nn.Module, args: tuple[Any, ...]) -> None:
-            self._store(key, pool_features(args[0], module, self._batch, layout, False, f"{self.name} classifier {self.classifier!r} input"))
+            self._store(
+                key,
+                pool_features(
+                    args[0], module, self._batch, layout, False, f"{self.name} classifier {self.classifier!r} input"
+                ),
+            )
+
         return hook
 
     def _capture_output(self, layer: str, module: nn.Module, layout: Layout, class_token: bool) -> Callable[..., None]:
         def hook(_: nn.Module, args: tuple[Any, ...], output: Any) -> None:
-            self._store(layer_space(layer), pool_features(output, module, self._batch, layout, class_token, f"{self.name} layer {layer!r}"))
+            self._store(
+                layer_space(layer),
+                pool_features(output, module, self._batch, layout, class_token, f"{self.name} layer {layer!r}"),
+            )
+
         return hook
 
     def _store(self, key: str, value: torch.Tensor) -> None:
@@ -147,7 +159,8 @@ class FeatureModel(nn.Module):
             if missing:
                 raise ValueError(
                     f"{self.name}: layer(s) {missing} did not run in the forward pass (a container whose "
-                    "children are called one by one, or an unused module); choose a module that runs, e.g. its last child"
+                    "children are called one by one, or an unused module); choose a module that runs, "
+                    "e.g. its last child"
                 )
             spaces.update({layer_space(n): self._captured[layer_space(n)] for n in self.layers})
         finally:

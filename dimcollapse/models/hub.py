@@ -194,7 +194,9 @@ def read_config(directory: Path) -> tuple[dict[str, Any], HFClass]:
     """``config.json`` of a checkpoint folder and the supported class its ``architectures`` names."""
     config = read_json(directory, CONFIG)
     if config is None:
-        raise CheckpointError(f"{directory}: no {CONFIG}; not a transformers checkpoint folder (save_pretrained layout)")
+        raise CheckpointError(
+            f"{directory}: no {CONFIG}; not a transformers checkpoint folder (save_pretrained layout)"
+        )
     names = config.get("architectures") or []
     if not isinstance(names, list) or not names:
         raise CheckpointError(f"{directory / CONFIG}: has no 'architectures' entry naming the model class")
@@ -202,8 +204,11 @@ def read_config(directory: Path) -> tuple[dict[str, Any], HFClass]:
     if name in CLASSES:
         return config, CLASSES[name]
     why = UNSUPPORTED.get(name)
-    reason = (f"{name} is not supported: {why}" if why else
-              f"{name} (model_type {config.get('model_type')!r}) is not a video or image encoder this family reads")
+    reason = (
+        f"{name} is not supported: {why}"
+        if why
+        else f"{name} (model_type {config.get('model_type')!r}) is not a video or image encoder this family reads"
+    )
     raise CheckpointError(f"{directory / CONFIG}: {reason}; supported classes: {', '.join(CLASSES)}")
 
 
@@ -339,7 +344,7 @@ def fetch_snapshot(source: str, dest: str | os.PathLike[str], sidecar: str | os.
         "files": {n: {"size": (directory / n).stat().st_size, "sha256": h} for n, h in hashes.items()},
         "content_sha256": content_digest(hashes),
         "method": "huggingface_hub" if hub else "local directory",
-        "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     write_json(dest, {"directory": record["directory"], "files": hashes})
     write_json(sidecar, record)
@@ -352,11 +357,27 @@ def read_snapshot_record(path: str | os.PathLike[str]) -> tuple[Path, dict[str, 
         data = json.loads(Path(path).read_text())
         return Path(data["directory"]), dict(data["files"])
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"{path}: not a snapshot record of the download rule ({err}); delete it and rerun") from err
+        raise CheckpointError(
+            f"{path}: not a snapshot record of the download rule ({err}); delete it and rerun"
+        ) from err
 
 
 __all__ = [
-    "CLASSES", "HF_SCHEME", "SNAPSHOT_RECORD", "HFClass", "HubId", "checkpoint_clip", "clip_problem", "encoder_config",
-    "content_digest", "fetch_snapshot", "file_hashes", "frames_and_size", "parse_hub_id",
-    "read_config", "read_snapshot_record", "resolve_directory", "weight_files",
+    "CLASSES",
+    "HF_SCHEME",
+    "SNAPSHOT_RECORD",
+    "HFClass",
+    "HubId",
+    "checkpoint_clip",
+    "clip_problem",
+    "encoder_config",
+    "content_digest",
+    "fetch_snapshot",
+    "file_hashes",
+    "frames_and_size",
+    "parse_hub_id",
+    "read_config",
+    "read_snapshot_record",
+    "resolve_directory",
+    "weight_files",
 ]

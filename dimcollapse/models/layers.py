@@ -2,7 +2,8 @@
 
 Names come from the network's own ``named_modules()``, built cheaply on the meta device.
 Run ``python -m dimcollapse.models.layers <method> [--arch A | --builder M:F | --checkpoint DIR]``
-to print them, one a line (``--checkpoint`` for ``transformers``: a folder or ``hf://`` id). How a layer's output becomes a feature space is
+to print them, one a line (``--checkpoint`` for ``transformers``: a folder or ``hf://`` id).
+How a layer's output becomes a feature space is
 :mod:`dimcollapse.models.hooks`.
 """
 
@@ -31,11 +32,15 @@ def _module_names(method: str, arch: str | None, builder: str | None, builder_op
         spec = arch_info(info.family, arch)
         factory: Callable[[], nn.Module] = lambda: zoo.library_net(spec, spec.frames, spec.crop_size)  # noqa: E731
     elif info.family == "transformers":
-        raise ValueError("method transformers: its layer names come from the checkpoint "
-                         "(dimcollapse.models.hf.module_names, or --checkpoint on the command line)")
+        raise ValueError(
+            "method transformers: its layer names come from the checkpoint "
+            "(dimcollapse.models.hf.module_names, or --checkpoint on the command line)"
+        )
     elif info.family == "custom":
         if builder is None:
-            raise ValueError("method custom needs the builder option ('package.module:function' returning an nn.Module)")
+            raise ValueError(
+                "method custom needs the builder option ('package.module:function' returning an nn.Module)"
+            )
         factory = lambda: zoo.custom_net(builder, json.loads(builder_options))  # noqa: E731
     elif info.name == "supervised":
         factory = SlowR50Supervised

@@ -50,7 +50,9 @@ class ClampedAvgPool3d(nn.AvgPool3d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         kernel = tuple(min(k, s) for k, s in zip(_triple(self.kernel_size), x.shape[-3:]))
-        return F.avg_pool3d(x, kernel, self.stride, self.padding, self.ceil_mode, self.count_include_pad, self.divisor_override)
+        return F.avg_pool3d(
+            x, kernel, self.stride, self.padding, self.ceil_mode, self.count_include_pad, self.divisor_override
+        )
 
 
 def _triple(value: Any) -> tuple[int, int, int]:
@@ -148,8 +150,10 @@ def custom_net(builder: str, kwargs: Mapping[str, Any]) -> nn.Module:
 
 
 def _all_tensors(raw: Any) -> bool:
-    return isinstance(raw, Mapping) and bool(raw) and all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in raw.items()
+    return (
+        isinstance(raw, Mapping)
+        and bool(raw)
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in raw.items())
     )
 
 
@@ -165,7 +169,8 @@ def load_library(net: nn.Module, info: ArchInfo, raw: Any, path: Path) -> dict[s
     else:
         keys = _short(sorted(map(str, raw))) if isinstance(raw, Mapping) else type(raw).__name__
         raise CheckpointError(
-            f"{path}: not a torchvision checkpoint: expected a state dict or a dict with a 'model' state dict, got {keys}"
+            f"{path}: not a torchvision checkpoint: expected a state dict or a dict with a 'model' "
+            f"state dict, got {keys}"
         )
     load_strict(net, state, path, what)
     return {"format": info.family, "entry": entry, "epoch": _epoch(raw)}

@@ -16,8 +16,8 @@ def spectrum(smk: Any) -> None:
     import numpy as np
 
     from dimcollapse.analysis.geometry import geometry_metrics
-    from dimcollapse.analysis.tables import metrics_row, write_metrics_json, write_spectrum_csv
     from dimcollapse.analysis.spectrum import analyze_file
+    from dimcollapse.analysis.tables import metrics_row, write_metrics_json, write_spectrum_csv
 
     start(smk)
     p = smk.params.spectrum
@@ -74,8 +74,8 @@ def _probe_tracking(paths: Any) -> str:
     """The "which measure tracks which probe" section of metrics.md ("" without probes)."""
     import pandas as pd
 
-    from dimcollapse.analysis.tables import probe_tracking_markdown
     from dimcollapse.analysis.probes import ACCURACIES, CORRELATED_METRICS
+    from dimcollapse.analysis.tables import probe_tracking_markdown
 
     correlations = [r for path in paths for r in pd.read_csv(path).to_dict("records")]
     return probe_tracking_markdown(correlations, CORRELATED_METRICS, ACCURACIES)
@@ -126,7 +126,8 @@ def overview(smk: Any) -> None:
     fig = overview_figure(by_dataset, normalized_rank=view["figures"]["normalized_rank"], title=title,
                           colors=colors, y_range=view["figures"]["y_range"])
     save_figure(fig, smk.output.overview_png, smk.output.overview_pdf, dpi=view["figures"]["dpi"])
-    rows = [r for r in read_metrics_csv(smk.input.metrics) if split_space(r["space"])[1] == ORIGINAL]  # no <space>@<order>
+    # the original frames' spaces only, not <space>@<order>
+    rows = [r for r in read_metrics_csv(smk.input.metrics) if split_space(r["space"])[1] == ORIGINAL]
     chart = metrics_figure(rows, title=title, colors=colors)
     save_figure(chart, smk.output.metrics_png, smk.output.metrics_pdf, dpi=view["figures"]["dpi"])
 

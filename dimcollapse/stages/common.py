@@ -22,8 +22,8 @@ def figure_view(view: dict[str, Any], subject: str | None = None) -> tuple[dict[
     A study whose models are all untrained says so in every title; in one that mixes
     weights, the labels mark the untrained ones (:func:`dimcollapse.config.display_labels`).
     """
-    from dimcollapse.models.registry import UNTRAINED
     from dimcollapse.analysis.figures import method_colors
+    from dimcollapse.models.registry import UNTRAINED
 
     models = view["models"]
     labels = {m: spec["label"] for m, spec in models.items()}

@@ -68,8 +68,8 @@ def clip_cache(smk: Any) -> None:
 
 
 def failures(smk: Any) -> None:
-    from dimcollapse.extraction.features import aligned_index
     from dimcollapse.data.manifest import read_manifest
+    from dimcollapse.extraction.features import aligned_index
     from dimcollapse.extraction.shards import load_failures
 
     start(smk)

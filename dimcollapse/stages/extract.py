@@ -79,8 +79,8 @@ def _clip_cache_dir(marker: str | None) -> str | None:
 def merge_features(smk: Any) -> None:
     import pandas as pd
 
-    from dimcollapse.extraction.features import merge_space, save_npy, sidecar
     from dimcollapse.data.manifest import read_manifest
+    from dimcollapse.extraction.features import merge_space, save_npy, sidecar
     from dimcollapse.extraction.shards import ShardResult, views_key
 
     start(smk)

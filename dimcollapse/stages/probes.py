@@ -55,33 +55,70 @@ def probe(smk: Any) -> None:
     roles = split["role"].to_numpy(dtype=object)
     if not ((roles == "train").any() and (roles == "test").any()):
         # e.g. one video per class: a stratified split keeps every video for training
-        reason = f"no probe: the split has {int((roles == 'train').sum())} train and {int((roles == 'test').sum())} test rows"
+        n_train, n_test = int((roles == "train").sum()), int((roles == "test").sum())
+        reason = f"no probe: the split has {n_train} train and {n_test} test rows"
         log.warning("%s (%s)", reason, description)
-        write_json(smk.output[0], {"dataset": w.dataset, "method": w.method, "space": w.space,
-                                   "split": f"{description}; {reason}", "knn_accuracy": None,
-                                   "linear_accuracy": None})
+        write_json(
+            smk.output[0],
+            {
+                "dataset": w.dataset,
+                "method": w.method,
+                "space": w.space,
+                "split": f"{description}; {reason}",
+                "knn_accuracy": None,
+                "linear_accuracy": None,
+            },
+        )
         return
-    out = run_probes(np.asarray(features), split["label"].to_numpy(), split["role"].to_numpy(dtype=object),
-                     k=p["k"], temperature=p["temperature"], val_fraction=p["val_fraction"], seed=p["seed"],
-                     weight_decays=p["weight_decays"], device=p["device"], knn=p["knn"], linear=p["linear"])
-    write_json(smk.output[0], {"dataset": w.dataset, "method": w.method, "space": w.space,
-                               "split": description, **out})
-    log.info("k-NN %s, linear %s (%d train, %d test, %s)", out["knn_accuracy"], out["linear_accuracy"],
-             out["n_train"], out["n_test"], out["device"])
+    out = run_probes(
+        np.asarray(features),
+        split["label"].to_numpy(),
+        split["role"].to_numpy(dtype=object),
+        k=p["k"],
+        temperature=p["temperature"],
+        val_fraction=p["val_fraction"],
+        seed=p["seed"],
+        weight_decays=p["weight_decays"],
+        device=p["device"],
+        knn=p["knn"],
+        linear=p["linear"],
+    )
+    write_json(smk.output[0], {"dataset": w.dataset, "method": w.method, "space": w.space, "split": description, **out})
+    log.info(
+        "k-NN %s, linear %s (%d train, %d test, %s)",
+        out["knn_accuracy"],
+        out["linear_accuracy"],
+        out["n_train"],
+        out["n_test"],
+        out["device"],
+    )
 
 
 def lidar(smk: Any) -> None:
     import numpy as np
 
-    from dimcollapse.analysis.spectral import LIDAR_CONVENTION, LIDAR_EPS, lidar as lidar_of
+    from dimcollapse.analysis.spectral import LIDAR_CONVENTION, LIDAR_EPS
+    from dimcollapse.analysis.spectral import lidar as lidar_of
 
     start(smk)
     views = np.load(smk.input[0], mmap_mode="r")
     value = lidar_of(views, delta=smk.params.delta, source=str(smk.input[0]))
     w = smk.wildcards
-    write_json(smk.output[0], {"dataset": w.dataset, "method": w.method, "space": w.space, "lidar": value,
-                               "n_samples": views.shape[0], "views": views.shape[1], "dim": views.shape[2],
-                               "delta": smk.params.delta, "eps": LIDAR_EPS, "convention": LIDAR_CONVENTION})
+    write_json(
+        smk.output[0],
+        {
+            "dataset": w.dataset,
+            "method": w.method,
+            "space": w.space,
+            "lidar": value,
+            "n_samples": views.shape[0],
+            "views": views.shape[1],
+            "dim": views.shape[2],
+            "delta": smk.params.delta,
+            "eps": LIDAR_EPS,
+            "convention": LIDAR_CONVENTION,
+        },
+    )
     log.info("LiDAR %.3f (N=%d, %d views, D=%d)", value, *views.shape)
 
 
@@ -94,8 +131,14 @@ def sample_size(smk: Any) -> None:
     start(smk)
     p = smk.params.sample_size
     features = np.load(smk.input[0], mmap_mode="r")
-    rows = sample_size_curve(features, smallest=p["smallest"], repeats=p["repeats"], seed=p["seed"],
-                             normalize=smk.params.normalize, alpha_range=tuple(smk.params.alpha_range))
+    rows = sample_size_curve(
+        features,
+        smallest=p["smallest"],
+        repeats=p["repeats"],
+        seed=p["seed"],
+        normalize=smk.params.normalize,
+        alpha_range=tuple(smk.params.alpha_range),
+    )
     with atomic_path(smk.output[0], suffix=".csv") as tmp:
         pd.DataFrame(rows, columns=list(SAMPLE_SIZE_COLUMNS)).to_csv(tmp, index=False)
     log.info("%d subsets, N from %d to %d", len(rows), rows[0]["n"], rows[-1]["n"])
@@ -106,7 +149,8 @@ def sample_size_figure(smk: Any) -> None:
 
     import pandas as pd
 
-    from dimcollapse.analysis.figures import sample_size_figure as draw, save_figure
+    from dimcollapse.analysis.figures import sample_size_figure as draw
+    from dimcollapse.analysis.figures import save_figure
 
     start(smk)
     view = smk.params.view
@@ -115,8 +159,7 @@ def sample_size_figure(smk: Any) -> None:
     for path in smk.input:
         p = Path(path)
         curves.setdefault(labels[p.parent.name], {})[p.stem] = pd.read_csv(p).to_dict("records")
-    save_figure(draw(curves, title=title, colors=colors), smk.output.png, smk.output.pdf,
-                dpi=view["figures"]["dpi"])
+    save_figure(draw(curves, title=title, colors=colors), smk.output.png, smk.output.pdf, dpi=view["figures"]["dpi"])
 
 
 def probe_table(smk: Any) -> None:
@@ -131,9 +174,14 @@ def probe_table(smk: Any) -> None:
     from dimcollapse.analysis.temporal import table_metric_columns
 
     start(smk)
-    rows = probe_table_rows(json_rows(smk.input.probes), json_rows(smk.input.metrics), json_rows(smk.input.lidar),
-                            table_metric_columns(smk.input.temporal), labels=smk.params.labels,
-                            families=smk.params.families)
+    rows = probe_table_rows(
+        json_rows(smk.input.probes),
+        json_rows(smk.input.metrics),
+        json_rows(smk.input.lidar),
+        table_metric_columns(smk.input.temporal),
+        labels=smk.params.labels,
+        families=smk.params.families,
+    )
     p = smk.params.probes
     corr = metric_accuracy_correlations(rows, n_boot=p["bootstrap"], seed=p["seed"])
     with atomic_path(smk.output.table, suffix=".csv") as tmp:
@@ -146,7 +194,8 @@ def probe_table(smk: Any) -> None:
 def probe_figure(smk: Any) -> None:
     import pandas as pd
 
-    from dimcollapse.analysis.figures import probe_figure as draw, save_figure
+    from dimcollapse.analysis.figures import probe_figure as draw
+    from dimcollapse.analysis.figures import save_figure
     from dimcollapse.analysis.probes import ACCURACIES, CORRELATED_METRICS
 
     start(smk)

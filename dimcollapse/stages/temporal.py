@@ -44,7 +44,11 @@ def temporal(smk: Any) -> None:
 
     from dimcollapse.analysis.tables import read_metrics_json
     from dimcollapse.analysis.temporal import (
-        SPECTRA_COLUMNS, TEMPORAL_COLUMNS, temporal_rows, write_csv, write_temporal_markdown,
+        SPECTRA_COLUMNS,
+        TEMPORAL_COLUMNS,
+        temporal_rows,
+        write_csv,
+        write_temporal_markdown,
     )
     from dimcollapse.models.time_axes import time_key
 
