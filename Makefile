@@ -22,5 +22,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(CORES) --dist loadgroup --durations=15 -rs
 
+# The package's lint and types (pinned ruff and mypy, settings in pyproject.toml), then the workflow's.
 lint: $(STAMP)
+	$(BIN)/ruff check dimcollapse scripts
+	$(BIN)/mypy
 	$(BIN)/snakemake --lint
