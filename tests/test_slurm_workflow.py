@@ -65,7 +65,7 @@ EXPECTED_JOBS = {
     "manifest": 1, "clip_cache": 1, "failures": 1, "notes": 1,
     "extract": SHARDS * len(MODELS), "merge_features": 3, "spectrum": 3,
     "metrics": 1, "figure": 1, "overview": 1, "provenance": 1,
-    "similarity": 1, "similarity_figure": 1,
+    "similarity": 1, "similarity_figure": 1, "id_scale_figure": 1,
 }
 
 #: Sidecar fields that measure the run rather than describe the features.
