@@ -249,7 +249,7 @@ def test_save_writes_png_at_dpi_and_reproducible_pdf(tmp_path, dataset_b):
 
 
 def test_probe_figure_points_colours_markers_and_rho(dataset_a):
-    from dimcollapse.analysis.figures import probe_figure, space_markers
+    from dimcollapse.analysis.probe_figures import probe_figure, space_markers
     from dimcollapse.analysis.probes import ACCURACIES, CORRELATED_METRICS, metric_accuracy_correlations
 
     rows = []
@@ -281,7 +281,7 @@ def test_probe_figure_points_colours_markers_and_rho(dataset_a):
 
 
 def test_probe_figure_without_accuracies_says_so():
-    from dimcollapse.analysis.figures import NO_PROBE_NOTE, probe_figure
+    from dimcollapse.analysis.probe_figures import NO_PROBE_NOTE, probe_figure
 
     rows = [{"dataset": "d", "method": "m", "space": "representation", "rankme": 3.0, "knn_accuracy": None}]
     fig = probe_figure(rows, [], metrics={"rankme": "RankMe"}, accuracies={"knn_accuracy": "k-NN"})
@@ -289,7 +289,7 @@ def test_probe_figure_without_accuracies_says_so():
 
 
 def test_sample_size_figure_means_bands_and_n_equals_d():
-    from dimcollapse.analysis.figures import sample_size_figure
+    from dimcollapse.analysis.probe_figures import sample_size_figure
     from dimcollapse.analysis.spectral import sample_size_curve
 
     rng = np.random.default_rng(0)
@@ -310,7 +310,7 @@ def test_sample_size_figure_means_bands_and_n_equals_d():
 
 
 def test_probe_figure_wraps_many_metrics_onto_rows_of_five():
-    from dimcollapse.analysis.figures import PROBE_PANELS_PER_ROW, probe_figure
+    from dimcollapse.analysis.probe_figures import PROBE_PANELS_PER_ROW, probe_figure
 
     metrics = {f"m{i}": f"Metric {i}" for i in range(7)}
     rows = [{"dataset": "d", "method": f"x{j}", "space": "representation", "knn_accuracy": 0.1 * j,

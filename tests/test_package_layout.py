@@ -157,3 +157,20 @@ def test_starting_the_workflow_imports_no_torch(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "torch imported: False" in out.stdout, out.stdout[-3000:]
+
+
+def test_the_glue_sits_on_top() -> None:
+    """config, stages and cli are the workflow glue: no module of the stages they glue
+    (data, models, extraction, analysis) imports them."""
+    graph = import_graph()
+    glue = ("dimcollapse.config", "dimcollapse.stages", "dimcollapse.cli")
+    for module, imports in graph.items():
+        if module.split(".")[1:2] and module.split(".")[1] in ("data", "models", "extraction", "analysis"):
+            above = sorted(m for m in imports if m.startswith(glue))
+            assert not above, f"{module} imports the workflow glue {above}"
+
+
+def test_no_module_is_over_600_lines() -> None:
+    """Modules that do one job stay small enough to read: split a module by job before it grows past this."""
+    long = {name: n for name, file in _module_files().items() if (n := len(file.read_text().splitlines())) > 600}
+    assert not long, f"modules over 600 lines: {long}"

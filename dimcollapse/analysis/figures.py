@@ -25,7 +25,6 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter
 
 from dimcollapse.atomic import atomic_path
 
@@ -88,7 +87,7 @@ def method_colors(methods: Sequence[str]) -> dict[str, str]:
     return {m: palette[i % len(palette)] for i, m in enumerate(methods)}
 
 
-def _colors_for(labels: Sequence[str], colors: Mapping[str, str] | None) -> dict[str, str]:
+def colors_for(labels: Sequence[str], colors: Mapping[str, str] | None) -> dict[str, str]:
     if colors is None:
         return method_colors(list(dict.fromkeys(labels)))
     missing = [m for m in labels if m not in colors]
@@ -97,11 +96,11 @@ def _colors_for(labels: Sequence[str], colors: Mapping[str, str] | None) -> dict
     return dict(colors)
 
 
-def _ordered_spaces(present: set[str]) -> list[str]:
+def ordered_spaces(present: set[str]) -> list[str]:
     return [s for s in SPACES if s in present] + sorted(present - set(SPACES))
 
 
-def _space_title(space: str) -> str:
+def space_title(space: str) -> str:
     return SPACE_TITLES.get(space, f"{space.capitalize()} Space")
 
 
@@ -239,10 +238,10 @@ def spectrum_figure(
     """
     if not spectra:
         raise ValueError("spectrum_figure needs at least one method")
-    spaces = _ordered_spaces({s for by_space in spectra.values() for s in by_space})
+    spaces = ordered_spaces({s for by_space in spectra.values() for s in by_space})
     if not spaces:
         raise ValueError("spectrum_figure: no method has any space")
-    palette = _colors_for(list(spectra), colors)
+    palette = colors_for(list(spectra), colors)
     fig = Figure(figsize=(12, 3.2 * len(spaces) + (0.4 if title else 0)), layout="constrained")
     axes = fig.subplots(len(spaces), 2, squeeze=False)
     for row, space in enumerate(spaces):
@@ -259,7 +258,7 @@ def spectrum_figure(
             )
         _log_panel(ax_log, present, palette, normalized_rank=False, y_range=y_range, linewidth=2)
         for ax, ylabel in ((ax_log, LOG_LABEL), (ax_cev, CEV_LABEL if cev == "sigma" else CEV_LAMBDA_LABEL)):
-            ax.set_title(_space_title(space), fontsize=14)
+            ax.set_title(space_title(space), fontsize=14)
             ax.set_xlabel(RANK_LABEL, fontsize=12)
             ax.set_ylabel(ylabel, fontsize=12)
         # one legend per row, beside the CEV panel: off every curve, and it names the
@@ -291,10 +290,10 @@ def overview_figure(
     if not spectra_by_dataset:
         raise ValueError("overview_figure needs at least one dataset")
     labels = list(dict.fromkeys(m for by_method in spectra_by_dataset.values() for m in by_method))
-    palette = _colors_for(labels, colors)
+    palette = colors_for(labels, colors)
     if colors is not None:
         labels = [m for m in colors if m in labels]  # legend in the colour map's (config) order
-    spaces = _ordered_spaces(
+    spaces = ordered_spaces(
         {s for by_method in spectra_by_dataset.values() for by_space in by_method.values() for s in by_space}
     )
     if not spaces:
@@ -306,7 +305,7 @@ def overview_figure(
         for col, space in enumerate(spaces):
             ax = axes[r][col]
             present = [(m, bs[space]) for m, bs in spectra_by_dataset[dataset].items() if space in bs]
-            ax.set_title(f"{dataset} — {_space_title(space)}", fontsize=12)
+            ax.set_title(f"{dataset} — {space_title(space)}", fontsize=12)
             if not present:
                 ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="0.4")
                 ax.axis("off")
@@ -335,7 +334,7 @@ def overview_figure(
     return fig
 
 
-def _display_name(row: Mapping[str, Any]) -> str:
+def display_name(row: Mapping[str, Any]) -> str:
     return str(row.get("label") or row["method"])
 
 
@@ -357,13 +356,13 @@ def metrics_figure(
     unknown = [m for m in metrics if m not in METRIC_LABELS]
     if unknown:
         raise ValueError(f"unknown metrics {unknown}; choose from {sorted(METRIC_LABELS)}")
-    names = list(dict.fromkeys(_display_name(r) for r in rows))
-    palette = _colors_for(names, colors)
+    names = list(dict.fromkeys(display_name(r) for r in rows))
+    palette = colors_for(names, colors)
     if colors is not None:
         names = [m for m in colors if m in names]
     datasets = list(dict.fromkeys(str(r["dataset"]) for r in rows))
-    spaces = _ordered_spaces({str(r["space"]) for r in rows})
-    index = {(str(r["dataset"]), _display_name(r), str(r["space"])): r for r in rows}
+    spaces = ordered_spaces({str(r["space"]) for r in rows})
+    index = {(str(r["dataset"]), display_name(r), str(r["space"])): r for r in rows}
     fig = Figure(
         figsize=(max(5.0, 1.6 * len(datasets) + 1.5) * len(spaces), 3.0 * len(metrics) + 0.8), layout="constrained"
     )
@@ -402,7 +401,7 @@ def metrics_figure(
                         linewidth=1.2,
                     )
             ax.set_xticks(range(len(datasets)), datasets)
-            ax.set_title(f"{METRIC_LABELS[metric]} — {_space_title(space)}", fontsize=12)
+            ax.set_title(f"{METRIC_LABELS[metric]} — {space_title(space)}", fontsize=12)
             ax.set_ylabel(METRIC_LABELS[metric], fontsize=10)
     handles: list[Any] = [Patch(facecolor=palette[m], edgecolor="0.2") for m in names]
     labels = list(names)
@@ -413,31 +412,6 @@ def metrics_figure(
     if title:
         fig.suptitle(title, fontsize=14)
     return fig
-
-
-NO_PROBE_NOTE = "no probe accuracy to show (see results/probes.csv)"
-PROBE_PANELS_PER_ROW = 5
-SPACE_MARKERS = {"representation": "o", "embedding": "^"}
-_OTHER_MARKERS = ("s", "D", "v", "P", "X", "*", "h", "<", ">", "p")
-
-
-def space_markers(spaces: Sequence[str]) -> dict[str, str]:
-    """A marker per space: circle for representation, triangle for embedding, then others."""
-    ordered = _ordered_spaces(set(spaces))
-    others = iter(_OTHER_MARKERS * (1 + len(ordered) // len(_OTHER_MARKERS)))
-    return {s: SPACE_MARKERS.get(s) or next(others) for s in ordered}
-
-
-def _rho_text(corr: Mapping[str, Any] | None) -> str:
-    if corr is None:
-        return "ρ undefined"
-    if not _finite(corr["spearman_rho"]):
-        return f"ρ undefined (n = {corr['n_points']})"
-    text = f"ρ = {float(corr['spearman_rho']):+.2f}"
-    low, high = corr.get("ci_low"), corr.get("ci_high")
-    if low is not None and math.isfinite(float(low)):
-        text += f" [{float(low):+.2f}, {float(high):+.2f}]"
-    return text + f", n = {corr['n_points']}"
 
 
 def note_figure(note: str, title: str | None = None) -> Figure:
@@ -451,152 +425,12 @@ def note_figure(note: str, title: str | None = None) -> Figure:
     return fig
 
 
-def probe_figure(
-    rows: Sequence[Mapping[str, Any]],
-    correlations: Sequence[Mapping[str, Any]],
-    *,
-    metrics: Mapping[str, str],
-    accuracies: Mapping[str, str],
-    title: str | None = None,
-    colors: Mapping[str, str] | None = None,
-) -> Figure:
-    """Collapse metric (x) against probe accuracy (y): one panel per (dataset, probe) row
-    and metric column, one point per instance (colour) and space (marker); each panel's
-    title gives Spearman's ρ and its bootstrap interval from ``correlations``.
-
-    Metrics without any value (e.g. LiDAR without multi-view features) get no column.
-    """
-    if not rows:
-        raise ValueError("probe_figure needs at least one probes row")
-    shown = [m for m in metrics if any(_finite(r.get(m)) for r in rows)]
-    names = list(dict.fromkeys(_display_name(r) for r in rows))
-    palette = _colors_for(names, colors)
-    if colors is not None:
-        names = [m for m in colors if m in names]
-    markers = space_markers([str(r["space"]) for r in rows])
-    datasets = list(dict.fromkeys(str(r["dataset"]) for r in rows))
-    grid = [(ds, acc) for ds in datasets for acc in accuracies if any(_finite(r.get(acc)) for r in rows)]
-    if not shown or not grid:  # e.g. too few videos per class for a test split
-        return note_figure(NO_PROBE_NOTE, title)
-    corr = {(str(c["dataset"]), str(c["accuracy"]), str(c["metric"])): c for c in correlations}
-    # many metrics wrap onto several panel rows per (dataset, probe)
-    columns = min(len(shown), PROBE_PANELS_PER_ROW)
-    wraps = -(-len(shown) // columns)
-    fig = Figure(figsize=(3.3 * columns, 2.9 * len(grid) * wraps + 0.9), layout="constrained")
-    axes = fig.subplots(len(grid) * wraps, columns, squeeze=False)
-    for i, (dataset, acc) in enumerate(grid):
-        for j in range(len(shown), wraps * columns):
-            axes[i * wraps + j // columns][j % columns].axis("off")
-        for j, metric in enumerate(shown):
-            ax = axes[i * wraps + j // columns][j % columns]
-            for r in rows:
-                if str(r["dataset"]) != dataset or not (_finite(r.get(metric)) and _finite(r.get(acc))):
-                    continue
-                ax.scatter(
-                    float(r[metric]),
-                    100 * float(r[acc]),
-                    color=palette[_display_name(r)],
-                    marker=markers[str(r["space"])],
-                    s=45,
-                    edgecolor="0.15",
-                    linewidth=0.5,
-                    zorder=3,
-                )
-            ax.set_title(_rho_text(corr.get((dataset, acc, metric))), fontsize=9)
-            ax.set_xlabel(metrics[metric], fontsize=9)
-            if j % columns == 0:
-                ax.set_ylabel(f"{dataset}\n{accuracies[acc]} (%)", fontsize=9)
-            ax.tick_params(labelsize=8)
-            ax.grid(alpha=0.3)
-    handles: list[Any] = [Line2D([], [], color=palette[m], marker="o", linestyle="", markersize=7) for m in names]
-    labels = list(names)
-    handles += [Line2D([], [], color="0.4", marker=mk, linestyle="", markersize=7) for mk in markers.values()]
-    labels += [_space_title(sp) for sp in markers]
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6), fontsize=9)
-    if title:
-        fig.suptitle(title, fontsize=12)
-    return fig
-
-
-def _finite(value: Any) -> bool:
+def finite(value: Any) -> bool:
+    """Whether a table cell holds a finite number (not None, NaN, inf or text)."""
     try:
         return value is not None and math.isfinite(float(value))
     except (TypeError, ValueError):
         return False
-
-
-SAMPLE_SIZE_METRICS = {"rankme": "RankMe", "auc_sigma": "AUC (σ-based CEV, paper)"}
-
-
-def sample_size_figure(
-    curves: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]],
-    *,
-    metrics: Mapping[str, str] = SAMPLE_SIZE_METRICS,
-    title: str | None = None,
-    colors: Mapping[str, str] | None = None,
-) -> Figure:
-    """Metrics of random row subsets against their size N, for one dataset.
-
-    ``curves`` maps a method label to ``{space: rows}`` (rows with ``n``, ``repeat``,
-    ``dim`` and the metric columns, as :func:`dimcollapse.analysis.spectral.sample_size_curve`
-    gives them). Rows are spaces, columns metrics; each method's line joins the mean over
-    the repeats at each N, with a band from their minimum to maximum; a dashed line marks
-    N = D, left of which the covariance cannot have full rank.
-    """
-    if not curves:
-        raise ValueError("sample_size_figure needs at least one method")
-    palette = _colors_for(list(curves), colors)
-    spaces = _ordered_spaces({s for by_space in curves.values() for s in by_space})
-    fig = Figure(figsize=(5.2 * len(metrics), 3.2 * len(spaces) + 0.9), layout="constrained")
-    axes = fig.subplots(len(spaces), len(metrics), squeeze=False)
-    for i, space in enumerate(spaces):
-        dims = set()
-        for j, (metric, metric_label) in enumerate(metrics.items()):
-            ax = axes[i][j]
-            for label, by_space in curves.items():
-                if space not in by_space:
-                    continue
-                table = by_space[space]
-                ns = sorted({int(r["n"]) for r in table})
-                values = [[float(r[metric]) for r in table if int(r["n"]) == n] for n in ns]
-                ax.plot(
-                    ns,
-                    [np.mean(v) for v in values],
-                    color=palette[label],
-                    marker="o",
-                    markersize=3,
-                    linewidth=1.8,
-                    label=label,
-                )
-                ax.fill_between(
-                    ns, [min(v) for v in values], [max(v) for v in values], color=palette[label], alpha=0.2, linewidth=0
-                )
-                dims |= {int(r["dim"]) for r in table}
-            for d in sorted(dims):
-                ax.axvline(d, color="0.4", linestyle="--", linewidth=1)
-                ax.text(
-                    d,
-                    0.02,
-                    f" N = D = {d}",
-                    transform=ax.get_xaxis_transform(),
-                    fontsize=7,
-                    color="0.3",
-                    rotation=90,
-                    va="bottom",
-                    ha="right",
-                )
-            ax.set_xscale("log", base=2)
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-            ax.set_xlabel("Number of videos N (random subsets)", fontsize=10)
-            ax.set_ylabel(metric_label, fontsize=10)
-            ax.set_title(_space_title(space), fontsize=11)
-            ax.grid(alpha=0.3)
-    labels = [m for m in (colors or palette) if m in curves]
-    handles = [Line2D([], [], color=palette[m], linewidth=2) for m in labels]
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6), fontsize=10)
-    if title:
-        fig.suptitle(title, fontsize=12)
-    return fig
 
 
 def save_figure(

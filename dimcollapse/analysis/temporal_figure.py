@@ -18,7 +18,6 @@ Built without pyplot, like every figure of :mod:`dimcollapse.analysis.figures`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,7 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from dimcollapse.analysis.figures import method_colors, note_figure
+from dimcollapse.analysis.figures import finite, method_colors, note_figure
 from dimcollapse.data.interventions import FRAME_ORDERS, ORIGINAL
 
 #: Bar colours of the frame orders (original grey, so an intervention stands out against it).
@@ -51,10 +50,6 @@ PANELS_PER_ROW = 4
 NO_TEMPORAL_NOTE = "no interventions or time-resolved spaces to show (see results/temporal/)"
 
 
-def _finite(value: Any) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value))
-
-
 def _entry(row: Mapping[str, Any], several_spaces: bool) -> str:
     return f"{row['label']}\n{row['space']}" if several_spaces else str(row["label"])
 
@@ -73,14 +68,14 @@ def _entries(rows: Sequence[Mapping[str, Any]]) -> tuple[list[tuple[str, str]], 
 def _intervention_panel(ax: Any, rows: Sequence[Mapping[str, Any]], column: str, title: str, with_original: bool,
                         scale: float) -> None:
     orders = [o for o in FRAME_ORDERS if (with_original or o != ORIGINAL)
-              and any(r["frame_order"] == o and _finite(r.get(column)) for r in rows)]
+              and any(r["frame_order"] == o and finite(r.get(column)) for r in rows)]
     keys, names = _entries([r for r in rows if r["frame_order"] != ORIGINAL])
     value = {(str(r["method"]), str(r["space"]), r["frame_order"]): r.get(column) for r in rows}
     width = 0.8 / max(len(orders), 1)
     distance = scale < 0
     for k, order in enumerate(orders):
         xs = [i - 0.4 + (k + 0.5) * width for i in range(len(keys))]
-        hs = np.array([float(v) if _finite(v := value.get((m, s, order))) else np.nan for m, s in keys])
+        hs = np.array([float(v) if finite(v := value.get((m, s, order))) else np.nan for m, s in keys])
         if distance:  # 1 − value from the floor up, on a log axis
             ax.bar(xs, np.maximum(1.0 - hs, DISTANCE_FLOOR) - DISTANCE_FLOOR / 2, bottom=DISTANCE_FLOOR / 2,
                    width=width, color=ORDER_COLORS[order], edgecolor="0.2", linewidth=0.4)
@@ -98,7 +93,7 @@ def _intervention_panel(ax: Any, rows: Sequence[Mapping[str, Any]], column: str,
 def _time_panels(axes: list[Any], rows: Sequence[Mapping[str, Any]], spectra: Sequence[Mapping[str, Any]],
                  palette: Mapping[str, str]) -> None:
     """Temporal share, within-clip RankMe, RankMe of time steps and clip means, and their spectra."""
-    resolved = [r for r in rows if r["frame_order"] == ORIGINAL and _finite(r.get("temporal_share"))]
+    resolved = [r for r in rows if r["frame_order"] == ORIGINAL and finite(r.get("temporal_share"))]
     keys, names = _entries(resolved)
     colours = TIME_BAR_COLOR
     share, within, ranks, curves = axes
@@ -106,7 +101,7 @@ def _time_panels(axes: list[Any], rows: Sequence[Mapping[str, Any]], spectra: Se
               linewidth=0.4)
     share.set_ylim(0, 1.05)
     share.set_title("Temporal share of variance (0: static)", fontsize=10)
-    within.bar(range(len(keys)), [float(r["within_clip_rankme"]) if _finite(r.get("within_clip_rankme")) else np.nan
+    within.bar(range(len(keys)), [float(r["within_clip_rankme"]) if finite(r.get("within_clip_rankme")) else np.nan
                                   for r in resolved], color=colours, edgecolor="0.2", linewidth=0.4)
     within.set_title("RankMe within clips (directions of change)", fontsize=10)
     for k, (column, hatch) in enumerate((("timestep_rankme", ""), ("clip_mean_rankme", "//"))):
@@ -145,8 +140,8 @@ def temporal_figure(
     """The figure of one dataset's temporal table (``rows``, :data:`~dimcollapse.analysis.temporal.TEMPORAL_COLUMNS`)
     and spectra file (``spectra``). ``colors``: the study's instance colours, by label."""
     intervened = [r for r in rows if r["frame_order"] != ORIGINAL]
-    panels = [p for p in INTERVENTION_PANELS if intervened and any(_finite(r.get(p[0])) for r in intervened)]
-    time_rows = [r for r in rows if r["frame_order"] == ORIGINAL and _finite(r.get("temporal_share"))]
+    panels = [p for p in INTERVENTION_PANELS if intervened and any(finite(r.get(p[0])) for r in intervened)]
+    time_rows = [r for r in rows if r["frame_order"] == ORIGINAL and finite(r.get("temporal_share"))]
     n = len(panels) + (4 if time_rows else 0)
     if n == 0:
         return note_figure(NO_TEMPORAL_NOTE, title)

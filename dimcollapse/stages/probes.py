@@ -149,8 +149,8 @@ def sample_size_figure(smk: Any) -> None:
 
     import pandas as pd
 
-    from dimcollapse.analysis.figures import sample_size_figure as draw
     from dimcollapse.analysis.figures import save_figure
+    from dimcollapse.analysis.probe_figures import sample_size_figure as draw
 
     start(smk)
     view = smk.params.view
@@ -194,8 +194,8 @@ def probe_table(smk: Any) -> None:
 def probe_figure(smk: Any) -> None:
     import pandas as pd
 
-    from dimcollapse.analysis.figures import probe_figure as draw
     from dimcollapse.analysis.figures import save_figure
+    from dimcollapse.analysis.probe_figures import probe_figure as draw
     from dimcollapse.analysis.probes import ACCURACIES, CORRELATED_METRICS
 
     start(smk)
