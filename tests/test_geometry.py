@@ -308,8 +308,8 @@ def test_similarity_tables_and_their_figure(tmp_path) -> None:
         "rows": 60, "mutual_knn_k": 5, "mutual_knn_rows": 60, "mutual_knn_seed": 0}
     fig = similarity_figure(tmp_path / "sim", labels={"a": "Model A"}, title="t")
     titles = [ax.get_title() for ax in fig.get_axes()]
-    assert "Linear CKA: layers of Model A" in titles and "Linear CKA: instances, representation space" in titles
-    assert "Debiased CKA: layers of Model A" in titles and "Mutual 5-NN: instances, representation space" in titles
+    assert "Linear CKA\nlayers of Model A" in titles and "Linear CKA\ninstances, representation space" in titles
+    assert "Debiased CKA\nlayers of Model A" in titles and "Mutual 5-NN\ninstances, representation space" in titles
     assert "Series s: consecutive checkpoints" in titles
 
 

@@ -213,7 +213,7 @@ def similarity_figure(
         heading = f"layers of {labels.get(subject, subject)}" if kind == "layers" else f"instances, {subject} space"
         for col, measure in enumerate(measures):
             image = _heatmap(axes[row, col], _table_path(folder, measure, path.name), measure,
-                             f"{names[measure]}: {heading}", labels)
+                             f"{names[measure]}\n{heading}", labels)
             if row == len(tables) - 1:  # one scale per measure, under its column
                 fig.colorbar(image, ax=list(axes[: len(tables), col]), location="bottom", shrink=0.7, aspect=30,
                              label=names[measure])
