@@ -436,16 +436,8 @@ def _finish(
     spec = spectrum_of(stats, alpha_range=alpha_range, rankme_eps=rankme_eps)
     if n_boot:
         ci = bootstrap(
-            source,
-            n_boot,
-            seed,
-            normalize=normalize,
-            level=ci_level,
-            method=ci_method,
-            estimate=spec,
-            chunk_rows=chunk_rows,
-            alpha_range=alpha_range,
-            rankme_eps=rankme_eps,
+            source, n_boot, seed, normalize=normalize, level=ci_level, method=ci_method, estimate=spec,
+            chunk_rows=chunk_rows, alpha_range=alpha_range, rankme_eps=rankme_eps,
         )
         spec = dataclasses.replace(spec, bootstrap=ci)
     return spec
