@@ -84,6 +84,12 @@ class _BasicBlock(nn.Module):
 class ResNet2d3d(nn.Module):
     """DPC's ``ResNet2d3d_full`` with basic blocks (R18/R34): B×3×SL×H×W → B×256×⌈SL/4⌉×⌈H/32⌉×⌈W/32⌉."""
 
+    # registered by name in __init__ (``add_module``), as DPC's checkpoints name them
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
     def __init__(self, arch: Arch, track_running_stats: bool = True) -> None:
         super().__init__()
         blocks = ARCH_BLOCKS[arch]
@@ -139,12 +145,13 @@ class ConvGRU(nn.Module):
 
     def __init__(self, size: int) -> None:
         super().__init__()
+        self.hidden_size = size
         self.cell_list = nn.ModuleList([ConvGRUCell(size, size, 1)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: B×N×C×H×W → last hidden state B×C×H×W."""
         cell = self.cell_list[0]
-        hidden = x.new_zeros((x.shape[0], cell.hidden_size, *x.shape[3:]))
+        hidden = x.new_zeros((x.shape[0], self.hidden_size, *x.shape[3:]))
         for t in range(x.shape[1]):
             hidden = cell(x[:, t], hidden)
         return hidden
