@@ -410,6 +410,16 @@ def test_a_damaged_cache_is_named_quarantined_and_decoded_to_the_same_frames(
     assert not cache_files.marker_path(cache_dir).exists()
 
 
+def test_a_missing_frames_file_is_unreadable_whatever_the_meta_says(tmp_path: Path, manifest: pd.DataFrame) -> None:
+    cache_dir = tmp_path / "key"
+    build_clip_cache(manifest.iloc[[2]], "paper", cache_dir, workers=0)
+    (cache_dir / "frames.u8").unlink()
+    meta = json.loads((cache_dir / "meta.json").read_text())
+    (cache_dir / "meta.json").write_text(json.dumps({**meta, "data_bytes": None}))  # a damaged meta
+    with pytest.raises(cache_files.CacheUnreadable, match="frames.u8: missing"):
+        ClipCache(cache_dir)
+
+
 def test_stale_markers_are_dropped_healthy_ones_kept(tmp_path: Path, manifest: pd.DataFrame) -> None:
     cache_dir = tmp_path / "key"
     build_clip_cache(manifest.iloc[[2]], "paper", cache_dir, workers=0)

@@ -194,7 +194,7 @@ class ClipCache:
             raise CacheUnreadable(f"{self.dir / INDEX_FILE}: not a clip cache index ({err})") from err
         data = self.dir / DATA_FILE
         size = data.stat().st_size if data.is_file() else None
-        if size != meta["data_bytes"]:
+        if size is None or size != meta["data_bytes"]:
             raise CacheUnreadable(f"{data}: {'missing' if size is None else f'{size} bytes'}, the cache's "
                                   f"{META_FILE} says {meta['data_bytes']}")
         if len(self.entries) != meta.get("rows", len(self.entries)):
