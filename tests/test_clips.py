@@ -28,7 +28,7 @@ def count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     decoded: list[str] = []
     original = video.read_frames
 
-    def counting(path, starts, protocol):  # type: ignore[no-untyped-def]
+    def counting(path, starts, protocol):
         decoded.append(Path(path).name)
         return original(path, starts, protocol)
 
@@ -60,7 +60,7 @@ def manifest(tmp_path: Path) -> pd.DataFrame:
 
 
 def _forbid_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_decoding(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def no_decoding(*args, **kwargs):
         raise AssertionError("decoded although the clip cache holds the clip")
 
     monkeypatch.setattr(video, "read_frames", no_decoding)
@@ -198,7 +198,7 @@ def test_slowfast_and_dpc_items(tmp_path: Path, manifest: pd.DataFrame) -> None:
 
 
 def test_loader_with_two_workers_reports_failures_and_keeps_order(manifest: pd.DataFrame, monkeypatch) -> None:
-    def crash_on_tree(path, starts, protocol):  # type: ignore[no-untyped-def]
+    def crash_on_tree(path, starts, protocol):
         if Path(path).name == "tree.avi":
             raise RuntimeError("decoder crashed")
         return original(path, starts, protocol)
@@ -387,7 +387,7 @@ def test_marker_names_its_cache_directory(tmp_path: Path) -> None:
 @pytest.mark.parametrize("damage", ["truncate frames", "tear index", "tear meta"])
 def test_a_damaged_cache_is_named_quarantined_and_decoded_to_the_same_frames(
     tmp_path: Path, manifest: pd.DataFrame, damage: str, caplog
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     rows = manifest.iloc[[0, 2]]  # Megamind is scaled down (uint8 rounding), tree is stored as decoded
     cache_dir = tmp_path / "clips" / "ds" / "key"
     build_clip_cache(rows, "paper", cache_dir, workers=0)

@@ -67,7 +67,7 @@ import logging
 import multiprocessing
 import os
 import shutil
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -561,7 +561,7 @@ def _same_build(meta_path: Path, start_meta: Mapping[str, Any]) -> bool:
 
 def _run(
     tasks: list[tuple[int, Row, Protocol]], workers: int
-) -> Iterator[tuple[int, np.ndarray | None, bool, str, bool]]:
+) -> Generator[tuple[int, np.ndarray | None, bool, str, bool], None, None]:
     if workers == 0 or len(tasks) <= 1:
         for t in tasks:
             yield _decode_task(t)

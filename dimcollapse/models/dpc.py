@@ -37,7 +37,6 @@ made from the checkpoint.
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -47,8 +46,6 @@ ARCH_BLOCKS: dict[str, tuple[int, int, int, int]] = {"resnet18": (2, 2, 2, 2), "
 FEATURE_DIM = 256
 #: The published checkpoints were trained at these input sizes.
 DEFAULT_SAMPLE_SIZE: dict[str, int] = {"resnet18": 128, "resnet34": 224}
-
-Arch = Literal["resnet18", "resnet34"]
 
 
 class _BasicBlock(nn.Module):
@@ -90,7 +87,7 @@ class ResNet2d3d(nn.Module):
     layer3: nn.Sequential
     layer4: nn.Sequential
 
-    def __init__(self, arch: Arch, track_running_stats: bool = True) -> None:
+    def __init__(self, arch: str, track_running_stats: bool = True) -> None:
         super().__init__()
         blocks = ARCH_BLOCKS[arch]
         self.conv1 = nn.Conv3d(3, 64, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False)
@@ -162,7 +159,7 @@ class DPCContext(nn.Module):
 
     def __init__(
         self,
-        arch: Arch = "resnet34",
+        arch: str = "resnet34",
         sample_size: int = 224,
         num_seq: int = 5,
         seq_len: int = 5,
