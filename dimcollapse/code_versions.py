@@ -155,7 +155,10 @@ def _functions_reach(module: str, names: set[str], root: Path) -> set[str]:
     helpers they take from other modules of the stage package (``stages.common``), so that
     a helper used by some stages adds its imports to those stages only.
     """
-    tree = _parse(module_file(module, root))  # type: ignore[arg-type]  # a module of ours
+    file = module_file(module, root)
+    if file is None:
+        raise ModuleNotFoundError(f"{module}: not a module of {root}")
+    tree = _parse(file)
     functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
     used: dict[str, ast.FunctionDef] = {}
     todo = [n for n in names if n in functions]
@@ -171,10 +174,10 @@ def _functions_reach(module: str, names: set[str], root: Path) -> set[str]:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             continue
         source = _stage_source(node, module, root)
-        if source is None:
+        if source is None or not isinstance(node, ast.ImportFrom):  # (a stage source is an import-from)
             plain.append(node)
         else:  # ``from dimcollapse.stages.<m> import a, b``: follow the names these functions read
-            taken = {alias.name for alias in node.names if (alias.asname or alias.name) in read}  # type: ignore[attr-defined]
+            taken = {alias.name for alias in node.names if (alias.asname or alias.name) in read}
             reached |= _functions_reach(source, taken, root)
     return reached | closure(imported_modules(plain, module, root) - {module}, root)
 

@@ -30,9 +30,10 @@ class VideoError(KnownError):
         self.message = message
         super().__init__(f"{self.path}: {stage}: {message}")
 
-    def __reduce__(self):  # type: ignore[no-untyped-def]
-        # Worker processes (probing pools, DataLoader workers) send errors back pickled.
-        return (VideoError, (self.path, self.stage, self.message))
+    def __reduce__(self) -> tuple[type[VideoError], tuple[str, str, str]]:
+        # Worker processes (probing pools, DataLoader workers) send errors back pickled;
+        # a subclass (VideoExcluded) must come back as itself, not as a plain VideoError.
+        return (type(self), (self.path, self.stage, self.message))
 
 
 class VideoExcluded(VideoError):

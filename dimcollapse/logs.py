@@ -7,6 +7,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from types import TracebackType
 
 from dimcollapse.errors import KnownError, one_line
 
@@ -35,7 +36,7 @@ def setup_logging(log_file: str | os.PathLike[str] | None, level: int = logging.
     warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
     log = logging.getLogger("dimcollapse")
 
-    def excepthook(kind, value, tb):  # type: ignore[no-untyped-def]
+    def excepthook(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
         if not isinstance(value, KnownError):
             log.critical("stage failed", exc_info=(kind, value, tb))
             return

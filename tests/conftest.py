@@ -4,7 +4,7 @@ import pytest
 
 
 @pytest.fixture
-def one_torch_thread():  # type: ignore[no-untyped-def]
+def one_torch_thread():
     """Run a test on one torch thread.
 
     The probes' many tiny L-BFGS steps: with 2 threads on 2 busy cores, OpenMP's barriers

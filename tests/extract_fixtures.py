@@ -57,7 +57,7 @@ def make_dataset(root: Path, *, videos_per_class: int = 2) -> Path:
     return path
 
 
-def instance(name: str, overrides: Mapping[str, Any] | None = None):  # type: ignore[no-untyped-def]
+def instance(name: str, overrides: Mapping[str, Any] | None = None):
     """The resolved ``ModelInstance`` of one of :data:`MODELS` (with config overrides)."""
     from dimcollapse.config.instances import model_instance
 
@@ -112,7 +112,7 @@ def extract_kwargs(
     }
 
 
-def run_extract(**kwargs: Any):  # type: ignore[no-untyped-def]
+def run_extract(**kwargs: Any):
     """``extract_shard(**extract_kwargs(...))`` in this process; returns its ``RunStats``."""
     from dimcollapse.extraction.extract import extract_shard
 
@@ -131,7 +131,7 @@ def start_harness(kwargs: dict[str, Any], workdir: Path, *, sleep_per_batch: flo
         log.close()
 
 
-class Named(dict):  # type: ignore[type-arg]
+class Named(dict):
     """Attribute access to a dict, like Snakemake's ``input``/``output``/``params`` objects."""
 
     def __getattr__(self, key: str) -> Any:
@@ -177,7 +177,7 @@ def _main(args_file: str) -> None:
     if pause > 0:
         forward = extract.forward_views
 
-        def slow_forward(*args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
+        def slow_forward(*args: Any, **kwargs: Any):
             time.sleep(pause)
             return forward(*args, **kwargs)
 

@@ -54,7 +54,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
     spec = importlib.util.spec_from_file_location("usernet_for_test", workdir / "usernet.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    spec.loader.exec_module(module)
     for epoch in EPOCHS:  # the weights drift with training progress
         torch.manual_seed(epoch)
         torch.save(module.build().state_dict(), runs / f"epoch_{epoch:05d}.pth")

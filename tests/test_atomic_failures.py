@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from dimcollapse.atomic import atomic_path, write_json
-from dimcollapse.failures import Failure, VideoError, read_failures, write_failures
+from dimcollapse.failures import Failure, VideoError, VideoExcluded, read_failures, write_failures
 
 
 def test_atomic_path_keeps_old_file_on_error(tmp_path: Path) -> None:
@@ -57,6 +57,15 @@ def test_video_error_pickles_for_worker_processes() -> None:
 
     err = pickle.loads(pickle.dumps(VideoError("/a.mp4", "decode", "bad frame")))
     assert (err.path, err.stage, err.message) == ("/a.mp4", "decode", "bad frame")
+
+
+def test_video_excluded_stays_excluded_when_pickled() -> None:
+    # An exclusion never stops a build; sent back from a worker it must not turn into an error.
+    import pickle
+
+    err = pickle.loads(pickle.dumps(VideoExcluded("/a.mp4", "decode", "excluded: 3 frames")))
+    assert type(err) is VideoExcluded
+    assert (err.path, err.stage, err.message) == ("/a.mp4", "decode", "excluded: 3 frames")
 
 
 def test_atomic_files_are_not_private(tmp_path: Path) -> None:

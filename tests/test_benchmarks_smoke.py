@@ -170,7 +170,7 @@ def test_gpu_check_measures_one_model_on_cpu() -> None:
 
 
 def test_gpu_check_projection_from_the_measured_rates() -> None:
-    def row(label: str, fp32: float, bf16: float):  # type: ignore[no-untyped-def]
+    def row(label: str, fp32: float, bf16: float):
         r = gpu.Row(gpu.Spec(label, "x", {}, ()), 16)
         r.results = {p: gpu.Measure(v, 1, 1.0, 0) for p, v in (("fp32", fp32), ("tf32", fp32), ("bf16", bf16))}
         return r

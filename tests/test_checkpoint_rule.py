@@ -64,7 +64,7 @@ def test_extract_errors_about_a_copied_checkpoint_name_the_users_file(
         raise CheckpointError(f"{kw['checkpoint']}: not a readable PyTorch checkpoint (16 bytes; truncated or corrupt?)")
 
     fake = ModuleType("dimcollapse.extraction.extract")
-    fake.extract_shard = fail  # type: ignore[attr-defined]
+    fake.extract_shard = fail
     monkeypatch.setitem(sys.modules, "dimcollapse.extraction.extract", fake)
     inputs = SimpleNamespace(manifest="m.csv", checkpoint=copy, get=lambda k, d=None: {"checkpoint": copy}.get(k, d))
     wildcards = SimpleNamespace(dataset="d", method="moco", shard="0", nshards="1", items=lambda: [])

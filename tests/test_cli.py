@@ -51,7 +51,7 @@ def test_console_script_is_declared() -> None:
 
 
 @pytest.mark.parametrize("sub", ["analyze", "compare", "probe", "similarity", "store"])
-def test_every_subcommand_has_help(sub: str, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_every_subcommand_has_help(sub: str, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main([sub, "--help"])
     assert exit_info.value.code == 0 and f"usage: dimcollapse {sub}" in capsys.readouterr().out
@@ -62,7 +62,7 @@ def test_module_entry_point_runs_main() -> None:
     assert proc.returncode == 0 and all(sub in proc.stdout for sub in ("analyze", "compare", "probe"))
 
 
-def test_analyze_numbers_equal_analyze_file(features: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_analyze_numbers_equal_analyze_file(features: Path, tmp_path: Path, capsys) -> None:
     out_json, out_png = tmp_path / "m.json", tmp_path / "m.png"
     assert main(["analyze", str(features), "--json", str(out_json), "--plot", str(out_png)]) == 0
     ref = analyze_file(features)
@@ -116,7 +116,7 @@ def bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str]]:
     }
 
 
-def test_bad_input_is_one_line_naming_the_file_and_exit_2(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_is_one_line_naming_the_file_and_exit_2(tmp_path: Path, capsys) -> None:
     for name, (extra, message) in bad_inputs(tmp_path).items():
         path = tmp_path / name.strip()
         assert main(["analyze", str(path), *extra]) == 2, name
@@ -129,7 +129,7 @@ def test_bad_input_is_one_line_naming_the_file_and_exit_2(tmp_path: Path, capsys
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "nan.npy: 1 rows contain NaN" in proc.stderr
 
 
-def test_analyze_of_a_constant_matrix_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_analyze_of_a_constant_matrix_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
     np.save(tmp_path / "zeros.npy", np.zeros((300, 16), np.float32))
     np.save(tmp_path / "same.npy", np.tile(np.arange(1, 17, dtype=np.float32), (300, 1)))
     np.savez(tmp_path / "same.npz", x=np.tile(np.arange(1, 17, dtype=np.float32), (300, 1)))
@@ -147,7 +147,7 @@ def test_analyze_of_a_constant_matrix_is_one_line_and_exit_2(tmp_path: Path, cap
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "all zeros" in proc.stderr
 
 
-def test_analyze_counts_all_zero_rows(features: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_analyze_counts_all_zero_rows(features: Path, tmp_path: Path, capsys) -> None:
     x = np.load(features)
     x[[5, 17]] = 0.0  # two videos whose forward pass failed
     path, out = tmp_path / "two_zero_rows.npy", tmp_path / "m.json"
@@ -160,7 +160,7 @@ def test_analyze_counts_all_zero_rows(features: Path, tmp_path: Path, capsys) ->
     assert json.loads(out.read_text())["zero_rows"] == 0 and "all zeros" not in capsys.readouterr().out
 
 
-def test_compare_prints_each_matrix_and_draws_one_figure(features: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_compare_prints_each_matrix_and_draws_one_figure(features: Path, tmp_path: Path, capsys) -> None:
     small = tmp_path / "small.npy"
     np.save(small, np.load(features)[:20])
     png = tmp_path / "cmp.png"
@@ -172,7 +172,7 @@ def test_compare_prints_each_matrix_and_draws_one_figure(features: Path, tmp_pat
     assert main(["compare", str(features), str(small), "--labels", "one", "--plot", str(png)]) == 2
 
 
-def test_probe_with_split_column_and_seeded_split(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_probe_with_split_column_and_seeded_split(tmp_path: Path, capsys) -> None:
     rng = np.random.default_rng(1)
     y = np.repeat(np.arange(3), 30)
     x = (np.eye(3)[y] * 4 + rng.normal(size=(90, 3))).astype(np.float32)
@@ -195,7 +195,7 @@ def test_probe_with_split_column_and_seeded_split(tmp_path: Path, capsys) -> Non
     assert "10 label rows for 90 feature rows" in capsys.readouterr().err
 
 
-def test_analyze_prints_and_writes_the_geometry_metrics(features: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_analyze_prints_and_writes_the_geometry_metrics(features: Path, tmp_path: Path, capsys) -> None:
     from dimcollapse.analysis.geometry import geometry_metrics
 
     out_json = tmp_path / "g.json"
@@ -209,7 +209,7 @@ def test_analyze_prints_and_writes_the_geometry_metrics(features: Path, tmp_path
     assert "Self-clustering" in printed and "Uniformity" in printed and got["pairs_rows"] == 100
 
 
-def test_similarity_prints_linear_cka_and_names_a_row_mismatch(features: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_similarity_prints_linear_cka_and_names_a_row_mismatch(features: Path, tmp_path: Path, capsys) -> None:
     from dimcollapse.analysis.similarity_measures import linear_cka, mutual_knn, unbiased_cka
 
     x = np.load(features)

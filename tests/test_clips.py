@@ -28,7 +28,7 @@ def count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     decoded: list[str] = []
     original = video.read_frames
 
-    def counting(path, starts, protocol):  # type: ignore[no-untyped-def]
+    def counting(path, starts, protocol):
         decoded.append(Path(path).name)
         return original(path, starts, protocol)
 
@@ -60,7 +60,7 @@ def manifest(tmp_path: Path) -> pd.DataFrame:
 
 
 def _forbid_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_decoding(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def no_decoding(*args, **kwargs):
         raise AssertionError("decoded although the clip cache holds the clip")
 
     monkeypatch.setattr(video, "read_frames", no_decoding)
@@ -198,7 +198,7 @@ def test_slowfast_and_dpc_items(tmp_path: Path, manifest: pd.DataFrame) -> None:
 
 
 def test_loader_with_two_workers_reports_failures_and_keeps_order(manifest: pd.DataFrame, monkeypatch) -> None:
-    def crash_on_tree(path, starts, protocol):  # type: ignore[no-untyped-def]
+    def crash_on_tree(path, starts, protocol):
         if Path(path).name == "tree.avi":
             raise RuntimeError("decoder crashed")
         return original(path, starts, protocol)
@@ -387,7 +387,7 @@ def test_marker_names_its_cache_directory(tmp_path: Path) -> None:
 @pytest.mark.parametrize("damage", ["truncate frames", "tear index", "tear meta"])
 def test_a_damaged_cache_is_named_quarantined_and_decoded_to_the_same_frames(
     tmp_path: Path, manifest: pd.DataFrame, damage: str, caplog
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     rows = manifest.iloc[[0, 2]]  # Megamind is scaled down (uint8 rounding), tree is stored as decoded
     cache_dir = tmp_path / "clips" / "ds" / "key"
     build_clip_cache(rows, "paper", cache_dir, workers=0)
@@ -408,6 +408,16 @@ def test_a_damaged_cache_is_named_quarantined_and_decoded_to_the_same_frames(
     assert cache_files.marker_path(cache_dir).exists()
     assert cache_files.drop_stale_marker(cache_dir) == f"{cache_dir} is missing"
     assert not cache_files.marker_path(cache_dir).exists()
+
+
+def test_a_missing_frames_file_is_unreadable_whatever_the_meta_says(tmp_path: Path, manifest: pd.DataFrame) -> None:
+    cache_dir = tmp_path / "key"
+    build_clip_cache(manifest.iloc[[2]], "paper", cache_dir, workers=0)
+    (cache_dir / "frames.u8").unlink()
+    meta = json.loads((cache_dir / "meta.json").read_text())
+    (cache_dir / "meta.json").write_text(json.dumps({**meta, "data_bytes": None}))  # a damaged meta
+    with pytest.raises(cache_files.CacheUnreadable, match="frames.u8: missing"):
+        ClipCache(cache_dir)
 
 
 def test_stale_markers_are_dropped_healthy_ones_kept(tmp_path: Path, manifest: pd.DataFrame) -> None:

@@ -76,7 +76,7 @@ def test_unknown_study_model_is_named() -> None:
         (lambda c: c["extraction"].update(batch_size="sixteen"), r"'sixteen' is not of type 'integer'(.|\n)*\['extraction'\]\['batch_size'\]"),
     ],
 )
-def test_schema_errors_name_the_key(tmp_path: Path, change, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_schema_errors_name_the_key(tmp_path: Path, change, message: str) -> None:
     cfg = load("config.demo.yaml")
     change(cfg)
     path = write_config(tmp_path / "bad.yaml", cfg)
@@ -99,7 +99,7 @@ def test_schema_errors_name_the_key(tmp_path: Path, change, message: str) -> Non
         (lambda c: c.update(zzz=1), "{file}: unknown config key 'zzz' (allowed: title, datasets, models, study, "),
     ],
 )
-def test_a_misspelt_key_gets_one_line_naming_it_and_its_file(tmp_path: Path, change, line: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_misspelt_key_gets_one_line_naming_it_and_its_file(tmp_path: Path, change, line: str) -> None:
     cfg = load("config.demo.yaml")
     change(cfg)
     path = write_config(tmp_path / "study.yaml", cfg)

@@ -200,7 +200,7 @@ def test_only_untrained_instances_are_marked_where_weights_are_mixed() -> None:
     assert display_labels({"a": seeded, "b": trained}) == {"a": "SimCLR (untrained)", "b": "Sup"}
     assert display_labels({"a": seeded}) == {"a": "SimCLR"} and display_labels({"b": trained}) == {"b": "Sup"}
 
-    def title(*instances) -> str:  # type: ignore[no-untyped-def]
+    def title(*instances) -> str:
         labels = display_labels({i.name: i for i in instances})
         view = {"title": "Study", "models": {i.name: {"label": labels[i.name], "untrained": i.untrained}
                                             for i in instances}}

@@ -37,7 +37,7 @@ def _counting(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     read: list[str] = []
     real = content.file_digest
 
-    def counted(path):  # type: ignore[no-untyped-def]
+    def counted(path):
         read.append(str(path))
         return real(path)
 

@@ -31,7 +31,7 @@ CPU = torch.device("cpu")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def _families():  # type: ignore[no-untyped-def]
+def _families():
     spec = importlib.util.spec_from_file_location("families", REPO / "benchmarks" / "families.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules["families"] = module

@@ -147,14 +147,14 @@ def test_a_full_disk_is_named_once_not_retried_and_the_partial_file_kept(
     from dimcollapse.models import download
 
     class Full:
-        def __init__(self, fh) -> None:  # type: ignore[no-untyped-def]
+        def __init__(self, fh) -> None:
             self.fh = fh
 
         def write(self, data: bytes) -> int:
             self.fh.write(data[:1000])
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-        def __enter__(self):  # type: ignore[no-untyped-def]
+        def __enter__(self):
             return self
 
         def __exit__(self, *exc: object) -> None:

@@ -21,7 +21,7 @@ IDS = [f"v{r}" for r in range(N_ROWS)]
 PATHS = [f"/d/v{r}.mp4" for r in range(N_ROWS)]
 
 
-def shard(model, rows, make_batches, store_dir: Path, *, batch_size: int = 4, **kwargs):  # type: ignore[no-untyped-def]
+def shard(model, rows, make_batches, store_dir: Path, *, batch_size: int = 4, **kwargs):
     """``run_shard`` over the synthetic dataset with the store in ``store_dir``."""
     return run_shard(model, SPACES, rows, make_batches, InstanceStore(store_dir), keys=KEYS, ids=IDS, paths=PATHS,
                      device=CPU, batch_size=batch_size, **kwargs)
@@ -238,7 +238,7 @@ def test_batch_dependent_models_reuse_whole_blocks_only(tmp_path: Path) -> None:
     assert uses_batch_statistics(model) and not uses_batch_statistics(TwoSpaceModel())
     rows = np.arange(10)
 
-    def run(keys: np.ndarray, store: Path, seen: list[int] | None = None):  # type: ignore[no-untyped-def]
+    def run(keys: np.ndarray, store: Path, seen: list[int] | None = None):
         return run_shard(model, SPACES, rows, lambda r: batches_from(r, seen=seen), InstanceStore(store),
                          keys=keys, ids=IDS, paths=PATHS, device=CPU, batch_size=4, batch_dependent=True)
 

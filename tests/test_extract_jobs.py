@@ -209,7 +209,7 @@ def test_killed_extraction_resumes_and_never_shows_a_partial_output(
     forward = extract.forward_views
     seen: list[bool] = []
 
-    def watched(*args: Any, **kw: Any):  # type: ignore[no-untyped-def]
+    def watched(*args: Any, **kw: Any):
         seen.append(output.exists())
         return forward(*args, **kw)
 

@@ -183,8 +183,8 @@ def test_cka_matrix_equals_every_pair_and_computes_each_normaliser_once(monkeypa
     calls = {"cross": 0, "gram": 0}
     cross, gram = metrics._centred_cross, metrics._centred_gram
 
-    def counted(name, fn):  # type: ignore[no-untyped-def]
-        def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def counted(name, fn):
+        def wrapper(*args, **kwargs):
             calls[name] += 1
             return fn(*args, **kwargs)
         return wrapper

@@ -50,7 +50,7 @@ def _report(proc: subprocess.Popen[str]) -> dict:
 
 
 @pytest.fixture
-def holders():  # type: ignore[no-untyped-def]
+def holders():
     procs: list[subprocess.Popen[str]] = []
     yield procs
     for p in procs:
@@ -59,7 +59,7 @@ def holders():  # type: ignore[no-untyped-def]
         p.wait()
 
 
-def test_concurrent_jobs_get_distinct_gpus_and_the_next_one_waits(tmp_path: Path, holders) -> None:  # type: ignore[no-untyped-def]
+def test_concurrent_jobs_get_distinct_gpus_and_the_next_one_waits(tmp_path: Path, holders) -> None:
     devices = "4,5,7"  # an existing CUDA_VISIBLE_DEVICES: slots map onto its entries
     holders += [_start(tmp_path, devices) for _ in range(3)]
     reports = [_report(p) for p in holders]
@@ -84,7 +84,7 @@ def test_concurrent_jobs_get_distinct_gpus_and_the_next_one_waits(tmp_path: Path
     assert got["t"] - killed_at < 10  # the back-off is capped, so the wait ends soon after
 
 
-def test_jobs_with_different_device_lists_agree_on_a_gpu(tmp_path: Path, holders) -> None:  # type: ignore[no-untyped-def]
+def test_jobs_with_different_device_lists_agree_on_a_gpu(tmp_path: Path, holders) -> None:
     holders.append(_start(tmp_path, "1"))
     assert _report(holders[0])["device"] == "1"
     holders.append(_start(tmp_path, "0,1"))
@@ -147,7 +147,7 @@ class _Named(list):
         super().__init__(items.values())
         self.__dict__.update(items)
 
-    def items(self):  # type: ignore[no-untyped-def]
+    def items(self):
         return self.__dict__.items()
 
     def get(self, key: str, default: object = None) -> object:
@@ -161,7 +161,7 @@ def test_extract_stage_claims_a_gpu_before_extraction_starts(tmp_path: Path, mon
 
     seen: dict[str, object] = {}
     fake = ModuleType("dimcollapse.extraction.extract")
-    fake.extract_shard = lambda **kw: seen.update(cvd=os.environ["CUDA_VISIBLE_DEVICES"])  # type: ignore[attr-defined]
+    fake.extract_shard = lambda **kw: seen.update(cvd=os.environ["CUDA_VISIBLE_DEVICES"])
     monkeypatch.setitem(sys.modules, "dimcollapse.extraction.extract", fake)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "6,7")
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)

@@ -150,7 +150,7 @@ def test_the_schema_takes_only_known_orders() -> None:
         validate(config, schema)
 
 
-def test_store_prune_keeps_the_key_of_every_frame_order(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_store_prune_keeps_the_key_of_every_frame_order(tmp_path) -> None:
     """Each order is a feature-store key of its own; ``dimcollapse store prune`` must count them as used."""
     from dimcollapse.config.instances import model_instances
     from dimcollapse.config.jobs import job_protocol

@@ -42,9 +42,9 @@ def test_method_table() -> None:
         assert info.embedding_dim == EMBEDDING_DIM.get(name)
         assert info.normalize_embedding == (name in ("SimCLR", "SwAV"))
     with pytest.raises(dataclasses.FrozenInstanceError):
-        METHODS["MoCo"].family = "dpc"  # type: ignore[misc]
+        METHODS["MoCo"].family = "dpc"
     with pytest.raises(TypeError):
-        METHODS["x"] = METHODS["MoCo"]  # type: ignore[index]
+        METHODS["x"] = METHODS["MoCo"]
 
 
 def test_canonical_method_is_case_insensitive_and_lists_valid_names() -> None:

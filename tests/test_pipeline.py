@@ -88,7 +88,7 @@ def _batches(rows: np.ndarray, clips: list[np.ndarray], frames: bool, size: int 
         yield Batch(good, video, [Failure(f"v{r}", f"/v{r}", "decode", "bad") for r in bad], bad)
 
 
-def _run(model, rows, make, store: Path, batch_size: int = 3, ids=None, **kw):  # type: ignore[no-untyped-def]
+def _run(model, rows, make, store: Path, batch_size: int = 3, ids=None, **kw):
     n = int(rows.max()) + 1
     keys = clip_keys([f"c{r}" for r in range(n)], [2.0] * n, [25.0] * n)
     ids = ids or [f"v{r}" for r in range(n)]
@@ -117,7 +117,7 @@ class FakeStreams:
         self.on_side = False
         self.n = 0
 
-    def side(self):  # type: ignore[no-untyped-def]
+    def side(self):
         streams = self
 
         class Side:
@@ -191,7 +191,7 @@ def test_a_loader_error_keeps_the_batches_computed_before_it(tmp_path: Path) -> 
     clips = random_clips(9)
     model = prepare_model(tiny_net(), CPU)
 
-    def interrupted(rows):  # type: ignore[no-untyped-def]
+    def interrupted(rows):
         for i, b in enumerate(_batches(rows, clips, True)):
             if i == 2:
                 raise KeyboardInterrupt
@@ -201,7 +201,7 @@ def test_a_loader_error_keeps_the_batches_computed_before_it(tmp_path: Path) -> 
         _run(model, np.arange(9), interrupted, tmp_path / "s", streams=FakeStreams(), flush_every=3)
     seen: list[int] = []
 
-    def counted(rows):  # type: ignore[no-untyped-def]
+    def counted(rows):
         seen.extend(rows.tolist())
         return _batches(rows, clips, True)
 

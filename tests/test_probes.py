@@ -33,7 +33,7 @@ def mixture(n_per_class: int, n_classes: int, dim: int, spread: float, seed: int
     return x.astype(np.float32), y
 
 
-def knn_reference(train_x, train_y, test_x, k, temperature):  # type: ignore[no-untyped-def]
+def knn_reference(train_x, train_y, test_x, k, temperature):
     """Direct numpy weighted k-NN with the full similarity matrix, in float64."""
     a = train_x / np.linalg.norm(train_x, axis=1, keepdims=True)
     b = test_x / np.linalg.norm(test_x, axis=1, keepdims=True)
@@ -148,7 +148,7 @@ def test_assign_split_uses_official_roles_only_when_both_sides_are_present() -> 
     assert "seed 3" in none.description and not none.official
 
 
-def test_official_split_ids_match_the_listing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_official_split_ids_match_the_listing(tmp_path) -> None:
     root = tmp_path / "ucf"
     lists = root / "ucfTrainTestlist"
     lists.mkdir(parents=True)
@@ -163,7 +163,7 @@ def test_official_split_ids_match_the_listing(tmp_path) -> None:  # type: ignore
     from dimcollapse.data.datasets import list_videos
 
     cfg = {"layout": "ucf101", "root": str(root)}  # split "all": every video, roles from split 1
-    roles, name = official_split(cfg)  # type: ignore[misc]
+    roles, name = official_split(cfg)
     listed = [r.id for r in list_videos(cfg).records]
     assert sorted(roles) == sorted(listed)
     assert roles["Run/v_Run_g01_c01"] == "test" and roles["Jump/v_Jump_g02_c01"] == "train"
@@ -307,7 +307,7 @@ def test_markdown_shows_probe_and_lidar_columns_only_when_present() -> None:
     assert line.endswith("| 3.2 | 62.5 | 75.0 |") and "top-1 of the probes" in text
 
 
-def test_official_hmdb51_split_leaves_unused_videos_out(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_official_hmdb51_split_leaves_unused_videos_out(tmp_path) -> None:
     root = tmp_path / "hmdb"
     splits = root / "split" / "testTrainMulti_7030_splits"
     splits.mkdir(parents=True)
@@ -318,10 +318,10 @@ def test_official_hmdb51_split_leaves_unused_videos_out(tmp_path) -> None:  # ty
         # split 1: video 0 train, 1 test, 2 unused; split 2 swaps train and test
         (splits / f"{cls}_test_split1.txt").write_text(f"{cls}_0.avi 1\n{cls}_1.avi 2\n{cls}_2.avi 0\n")
         (splits / f"{cls}_test_split2.txt").write_text(f"{cls}_0.avi 2\n{cls}_1.avi 1\n{cls}_2.avi 0\n")
-    roles, name = official_split({"layout": "hmdb51", "root": str(root)})  # type: ignore[misc]
+    roles, name = official_split({"layout": "hmdb51", "root": str(root)})
     assert roles == {"run/run_0": "train", "run/run_1": "test", "jump/jump_0": "train", "jump/jump_1": "test"}
     assert "hmdb51 split 1" in name
-    roles2, _ = official_split({"layout": "hmdb51", "root": str(root), "split": 2})  # type: ignore[misc]
+    roles2, _ = official_split({"layout": "hmdb51", "root": str(root), "split": 2})
     assert roles2["run/run_0"] == "test" and "run/run_2" not in roles2
 
 

@@ -208,4 +208,4 @@ def test_random_starts_are_seeded_per_video() -> None:
 @pytest.mark.parametrize("duration", [math.nan, -1.0, None, "10"])
 def test_unusable_durations_raise(duration: object) -> None:
     with pytest.raises(ValueError, match="duration"):
-        clip_starts(resolve_protocol("paper"), duration)  # type: ignore[arg-type]
+        clip_starts(resolve_protocol("paper"), duration)

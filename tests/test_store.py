@@ -246,7 +246,7 @@ def truncate(path: Path, keep: int = 40) -> None:
     path.write_bytes(path.read_bytes()[:keep])
 
 
-def test_a_torn_segment_is_quarantined_named_and_its_clips_missing(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_a_torn_segment_is_quarantined_named_and_its_clips_missing(tmp_path: Path, caplog) -> None:
     store = InstanceStore(tmp_path)
     add(store, np.arange(0, 4), {"representation": 3})
     add(store, np.arange(4, 8), {"representation": 3})
@@ -274,7 +274,7 @@ def test_a_torn_segment_is_quarantined_named_and_its_clips_missing(tmp_path: Pat
     assert len(index["keys"]) == 8 and segment.stem not in set(index["segments"][index["seg"]].astype(str))
 
 
-def test_a_torn_index_file_or_a_vanished_segment_is_set_aside(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_a_torn_index_file_or_a_vanished_segment_is_set_aside(tmp_path: Path, caplog) -> None:
     store = InstanceStore(tmp_path)
     add(store, np.arange(0, 4), {"representation": 3})
     add(store, np.arange(4, 8), {"representation": 3})

@@ -42,7 +42,7 @@ def store_cmd(*args: str, results: Path) -> int:
     return main(["store", *args, "--results", str(results)])
 
 
-def test_list_shows_each_key_and_cache_old_keys_with_what_is_known(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_list_shows_each_key_and_cache_old_keys_with_what_is_known(tmp_path: Path, capsys) -> None:
     results = tmp_path / "results"
     new = write_key(results / "store", identity(sha="ab" * 32), used_by={"instance": "mine@20", "checkpoint": "runs/e20.pth"})
     old = write_key(results / "store", identity("SimCLR"))
@@ -64,7 +64,7 @@ def test_list_shows_each_key_and_cache_old_keys_with_what_is_known(tmp_path: Pat
     assert listed["clips"][0]["clips"] == 1 and listed["clips"][0]["dataset"] == "ds"
 
 
-def test_verify_names_a_truncated_segment_and_repair_sets_it_aside(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_verify_names_a_truncated_segment_and_repair_sets_it_aside(tmp_path: Path, capsys) -> None:
     results = tmp_path / "results"
     key = write_key(results / "store", identity())
     assert store_cmd("verify", results=results) == 0
@@ -78,7 +78,7 @@ def test_verify_names_a_truncated_segment_and_repair_sets_it_aside(tmp_path: Pat
     assert store_cmd("verify", results=results) == 0
 
 
-def test_verify_finds_a_damaged_clip_cache(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_verify_finds_a_damaged_clip_cache(tmp_path: Path, capsys) -> None:
     results = tmp_path / "results"
     cache = results / "clips" / "ds" / "slow-1"
     build_clip_cache([{"id": "t", "path": str(VIDEO), "duration": 1.0, "fps": 25.0}], "paper", cache, workers=0)
@@ -129,7 +129,7 @@ def study_folder(tmp_path: Path) -> Path:
     return tmp_path / "results"
 
 
-def test_prune_leaves_and_lists_what_dimcollapse_did_not_make(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_prune_leaves_and_lists_what_dimcollapse_did_not_make(tmp_path: Path, capsys) -> None:
     """The issue's trial: a thesis folder in the store and holiday videos beside the clip caches."""
     results = study_folder(tmp_path)
     unused = write_key(results / "store", identity("SimCLR"))
@@ -162,7 +162,7 @@ def test_prune_leaves_and_lists_what_dimcollapse_did_not_make(tmp_path: Path, ca
     assert not (thesis / "data").exists()  # listing creates nothing in a folder it does not own
 
 
-def test_quarantine_survives_a_plain_prune_and_goes_with_quarantine(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_quarantine_survives_a_plain_prune_and_goes_with_quarantine(tmp_path: Path, capsys) -> None:
     results = study_folder(tmp_path)
     unused = write_key(results / "store", identity("SimCLR"))
     segment = sorted((unused / "data").glob("*.npz"))[0]
@@ -187,7 +187,7 @@ def test_quarantine_survives_a_plain_prune_and_goes_with_quarantine(tmp_path: Pa
     assert "quarantined clip cache" in out
 
 
-def test_prune_refuses_while_a_snakemake_run_holds_the_results(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_prune_refuses_while_a_snakemake_run_holds_the_results(tmp_path: Path, capsys) -> None:
     """Locks as Snakemake itself writes them (file and database back ends)."""
     from snakemake.persistence.db import DbPersistence
     from snakemake.persistence.file import FilePersistence
@@ -214,7 +214,7 @@ def test_prune_refuses_while_a_snakemake_run_holds_the_results(tmp_path: Path, c
     assert "removed 1 items" in capsys.readouterr().out
 
 
-def test_prune_reports_a_bad_config_in_one_line(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_prune_reports_a_bad_config_in_one_line(tmp_path: Path, capsys) -> None:
     (tmp_path / "config.yaml").write_text("models: {a: {method: DPC, sede: 1}}\n")
     (tmp_path / "results").mkdir()
     assert store_cmd("prune", results=tmp_path / "results") == 2
@@ -223,7 +223,7 @@ def test_prune_reports_a_bad_config_in_one_line(tmp_path: Path, capsys) -> None:
 
 
 @pytest.mark.parametrize("action", ["list", "verify", "prune"])
-def test_a_missing_results_folder_is_an_error_naming_it(action: str, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_a_missing_results_folder_is_an_error_naming_it(action: str, tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as exit_:
         store_cmd(action, results=tmp_path / "reslts")
     assert exit_.value.code == 2

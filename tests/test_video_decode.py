@@ -58,7 +58,7 @@ def count_decoded(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     seen: list[int] = []
     original = pyav_source.Source._decode
 
-    def counting(self):  # type: ignore[no-untyped-def]
+    def counting(self):
         for frame in original(self):
             seen.append(frame.pts)
             yield frame
@@ -251,7 +251,7 @@ def test_last_resort_decoding_from_the_start_when_seeking_fails(tmp_path: Path, 
     path = make_video(tmp_path / "cfr.mkv", cfr(250))
     expected = read_frames(path, [6.0], resolve_protocol("paper"))
 
-    def broken_seek(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def broken_seek(self, *args, **kwargs):
         raise av.error.PermissionError(1, "seek not allowed")
 
     monkeypatch.setattr(av.container.InputContainer, "seek", broken_seek)

@@ -238,7 +238,7 @@ def test_pyav_backend_fails_where_slowfast_finds_no_frame(tmp_path: Path, monkey
     path = h264(tmp_path / "v.mp4", Fraction(30), 90)
     real = slowfast.pyav_windows
 
-    def overstated(**kw):  # type: ignore[no-untyped-def]
+    def overstated(**kw):
         return real(**{**kw, "frames_length": kw["frames_length"] * 4, "duration": kw["duration"] * 4})
 
     monkeypatch.setattr(slowfast, "pyav_windows", overstated)

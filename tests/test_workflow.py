@@ -51,7 +51,7 @@ def changed(**jobs: int) -> dict[str, int]:
     return {**jobs, "provenance": 1}
 
 
-def variant(study: dict, name: str, change) -> Path:  # type: ignore[no-untyped-def]
+def variant(study: dict, name: str, change) -> Path:
     """A config file with ``change(config)`` applied, next to the study's."""
     config = copy.deepcopy(study["config"])
     change(config)

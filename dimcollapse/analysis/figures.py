@@ -79,8 +79,8 @@ def method_colors(methods: Sequence[str]) -> dict[str, str]:
     """A fixed colour per method, in the given order: matplotlib's default cycle first
     (the paper's colours: blue, orange, green, red, …), then the light tab20 shades;
     beyond 20 methods colours repeat."""
-    dark = [to_hex(c) for c in matplotlib.colormaps["tab10"].colors]
-    light = [to_hex(c) for c in matplotlib.colormaps["tab20"].colors[1::2]]
+    dark = [to_hex(c) for c in matplotlib.color_sequences["tab10"]]
+    light = [to_hex(c) for c in matplotlib.color_sequences["tab20"][1::2]]
     palette = dark + light
     if len(set(methods)) != len(methods):
         raise ValueError(f"method names must be unique: {list(methods)}")

@@ -148,6 +148,7 @@ class MomentStats:
             if self.normalize:
                 row /= max(norm, NORM_EPS)
             self._first, self.same_row, self._first_is_zero = np.array(first), row, norm == 0.0
+        assert self.same_row is not None  # kept together with ``_first``
         self.zero_rows += block.shape[0] if self._first_is_zero else 0
         self._merge_moments(float(block.shape[0]), self.same_row, None)
         return True
@@ -188,7 +189,7 @@ class MomentStats:
                 out.same_row, out.varied = other.same_row, other.varied
                 out._first, out._first_is_zero = other._first, other._first_is_zero
             else:
-                out.varied = out.varied or other.varied or not np.array_equal(out.same_row, other.same_row)
+                out.varied = out.varied or other.varied or not _same_row(out.same_row, other.same_row)
             out._merge_moments(other.count, other.mean, other.m2)
             out.zero_rows += other.zero_rows
         return out
@@ -283,6 +284,13 @@ class MomentStats:
 # Reading .npy files in row chunks
 
 
+def _same_row(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    """Whether two ``same_row`` values agree (``None``, not streamed here, agrees with ``None``)."""
+    if a is None or b is None:
+        return a is None and b is None
+    return np.array_equal(a, b)
+
+
 def check_dtype(dtype: np.dtype, source: str) -> None:
     if dtype.kind != "f":
         raise ValueError(f"{source}: features must be floating point, got dtype {dtype}")
@@ -333,7 +341,7 @@ class NpyRows:
             fh.seek(self.offset)
             for start in range(0, self.n_rows, chunk_rows):
                 rows = min(chunk_rows, self.n_rows - start)
-                view = memoryview(buf[:rows]).cast("B")
+                view = buf[:rows].data.cast("B")  # the rows' bytes, read into in place
                 got = 0
                 while got < len(view):
                     n = fh.readinto(view[got:])

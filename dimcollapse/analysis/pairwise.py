@@ -281,7 +281,7 @@ def nearest_neighbours(
     k = min(asked[-1] + max(extra, asked[-1] // 4) + 1, n - 1)
     c = _Centred(src, dev)
     dist = np.empty((n, len(asked)))
-    chosen = np.empty((n, members), dtype=np.int64) if members else None
+    chosen = np.empty((n, members), dtype=np.int64)  # (no columns without members)
     rechecked = 0
     with _ieee_float32(dev):
         for start, stop, near, idx in _candidate_chunks(c, k, chunk_rows):
@@ -299,7 +299,7 @@ def nearest_neighbours(
                         chosen[start + i] = row_set.sort().values.numpy()
                 rechecked += again.numel()
             dist[start:stop] = values.sqrt().numpy()
-    return NearestNeighbours(ranks=asked, distances=dist, members=chosen, rechecked=rechecked)
+    return NearestNeighbours(ranks=asked, distances=dist, members=chosen if members else None, rechecked=rechecked)
 
 
 def log_mean_pair_kernel(z: torch.Tensor, t: float, *, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> float:

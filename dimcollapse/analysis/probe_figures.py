@@ -40,7 +40,7 @@ def _rho_text(corr: Mapping[str, Any] | None) -> str:
         return f"ρ undefined (n = {corr['n_points']})"
     text = f"ρ = {float(corr['spearman_rho']):+.2f}"
     low, high = corr.get("ci_low"), corr.get("ci_high")
-    if low is not None and math.isfinite(float(low)):
+    if low is not None and high is not None and math.isfinite(float(low)):
         text += f" [{float(low):+.2f}, {float(high):+.2f}]"
     return text + f", n = {corr['n_points']}"
 

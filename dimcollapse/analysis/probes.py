@@ -163,19 +163,19 @@ def fit_logistic(
         return vt.T @ w, b
     xt = torch.as_tensor(x, dtype=torch.float64, device=device)
     yt = torch.as_tensor(y, dtype=torch.long, device=device)
-    w = torch.zeros(x.shape[1], n_classes, dtype=torch.float64, device=device, requires_grad=True)
-    b = torch.zeros(n_classes, dtype=torch.float64, device=device, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, tolerance_grad=tol, tolerance_change=1e-10,
+    weight = torch.zeros(x.shape[1], n_classes, dtype=torch.float64, device=device, requires_grad=True)
+    bias = torch.zeros(n_classes, dtype=torch.float64, device=device, requires_grad=True)
+    opt = torch.optim.LBFGS([weight, bias], lr=1, max_iter=max_iter, tolerance_grad=tol, tolerance_change=1e-10,
                             history_size=20, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(xt @ w + b, yt) + 0.5 * weight_decay * (w * w).sum()
+        loss = torch.nn.functional.cross_entropy(xt @ weight + bias, yt) + 0.5 * weight_decay * (weight * weight).sum()
         loss.backward()
         return loss
 
     opt.step(closure)
-    return w.detach().cpu().numpy(), b.detach().cpu().numpy()
+    return weight.detach().cpu().numpy(), bias.detach().cpu().numpy()
 
 
 def _accuracy(w: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
@@ -187,10 +187,10 @@ def linear_probe(
     train_y: np.ndarray,
     test_x: np.ndarray,
     test_y: np.ndarray,
-    **options: object,
+    **options: Any,
 ) -> float:
     """Top-1 test accuracy of the linear probe (:func:`fit_linear_probe`'s options)."""
-    return fit_linear_probe(train_x, train_y, test_x, test_y, **options).accuracy  # type: ignore[arg-type]
+    return fit_linear_probe(train_x, train_y, test_x, test_y, **options).accuracy
 
 
 def fit_linear_probe(
@@ -358,10 +358,10 @@ CORRELATED_METRICS = {
 ACCURACIES = {"knn_accuracy": "k-NN top-1 accuracy", "linear_accuracy": "Linear probe top-1 accuracy"}
 
 
-def _finite_pairs(rows: Sequence[Mapping[str, object]], metric: str, accuracy: str) -> tuple[np.ndarray, np.ndarray]:
-    pairs = [(float(r[metric]), float(r[accuracy])) for r in rows  # type: ignore[arg-type]
+def _finite_pairs(rows: Sequence[Mapping[str, Any]], metric: str, accuracy: str) -> tuple[np.ndarray, np.ndarray]:
+    pairs = [(float(r[metric]), float(r[accuracy])) for r in rows
              if r.get(metric) is not None and r.get(accuracy) is not None
-             and math.isfinite(float(r[metric])) and math.isfinite(float(r[accuracy]))]  # type: ignore[arg-type]
+             and math.isfinite(float(r[metric])) and math.isfinite(float(r[accuracy]))]
     arr = np.array(pairs, dtype=np.float64).reshape(-1, 2)
     return arr[:, 0], arr[:, 1]
 

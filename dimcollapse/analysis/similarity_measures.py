@@ -185,7 +185,9 @@ def knn_sets(x: np.ndarray, k: int = MUTUAL_KNN_K, *, device: str | None = "auto
 
     z = np.array(x, dtype=np.float64)
     z /= np.maximum(np.linalg.norm(z, axis=1), NORM_EPS)[:, None]
-    return nearest_neighbours(z.astype(np.float32), (k,), members=k, device=device).members
+    sets = nearest_neighbours(z.astype(np.float32), (k,), members=k, device=device).members
+    assert sets is not None  # members=k asks for them
+    return sets
 
 
 def _shared_fraction(a: np.ndarray, b: np.ndarray) -> float:

@@ -242,6 +242,7 @@ def temporal_rows(
                 probe = probes(method, name) or {}
                 row.update({k: probe.get(k) for k in ("knn_accuracy", "linear_accuracy")})
                 if order != ORIGINAL:
+                    assert original is not None  # read whenever there are orders
                     row.update(intervention_measures(original, features(method, name)))
                 elif space in entry["time_resolved"]:
                     columns, spectra = time_resolved_measures(time_resolved(method, space), normalize=normalize,

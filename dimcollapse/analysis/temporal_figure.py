@@ -50,6 +50,11 @@ PANELS_PER_ROW = 4
 NO_TEMPORAL_NOTE = "no interventions or time-resolved spaces to show (see results/temporal/)"
 
 
+def _number(value: Any) -> float:
+    """A bar's height: the value, or NaN (no bar) where it is missing."""
+    return float(value) if finite(value) else float("nan")
+
+
 def _entry(row: Mapping[str, Any], several_spaces: bool) -> str:
     return f"{row['label']}\n{row['space']}" if several_spaces else str(row["label"])
 
@@ -75,7 +80,7 @@ def _intervention_panel(ax: Any, rows: Sequence[Mapping[str, Any]], column: str,
     distance = scale < 0
     for k, order in enumerate(orders):
         xs = [i - 0.4 + (k + 0.5) * width for i in range(len(keys))]
-        hs = np.array([float(v) if finite(v := value.get((m, s, order))) else np.nan for m, s in keys])
+        hs = np.array([_number(value.get((m, s, order))) for m, s in keys])
         if distance:  # 1 − value from the floor up, on a log axis
             ax.bar(xs, np.maximum(1.0 - hs, DISTANCE_FLOOR) - DISTANCE_FLOOR / 2, bottom=DISTANCE_FLOOR / 2,
                    width=width, color=ORDER_COLORS[order], edgecolor="0.2", linewidth=0.4)
@@ -101,8 +106,8 @@ def _time_panels(axes: list[Any], rows: Sequence[Mapping[str, Any]], spectra: Se
               linewidth=0.4)
     share.set_ylim(0, 1.05)
     share.set_title("Temporal share of variance (0: static)", fontsize=10)
-    within.bar(range(len(keys)), [float(r["within_clip_rankme"]) if finite(r.get("within_clip_rankme")) else np.nan
-                                  for r in resolved], color=colours, edgecolor="0.2", linewidth=0.4)
+    within.bar(range(len(keys)), [_number(r.get("within_clip_rankme")) for r in resolved], color=colours,
+               edgecolor="0.2", linewidth=0.4)
     within.set_title("RankMe within clips (directions of change)", fontsize=10)
     for k, (column, hatch) in enumerate((("timestep_rankme", ""), ("clip_mean_rankme", "//"))):
         xs = [i - 0.2 + 0.4 * k for i in range(len(keys))]

@@ -20,6 +20,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.typing import LineStyleType
 
 from dimcollapse.analysis.figures import METRIC_LABELS, method_colors
 from dimcollapse.models.registry import space_layer
@@ -27,8 +28,8 @@ from dimcollapse.models.registry import space_layer
 #: The metrics of both trend figures, in panel order.
 TREND_METRICS = ("auc_sigma", "rankme", "alpha_req")
 #: Line style per feature space in the series figure (layers share the dotted style).
-SPACE_STYLES = {"representation": "-", "embedding": "--"}
-LAYER_STYLE = ":"
+SPACE_STYLES: dict[str, LineStyleType] = {"representation": "-", "embedding": "--"}
+LAYER_STYLE: LineStyleType = ":"
 
 
 def _value(row: Mapping[str, Any], metric: str) -> float:
@@ -45,7 +46,7 @@ def _panels(n: int, title: str | None, width: float = 4.2) -> tuple[Figure, Sequ
 
 
 def _plot_line(ax: Any, xs: Sequence[float], rows: Sequence[Mapping[str, Any]], metric: str, *,
-               color: str, style: str = "-", label: str | None = None) -> None:
+               color: str, style: LineStyleType = "-", label: str | None = None) -> None:
     ys = [_value(r, metric) for r in rows]
     ax.plot(xs, ys, linestyle=style, color=color, linewidth=1.6, label=label)
     for x, y, r in zip(xs, ys, rows):

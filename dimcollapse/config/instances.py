@@ -124,6 +124,8 @@ def model_instance(name: str, cfg: Mapping[str, Any], **series: Any) -> ModelIns
     if method == "custom" and not (isinstance(options.get("builder"), str) and ":" in options["builder"]):
         raise ValueError(f"model {name!r}: method custom needs options.builder: 'package.module:function'")
     checkpoint = cfg.get("checkpoint")
+    clip: Mapping[str, Any]  # protocol settings the model implies
+    filename: str | None
     if method == "transformers":
         clip = transformers_clip(name, checkpoint)  # first: it says when the checkpoint is missing
         layers = _transformers_layers(name, cfg)

@@ -64,9 +64,9 @@ def job_protocol(config: Mapping[str, Any], dataset: str, model: ModelInstance) 
         protocol = resolve_protocol(model.protocol, **overrides)
     except ValueError as err:
         raise ValueError(f"model {model.name!r} on dataset {dataset!r}: {err}") from err
-    fixed = arch.fixed_input if arch is not None else None
-    if fixed is not None and (not isinstance(protocol, SlowProtocol) or (protocol.frames, protocol.crop_size) != fixed):
-        frames, crop = fixed
+    given_input = (protocol.frames, protocol.crop_size) if isinstance(protocol, SlowProtocol) else None
+    if arch is not None and arch.fixed_input is not None and given_input != arch.fixed_input:
+        frames, crop = arch.fixed_input
         given = (f"frames={protocol.frames}, crop_size={protocol.crop_size}" if isinstance(protocol, SlowProtocol)
                  else f"{protocol.family} clips")
         raise ValueError(

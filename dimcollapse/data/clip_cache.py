@@ -67,7 +67,7 @@ import logging
 import multiprocessing
 import os
 import shutil
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -194,7 +194,7 @@ class ClipCache:
             raise CacheUnreadable(f"{self.dir / INDEX_FILE}: not a clip cache index ({err})") from err
         data = self.dir / DATA_FILE
         size = data.stat().st_size if data.is_file() else None
-        if size != meta["data_bytes"]:
+        if size is None or size != meta["data_bytes"]:
             raise CacheUnreadable(f"{data}: {'missing' if size is None else f'{size} bytes'}, the cache's "
                                   f"{META_FILE} says {meta['data_bytes']}")
         if len(self.entries) != meta.get("rows", len(self.entries)):
@@ -561,7 +561,7 @@ def _same_build(meta_path: Path, start_meta: Mapping[str, Any]) -> bool:
 
 def _run(
     tasks: list[tuple[int, Row, Protocol]], workers: int
-) -> Iterator[tuple[int, np.ndarray | None, bool, str, bool]]:
+) -> Generator[tuple[int, np.ndarray | None, bool, str, bool], None, None]:
     if workers == 0 or len(tasks) <= 1:
         for t in tasks:
             yield _decode_task(t)

@@ -145,7 +145,7 @@ def collate_clips(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def make_loader(
-    dataset: ClipDataset,
+    dataset: Dataset[Any],
     *,
     batch_size: int = 16,
     workers: int = 2,
@@ -153,7 +153,8 @@ def make_loader(
     persistent_workers: bool = True,
     prefetch_factor: int = 2,
 ) -> DataLoader:
-    """A sequential DataLoader over ``dataset`` (row order kept, so feature row i = manifest row i).
+    """A sequential DataLoader over ``dataset``, a :class:`ClipDataset` or a ``Subset`` of one
+    (row order kept, so feature row i = manifest row i).
 
     ``pin_memory``: copy each batch into page-locked memory (for a fast, asynchronous copy
     to a GPU; extraction asks for it on CUDA). Workers run one torch thread each

@@ -86,6 +86,7 @@ from dimcollapse.data.listing import (
     video_id,
     walk_videos,
 )
+from dimcollapse.failures import Failure
 
 LAYOUTS: tuple[str, ...] = ("kinetics", "ucf101", "hmdb51", "folder", "csv")
 # The config keys any adapter reads; all others are ignored here.
@@ -139,7 +140,8 @@ def _list_path_label_file(cfg: Mapping[str, Any], video_dir: Path) -> DatasetLis
     list_file = existing_file(resolve(root, cfg["list_file"]), "list_file")
     prefix = resolve(root, cfg["path_prefix"]) if cfg.get("path_prefix") else video_dir
     names = read_class_names(resolve(root, cfg["class_names"])) if cfg.get("class_names") else None
-    records, problems = [], []
+    records: list[VideoRecord] = []
+    problems: list[Failure] = []
     for lineno, line in read_lines(list_file):
         parts = line.rsplit(None, 1)
         where = f"{list_file}:{lineno}"
@@ -188,20 +190,22 @@ def _list_kinetics_csv(cfg: Mapping[str, Any], video_dir: Path, extensions: tupl
             rows.append((row["label"], stem, lineno))
     classes = sorted({label for label, _, _ in rows})
     index = {name: i for i, name in enumerate(classes)}
-    records, problems, seen = [], [], set()
+    records: list[VideoRecord] = []
+    problems: list[Failure] = []
+    seen: set[str] = set()
     for label_name, stem, lineno in rows:
         if stem in seen:
             raise DatasetConfigError(f"{annotations}:{lineno}: duplicate annotation for {stem}")
         seen.add(stem)
-        video = by_stem.get(stem)
-        if video is None:
+        found = by_stem.get(stem)
+        if found is None:
             problems.append(missing(
                 stem, video_dir / stem,
                 f"annotation row {annotations}:{lineno} ({label_name}) has no video file named "
                 f"{stem}.<{'|'.join(extensions)}> under {video_dir}",
             ))
         else:
-            records.append(VideoRecord(video_id(video, video_dir), str(video), index[label_name], label_name))
+            records.append(VideoRecord(video_id(found, video_dir), str(found), index[label_name], label_name))
     return finish(records, problems, classes)
 
 
@@ -256,8 +260,8 @@ def _list_ucf101(cfg: Mapping[str, Any]) -> DatasetListing:
         unknown = sorted({r.label_name for r in listing.records} - set(index))
         if unknown:
             raise DatasetConfigError(f"{videos_dir}: class folders {unknown} are not in {class_ind_path}")
-        records = [VideoRecord(r.id, r.path, index[r.label_name], r.label_name) for r in listing.records]
-        return finish(records, (), sorted(index, key=index.__getitem__))
+        relabelled = [VideoRecord(r.id, r.path, index[r.label_name], r.label_name) for r in listing.records]
+        return finish(relabelled, (), sorted(index, key=index.__getitem__))
 
     subset = cfg.get("subset")
     if subset not in ("train", "test"):
@@ -266,7 +270,8 @@ def _list_ucf101(cfg: Mapping[str, Any]) -> DatasetListing:
         )
     index = _read_class_ind(existing_file(class_ind_path, "splits_dir (classInd.txt)"))
     list_path = existing_file(splits_dir / f"{subset}list0{split}.txt", "splits_dir")
-    records, problems = [], []
+    records: list[VideoRecord] = []
+    problems: list[Failure] = []
     for lineno, line in read_lines(list_path):
         where = f"{list_path}:{lineno}"
         parts = line.split()
@@ -310,7 +315,8 @@ def _list_hmdb51(cfg: Mapping[str, Any]) -> DatasetListing:
     if not split_files:
         raise DatasetConfigError(f"{splits_dir}: no '<class>{suffix}.txt' files (dataset config key 'splits_dir')")
     classes = [p.stem[: -len(suffix)] for p in split_files]
-    records, problems = [], []
+    records: list[VideoRecord] = []
+    problems: list[Failure] = []
     for label, (class_name, split_file) in enumerate(zip(classes, split_files)):
         for lineno, line in read_lines(split_file):
             where = f"{split_file}:{lineno}"
@@ -353,7 +359,8 @@ def _list_csv(cfg: Mapping[str, Any]) -> DatasetListing:
             raise DatasetConfigError(f"{table}: 'class_names' only applies to integer labels")
         classes = tuple(sorted({label for _, _, label in rows}))
         index = {name: i for i, name in enumerate(classes)}
-    records, problems = [], []
+    records: list[VideoRecord] = []
+    problems: list[Failure] = []
     for lineno, raw_path, raw_label in rows:
         where = f"{table}:{lineno}"
         if index is None:

@@ -26,6 +26,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import av
 import numpy as np
@@ -52,9 +53,19 @@ FORMATS: tuple[tuple[str, str, str, dict[str, str]], ...] = (
 )
 FRAME_RATES: tuple[int, ...] = (24, 25, 30)
 SIZES: tuple[tuple[int, int], ...] = ((160, 120), (176, 144))
+
+
+class DemoSize(TypedDict):
+    """How many demo videos, and how long: keywords of :func:`generate_demo`."""
+
+    videos_per_class: int
+    duration_range: tuple[float, float]
+    short_seconds: float
+
+
 # Keyword sets for generate_demo: the full demo, and a quick fixture for tests.
-FULL = {"videos_per_class": 8, "duration_range": (2.4, 3.6), "short_seconds": 1.0}
-TINY = {"videos_per_class": 3, "duration_range": (2.2, 2.5), "short_seconds": 0.8}
+FULL: DemoSize = {"videos_per_class": 8, "duration_range": (2.4, 3.6), "short_seconds": 1.0}
+TINY: DemoSize = {"videos_per_class": 3, "duration_range": (2.2, 2.5), "short_seconds": 0.8}
 
 
 @dataclass(frozen=True)
@@ -176,6 +187,8 @@ def _encode(video: DemoVideo, frames: np.ndarray, final: Path) -> None:
     with atomic_path(final, suffix="." + ext) as tmp:
         with av.open(str(tmp), "w", format=muxer, options={"fflags": "+bitexact"}) as container:
             stream = container.add_stream(codec, rate=video.fps, options=dict(options))
+            if not isinstance(stream, av.VideoStream):
+                raise ValueError(f"{codec} is not a video encoder")
             stream.width, stream.height, stream.pix_fmt = video.width, video.height, "yuv420p"
             stream.codec_context.thread_count = 1  # multi-threaded encoders are not bit-exact
             stream.codec_context.gop_size = video.fps  # a keyframe per second, so seeking matters
@@ -232,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--videos-per-class", type=int, default=None)
     parser.add_argument("--tiny", action="store_true", help="the quick 15-video test fixture")
     args = parser.parse_args(argv)
-    kwargs = dict(TINY if args.tiny else FULL)
+    kwargs = (TINY if args.tiny else FULL).copy()
     if args.videos_per_class is not None:
         kwargs["videos_per_class"] = args.videos_per_class
     paths = generate_demo(args.out_dir, seed=args.seed, split=args.split, **kwargs)

@@ -156,7 +156,7 @@ def reorder_views(video: torch.Tensor, indices: np.ndarray, blocks: int | None =
 
 
 def views_intervention(
-    protocol: Protocol, order: str, keys: Sequence[Any]
+    protocol: Protocol, order: str, keys: Sequence[Any] | np.ndarray
 ) -> Callable[[torch.Tensor, np.ndarray], torch.Tensor] | None:
     """The call that puts a batch of views in ``order`` before the model, or None for ``original``.
 

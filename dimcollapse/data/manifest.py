@@ -294,10 +294,10 @@ def as_rows(rows: Any) -> list[Row]:
         missing = {"id", "path", "duration", "fps"} - set(rows.columns)
         if missing:
             raise ValueError(f"manifest is missing columns {sorted(missing)}")
-        records: Iterable[Mapping[str, Any]] = rows.to_dict("records")
+        records: Iterable[Mapping[str, Any] | Row] = rows.to_dict("records")
     else:
         records = rows
-    out = []
+    out: list[Row] = []
     for i, r in enumerate(records):
         if isinstance(r, Row):
             out.append(r)

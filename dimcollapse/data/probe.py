@@ -116,7 +116,7 @@ def probe_video(path: str | os.PathLike[str]) -> ProbeResult:
 
 def _probe_open(path: str, container: av.container.InputContainer) -> ProbeResult:
     if not container.streams.video:
-        kinds = sorted({s.type for s in container.streams}) or ["none"]
+        kinds: list[str] = sorted({s.type for s in container.streams}) or ["none"]
         raise _fail(path, f"no video stream (streams present: {', '.join(kinds)})")
     stream = container.streams.video[0]
     codec = stream.codec_context
@@ -174,7 +174,7 @@ def _decodes(path: str, packet: av.Packet) -> list[av.VideoFrame]:
         raise _fail(path, f"the first frame does not decode ({_ffmpeg_message(err)})") from None
 
 
-def _flush(path: str, codec: av.codec.context.CodecContext) -> list:
+def _flush(path: str, codec: av.video.codeccontext.VideoCodecContext) -> list[av.VideoFrame]:
     try:
         return list(codec.decode(None))
     except av.error.FFmpegError as err:

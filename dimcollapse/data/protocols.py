@@ -88,7 +88,7 @@ DICT_FIELDS = (
 
 
 def _positive_int(v: Any) -> bool:
-    return not isinstance(v, bool) and isinstance(v, (int, np.integer)) and v >= 1
+    return not isinstance(v, bool) and isinstance(v, (int, np.integer)) and bool(v >= 1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -194,7 +194,8 @@ class Protocol:
         )
         if foreign:
             raise ValueError(f"not a {family} protocol description: settings {foreign} belong to another family")
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in names})
+        settings: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items() if k in names}
+        return cls(**settings)
 
     @property
     def key(self) -> str:
@@ -229,7 +230,7 @@ class Protocol:
         which also names it) with a neutral crop and normalisation, which the cache does not
         use. It depends on the sampling alone, so every model instance that shares the cache
         gives the same one, and a crop change of one of them is no change of the cache's job."""
-        neutral = {
+        neutral: dict[str, Any] = {
             "crop_size": self.side_size,
             "crop_rounding": "round",
             "mean": (0.0, 0.0, 0.0),

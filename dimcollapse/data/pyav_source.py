@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -121,7 +121,7 @@ class Source:
             raise VideoError(self.path, STAGE, f"cannot open as a video container ({ffmpeg_message(err)})") from None
         self.container = container
         if not container.streams.video:
-            kinds = sorted({s.type for s in container.streams}) or ["none"]
+            kinds: list[str] = sorted({s.type for s in container.streams}) or ["none"]
             container.close()
             raise VideoError(self.path, STAGE, f"no video stream (streams: {', '.join(kinds)})")
         stream = container.streams.video[0]
@@ -152,7 +152,7 @@ class Source:
         return float((pts - self.start_pts) * self.time_base)
 
     # ------------------------------------------------------------------ decoding
-    def frames_from(self, start_pts: int) -> Iterator[Any]:
+    def frames_from(self, start_pts: int) -> Generator[Any, None, None]:
         """Decoded frames, in decode order, from a keyframe at or before ``start_pts`` on.
 
         After a seek, frames decoded before that anchor keyframe (all earlier than

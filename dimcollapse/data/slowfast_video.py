@@ -10,7 +10,7 @@ own, transcribed in :mod:`dimcollapse.data.slowfast`; this module runs it on a
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ def read_slowfast(path: Path, protocol: SlowProtocol) -> DecodedFrames:
     try:
         with Source(path) as src:
             stream = src.stream
+            collect: Callable[[Source, Any], list[Any]]  # frames of one window (None: all)
             if protocol.backend == "pyav":
                 if not stream.average_rate:
                     raise VideoError(path, STAGE, "stream has no average frame rate, needed by SlowFast's PyAV path")
@@ -92,7 +93,10 @@ def _pyav_window(src: Source, w: slowfast.PyavWindow | None) -> list[Any]:
     """SlowFast's ``pyav_decode_stream`` (buffer_size 0): frames with ``start <= pts <= end``
     in decode order, plus the first one past ``end`` (it is stored before the loop stops),
     de-duplicated by pts (later wins) and sorted by pts. ``None``: the whole video."""
-    start, end = (0, math.inf) if w is None else (w.start_pts, w.end_pts)
+    start: float = 0
+    end: float = math.inf
+    if w is not None and w.start_pts is not None and w.end_pts is not None:  # (both None: a whole window)
+        start, end = w.start_pts, w.end_pts
     found: dict[int, Any] = {}
     frames = src.frames_from(int(start))
     for frame in frames:
@@ -109,7 +113,9 @@ def _torchvision_window(src: Source, w: slowfast.TorchvisionWindow | None) -> li
     """torchvision's video reader on a microsecond range: frames with
     ``start_us <= pts_us <= end_us`` in decode order (no sorting, no de-duplication), stopping
     at the first frame past the end. ``None`` or ``end_us = -1``: to the end of the video."""
-    start_us, end_us = (0, -1) if w is None else (w.start_us, w.end_us)
+    start_us, end_us = 0, -1
+    if w is not None and w.start_us is not None and w.end_us is not None:  # (both None: a whole window)
+        start_us, end_us = w.start_us, w.end_us
     tb = src.time_base
     out: list[Any] = []
     # first stream pts whose microsecond value can reach start_us

@@ -238,7 +238,8 @@ def pack_frames(frames: Sequence[np.ndarray], protocol: Protocol) -> FrameBatch:
     for a in arrays:
         data[start : start + a.nbytes].copy_(torch.from_numpy(_writable(a)).reshape(-1))
         start += a.nbytes
-    return FrameBatch(data, tuple(tuple(int(d) for d in a.shape) for a in arrays), protocol)  # type: ignore[misc]
+    shapes = tuple((int(a.shape[0]), int(a.shape[1]), int(a.shape[2]), int(a.shape[3])) for a in arrays)
+    return FrameBatch(data, shapes, protocol)
 
 
 def _shared_uint8(n: int) -> torch.Tensor:

@@ -117,7 +117,7 @@ def prepare_model(model: nn.Module, device: torch.device, *, device_type: str | 
                 module.to(memory_format=torch.channels_last_3d)
     if prep.cudnn_benchmark:
         torch.backends.cudnn.benchmark = True
-    model.preparation = prep
+    model.preparation = prep  # type: ignore[assignment]  # torch types Module.__setattr__ for tensors and modules only
     return model
 
 

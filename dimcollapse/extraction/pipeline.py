@@ -211,8 +211,8 @@ class StoreWriter:
 
     def _raise_failed(self) -> None:
         for f in self._futures:
-            if f.done() and f.exception() is not None:
-                raise f.exception()  # type: ignore[misc]
+            if f.done() and (err := f.exception()) is not None:
+                raise err
         self._futures = [f for f in self._futures if not f.done()]
 
     def __enter__(self) -> StoreWriter:
@@ -220,8 +220,8 @@ class StoreWriter:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self._pool.shutdown(wait=True)
-        errors = [f.exception() for f in self._futures if f.exception() is not None]
+        errors = [err for f in self._futures if (err := f.exception()) is not None]
         if errors and exc is None:
-            raise errors[0]  # type: ignore[misc]
+            raise errors[0]
         for err in errors:
             log.error("feature store write failed as well: %s: %s", type(err).__name__, err)

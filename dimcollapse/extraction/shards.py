@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,7 +47,7 @@ def shard_rows(n_rows: int, shard: int, n_shards: int, align: int = 1) -> np.nda
     return np.arange(start, stop, dtype=np.int64)
 
 
-@dataclass
+@dataclass(init=False)
 class ShardResult:
     """Everything one shard computed, in manifest row order."""
 
@@ -55,12 +55,22 @@ class ShardResult:
     ok: np.ndarray  # bool, False for videos that failed
     features: dict[str, np.ndarray]  # space -> float32 (n_rows, D) (zeros where not ok)
     failures: list[Failure]
-    short: np.ndarray | None = None  # bool, True where the clip had to repeat frames
-    meta: dict[str, Any] = field(default_factory=dict)  # run statistics for the sidecar
+    short: np.ndarray  # bool, True where the clip had to repeat frames
+    meta: dict[str, Any]  # run statistics for the sidecar
 
-    def __post_init__(self) -> None:
-        if self.short is None:
-            self.short = np.zeros(len(self.rows), bool)
+    def __init__(
+        self,
+        rows: np.ndarray,
+        ok: np.ndarray,
+        features: dict[str, np.ndarray],
+        failures: list[Failure],
+        short: np.ndarray | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        # Written out (not generated) so that ``short`` may be left out yet is always an array.
+        self.rows, self.ok, self.features, self.failures = rows, ok, features, failures
+        self.short = np.zeros(len(rows), bool) if short is None else short
+        self.meta = {} if meta is None else meta
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write atomically as an uncompressed ``.npz`` (plus failures as arrays)."""
@@ -72,7 +82,7 @@ class ShardResult:
         arrays["meta"] = np.array(json.dumps(self.meta, sort_keys=True, default=str))
         with atomic_path(path, suffix=".npz", need=sum(a.nbytes for a in arrays.values())) as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
+                np.savez(fh, allow_pickle=False, **arrays)  # the readers load with allow_pickle=False
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ShardResult:

@@ -336,9 +336,8 @@ class InstanceStore:
             raise ValueError(f"{len(keys)} keys and {len(ids)} ids for {len(result.rows)} clips")
         name = unique_name("seg")
         by_id = {f.id: f for f in result.failures}
-        stage = [by_id[i].stage if not good else "" for i, good in zip(ids, result.ok)]
-        error = [by_id[i].error if not good else "" for i, good in zip(ids, result.ok)]
-        stage, error = np.array(stage, dtype=str), np.array(error, dtype=str)
+        stage = np.array([by_id[i].stage if not good else "" for i, good in zip(ids, result.ok)], dtype=str)
+        error = np.array([by_id[i].error if not good else "" for i, good in zip(ids, result.ok)], dtype=str)
         arrays = {
             "ok": result.ok,
             "short": result.short,
@@ -350,7 +349,7 @@ class InstanceStore:
             atomic_path(self.dir / _DATA / f"{name}.npz", suffix=".npz", need=_nbytes(arrays)) as tmp,
             open(tmp, "wb") as fh,
         ):
-            np.savez(fh, **arrays)
+            np.savez(fh, allow_pickle=False, **arrays)  # every reader loads with allow_pickle=False
         try:
             self._write_keys(
                 name,
@@ -373,7 +372,7 @@ class InstanceStore:
             atomic_path(self.dir / _KEYS / f"{name}.npz", suffix=".npz", need=_nbytes(arrays)) as tmp,
             open(tmp, "wb") as fh,
         ):
-            np.savez(fh, **arrays)
+            np.savez(fh, allow_pickle=False, **arrays)  # every reader loads with allow_pickle=False
 
     def compact(self, at_least: int = COMPACT_AT) -> bool:
         """Merge the keys files into one when there are ``at_least`` of them.

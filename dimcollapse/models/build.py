@@ -9,7 +9,7 @@ import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -166,7 +166,7 @@ def build_model(
         provenance["time_resolved"] = list(time_spaces)
     if path is None:
         provenance["seed"] = seed
-    model.provenance = provenance
+    model.provenance = provenance  # type: ignore[assignment]  # torch types Module.__setattr__ for tensors and modules only
     return model.eval().to(device)
 
 
@@ -190,7 +190,7 @@ def _build_transformers(
         layers=layers if layers == "all" else _layers(options),
         time_resolved=_time_resolved(options),
     )
-    model.provenance = {
+    model.provenance = {  # type: ignore[assignment]  # as above: a plain attribute, which torch's typing omits
         "method": "transformers",
         "checkpoint": str(checkpoint),
         **provenance,
@@ -230,7 +230,7 @@ def _build_supervised(
     crop_size = _crop_size(options)
     model = _allocate(lambda: SlowR50Supervised(frames=frames, crop_size=crop_size))
     loaded = ck.load_pytorchvideo(model, raw, path) if path is not None else seeded_init_(model, seed)
-    pool = list(model.head_pool.kernel_size)
+    pool = list(model.head_pool_kernel)
     return model, {**loaded, "frames": frames, "crop_size": model.crop_size, "head_pool_kernel": pool}
 
 
@@ -270,7 +270,7 @@ def _build_ssl(
         head, head_source = cfg.head, "config"
     elif embedded is not None:
         head, head_source = embedded.head, "checkpoint cfg"
-    elif state is not None:
+    elif state is not None and path is not None:  # (a state always comes from a file)
         head, head_source = ck.head_from_state(state, path), "state-dict shapes"
     else:
         head, head_source = info.default_head, "released model default"
@@ -286,7 +286,11 @@ def _build_ssl(
     model = _allocate(
         lambda: SlowR50SSL(info.name, head, info.normalize_embedding, info.normalize_eps, frames, crop_size)
     )
-    loaded = ck.load_slowfast(model, state, raw, path, info) if state is not None else seeded_init_(model, seed)
+    loaded = (
+        ck.load_slowfast(model, state, raw, path, info)
+        if state is not None and path is not None
+        else seeded_init_(model, seed)
+    )
     return model, {
         **loaded,
         "frames": frames,
@@ -303,7 +307,7 @@ def _build_dpc(raw: Any, path: Path | None, seed: int, options: dict[str, Any]) 
     if bn_stats not in BN_STATS_CHOICES:
         raise ValueError(f"bn_stats must be one of {BN_STATS_CHOICES}, got {bn_stats!r}")
     state = ck.dpc_state(raw, path) if path is not None else None
-    if state is not None:
+    if state is not None and path is not None:  # (a state always comes from a file)
         file_arch = ck.dpc_arch(state, path)
         net = raw.get("net")
         if isinstance(net, str) and net != file_arch:
@@ -334,7 +338,11 @@ def _build_dpc(raw: Any, path: Path | None, seed: int, options: dict[str, Any]) 
         "seq_len": _positive_int(options, "seq_len", 5),
     }
     model = _allocate(lambda: DPCContext(arch, batch_stats=batch_stats, **sizes))
-    loaded = ck.load_dpc(model, state, raw, path, batch_stats) if state is not None else seeded_init_(model, seed)
+    loaded = (
+        ck.load_dpc(model, state, raw, path, batch_stats)
+        if state is not None and path is not None
+        else seeded_init_(model, seed)
+    )
     return model, {
         **loaded,
         "arch": arch,
@@ -461,7 +469,10 @@ def _last_linear(net: nn.Module, builder: str) -> str:
     return linears[-1]
 
 
-def _allocate(factory: Callable[[], nn.Module]) -> nn.Module:
+_Net = TypeVar("_Net", bound=nn.Module)
+
+
+def _allocate(factory: Callable[[], _Net]) -> _Net:
     """Construct a model without PyTorch's default initialisation, which would be thrown away.
 
     Weights are allocated uninitialised; every one is then set either by the strict

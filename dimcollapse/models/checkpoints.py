@@ -73,7 +73,8 @@ _LIST_LIMIT = 12
 
 def _numpy_safe_globals() -> list[Any]:
     """Globals that numpy scalars in old pickles (DPC's ``best_acc``) need under weights_only."""
-    scalar = np._core.multiarray.scalar
+    from numpy._core.multiarray import scalar
+
     dtypes = [getattr(np.dtypes, n) for n in ("Float64DType", "Float32DType", "Int64DType", "Int32DType", "BoolDType")]
     return [scalar, (scalar, "numpy.core.multiarray.scalar"), np.dtype, *dtypes]
 

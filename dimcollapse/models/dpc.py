@@ -37,7 +37,6 @@ made from the checkpoint.
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -47,8 +46,6 @@ ARCH_BLOCKS: dict[str, tuple[int, int, int, int]] = {"resnet18": (2, 2, 2, 2), "
 FEATURE_DIM = 256
 #: The published checkpoints were trained at these input sizes.
 DEFAULT_SAMPLE_SIZE: dict[str, int] = {"resnet18": 128, "resnet34": 224}
-
-Arch = Literal["resnet18", "resnet34"]
 
 
 class _BasicBlock(nn.Module):
@@ -84,7 +81,13 @@ class _BasicBlock(nn.Module):
 class ResNet2d3d(nn.Module):
     """DPC's ``ResNet2d3d_full`` with basic blocks (R18/R34): B×3×SL×H×W → B×256×⌈SL/4⌉×⌈H/32⌉×⌈W/32⌉."""
 
-    def __init__(self, arch: Arch, track_running_stats: bool = True) -> None:
+    # registered by name in __init__ (``add_module``), as DPC's checkpoints name them
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
+    def __init__(self, arch: str, track_running_stats: bool = True) -> None:
         super().__init__()
         blocks = ARCH_BLOCKS[arch]
         self.conv1 = nn.Conv3d(3, 64, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False)
@@ -139,12 +142,13 @@ class ConvGRU(nn.Module):
 
     def __init__(self, size: int) -> None:
         super().__init__()
+        self.hidden_size = size
         self.cell_list = nn.ModuleList([ConvGRUCell(size, size, 1)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: B×N×C×H×W → last hidden state B×C×H×W."""
         cell = self.cell_list[0]
-        hidden = x.new_zeros((x.shape[0], cell.hidden_size, *x.shape[3:]))
+        hidden = x.new_zeros((x.shape[0], self.hidden_size, *x.shape[3:]))
         for t in range(x.shape[1]):
             hidden = cell(x[:, t], hidden)
         return hidden
@@ -155,7 +159,7 @@ class DPCContext(nn.Module):
 
     def __init__(
         self,
-        arch: Arch = "resnet34",
+        arch: str = "resnet34",
         sample_size: int = 224,
         num_seq: int = 5,
         seq_len: int = 5,

@@ -35,7 +35,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -47,6 +47,9 @@ from dimcollapse.models.registry import layer_space, space_layer
 from dimcollapse.models.time_axes import no_time_axis, time_key
 from dimcollapse.models.time_resolved import SPACE_MAJOR_TOKENS, tokens_by_time
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
 _LIST_LIMIT = 8
 
 
@@ -55,7 +58,7 @@ def listing_command(source: str | os.PathLike[str]) -> str:
     return f"python -m dimcollapse.models.layers transformers --checkpoint {source}"
 
 
-def _transformers_class(spec: hub.HFClass) -> type[nn.Module]:
+def _transformers_class(spec: hub.HFClass) -> type[PreTrainedModel]:
     import transformers
 
     return getattr(transformers, spec.name)
@@ -75,7 +78,8 @@ def block_names(net: nn.Module, spec: hub.HFClass) -> list[str]:
     """Names of the transformer blocks of the part that runs: its first ``layer``/``layers``
     list with one entry per block (``num_hidden_layers``)."""
     encoder = net.get_submodule(spec.encoder)
-    blocks = encoder.config.num_hidden_layers
+    config: Any = encoder.config  # a transformers config (torch types module attributes as Tensor | Module)
+    blocks = config.num_hidden_layers
     prefix = f"{spec.encoder}." if spec.encoder else ""
     for name, module in encoder.named_modules():
         if (
@@ -97,9 +101,11 @@ def load_pretrained(directory: Path, spec: hub.HFClass) -> nn.Module:
     """``from_pretrained`` of the folder, strict: any key the loading report lists is an error."""
     files = hub.weight_files(directory)
     try:
-        net, info = _transformers_class(spec).from_pretrained(
+        # with output_loading_info it returns (model, report), which its annotation does not say
+        loaded: Any = _transformers_class(spec).from_pretrained(
             directory, output_loading_info=True, dtype=torch.float32, local_files_only=True
         )
+        net, info = loaded
     except (OSError, ValueError, RuntimeError, KeyError) as err:
         first = next((ln.strip() for ln in str(err).splitlines() if ln.strip()), type(err).__name__)
         raise CheckpointError(
@@ -152,7 +158,7 @@ class TransformersFeatures(nn.Module):
         self.input_shape = (3, frames, crop_size, crop_size)
         self.layers = tuple(layers)
         self.encoder = net.get_submodule(spec.encoder)  # what runs: the network, or its encoder / vision tower
-        config = self.encoder.config
+        config: Any = self.encoder.config  # a transformers config, not a Tensor | Module
         for space in time_resolved:
             if (reason := no_time_axis("transformers", space, spec.representation)) is not None:
                 raise ValueError(f"{name}: time_resolved: {space} has no time axis ({reason})")
@@ -272,7 +278,7 @@ def build_transformers(
     layers: Sequence[str] | str,
     cls_token: bool = False,
     time_resolved: Sequence[str] = (),
-) -> tuple[nn.Module, dict[str, Any]]:
+) -> tuple[TransformersFeatures, dict[str, Any]]:
     """The eval-mode :class:`TransformersFeatures` of a checkpoint folder or ``hf://`` id, and its provenance.
 
     ``frames``/``crop_size`` default to the checkpoint's configured clip; a clip the class's

@@ -79,8 +79,15 @@ class HFClass:
         return self.frames is None
 
 
-def _video(name: str, input_: str, rep: Representation, cls: bool, size: SizeRule, frames: str) -> HFClass:
-    return HFClass(name, input_, rep, cls, size, frames)  # type: ignore[arg-type]
+def _video(
+    name: str,
+    input_: Literal["pixel_values", "pixel_values_videos"],
+    rep: Representation,
+    cls: bool,
+    size: SizeRule,
+    frames: Literal["fixed", "tubelet", "any"],
+) -> HFClass:
+    return HFClass(name, input_, rep, cls, size, frames)
 
 
 def _image(name: str, cls: bool, size: SizeRule, registers: bool = False) -> HFClass:

@@ -45,8 +45,9 @@ def _module_names(method: str, arch: str | None, builder: str | None, builder_op
     elif info.name == "supervised":
         factory = SlowR50Supervised
     elif info.family == "slow_r50":
-        assert info.default_head is not None
-        factory = lambda: SlowR50SSL(info.name, info.default_head, info.normalize_embedding)  # noqa: E731
+        head = info.default_head
+        assert head is not None  # every Slow R50 SSL method has its released checkpoints' head
+        factory = lambda: SlowR50SSL(info.name, head, info.normalize_embedding)  # noqa: E731
     else:
         factory = lambda: DPCContext(arch or "resnet34")  # noqa: E731
     try:

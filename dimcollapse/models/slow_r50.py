@@ -159,7 +159,8 @@ class SlowR50Supervised(nn.Module):
         spatial = final_spatial_size(crop_size)
         kernel_t, kernel_h, kernel_w = PTV_HEAD_POOL_KERNEL
         self.backbone = SlowR50Trunk()
-        self.head_pool = nn.AvgPool3d((min(kernel_t, frames), min(kernel_h, spatial), min(kernel_w, spatial)), stride=1)
+        self.head_pool_kernel = (min(kernel_t, frames), min(kernel_h, spatial), min(kernel_w, spatial))
+        self.head_pool = nn.AvgPool3d(self.head_pool_kernel, stride=1)
 
     @property
     def expected_input_shape(self) -> tuple[int, ...]:
@@ -229,6 +230,7 @@ class SlowFastResNet(SlowR50Trunk):
         super().__init__()
         self.head = SSLHead(spec)
 
+    # the trunk returns its feature map; the whole network returns (representation, embedding)
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
         return self.head(super().forward(x))
 

@@ -56,7 +56,10 @@ class ClampedAvgPool3d(nn.AvgPool3d):
 
 
 def _triple(value: Any) -> tuple[int, int, int]:
-    return tuple(int(v) for v in value) if isinstance(value, (tuple, list)) else (int(value),) * 3  # type: ignore[return-value]
+    if isinstance(value, (tuple, list)):
+        t, h, w = (int(v) for v in value)
+        return t, h, w
+    return (int(value),) * 3
 
 
 def clamp_head_pools_(net: nn.Module) -> list[str]:

@@ -4,6 +4,7 @@ figures, and reading per-space JSON records."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from dimcollapse.logs import setup_logging
@@ -57,7 +58,7 @@ def json_rows(paths: Any) -> dict[tuple[str, str, str], dict[str, Any]]:
     return rows
 
 
-def progress_logger(verb: str, every_s: float = 10.0):  # type: ignore[no-untyped-def]
+def progress_logger(verb: str, every_s: float = 10.0) -> Callable[[int, int], None]:
     """A ``progress(done, total)`` callback that logs at most every ``every_s`` seconds."""
     import time
 
