@@ -62,7 +62,7 @@ def worker(out: Path, videos: Path, torch_scaler: bool, ffmpeg_c: bool) -> None:
         ctypes.CDLL(libs[0]).av_force_cpu_flags(ctypes.c_int(0))
     import torch
 
-    from dimcollapse.data import video
+    from dimcollapse.data import pyav_source, video
     from dimcollapse.data.clip_cache import cache_frames
     from dimcollapse.data.manifest import Row
     from dimcollapse.data.probe import probe_video
@@ -77,7 +77,7 @@ def worker(out: Path, videos: Path, torch_scaler: bool, ffmpeg_c: bool) -> None:
             y = torch.nn.functional.interpolate(x, size=(height, width), mode="bilinear", align_corners=False)
             return np.ascontiguousarray(y.round_().clamp_(0, 255).to(torch.uint8).numpy().transpose(0, 2, 3, 1))
 
-        video.scale_uint8 = torch_scale
+        pyav_source.scale_uint8 = torch_scale  # the name scale_frames looks up
     torch.set_num_threads(1)
     paper = resolve_protocol("paper", side_size=128, crop_size=112)
     models = {

@@ -215,6 +215,18 @@ def test_the_recorded_fingerprints_cover_the_demo() -> None:
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+@pytest.mark.parametrize("quick", [True, False])
+def test_gpu_check_demo_configs_are_valid_studies(quick: bool, tmp_path: Path) -> None:
+    """The configs part (c) runs (the quick one keeps 4 instances): the workflow accepts them."""
+    import yaml
+
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(gpu.demo_config("cpu", quick)))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--snakefile", str(REPO / "Snakefile"),
+                           "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml"),
+                           "--cores", "1"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
+
+
 def test_gpu_check_script_without_cuda_says_so_and_exits_cleanly() -> None:
     env = {**os.environ, "PYTHON": sys.executable, "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(["bash", "benchmarks/gpu_check.sh"], cwd=REPO, env=env, capture_output=True, text=True,

@@ -266,7 +266,7 @@ def test_probe_figure_points_colours_markers_and_rho(dataset_a):
     assert [ax.get_xlabel() for ax in axes[:4]] == [CORRELATED_METRICS[m] for m in
                                                      ("auc_sigma", "auc_lambda", "rankme", "alpha_req")]
     rankme_knn = axes[2]
-    c = next(c for c in corr if c["metric"] == "rankme" and c["accuracy"] == "knn_accuracy")
+    c = next(c for c in corr if c["metric"] == "rankme" and c["accuracy"] == "knn_accuracy" and c["scope"] == "all")
     assert rankme_knn.get_title().startswith(f"ρ = {c['spearman_rho']:+.2f} [{c['ci_low']:+.2f}, ")
     assert rankme_knn.get_title().endswith(f"n = {len(rows)}")
     points = rankme_knn.collections
@@ -278,6 +278,18 @@ def test_probe_figure_points_colours_markers_and_rho(dataset_a):
         "representation": "o", "embedding": "^", "layer.x": "s"}
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == list(COLORS) + ["Representation Space", "Embedding Space"]
+
+
+def test_probe_figure_titles_give_rho_over_all_instances_whatever_the_row_order():
+    from dimcollapse.analysis.probe_figures import probe_figure
+
+    rows = [{"dataset": "k400", "method": f"m{i}", "label": f"M{i}", "space": "representation",
+             "rankme": float(i), "knn_accuracy": 0.1 * i} for i in range(4)]
+    key = {"dataset": "k400", "accuracy": "knn_accuracy", "metric": "rankme", "n_points": 4}
+    corr = [{**key, "scope": "all", "spearman_rho": 1.0},
+            {**key, "scope": "within", "spearman_rho": -0.5}]  # a later row of another scope
+    fig = probe_figure(rows, corr, metrics={"rankme": "RankMe"}, accuracies={"knn_accuracy": "k-NN"})
+    assert fig.get_axes()[0].get_title().startswith("ρ = +1.00")
 
 
 def test_probe_figure_without_accuracies_says_so():

@@ -318,3 +318,23 @@ def test_similarity_figure_without_tables_says_so(tmp_path) -> None:
 
     fig = similarity_figure(tmp_path)
     assert [t.get_text() for t in fig.get_axes()[0].texts] == [NO_SIMILARITY_NOTE]
+
+
+def test_neighbour_searches_on_cuda_use_plain_float32_matmuls_and_restore_the_setting() -> None:
+    """The rounding bound of the neighbour search assumes IEEE float32 GEMMs: on CUDA the
+    search turns TF32 off for its duration (the flag is set without a GPU, so this runs here)."""
+    import torch
+
+    from dimcollapse.analysis.pairwise import _ieee_float32
+
+    matmul = torch.backends.cuda.matmul
+    before = matmul.fp32_precision
+    matmul.fp32_precision = "tf32"
+    try:
+        with _ieee_float32(torch.device("cuda")):
+            assert matmul.fp32_precision == "ieee"
+        assert matmul.fp32_precision == "tf32"
+        with _ieee_float32(torch.device("cpu")):  # the CPU has no TF32 path: nothing changes
+            assert matmul.fp32_precision == "tf32"
+    finally:
+        matmul.fp32_precision = before

@@ -9,6 +9,7 @@ real thing where there is one.
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import av
@@ -94,6 +95,26 @@ def _run(model, rows, make, store: Path, batch_size: int = 3, ids=None, **kw):
     ids = ids or [f"v{r}" for r in range(n)]
     return run_shard(model, SPACES, rows, make, InstanceStore(store), keys=keys, ids=ids,
                      paths=[f"/{i}" for i in ids], device=CPU, batch_size=batch_size, **kw)
+
+
+def test_the_loaders_pinning_step_keeps_a_frame_batch_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a DataLoader with ``pin_memory=True`` (extraction on CUDA) does to a collated batch,
+    with page-locking itself replaced by a copy (this machine has no CUDA driver): the frames
+    stay one FrameBatch, pinned as one buffer, with the same views."""
+    from torch.utils.data._utils.pin_memory import pin_memory
+
+    pinned: list[int] = []
+
+    def copy_as_pinned(self: torch.Tensor, *args: object) -> torch.Tensor:
+        pinned.append(self.numel())
+        return self.clone()
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", copy_as_pinned)
+    frames = pack_frames(random_clips(3), SMALL)
+    out = pin_memory({"index": torch.arange(3), "frames": frames, "failed_error": []})
+    assert isinstance(out["frames"], FrameBatch) and out["frames"].shapes == frames.shapes
+    assert out["frames"].data.data_ptr() != frames.data.data_ptr() and frames.data.numel() in pinned
+    assert torch.equal(out["frames"].views(), frames.views())
 
 
 def test_frame_batches_give_the_features_of_view_batches(tmp_path: Path) -> None:
@@ -209,6 +230,33 @@ def test_a_loader_error_keeps_the_batches_computed_before_it(tmp_path: Path) -> 
     assert stats.clips_reused == 6 and seen == [6, 7, 8]
 
 
+def test_a_model_error_keeps_the_batch_still_on_its_way_to_the_host(tmp_path: Path) -> None:
+    """On CUDA the batch before the failing one is in flight when the model raises; it is
+    finished and flushed as a CPU run would have, so a rerun computes only the rest."""
+    clips = random_clips(9)
+    model = prepare_model(tiny_net(), CPU)
+    calls = {"n": 0}
+
+    def failing_second_batch(module: torch.nn.Module, args: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    hook = model.register_forward_pre_hook(failing_second_batch)
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        _run(model, np.arange(9), lambda r: _batches(r, clips, True), tmp_path / "s", streams=FakeStreams(),
+             flush_every=3)
+    hook.remove()
+    seen: list[int] = []
+
+    def counted(rows):
+        seen.extend(rows.tolist())
+        return _batches(rows, clips, True)
+
+    _, stats = _run(model, np.arange(9), counted, tmp_path / "s")
+    assert stats.clips_reused == 3 and seen == [3, 4, 5, 6, 7, 8]
+
+
 def test_store_writes_run_in_the_background_and_their_errors_surface(tmp_path: Path) -> None:
     done: list[int] = []
     with StoreWriter() as writer:
@@ -227,6 +275,18 @@ def test_store_writes_run_in_the_background_and_their_errors_surface(tmp_path: P
             writer.submit(done.append, 3)
             raise KeyboardInterrupt
     assert done[-1] == 3
+
+
+def test_a_write_error_raised_at_the_next_submit_is_not_logged_again(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"), StoreWriter() as writer:
+        writer.submit(broken, 0)
+        while not writer._futures[0].done():
+            time.sleep(0.01)
+        writer.submit(print, 1)  # raises the first write's error here
+    assert "failed as well" not in caplog.text
 
 
 def test_an_intervention_on_the_views_is_the_same_change_of_the_uint8_frames(tmp_path: Path) -> None:

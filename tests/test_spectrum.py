@@ -216,6 +216,17 @@ def test_zero_rows_stay_zero_and_identical_rows_raise():
         analyze(np.ones((20, 5), dtype=np.float32))
 
 
+def test_loaded_statistics_extended_by_identical_rows_are_not_called_constant(tmp_path):
+    """Statistics read back from a file do not know their rows: a block of one repeated row
+    added to them is added in full, not taken for the row every row equals."""
+    path = tmp_path / "stats.npz"
+    MomentStats.from_array(features(50, 4)).save(path)
+    stats = MomentStats.load(path)
+    stats.update(np.ones((10, 4)))
+    merged = MomentStats.from_array(np.vstack([features(50, 4), np.ones((10, 4))]))
+    assert spectrum_of(stats).rankme == pytest.approx(spectrum_of(merged).rankme, rel=1e-9)
+
+
 def test_bad_inputs_name_the_problem(tmp_path):
     x = features(20, 4)
     x[7, 2] = np.nan
@@ -393,7 +404,7 @@ def test_a_constant_file_fails_in_the_streaming_pass(tmp_path: Path, monkeypatch
     def no_eigendecomposition(*args: object) -> None:
         raise AssertionError("a constant matrix needs no eigendecomposition")
 
-    monkeypatch.setattr(spectrum, "_descending_eigenvalues", no_eigendecomposition)
+    monkeypatch.setattr(spectrum, "eigenvalues_desc", no_eigendecomposition)
     with pytest.raises(spectrum.ConstantFeatures, match=f"^{path}: all 1000 feature rows are all zeros"):
         analyze_file(path, chunk_rows=64)
     stats = MomentStats.from_file(path, chunk_rows=64)

@@ -102,7 +102,9 @@ class MomentStats:
         return self
 
     def add_block(self, block: np.ndarray, weights: np.ndarray | None, where: str) -> None:
-        if weights is None and not self.varied and len(block) and self._repeats_first_row(block):
+        # the shortcut holds only while every row so far was streamed here (not for loaded statistics)
+        streamed_here = self.count == 0 or self._first is not None
+        if weights is None and not self.varied and streamed_here and len(block) and self._repeats_first_row(block):
             return
         x = np.array(block, dtype=np.float64, order="C")
         finite = np.isfinite(x).all(axis=1)

@@ -72,7 +72,9 @@ def probe_figure(
     grid = [(ds, acc) for ds in datasets for acc in accuracies if any(finite(r.get(acc)) for r in rows)]
     if not shown or not grid:  # e.g. too few videos per class for a test split
         return note_figure(NO_PROBE_NOTE, title)
-    corr = {(str(c["dataset"]), str(c["accuracy"]), str(c["metric"])): c for c in correlations}
+    # ρ over all instances; the within- and across-family rows are for the table
+    corr = {(str(c["dataset"]), str(c["accuracy"]), str(c["metric"])): c for c in correlations
+            if c.get("scope", "all") == "all"}
     # many metrics wrap onto several panel rows per (dataset, probe)
     columns = min(len(shown), PROBE_PANELS_PER_ROW)
     wraps = -(-len(shown) // columns)

@@ -372,7 +372,8 @@ def spearman_with_interval(
     """Spearman's ρ of paired values and a percentile bootstrap interval over the pairs.
 
     Resamples whose ranks are constant in x or y (ρ undefined) are dropped; with fewer
-    than 3 pairs, or fewer than half of the resamples defined, the interval is NaN.
+    than 3 pairs, no resamples (``n_boot=0``), or fewer than half of them defined, the
+    interval is NaN.
     """
     from scipy.stats import spearmanr
 
@@ -388,7 +389,7 @@ def spearman_with_interval(
         xs, ys = x[idx], y[idx]
         if np.ptp(xs) > 0 and np.ptp(ys) > 0:
             boots.append(spearmanr(xs, ys).statistic)
-    if len(boots) < n_boot / 2:
+    if not boots or len(boots) < n_boot / 2:
         return rho, math.nan, math.nan
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(boots, [tail, 100 - tail])
@@ -465,12 +466,12 @@ def metric_accuracy_correlations(
 
     def add(dataset: str, accuracy: str, metric: str, scope: str, family: str, x: np.ndarray,
             y: np.ndarray) -> None:
-        rho, low, high = spearman_with_interval(x, y, n_boot=n_boot, seed=seed, level=level)
-        if scope == "across" and x.size < MIN_FAMILIES_FOR_INTERVAL:
-            low = high = math.nan  # resampling 3 or 4 points gives intervals that look certain
+        # no interval across fewer families: resampling 3 or 4 points gives intervals that look certain
+        boots = 0 if scope == "across" and x.size < MIN_FAMILIES_FOR_INTERVAL else n_boot
+        rho, low, high = spearman_with_interval(x, y, n_boot=boots, seed=seed, level=level)
         out.append({"dataset": dataset, "accuracy": accuracy, "metric": metric, "scope": scope, "family": family,
                     "n_points": int(x.size), "spearman_rho": rho, "ci_low": low, "ci_high": high,
-                    "ci_level": level, "bootstrap_n": n_boot, "bootstrap_seed": seed})
+                    "ci_level": level, "bootstrap_n": boots, "bootstrap_seed": seed})
 
     for dataset in dict.fromkeys(str(r["dataset"]) for r in rows):
         subset = [r for r in rows if str(r["dataset"]) == dataset]

@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dimcollapse.analysis.moments import DEFAULT_CHUNK_ROWS, NORM_EPS
 
-if TYPE_CHECKING:  # the kernels import torch, which the workflow's start must not
-    pass
 
 def _centred_cross(x: np.ndarray, y: np.ndarray, chunk_rows: int) -> np.ndarray:
     """(X − x̄)ᵀ(Y − ȳ) in float64, streamed over row chunks (works on memory maps)."""

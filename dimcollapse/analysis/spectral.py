@@ -4,15 +4,12 @@ subsets, which separates the N ≤ D cliff from collapse)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from dimcollapse.analysis.moments import NORM_EPS, MomentStats
-from dimcollapse.analysis.spectrum import RANKME_EPS, analyze
-
-if TYPE_CHECKING:  # the kernels import torch, which the workflow's start must not
-    pass
+from dimcollapse.analysis.spectrum import analyze, rankme_of
 
 LIDAR_DELTA = 1e-3
 LIDAR_EPS = 1e-7
@@ -130,6 +127,4 @@ def _gram_metrics(rows: np.ndarray, normalize: bool) -> tuple[float, float, floa
     sigma = np.sqrt((n - 1) * lam)
     auc_sigma = float((np.cumsum(sigma) / sigma.sum()).mean())
     auc_lambda = float((np.cumsum(lam) / lam.sum()).mean())
-    sigma_u = np.sqrt(eigenvalues(x @ x.T))
-    p = sigma_u / sigma_u.sum() + RANKME_EPS
-    return float(np.exp(-np.sum(p * np.log(p)))), auc_sigma, auc_lambda
+    return rankme_of(eigenvalues(x @ x.T)), auc_sigma, auc_lambda

@@ -141,7 +141,7 @@ class Spectrum:
 # From statistics to spectrum
 
 
-def _descending_eigenvalues(matrix: np.ndarray) -> tuple[np.ndarray, float]:
+def eigenvalues_desc(matrix: np.ndarray) -> tuple[np.ndarray, float]:
     """Eigenvalues of a symmetric PSD matrix, descending, with round-off set to 0.
 
     Returns the eigenvalues and the tolerance τ = D·eps·λ_max below which they were
@@ -151,6 +151,14 @@ def _descending_eigenvalues(matrix: np.ndarray) -> tuple[np.ndarray, float]:
     tau = lam[0] * matrix.shape[0] * np.finfo(np.float64).eps
     lam[lam <= tau] = 0.0
     return lam, float(tau)
+
+
+def rankme_of(eigenvalues: np.ndarray, eps: float = RANKME_EPS) -> float:
+    """RankMe from a second-moment matrix's eigenvalues λ (descending, round-off already 0):
+    exp of the entropy of p_k = σ_k / Σσ + ε with σ_k = √λ_k (Garrido et al. 2023)."""
+    sigma = np.sqrt(eigenvalues)
+    p = sigma / sigma.sum() + eps
+    return float(np.exp(-np.sum(p * np.log(p))))
 
 
 def _alpha_req(lam: np.ndarray, alpha_range: tuple[int, int]) -> tuple[float, float, tuple[int, int]]:
@@ -228,7 +236,7 @@ def spectrum_of(
     n = int(round(n_float))
     if stats.same_row is not None and not stats.varied:  # seen in the streaming pass: no eigendecomposition
         raise ConstantFeatures(constant_message(n, all_zero=stats.zero_rows >= n_float, normalized=stats.normalize))
-    lam, tau = _descending_eigenvalues(stats.covariance)
+    lam, tau = eigenvalues_desc(stats.covariance)
     # the rows' own scale: mean squared norm; a covariance at round-off level of it is zero
     scale = (np.trace(stats.m2) + n_float * float(stats.mean @ stats.mean)) / n_float
     if lam[0] <= d * np.finfo(np.float64).eps * scale:
@@ -241,10 +249,9 @@ def spectrum_of(
     total = lam.sum()
     cev_variance = np.cumsum(lam[:m]) / total
 
-    mu, _ = _descending_eigenvalues(stats.second_moment)
+    mu, _ = eigenvalues_desc(stats.second_moment)
     sigma_u = np.sqrt(mu[:m])
-    p = sigma_u / sigma_u.sum() + rankme_eps
-    rankme = float(np.exp(-np.sum(p * np.log(p))))
+    rankme = rankme_of(mu[:m], rankme_eps)
 
     alpha, r2, used = _alpha_req(lam, alpha_range)
     rank_limited = n <= d

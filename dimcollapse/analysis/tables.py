@@ -21,15 +21,12 @@ import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from dimcollapse.analysis.spectrum import Spectrum
 from dimcollapse.atomic import atomic_path, write_json, write_text
-
-if TYPE_CHECKING:  # the kernels import torch, which the workflow's start must not
-    pass
 
 SPECTRUM_COLUMNS = (
     "index",
@@ -338,17 +335,18 @@ def read_metrics_csv(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             raise ValueError(f"{path}: malformed metrics table: {err}") from err
 
 
-def _num(value: Any, digits: int) -> str:
+def number_cell(value: Any, digits: int) -> str:
+    """A table cell: the value to ``digits`` decimals, or "–" where it is missing (None, NaN)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return f"{float(value):.{digits}f}"
 
 
 def _with_ci(row: Mapping[str, Any], col: str, digits: int) -> str:
-    text = _num(row.get(col), digits)
+    text = number_cell(row.get(col), digits)
     low, high = row.get(f"{col}_ci_low"), row.get(f"{col}_ci_high")
     if low is not None and high is not None:
-        text += f" [{_num(low, digits)}, {_num(high, digits)}]"
+        text += f" [{number_cell(low, digits)}, {number_cell(high, digits)}]"
     return text
 
 
@@ -358,18 +356,18 @@ def _percent(value: Any) -> str:
 
 #: Columns shown in the Markdown table only when some row has them (added by later stages).
 OPTIONAL_MARKDOWN = (
-    ("twonn", "TwoNN ID", lambda v: _num(v, 1)),
-    ("twonn_mle", "TwoNN ID (MLE)", lambda v: _num(v, 1)),
-    ("gride", "GRIDE ID", lambda v: _num(v, 1)),
-    ("ph0", "PH₀ ID", lambda v: _num(v, 1)),
-    ("self_clustering", "Self-clustering", lambda v: _num(v, 3)),
-    ("uniformity", "Uniformity", lambda v: _num(v, 3)),
-    ("alignment", "Alignment", lambda v: _num(v, 3)),
-    ("lidar", "LiDAR", lambda v: _num(v, 1)),
+    ("twonn", "TwoNN ID", lambda v: number_cell(v, 1)),
+    ("twonn_mle", "TwoNN ID (MLE)", lambda v: number_cell(v, 1)),
+    ("gride", "GRIDE ID", lambda v: number_cell(v, 1)),
+    ("ph0", "PH₀ ID", lambda v: number_cell(v, 1)),
+    ("self_clustering", "Self-clustering", lambda v: number_cell(v, 3)),
+    ("uniformity", "Uniformity", lambda v: number_cell(v, 3)),
+    ("alignment", "Alignment", lambda v: number_cell(v, 3)),
+    ("lidar", "LiDAR", lambda v: number_cell(v, 1)),
     ("knn_accuracy", "k-NN acc. %", _percent),
     ("linear_accuracy", "Linear acc. %", _percent),
-    ("cka_shuffled", "CKA shuffled", lambda v: _num(v, 3)),
-    ("temporal_share", "Temporal share", lambda v: _num(v, 3)),
+    ("cka_shuffled", "CKA shuffled", lambda v: number_cell(v, 3)),
+    ("temporal_share", "Temporal share", lambda v: number_cell(v, 3)),
 )
 
 
@@ -398,11 +396,11 @@ def metrics_markdown(rows: Iterable[Mapping[str, Any]]) -> str:
             n,
             str(r["dim"]),
             _with_ci(r, "auc_sigma", 3),
-            _num(r["auc_lambda"], 3),
+            number_cell(r["auc_lambda"], 3),
             _with_ci(r, "rankme", 1),
             _with_ci(r, "alpha_req", 3),
-            _num(r["alpha_req_r2"], 3),
-            _num(r["participation_ratio"], 1),
+            number_cell(r["alpha_req_r2"], 3),
+            number_cell(r["participation_ratio"], 1),
             f"{r['dims_90_lambda']}/{r['dims_95_lambda']}/{r['dims_99_lambda']}",
         ]
         cells += [fmt(r.get(col)) for col, _, fmt in optional]
@@ -451,9 +449,9 @@ def _strength(c: Mapping[str, Any] | None) -> float:
 def _rho_cell(c: Mapping[str, Any] | None) -> str:
     if c is None:
         return "–"
-    text = _num(c["spearman_rho"], 2)
+    text = number_cell(c["spearman_rho"], 2)
     if c.get("ci_low") is not None and math.isfinite(float(c["ci_low"])):
-        text += f" [{_num(c['ci_low'], 2)}, {_num(c['ci_high'], 2)}]"
+        text += f" [{number_cell(c['ci_low'], 2)}, {number_cell(c['ci_high'], 2)}]"
     return text
 
 

@@ -44,7 +44,15 @@ import numpy as np
 
 from dimcollapse.analysis.moments import NORM_EPS
 from dimcollapse.analysis.similarity_measures import linear_cka
-from dimcollapse.analysis.spectrum import DEFAULT_ALPHA_RANGE, RANKME_EPS, Spectrum, analyze
+from dimcollapse.analysis.spectrum import (
+    DEFAULT_ALPHA_RANGE,
+    RANKME_EPS,
+    Spectrum,
+    analyze,
+    eigenvalues_desc,
+    rankme_of,
+)
+from dimcollapse.analysis.tables import number_cell
 from dimcollapse.atomic import atomic_path, write_text
 from dimcollapse.data.interventions import INTERVENTIONS, ORIGINAL, intervened_space
 
@@ -145,13 +153,8 @@ def _share(within: float, between: float) -> float:
 def scatter_rankme(scatter: np.ndarray, eps: float = RANKME_EPS) -> float:
     """RankMe of a scatter matrix SᵀS: exp of the entropy of p_k = σ_k / Σσ + ε, σ_k = √λ_k;
     NaN for a zero matrix (no variation: nothing to count)."""
-    lam = np.linalg.eigvalsh(np.asarray(scatter, dtype=np.float64))[::-1]
-    if lam[0] <= 0:
-        return math.nan
-    lam[lam <= lam[0] * len(lam) * np.finfo(np.float64).eps] = 0.0  # round-off, as the spectrum does
-    sigma = np.sqrt(lam)
-    p = sigma / sigma.sum() + eps
-    return float(np.exp(-np.sum(p * np.log(p))))
+    lam, _ = eigenvalues_desc(np.asarray(scatter, dtype=np.float64))  # round-off set to 0, as the spectrum does
+    return math.nan if lam[0] <= 0 else rankme_of(lam, eps)
 
 
 def clip_means(x: np.ndarray, *, chunk_clips: int = CHUNK_CLIPS) -> np.ndarray:
@@ -308,14 +311,10 @@ def table_metric_columns(paths: Iterable[str | os.PathLike[str]]) -> dict[tuple[
 INTERVENTION_METRICS = tuple(f"{kind}_{order}" for kind in ("cka", "cosine") for order in INTERVENTIONS)
 
 
-def _num(value: Any, digits: int) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{float(value):.{digits}f}"
-
-
 def _pair(row: Mapping[str, Any], original: Mapping[str, Any], key: str, digits: int, scale: float = 1.0) -> str:
     """``value (value with the original frames)`` of one column."""
     shown = [None if v is None else scale * float(v) for v in (row.get(key), original.get(key))]
-    return f"{_num(shown[0], digits)} ({_num(shown[1], digits)})"
+    return f"{number_cell(shown[0], digits)} ({number_cell(shown[1], digits)})"
 
 
 def temporal_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -329,8 +328,9 @@ def temporal_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
                   "| TwoNN (original) | k-NN % (original) | Linear % (original) |", "|" + "---|" * 10]
         for r in orders:
             o = originals.get((r["method"], r["space"]), {})
-            lines.append(f"| {r['label']} | {r['space']} | {r['frame_order']} | {_num(r.get('linear_cka'), 4)} | "
-                         f"{_num(r.get('mean_cosine'), 4)} | {_pair(r, o, 'rankme', 1)} | "
+            lines.append(f"| {r['label']} | {r['space']} | {r['frame_order']} | "
+                         f"{number_cell(r.get('linear_cka'), 4)} | {number_cell(r.get('mean_cosine'), 4)} | "
+                         f"{_pair(r, o, 'rankme', 1)} | "
                          f"{_pair(r, o, 'auc_sigma', 3)} | {_pair(r, o, 'twonn', 1)} | "
                          f"{_pair(r, o, 'knn_accuracy', 1, 100)} | {_pair(r, o, 'linear_accuracy', 1, 100)} |")
         lines += ["", "Linear CKA and mean cosine compare each clip's features with its original-order features: "
@@ -343,9 +343,9 @@ def temporal_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
                   "| RankMe of clip means (N) | AUC time steps | AUC clip means |", "|" + "---|" * 9]
         for r in resolved:
             lines.append(f"| {r['label']} | {r['space']} | {int(float(r['timesteps']))} | "
-                         f"{_num(r['temporal_share'], 4)} | {_num(r.get('within_clip_rankme'), 1)} | "
-                         f"{_num(r.get('timestep_rankme'), 1)} | {_num(r.get('clip_mean_rankme'), 1)} | "
-                         f"{_num(r.get('timestep_auc'), 3)} | {_num(r.get('clip_mean_auc'), 3)} |")
+                         f"{number_cell(r['temporal_share'], 4)} | {number_cell(r.get('within_clip_rankme'), 1)} | "
+                         f"{number_cell(r.get('timestep_rankme'), 1)} | {number_cell(r.get('clip_mean_rankme'), 1)} | "
+                         f"{number_cell(r.get('timestep_auc'), 3)} | {number_cell(r.get('clip_mean_auc'), 3)} |")
         lines += ["", "Temporal share: variance within clips (over time steps) over the total; 0 = every time step "
                   "of a clip is the same (temporal collapse). RankMe within clips: directions the features move in "
                   "over time.", ""]

@@ -72,8 +72,21 @@ def crop_offsets(height: int, width: int, protocol: Protocol) -> list[tuple[int,
     return [(y, 0), (y, x), (y, width - c)]
 
 
+def normalisation(protocol: Protocol, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The protocol's per-channel mean and std, float32 on ``device``.
+
+    Made once per batch by :func:`batch_views`: on CUDA each is a copy from pageable host
+    memory, which waits for the staging stream, so once per clip would stall the staging.
+    """
+    return (torch.tensor(protocol.mean, dtype=torch.float32, device=device),
+            torch.tensor(protocol.std, dtype=torch.float32, device=device))
+
+
 def frames_to_views(
-    frames: np.ndarray | torch.Tensor, protocol: Protocol, out: torch.Tensor | None = None
+    frames: np.ndarray | torch.Tensor,
+    protocol: Protocol,
+    out: torch.Tensor | None = None,
+    norm: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Scale, crop and normalise one clip's uint8 frames into the model's input views.
 
@@ -90,7 +103,8 @@ def frames_to_views(
 
     The uint8 frames are permuted to C×T×H×W before the float conversion (a 1-byte copy
     instead of a 4-byte one, see :func:`planar_float`) and each view is normalised in
-    place into the output; the arithmetic is unchanged.
+    place into the output; the arithmetic is unchanged. ``norm``: :func:`normalisation` of
+    the protocol on the frames' device, when the caller has it already.
     """
     x = torch.from_numpy(_writable(frames)) if isinstance(frames, np.ndarray) else frames
     if x.dtype != torch.uint8 or x.dim() != 4 or x.shape[-1] != 3:
@@ -99,8 +113,7 @@ def frames_to_views(
     if x.shape[0] == 0 or x.shape[0] % per:
         raise ValueError(f"{x.shape[0]} frames is not a whole number of {per}-frame windows")
     device = x.device
-    mean = torch.tensor(protocol.mean, dtype=torch.float32, device=device)
-    std = torch.tensor(protocol.std, dtype=torch.float32, device=device)
+    mean, std = norm if norm is not None else normalisation(protocol, device)
     mean_c, std_c = mean[:, None, None, None], std[:, None, None, None]
     c = protocol.crop_size
     windows = x.shape[0] // per
@@ -256,6 +269,7 @@ def batch_views(batch: FrameBatch) -> torch.Tensor:
     """
     p = batch.protocol
     out = torch.empty((len(batch), p.views, *p.clip_shape), dtype=torch.float32, device=batch.data.device)
+    norm = normalisation(p, batch.data.device)
     for i in range(len(batch)):
-        frames_to_views(batch.clip(i), p, out=out[i])
+        frames_to_views(batch.clip(i), p, out=out[i], norm=norm)
     return out

@@ -181,9 +181,13 @@ def run_shard(
                 while len(in_flight) > feeder.depth:
                     finish(*in_flight.popleft())
         except BaseException:
-            if feeder.loader_failed:  # the batches computed before the loader failed count, as they would have
+            # whatever stopped the loop, the batches already computed count (on CUDA one is still on
+            # its way to the host, where a CPU run would have finished it)
+            try:
                 while in_flight:
                     finish(*in_flight.popleft())
+            except Exception:
+                log.exception("could not keep the batches computed before the error")
             raise
         while in_flight:
             finish(*in_flight.popleft())

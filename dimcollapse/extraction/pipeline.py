@@ -129,7 +129,6 @@ class Feeder:
         self.pad_to = pad_to
         self.intervene = intervene
         self.streams = streams if streams is not None else (CudaStreams(device) if device.type == "cuda" else None)
-        self.loader_failed = False
 
     @property
     def depth(self) -> int:
@@ -164,7 +163,7 @@ class Feeder:
     def feed(self, batches: Iterable[Batch]) -> Iterator[Staged]:
         """``batches`` staged one ahead: the next batch is staged before the current one is
         handed out. When the loader raises, the batch fetched before is still handed out
-        first, then the error follows (with :attr:`loader_failed` set)."""
+        first, then the error follows."""
         it = iter(batches)
         try:
             current = self.stage(next(it))
@@ -177,7 +176,6 @@ class Feeder:
                 yield current
                 return
             except BaseException:
-                self.loader_failed = True
                 yield current
                 raise
             upcoming = self.stage(following)
@@ -212,6 +210,7 @@ class StoreWriter:
     def _raise_failed(self) -> None:
         for f in self._futures:
             if f.done() and (err := f.exception()) is not None:
+                self._futures.remove(f)  # raised here: not reported again when the block ends
                 raise err
         self._futures = [f for f in self._futures if not f.done()]
 

@@ -200,7 +200,7 @@ def probe_figure(smk: Any) -> None:
 
     start(smk)
     rows = pd.read_csv(smk.input.table).to_dict("records")
-    corr = [c for c in pd.read_csv(smk.input.correlations).to_dict("records") if c["scope"] == "all"]
+    corr = pd.read_csv(smk.input.correlations).to_dict("records")
     view = smk.params.view
     _, colors, title = figure_view(view, "collapse metrics against probe accuracy")
     fig = draw(rows, corr, metrics=CORRELATED_METRICS, accuracies=ACCURACIES, title=title, colors=colors)
