@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from dimcollapse.errors import KnownError, one_line
+
 EXIT_BAD_INPUT = 2
 
 
@@ -363,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-pairs-rows",
         type=int,
         metavar="N",
-        help="TwoNN and uniformity use a seeded subsample of N rows above N (default 20000)",
+        help="TwoNN, GRIDE and uniformity use a seeded subsample of N rows above N (default 20000)",
     )
     a.set_defaults(run=_analyze)
 
@@ -455,6 +457,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as err:
         print(f"dimcollapse: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KnownError as err:  # e.g. a full disk while writing --json: one line, as a workflow job ends
+        print(f"dimcollapse: error: {one_line(err)}", file=sys.stderr)
+        return 1
     return code or 0
 
 

@@ -101,12 +101,13 @@ def _parse(path: Path) -> ast.Module:
     return ast.parse(path.read_bytes(), filename=str(path))
 
 
-def module_imports(name: str, root: Path = ROOT) -> set[str]:
+@functools.cache  # every rule's stage_code walks the same modules, at each start of Snakemake
+def module_imports(name: str, root: Path = ROOT) -> frozenset[str]:
     """Package modules that module ``name`` imports anywhere in its source."""
     file = module_file(name, root)
     if file is None:
         raise ModuleNotFoundError(f"{name}: not a module of {root}")
-    return imported_modules([_parse(file)], name, root) - {name}
+    return frozenset(imported_modules([_parse(file)], name, root) - {name})
 
 
 def closure(names: Iterable[str], root: Path = ROOT) -> set[str]:

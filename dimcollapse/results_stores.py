@@ -5,7 +5,7 @@ The back end of ``dimcollapse store list|prune|verify``. Both stores outlive eve
 config change by design (a checkpoint swapped back, a sampling tried again reuse them),
 so at Kinetics scale they grow by tens to hundreds of GB per checkpoint and sampling
 ever used. What a config uses is derived with the workflow's own functions: the extract
-rule's job (:func:`~dimcollapse.config.extraction_job`), the store key of its identity
+rule's job (:func:`~dimcollapse.config.jobs.extraction_job`), the store key of its identity
 (:func:`~dimcollapse.extraction.store.instance_identity`) and the protocols' sampling
 keys, so pruning can never disagree with what the next run would look up.
 
@@ -197,7 +197,7 @@ class Removal:
     path: Path
     bytes: int
     what: str
-    only: tuple[Path, ...] = ()
+    only: tuple[Path, ...] | None = None
 
 
 @dataclass
@@ -245,11 +245,13 @@ def prune_plan(results: str | os.PathLike[str], usage: Usage, *, quarantine: boo
             continue
         what = f"feature store key ({_describe_key(summary)})"
         if held.is_dir() and not quarantine:
-            files = tuple(f for sub in ("data", "keys") for f in sorted((path / sub).iterdir()))
+            parts = [path / sub for sub in ("data", "keys") if (path / sub).is_dir()]
+            files = tuple(f for part in parts for f in sorted(part.iterdir()))
             spared.append(held)
-            plan.removals.append(
-                Removal(path, sum(f.stat().st_size for f in files), f"{what}; its quarantine/ is kept", files)
-            )
+            if files:  # (none left after an earlier prune: only the quarantine is there)
+                plan.removals.append(
+                    Removal(path, sum(f.stat().st_size for f in files), f"{what}; its quarantine/ is kept", files)
+                )
         else:
             plan.removals.append(Removal(path, summary["bytes"], what))
     for ds in _subdirs(results / CLIPS):
@@ -278,7 +280,7 @@ def prune_plan(results: str | os.PathLike[str], usage: Usage, *, quarantine: boo
 
 def remove(plan: Sequence[Removal]) -> None:
     for item in plan:
-        for path in item.only or (item.path,):
+        for path in item.only if item.only is not None else (item.path,):
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
             else:

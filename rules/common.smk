@@ -102,10 +102,7 @@ def gpu_jobs():
     without importing torch); cluster profiles that submit from a GPU-less login node
     set the resource explicitly (profiles/slurm).
     """
-    device = EXTRACTION["device"]
-    if device == "auto":
-        return int(nvidia_gpu_visible())
-    return int(device == "cuda")
+    return _gpu_resource(EXTRACTION["device"])
 
 
 # How an extraction job runs, not what it computes: resources of the job, so that changing
@@ -205,7 +202,7 @@ def frame_order(wildcards):
 
 
 def extraction_params(wildcards):
-    """The extract rule's job (see dimcollapse.temporal_config.extraction_job)."""
+    """The extract rule's job (see dimcollapse.config.temporal.extraction_job)."""
     ds, m = wildcards.dataset, wildcards.method
     return tcfg.extraction_job(config, MODELS[m], protocol(ds, m), frame_order(wildcards))
 
@@ -368,7 +365,8 @@ def probe_gpu():
 
 
 def analysis_gpu():
-    """GPU resource of spectrum jobs (their TwoNN and uniformity Gram blocks)."""
+    """GPU resource of the jobs that run on `analysis.device`: spectrum (its neighbour
+    searches and Gram blocks) and similarity (its mutual k-NN search)."""
     return _gpu_resource(ANALYSIS["device"])
 
 

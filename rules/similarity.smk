@@ -19,6 +19,7 @@ rule similarity:
         "results/benchmarks/similarity/{dataset}.tsv"
     threads: 2
     resources:
+        gpu=analysis_gpu(),
         mem_mb=8000,
         runtime=60,
         analysis_device=ANALYSIS["device"],  # how, not what: the device changes no number

@@ -4,29 +4,15 @@
 # and figure that compare them with the original frames.
 
 
-rule extract_intervened:
-    input:
-        unpack(extract_input),
+# The extraction rule itself (extraction_params reads the {order} wildcard into the job), with its own
+# outputs: resources, GPU requests included, are the same.
+use rule extract as extract_intervened with:
     output:
         "results/features/{dataset}/{method}/shards/{order}/{shard}-of-{nshards}.npz",
-    params:
-        job=extraction_params,
-        numerics=NUMERICS_VERSION,
-        max_rel_error=EXTRACTION["max_rel_error"],
     log:
         "logs/extract/{dataset}/{method}/{order}/{shard}-of-{nshards}.log",
     benchmark:
         "results/benchmarks/extract/{dataset}/{method}/{order}/{shard}-of-{nshards}.tsv"
-    threads: EXTRACTION["threads"]
-    resources:
-        gpu=gpu_jobs(),
-        mem_mb=8000,
-        runtime=720,
-        **EXTRACTION_RUN,
-    conda:
-        ENVS["extract"]
-    script:
-        "../scripts/extract.py"
 
 
 rule merge_time_resolved:

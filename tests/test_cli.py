@@ -230,3 +230,21 @@ def test_similarity_prints_linear_cka_and_names_a_row_mismatch(features: Path, t
     assert main(["similarity", str(features), str(short)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(features) in err and str(short) in err and "120 rows" in err
+
+
+def test_a_full_disk_while_writing_json_is_one_line_and_exit_1(
+    features: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import dimcollapse.atomic
+    from dimcollapse.disk_full import DiskFull
+
+    out = tmp_path / "out.json"
+
+    def full(path: object, *args: object, **kwargs: object) -> None:
+        raise DiskFull(f"{path}: the disk is full (needed 2 kB)")
+
+    monkeypatch.setattr(dimcollapse.atomic, "write_json", full)
+    assert main(["analyze", str(features), "--json", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{out}: the disk is full" in err and "Traceback" not in err
+

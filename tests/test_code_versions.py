@@ -95,9 +95,11 @@ def test_a_stage_function_reaches_what_it_imports_transitively(package: Path) ->
 def test_code_version_changes_with_exactly_the_modules_reached(package: Path) -> None:
     before = {f: cv.stage_code(f, package) for f in ("first", "second", "third")}
     cv._parse.cache_clear()
+    cv.module_imports.cache_clear()
     (package / "sub" / "d.py").write_text("Y = 3\n")
     after = {f: cv.stage_code(f, package) for f in ("first", "second", "third")}
     cv._parse.cache_clear()
+    cv.module_imports.cache_clear()
     assert after["first"] != before["first"]
     assert after["second"] == before["second"] and after["third"] == before["third"]
 

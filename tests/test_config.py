@@ -158,16 +158,6 @@ def test_every_rule_has_an_env_log_and_benchmark() -> None:
             assert directive in body, f"rule {name} lacks {directive}"
 
 
-def test_workflow_parsing_does_not_load_torch() -> None:
-    """The Snakefile imports dimcollapse.config at every Snakemake start (twice per Slurm job)."""
-    import subprocess
-    import sys
-
-    code = "import sys, dimcollapse.config, dimcollapse.provenance; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
-
-
 def test_hidden_gpus_are_not_visible(monkeypatch: pytest.MonkeyPatch) -> None:
     from dimcollapse.utils import nvidia_gpu_visible
 

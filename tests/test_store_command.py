@@ -180,6 +180,8 @@ def test_quarantine_survives_a_plain_prune_and_goes_with_quarantine(tmp_path: Pa
     assert "its quarantine/ is kept" in out and "--quarantine" in out
     assert store_cmd("list", results=results) == 0
     assert "Not made by dimcollapse" not in capsys.readouterr().out  # what is left is still the store's
+    assert store_cmd("prune", results=results) == 0  # a second plain prune has nothing of that key to remove
+    assert held.exists() and "its quarantine/ is kept" not in capsys.readouterr().out
 
     assert store_cmd("prune", "--quarantine", results=results) == 0
     out = capsys.readouterr().out

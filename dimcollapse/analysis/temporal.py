@@ -224,7 +224,7 @@ def temporal_rows(
     """Rows of the temporal table and of its spectra file for one dataset.
 
     ``plan``: instance → ``spaces``, ``orders`` (frame orders) and ``time_resolved`` (spaces),
-    as :func:`dimcollapse.temporal_config.temporal_plan` gives it. The loaders take
+    as :func:`dimcollapse.config.temporal.temporal_plan` gives it. The loaders take
     ``(instance, space)``: ``features`` the N × D matrix, ``metrics`` its spectrum rule's
     row, ``probes`` its probe row (None without probes), ``time_resolved`` the N × T′ × D array.
     """

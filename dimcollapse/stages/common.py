@@ -21,7 +21,7 @@ def figure_view(view: dict[str, Any], subject: str | None = None) -> tuple[dict[
     """Labels, colours (same per method in every figure) and title of the study's figures.
 
     A study whose models are all untrained says so in every title; in one that mixes
-    weights, the labels mark the untrained ones (:func:`dimcollapse.config.display_labels`).
+    weights, the labels mark the untrained ones (:func:`dimcollapse.config.display.display_labels`).
     """
     from dimcollapse.analysis.figures import method_colors
     from dimcollapse.models.registry import UNTRAINED

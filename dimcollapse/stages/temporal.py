@@ -27,9 +27,9 @@ def merge_time_resolved(smk: Any) -> None:
     shards = [ShardResult.load(p) for p in smk.input.shards]
     n_manifest = len(read_manifest(smk.input.manifest))
     index = pd.read_csv(smk.input.index, dtype={"id": str})
-    pooled = merge_space(shards, index, n_manifest, space)
     flat = merge_space(shards, index, n_manifest, time_key(space))
-    resolved = flat.reshape(len(flat), -1, pooled.shape[1])
+    width = max(s.features[space].shape[1] for s in shards)  # D of the pooled space (a shard of no rows: 0)
+    resolved = flat.reshape(len(flat), -1, width)
     save_npy(smk.output.features, resolved)
     record = sidecar(flat, shards, smk.params.job, dataset=smk.wildcards.dataset, space=time_key(space),
                      n_manifest=n_manifest, rows_file=smk.input.index)
